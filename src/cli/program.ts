@@ -1,0 +1,68 @@
+import { Command, CommanderError } from 'commander';
+import { AppError, isAppError } from '../errors.js';
+import { startServer } from '../server.js';
+import type { CliContext } from './context.js';
+import { demoCommand } from './demo-command.js';
+import { keysCommands } from './keys-commands.js';
+import { policyCommands } from './policy-commands.js';
+import { openDatabase } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { databaseTarget } from '../runtime.js';
+
+export function buildProgram(ctx: CliContext): Command {
+  const program = new Command('claw-approvals')
+    .description('Mattermost as the control plane for permissioned agent work')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
+
+  program
+    .command('serve')
+    .description('run the server (HTTP API; database, key and policies are verified first)')
+    .action(async () => {
+      await startServer(ctx.config(), ctx.log(), { handleSignals: true });
+      // The server keeps the event loop alive; close-with-grace ends the process on a signal.
+      await new Promise<never>(() => {});
+    });
+
+  program
+    .command('migrate')
+    .description('apply pending database migrations (also done by serve) and exit')
+    .action(async () => {
+      const database = await openDatabase(databaseTarget(ctx.config()));
+      try {
+        const results = await migrateToLatest(database.db);
+        ctx.output.out(
+          results.length ? results.map((r) => `${r.status} ${r.migrationName}`).join('\n') : `database ${database.description} is up to date`,
+        );
+      } finally {
+        await database.close();
+      }
+    });
+
+  policyCommands(program, ctx);
+  keysCommands(program, ctx);
+  demoCommand(program, ctx);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; errors are printed by code and message, never as stacks. */
+export async function runCli(argv: readonly string[], ctx: CliContext): Promise<number> {
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync(argv as string[]);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (isAppError(err)) {
+      ctx.output.err(`error ${err.code}: ${err.message}`);
+      if (err.code === 'ERR_CONFIG_INVALID' && Array.isArray(err.details)) {
+        for (const d of err.details as { key: string; problem: string }[]) ctx.output.err(`  ${d.key}: ${d.problem}`);
+      }
+      return 1;
+    }
+    const e = new AppError('ERR_INTERNAL', 'unexpected failure', { cause: err });
+    ctx.output.err(`error ${e.code}: ${(err as Error)?.message ?? String(err)}`);
+    return 1;
+  }
+}

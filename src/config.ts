@@ -1,0 +1,145 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from './errors.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+
+const httpUrl = z
+  .string()
+  .refine((v) => URL.canParse(v) && /^https?:$/.test(new URL(v).protocol), 'must be an http(s) URL');
+
+/**
+ * Every setting of SPEC section 6, in one place. Keys are the environment variable names;
+ * `loadConfig` maps them to the typed `Config` the rest of the program sees.
+ */
+const envSchema = z
+  .object({
+    MATTERMOST_URL: z.preprocess(emptyToUndefined, httpUrl.optional()),
+    MATTERMOST_TOKEN: z.preprocess(
+      emptyToUndefined,
+      z.string().regex(/^\S+$/, 'must not contain whitespace').optional(),
+    ),
+    DATABASE_URL: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .refine(
+          (v) => URL.canParse(v) && /^postgres(ql)?:$/.test(new URL(v).protocol),
+          'must be a postgres:// or postgresql:// URL',
+        )
+        .optional(),
+    ),
+    DATA_DIR: z.preprocess(emptyToUndefined, z.string().default('./data')),
+    HOST: z.preprocess(emptyToUndefined, z.string().default('127.0.0.1')),
+    PORT: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .regex(/^\d{1,5}$/, 'must be an integer between 0 and 65535')
+        .transform(Number)
+        .refine((n) => n <= 65535, 'must be an integer between 0 and 65535')
+        .default(8080),
+    ),
+    PUBLIC_URL: z.preprocess(emptyToUndefined, httpUrl.optional()),
+    POLICIES_DIR: z.preprocess(emptyToUndefined, z.string().default('./policies')),
+    LOG_LEVEL: z.preprocess(
+      (v) => (typeof v === 'string' ? emptyToUndefined(v.toLowerCase()) : v),
+      z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    ),
+    ADMIN_TOKEN: z.preprocess(
+      emptyToUndefined,
+      z.string().min(32, 'must be at least 32 characters').optional(),
+    ),
+    SIGNING_KEY_FILE: optionalString,
+    SIGNING_KEY_JWK: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .refine((v) => {
+          try {
+            const parsed: unknown = JSON.parse(v);
+            return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+          } catch {
+            return false;
+          }
+        }, 'must be a JSON object (an Ed25519 private JWK)')
+        .optional(),
+    ),
+  })
+  .superRefine((env, ctx) => {
+    if (env.MATTERMOST_URL && !env.MATTERMOST_TOKEN) {
+      ctx.addIssue({ code: 'custom', path: ['MATTERMOST_TOKEN'], message: 'is required when MATTERMOST_URL is set' });
+    }
+    if (env.MATTERMOST_TOKEN && !env.MATTERMOST_URL) {
+      ctx.addIssue({ code: 'custom', path: ['MATTERMOST_URL'], message: 'is required when MATTERMOST_TOKEN is set' });
+    }
+    if (env.SIGNING_KEY_FILE && env.SIGNING_KEY_JWK) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SIGNING_KEY_JWK'],
+        message: 'conflicts with SIGNING_KEY_FILE: give the signing key one way',
+      });
+    }
+  });
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  mattermost: { url: string; token: string } | null;
+  databaseUrl: string | null;
+  dataDir: string;
+  host: string;
+  port: number;
+  publicUrl: string;
+  policiesDir: string;
+  logLevel: LogLevel;
+  adminToken: string | null;
+  signingKey: { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
+}
+
+export interface ConfigProblem {
+  key: string;
+  problem: string;
+}
+
+/** The environment variables `loadConfig` understands, for docs and `.env` checks. */
+export const CONFIG_KEYS = Object.keys(envSchema.shape) as (keyof z.infer<typeof envSchema>)[];
+
+/**
+ * Validates the whole environment at once. A failure names every bad or missing key in
+ * one message; values are never echoed (some are secrets).
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
+  const picked = Object.fromEntries(CONFIG_KEYS.map((k) => [k, env[k]]));
+  const result = envSchema.safeParse(picked);
+  if (!result.success) {
+    const problems: ConfigProblem[] = result.error.issues.map((issue) => ({
+      key: String(issue.path[0] ?? '(environment)'),
+      problem: issue.message,
+    }));
+    const summary = problems.map((p) => `${p.key} ${p.problem}`).join('; ');
+    throw new AppError('ERR_CONFIG_INVALID', `invalid configuration: ${summary}`, { details: problems });
+  }
+  const e = result.data;
+  const dataDir = path.resolve(cwd, e.DATA_DIR);
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  return {
+    mattermost: e.MATTERMOST_URL && e.MATTERMOST_TOKEN ? { url: e.MATTERMOST_URL, token: e.MATTERMOST_TOKEN } : null,
+    databaseUrl: e.DATABASE_URL ?? null,
+    dataDir,
+    host: e.HOST,
+    port: e.PORT,
+    publicUrl,
+    policiesDir: path.resolve(cwd, e.POLICIES_DIR),
+    logLevel: e.LOG_LEVEL,
+    adminToken: e.ADMIN_TOKEN ?? null,
+    signingKey: e.SIGNING_KEY_JWK
+      ? { kind: 'jwk', jwk: e.SIGNING_KEY_JWK }
+      : e.SIGNING_KEY_FILE
+        ? { kind: 'file', file: path.resolve(cwd, e.SIGNING_KEY_FILE) }
+        : { kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
+  };
+}

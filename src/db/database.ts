@@ -1,0 +1,135 @@
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { AppError } from '../errors.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { PGliteDialect } from './pglite-dialect.js';
+import type { Database } from './schema.js';
+
+export type Db = Kysely<Database>;
+
+export type DatabaseTarget =
+  | { kind: 'postgres'; url: string }
+  | { kind: 'pglite'; dataDir: string }
+  /** In-memory PGlite: tests and throwaway runs. */
+  | { kind: 'pglite-memory' };
+
+export interface DatabaseHandle {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Where the data lives, with any password removed. */
+  description: string;
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+
+/** A connection string safe to log: the password is replaced. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable DATABASE_URL)';
+  }
+}
+
+export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHandle> {
+  if (target.kind === 'postgres') {
+    const pool = new pg.Pool({
+      connectionString: target.url,
+      max: 10,
+      connectionTimeoutMillis: 5_000,
+      // Ids and counters are int8 in the schema but stay far below 2^53: read them as numbers,
+      // as PGlite does, so both dialects return the same shapes.
+      types: {
+        getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+          oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+      },
+    });
+    // An idle client losing its server must not crash the process; the next query reports it.
+    pool.on('error', () => {});
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const handle: DatabaseHandle = {
+      db,
+      kind: 'postgres',
+      description: redactDatabaseUrl(target.url),
+      close: () => db.destroy(),
+    };
+    await assertReachable(handle);
+    return handle;
+  }
+  if (target.kind === 'pglite-memory') {
+    const pglite = await PGlite.create();
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    return { db, kind: 'pglite', description: 'embedded PGlite (in memory)', close: () => db.destroy() };
+  }
+  const lock = await lockDataDir(target.dataDir);
+  try {
+    const dir = path.join(target.dataDir, 'pglite');
+    const pglite = await PGlite.create(dir);
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    return {
+      db,
+      kind: 'pglite',
+      description: `embedded PGlite in ${dir}`,
+      close: async () => {
+        await db.destroy();
+        await lock.release();
+      },
+    };
+  } catch (cause) {
+    await lock.release();
+    throw new AppError('ERR_DB_UNAVAILABLE', `embedded database in ${target.dataDir} could not be opened`, { cause });
+  }
+}
+
+/** Throws ERR_DB_UNAVAILABLE (closing the handle) when a trivial query fails. */
+async function assertReachable(handle: DatabaseHandle): Promise<void> {
+  try {
+    await sql`select 1`.execute(handle.db);
+  } catch (cause) {
+    await handle.close().catch(() => {});
+    throw new AppError('ERR_DB_UNAVAILABLE', `database ${handle.description} is unreachable: ${describeDbError(cause)}`, {
+      cause,
+    });
+  }
+}
+
+/** A short reason for a driver error that never includes credentials. */
+export function describeDbError(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code === 'string' && /^[A-Z0-9_]+$/.test(e.code)) {
+    // Node socket errors (ECONNREFUSED…) and SQLSTATEs are safe and precise.
+    const known: Record<string, string> = {
+      ECONNREFUSED: 'connection refused',
+      ENOTFOUND: 'host not found',
+      ETIMEDOUT: 'connection timed out',
+      '28P01': 'authentication failed',
+      '28000': 'authentication rejected',
+      '3D000': 'database does not exist',
+    };
+    return known[e.code] ?? `error ${e.code}`;
+  }
+  if (typeof e?.message === 'string' && /timeout/i.test(e.message)) return 'connection timed out';
+  return 'connection failed';
+}
+
+export async function isDatabaseReachable(db: Db, timeoutMs = 2_000): Promise<{ ok: true } | { ok: false; reason: string }> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      sql`select 1`.execute(db),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
+      }),
+    ]);
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: describeDbError(err) };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { Db } from '../../db/database.js';
+import { isDatabaseReachable } from '../../db/database.js';
+import type { PolicyService } from '../../policy/policy-service.js';
+
+/** A readiness check contributed by a component (the chat adapter adds one later). */
+export type ReadinessCheck = () => Promise<{ ok: boolean; reason?: string; [k: string]: unknown }>;
+
+export function healthRoutes(
+  app: FastifyInstance,
+  deps: { db: Db; policies: PolicyService; extraChecks?: Record<string, ReadinessCheck> },
+): void {
+  app.get('/healthz', { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } }, async () => ({
+    ok: true,
+  }));
+
+  app.get('/readyz', async (_req, reply) => {
+    const checks: Record<string, { ok: boolean; [k: string]: unknown }> = {};
+    checks.database = await isDatabaseReachable(deps.db);
+    const snap = deps.policies.current();
+    checks.policies = snap
+      ? {
+          ok: true,
+          active: [...snap.resolution.active.values()].map((c) => ({ name: c.name, hash: c.hash, origin: c.origin })),
+          open_channels: snap.resolution.channels.size,
+          closed_channels: snap.resolution.closed.size,
+          problems: snap.problems,
+        }
+      : { ok: false, reason: 'policies are not loaded' };
+    for (const [name, check] of Object.entries(deps.extraChecks ?? {})) {
+      try {
+        checks[name] = await check();
+      } catch {
+        checks[name] = { ok: false, reason: 'check failed' };
+      }
+    }
+    const ok = Object.values(checks).every((c) => c.ok);
+    const reasons = Object.entries(checks)
+      .filter(([, c]) => !c.ok)
+      .map(([name, c]) => `${name}: ${String(c.reason ?? 'not ready')}`);
+    return reply.status(ok ? 200 : 503).send({ ok, reasons, checks });
+  });
+}

@@ -1,0 +1,35 @@
+import type { FastifyInstance } from 'fastify';
+import type { Db } from '../../db/database.js';
+import { publishedJwks } from '../../tokens/key-ring.js';
+
+const jwkSchema = {
+  type: 'object',
+  // Declared properties only: a private "d" can never leave through this route.
+  additionalProperties: false,
+  required: ['kty', 'crv', 'x', 'kid', 'alg', 'use'],
+  properties: {
+    kty: { type: 'string' },
+    crv: { type: 'string' },
+    x: { type: 'string' },
+    kid: { type: 'string' },
+    alg: { type: 'string' },
+    use: { type: 'string' },
+  },
+} as const;
+
+export function jwksRoutes(app: FastifyInstance, deps: { db: Db }): void {
+  app.get(
+    '/.well-known/jwks.json',
+    {
+      schema: {
+        response: {
+          200: { type: 'object', additionalProperties: false, required: ['keys'], properties: { keys: { type: 'array', items: jwkSchema } } },
+        },
+      },
+    },
+    async (_req, reply) => {
+      reply.header('cache-control', 'public, max-age=300');
+      return publishedJwks(deps.db);
+    },
+  );
+}

@@ -1,0 +1,102 @@
+import type { Clock } from '../clock.js';
+import { sealEnvelope, verifyEnvelope, type Envelope } from '../crypto/envelope.js';
+import { B64U_SHA256, jcsHashB64u } from '../crypto/hash.js';
+import { canonicalJson } from '../crypto/jcs.js';
+import type { Db } from '../db/database.js';
+import type { WpcRegistryRow } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import type { SigningKey } from '../tokens/signing-key.js';
+import type { HashedPolicy } from './hash-policy.js';
+import type { Wpc } from './types.js';
+
+export type WpcEnvelope = Envelope<Wpc, 'work_policy_contract'>;
+
+/**
+ * Stores a policy version under its hash, signed by the bot key. Idempotent: a hash that is
+ * already registered keeps its original envelope (the table is append-only).
+ */
+export async function registerPolicy(
+  db: Db,
+  args: { hashed: HashedPolicy; key: SigningKey; clock: Clock; source: string | null },
+): Promise<{ row: WpcRegistryRow; created: boolean }> {
+  const { hashed, key } = args;
+  const envelope = sealEnvelope({
+    type: 'work_policy_contract',
+    payload: hashed.policy,
+    payloadHashB64u: hashed.hash,
+    key,
+    issuedAt: args.clock(),
+  });
+  const inserted = await db
+    .insertInto('wpc_registry')
+    .values({
+      policy_hash_b64u: hashed.hash,
+      policy_name: hashed.policy.policy_name,
+      canonical_payload: hashed.canonical,
+      signature_b64u: envelope.signature_b64u,
+      signer_did: envelope.signer_did,
+      issued_at: envelope.issued_at,
+      source: args.source,
+    })
+    .onConflict((oc) => oc.column('policy_hash_b64u').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  if (inserted) return { row: inserted, created: true };
+  const existing = await db
+    .selectFrom('wpc_registry')
+    .selectAll()
+    .where('policy_hash_b64u', '=', hashed.hash)
+    .executeTakeFirstOrThrow();
+  return { row: existing, created: false };
+}
+
+export function assertHashFormat(hash: string): void {
+  if (!B64U_SHA256.test(hash)) {
+    throw new AppError('ERR_WPC_HASH_MALFORMED', 'policy hash must be 43 base64url characters (SHA-256, no padding)');
+  }
+}
+
+/**
+ * Rebuilds and checks the envelope of a stored row: the stored text must still be the JCS
+ * of its payload, hash to the row's key, and carry a valid signature from one of our keys.
+ * Anything else is corruption: the bad payload is never returned.
+ */
+export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet<string>): WpcEnvelope {
+  const corrupted = (why: string) =>
+    new AppError('ERR_WPC_CORRUPTED', `stored policy ${row.policy_hash_b64u} failed verification: ${why}`);
+  let payload: Wpc;
+  try {
+    payload = JSON.parse(row.canonical_payload) as Wpc;
+  } catch {
+    throw corrupted('payload is not JSON');
+  }
+  if (canonicalJson(payload) !== row.canonical_payload) throw corrupted('payload is not in canonical form');
+  const envelope: WpcEnvelope = {
+    envelope_version: '1',
+    envelope_type: 'work_policy_contract',
+    payload,
+    payload_hash_b64u: row.policy_hash_b64u,
+    hash_algorithm: 'SHA-256',
+    signature_b64u: row.signature_b64u,
+    algorithm: 'Ed25519',
+    signer_did: row.signer_did,
+    issued_at: new Date(row.issued_at).toISOString(),
+  };
+  const check = verifyEnvelope(envelope, { type: 'work_policy_contract', hashPayload: jcsHashB64u, trustedSigners });
+  if (!check.ok) throw corrupted(check.message);
+  if (payload.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
+  return envelope;
+}
+
+export async function getVerifiedPolicy(db: Db, hash: string, trustedSigners: ReadonlySet<string>): Promise<WpcEnvelope> {
+  assertHashFormat(hash);
+  const row = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).executeTakeFirst();
+  if (!row) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
+  return envelopeFromRow(row, trustedSigners);
+}
+
+export async function listRegisteredPolicies(db: Db, name?: string): Promise<WpcRegistryRow[]> {
+  let q = db.selectFrom('wpc_registry').selectAll().orderBy('policy_name').orderBy('registered_at');
+  if (name) q = q.where('policy_name', '=', name);
+  return q.execute();
+}

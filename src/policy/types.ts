@@ -1,0 +1,90 @@
+/** TypeScript view of `policies/wpc.schema.json`. The schema is the authority; keep the two in step. */
+export interface ApprovalRule {
+  allowed_approver_groups: string[];
+  approval_phrase: 'APPROVE job:{job_id} step:{step}';
+  required_approvals: number;
+  distinct_groups: boolean;
+  allow_requester_approval: boolean;
+  approval_ttl_seconds: number;
+}
+
+export type ApprovalOverride = Partial<Omit<ApprovalRule, 'approval_phrase'>>;
+
+export interface RunbookParam {
+  type: 'string' | 'integer' | 'boolean';
+  description: string;
+  required?: boolean;
+  default?: string | number | boolean;
+  pattern?: string;
+  enum?: (string | number)[];
+  minimum?: number;
+  maximum?: number;
+  max_length?: number;
+}
+
+export interface RunbookStep {
+  id: string;
+  tool: string;
+  args?: Record<string, string | number | boolean>;
+  summary: string;
+}
+
+export interface Runbook {
+  description: string;
+  params?: Record<string, RunbookParam>;
+  executor: string;
+  steps: RunbookStep[];
+}
+
+export interface Wpc {
+  wpc_version: '1';
+  policy_name: string;
+  description?: string;
+  channel_context: {
+    system: 'mattermost';
+    allowed_team_ids: string[];
+    allowed_channel_ids: string[];
+    requester_groups: string[];
+  };
+  tools: { profile: 'allowlist'; allow: string[]; deny: string[] };
+  execution: {
+    require_human_approval_for: string[];
+    approval_rule: ApprovalRule;
+    simulate_first?: { simulation_tool: string; required_before: string[] };
+    step_overrides?: Record<string, ApprovalOverride>;
+  };
+  models?: {
+    provider?: string;
+    allowed_models?: string[];
+    route_through: 'clawproxy';
+    require_gateway_receipts: boolean;
+  };
+  data_boundaries?: {
+    pii?: 'allow' | 'redact_in_logs' | 'deny';
+    export?: 'allow' | 'deny';
+    allowed_data_classes?: string[];
+    denied_data_classes?: string[];
+  };
+  token_requirements: {
+    cst_ttl_seconds_max: number;
+    policy_hash_pinning: 'required';
+    job_scoped_binding: true;
+    audience: string;
+    subject: string;
+    extra_scopes?: string[];
+  };
+  attestation: { require_proof_bundle: boolean; require_gateway_receipts: boolean };
+  runbooks?: Record<string, Runbook>;
+}
+
+export interface GroupMember {
+  user_id?: string;
+  mattermost_group?: string;
+  mattermost_channel?: string;
+  note?: string;
+}
+
+export interface GroupsFile {
+  groups_version: '1';
+  groups: Record<string, { description?: string; members: GroupMember[] }>;
+}

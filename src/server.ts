@@ -1,0 +1,67 @@
+import closeWithGrace from 'close-with-grace';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApp } from './app.js';
+import type { Config } from './config.js';
+import { PolicyService } from './policy/policy-service.js';
+import { openRuntime, type Runtime } from './runtime.js';
+
+export interface RunningServer {
+  app: FastifyInstance;
+  runtime: Runtime;
+  policies: PolicyService;
+  url: string;
+  stop(): Promise<void>;
+}
+
+const POLICY_REFRESH_MS = 5_000;
+
+/** `claw-approvals serve`: database, key, policies, HTTP; stops gracefully on SIGINT/SIGTERM. */
+export async function startServer(config: Config, log: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningServer> {
+  log.info(
+    { mode: 'api-only', mattermost: config.mattermost ? 'configured' : 'not configured' },
+    'claw-approvals starting in API-only mode: no Mattermost connection in this build',
+  );
+  const runtime = await openRuntime(config, log);
+  const { database, key } = runtime;
+  log.info({ database: database.description, kid: key.kid, did: key.did, keyCreated: runtime.keyCreated }, 'state opened');
+
+  const policies = new PolicyService({ db: database.db, key, clock: runtime.clock, log, policiesDir: config.policiesDir });
+  await policies.reload();
+
+  const app = buildApp({ db: database.db, policies, log });
+  let timer: NodeJS.Timeout | undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      clearInterval(timer);
+      await app.close();
+      await runtime.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (err) {
+    await runtime.close();
+    throw err;
+  }
+  timer = setInterval(() => {
+    policies.refreshIfChanged().catch((err) => log.error({ err }, 'policy refresh failed'));
+  }, POLICY_REFRESH_MS);
+  timer.unref();
+
+  if (opts.handleSignals) {
+    closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+      if (err) log.error({ err }, 'shutting down after an error');
+      else log.info({ signal }, 'shutting down');
+      await stop();
+    });
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  log.info({ url, publicUrl: config.publicUrl }, 'listening');
+  return { app, runtime, policies, url, stop };
+}
