@@ -20,7 +20,9 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('wpc_registry')
-    .addColumn('policy_hash_b64u', 'text', (c) => c.primaryKey().check(sql`policy_hash_b64u ~ '^[A-Za-z0-9_-]{43}$'`))
+    .addColumn('policy_hash_b64u', 'text', (c) =>
+      c.primaryKey().check(sql`policy_hash_b64u ~ '^[A-Za-z0-9_-]{43}$'`),
+    )
     .addColumn('policy_name', 'text', (c) => c.notNull())
     .addColumn('canonical_payload', 'text', (c) => c.notNull())
     .addColumn('signature_b64u', 'text', (c) => c.notNull())
@@ -29,7 +31,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('source', 'text')
     .addColumn('registered_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex('wpc_registry_name_idx').on('wpc_registry').columns(['policy_name', 'registered_at']).execute();
+  await db.schema
+    .createIndex('wpc_registry_name_idx')
+    .on('wpc_registry')
+    .columns(['policy_name', 'registered_at'])
+    .execute();
   await sql`create trigger wpc_registry_immutable before update or delete on wpc_registry
     for each row execute function claw_refuse_change()`.execute(db);
 
@@ -42,7 +48,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('reason', 'text', (c) => c.notNull())
     .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
     .execute();
-  await db.schema.createIndex('policy_pins_name_idx').on('policy_pins').columns(['policy_name', 'id']).execute();
+  await db.schema
+    .createIndex('policy_pins_name_idx')
+    .on('policy_pins')
+    .columns(['policy_name', 'id'])
+    .execute();
   await sql`create trigger policy_pins_append_only before update or delete on policy_pins
     for each row execute function claw_refuse_change()`.execute(db);
 }

@@ -71,10 +71,18 @@ const envSchema = z
   })
   .superRefine((env, ctx) => {
     if (env.MATTERMOST_URL && !env.MATTERMOST_TOKEN) {
-      ctx.addIssue({ code: 'custom', path: ['MATTERMOST_TOKEN'], message: 'is required when MATTERMOST_URL is set' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MATTERMOST_TOKEN'],
+        message: 'is required when MATTERMOST_URL is set',
+      });
     }
     if (env.MATTERMOST_TOKEN && !env.MATTERMOST_URL) {
-      ctx.addIssue({ code: 'custom', path: ['MATTERMOST_URL'], message: 'is required when MATTERMOST_TOKEN is set' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MATTERMOST_URL'],
+        message: 'is required when MATTERMOST_TOKEN is set',
+      });
     }
     if (env.SIGNING_KEY_FILE && env.SIGNING_KEY_JWK) {
       ctx.addIssue({
@@ -97,7 +105,10 @@ export interface Config {
   policiesDir: string;
   logLevel: LogLevel;
   adminToken: string | null;
-  signingKey: { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
+  signingKey:
+    | { kind: 'generated'; file: string }
+    | { kind: 'file'; file: string }
+    | { kind: 'jwk'; jwk: string };
 }
 
 export interface ConfigProblem {
@@ -127,7 +138,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   const dataDir = path.resolve(cwd, e.DATA_DIR);
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
   return {
-    mattermost: e.MATTERMOST_URL && e.MATTERMOST_TOKEN ? { url: e.MATTERMOST_URL, token: e.MATTERMOST_TOKEN } : null,
+    mattermost:
+      e.MATTERMOST_URL && e.MATTERMOST_TOKEN ? { url: e.MATTERMOST_URL, token: e.MATTERMOST_TOKEN } : null,
     databaseUrl: e.DATABASE_URL ?? null,
     dataDir,
     host: e.HOST,

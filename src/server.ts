@@ -17,16 +17,29 @@ export interface RunningServer {
 const POLICY_REFRESH_MS = 5_000;
 
 /** `claw-approvals serve`: database, key, policies, HTTP; stops gracefully on SIGINT/SIGTERM. */
-export async function startServer(config: Config, log: Logger, opts: { handleSignals?: boolean } = {}): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  opts: { handleSignals?: boolean } = {},
+): Promise<RunningServer> {
   log.info(
     { mode: 'api-only', mattermost: config.mattermost ? 'configured' : 'not configured' },
     'claw-approvals starting in API-only mode: no Mattermost connection in this build',
   );
   const runtime = await openRuntime(config, log);
   const { database, key } = runtime;
-  log.info({ database: database.description, kid: key.kid, did: key.did, keyCreated: runtime.keyCreated }, 'state opened');
+  log.info(
+    { database: database.description, kid: key.kid, did: key.did, keyCreated: runtime.keyCreated },
+    'state opened',
+  );
 
-  const policies = new PolicyService({ db: database.db, key, clock: runtime.clock, log, policiesDir: config.policiesDir });
+  const policies = new PolicyService({
+    db: database.db,
+    key,
+    clock: runtime.clock,
+    log,
+    policiesDir: config.policiesDir,
+  });
   await policies.reload();
 
   const app = buildApp({ db: database.db, policies, log });

@@ -13,7 +13,12 @@ export interface CliContext {
   withRuntime<T>(fn: (rt: Runtime) => Promise<T>): Promise<T>;
 }
 
-export function createCliContext(args: { loadConfig: () => Config; makeLogger: (c: Config) => Logger; output: Output; defaultActor: string }): CliContext {
+export function createCliContext(args: {
+  loadConfig: () => Config;
+  makeLogger: (c: Config) => Logger;
+  output: Output;
+  defaultActor: string;
+}): CliContext {
   let config: Config | undefined;
   let log: Logger | undefined;
   const ctx: CliContext = {

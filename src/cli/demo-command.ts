@@ -2,10 +2,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { jcsHashB64u } from '../crypto/hash.js';
-import { verifyEnvelope } from '../crypto/envelope.js';
 import { didKeyFromPublicKey } from '../crypto/did-key.js';
-import { fromB64u } from '../crypto/hash.js';
+import { verifyEnvelope } from '../crypto/envelope.js';
+import { fromB64u, jcsHashB64u } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
@@ -48,7 +47,9 @@ export function demoCommand(program: Command, ctx: CliContext): void {
         if (!snap) throw new AppError('ERR_INTERNAL', 'policies did not load');
         say('2. Policies in POLICIES_DIR, validated, hashed (RFC 8785 JCS + SHA-256) and registered:');
         for (const cand of snap.resolution.active.values()) {
-          const channels = [...snap.resolution.channels].filter(([, b]) => b.policyName === cand.name).map(([c]) => c);
+          const channels = [...snap.resolution.channels]
+            .filter(([, b]) => b.policyName === cand.name)
+            .map(([c]) => c);
           say(`   ${cand.name.padEnd(36)} ${cand.hash}  channels: ${channels.join(', ')}`);
         }
         for (const p of snap.problems) say(`   problem: ${p}`);
@@ -65,16 +66,25 @@ export function demoCommand(program: Command, ctx: CliContext): void {
           });
           const ok = status === 200 && check.ok && !!jwk;
           if (!ok) failures++;
-          say(`   ${ok ? 'verified' : 'FAILED  '} ${cand.name}: HTTP ${status}, signer in JWKS as kid ${jwk?.kid ?? '-'}${check.ok ? '' : `, ${check.reason}`}`);
+          say(
+            `   ${ok ? 'verified' : 'FAILED  '} ${cand.name}: HTTP ${status}, signer in JWKS as kid ${jwk?.kid ?? '-'}${check.ok ? '' : `, ${check.reason}`}`,
+          );
         }
         const tampered = await get(`/v1/wpc/${'A'.repeat(43)}`);
-        say(`\n4. Unknown hash -> HTTP ${tampered.status} ${String((tampered.body.error as { code?: string })?.code)}`);
+        say(
+          `\n4. Unknown hash -> HTTP ${tampered.status} ${String((tampered.body.error as { code?: string })?.code)}`,
+        );
         const ready = await get('/readyz');
         say(`5. /readyz -> HTTP ${ready.status}`);
-        say('\nMattermost conversations (plans, approvals, tokens, proof bundles) are not part of this build yet.');
-        if (failures) throw new AppError('ERR_INTERNAL', `${failures} policy envelope(s) failed verification`);
+        say(
+          '\nMattermost conversations (plans, approvals, tokens, proof bundles) are not part of this build yet.',
+        );
+        if (failures)
+          throw new AppError('ERR_INTERNAL', `${failures} policy envelope(s) failed verification`);
         if (opts.keep) {
-          say(`\nRunning. Try:\n  curl ${server.url}/readyz\n  curl ${server.url}/.well-known/jwks.json\nCtrl-C to stop.`);
+          say(
+            `\nRunning. Try:\n  curl ${server.url}/readyz\n  curl ${server.url}/.well-known/jwks.json\nCtrl-C to stop.`,
+          );
           await new Promise<never>(() => {});
         }
       } finally {

@@ -10,7 +10,9 @@ export function keysCommands(program: Command, ctx: CliContext): void {
 
   keys
     .command('show')
-    .description('print the active key (kid, did:key, public JWK) and every key still published for verification')
+    .description(
+      'print the active key (kid, did:key, public JWK) and every key still published for verification',
+    )
     .action(async () => {
       await ctx.withRuntime(async (rt) => {
         const all = await listSigningKeys(rt.database.db);
@@ -30,11 +32,16 @@ export function keysCommands(program: Command, ctx: CliContext): void {
 
   keys
     .command('rotate')
-    .description('generate a new signing key; the old public key stays published so what it signed still verifies')
+    .description(
+      'generate a new signing key; the old public key stays published so what it signed still verifies',
+    )
     .action(async () => {
       const source = ctx.config().signingKey;
       if (source.kind === 'jwk') {
-        throw new AppError('ERR_KEY_INVALID', 'the signing key comes from SIGNING_KEY_JWK: replace it there; the new key is published at the next start');
+        throw new AppError(
+          'ERR_KEY_INVALID',
+          'the signing key comes from SIGNING_KEY_JWK: replace it there; the new key is published at the next start',
+        );
       }
       await ctx.withRuntime(async (rt) => {
         const next = generateSigningJwk();
@@ -44,7 +51,10 @@ export function keysCommands(program: Command, ctx: CliContext): void {
         await writeKeyFile(source.file, next, { replace: true });
         ctx.output.out(
           json({
-            rotated: { from: { kid: rt.key.kid, did: rt.key.did }, to: { kid: nextKey.kid, did: nextKey.did } },
+            rotated: {
+              from: { kid: rt.key.kid, did: rt.key.did },
+              to: { kid: nextKey.kid, did: nextKey.did },
+            },
             note: 'restart running servers to sign with the new key; the old key stays in JWKS for verification',
           }),
         );

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import { B64U_SHA256 } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
 import { diffPolicies, formatChanges } from '../policy/diff-policy.js';
 import { loadPolicyDir, loadPolicyFile, readJsonFile } from '../policy/load-policy-dir.js';
@@ -7,19 +8,22 @@ import { pinHistory, pinPolicy } from '../policy/pins.js';
 import { PolicyService } from '../policy/policy-service.js';
 import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js';
 import { resolveChannels } from '../policy/resolve-channels.js';
-import { B64U_SHA256 } from '../crypto/hash.js';
-import { trustedSignerDids } from '../tokens/key-ring.js';
 import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
+import { trustedSignerDids } from '../tokens/key-ring.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 
 export function policyCommands(program: Command, ctx: CliContext): void {
-  const policy = program.command('policy').description('lint, hash, inspect, pin and roll back Work Policy Contracts');
+  const policy = program
+    .command('policy')
+    .description('lint, hash, inspect, pin and roll back Work Policy Contracts');
 
   policy
     .command('lint')
-    .description('validate policy files (default: the whole POLICIES_DIR, including groups.json and channel claims)')
+    .description(
+      'validate policy files (default: the whole POLICIES_DIR, including groups.json and channel claims)',
+    )
     .argument('[files...]', 'policy files to check; omit to check POLICIES_DIR')
     .action(async (files: string[]) => {
       const config = ctx.config();
@@ -30,18 +34,34 @@ export function policyCommands(program: Command, ctx: CliContext): void {
         ctx.output.err(`groups.json:\n${formatProblems(dir.groups.problems)}`);
       }
       const targets = files.length
-        ? await Promise.all(files.map((f) => loadPolicyFile(path.resolve(f), dir.groups.ok ? dir.groups.value : undefined)))
+        ? await Promise.all(
+            files.map((f) => loadPolicyFile(path.resolve(f), dir.groups.ok ? dir.groups.value : undefined)),
+          )
         : dir.files;
       for (const f of targets) {
-        if (f.ok) ctx.output.out(`ok    ${path.relative(process.cwd(), f.file) || f.file}  ${f.policy.policy_name}  ${f.hash}`);
+        if (f.ok)
+          ctx.output.out(
+            `ok    ${path.relative(process.cwd(), f.file) || f.file}  ${f.policy.policy_name}  ${f.hash}`,
+          );
         else {
           failed = true;
-          ctx.output.err(`FAIL  ${path.relative(process.cwd(), f.file) || f.file}\n${formatProblems(f.problems)}`);
+          ctx.output.err(
+            `FAIL  ${path.relative(process.cwd(), f.file) || f.file}\n${formatProblems(f.problems)}`,
+          );
         }
       }
       if (!files.length) {
-        const ok = dir.files.flatMap((f) => (f.ok ? [{ file: path.basename(f.file), name: f.policy.policy_name, hash: f.hash, policy: f.policy }] : []));
-        const resolution = resolveChannels({ files: ok, failedFiles: [], pins: new Map(), pinned: new Map() });
+        const ok = dir.files.flatMap((f) =>
+          f.ok
+            ? [{ file: path.basename(f.file), name: f.policy.policy_name, hash: f.hash, policy: f.policy }]
+            : [],
+        );
+        const resolution = resolveChannels({
+          files: ok,
+          failedFiles: [],
+          pins: new Map(),
+          pinned: new Map(),
+        });
         for (const p of resolution.problems) {
           failed = true;
           ctx.output.err(`FAIL  policy "${p.name}": ${p.reason}`);
@@ -80,12 +100,20 @@ export function policyCommands(program: Command, ctx: CliContext): void {
       await ctx.withRuntime(async (rt) => {
         let hash = ref;
         if (!B64U_SHA256.test(ref)) {
-          const snap = await new PolicyService({ db: rt.database.db, key: rt.key, clock: rt.clock, log: rt.log, policiesDir: rt.config.policiesDir }).reload();
+          const snap = await new PolicyService({
+            db: rt.database.db,
+            key: rt.key,
+            clock: rt.clock,
+            log: rt.log,
+            policiesDir: rt.config.policiesDir,
+          }).reload();
           const active = snap.resolution.active.get(ref);
           if (!active) throw new AppError('ERR_POLICY_NOT_FOUND', `no active policy named "${ref}"`);
           hash = active.hash;
         }
-        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash, await trustedSignerDids(rt.database.db))));
+        ctx.output.out(
+          json(await getVerifiedPolicy(rt.database.db, hash, await trustedSignerDids(rt.database.db))),
+        );
       });
     });
 
@@ -96,9 +124,13 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .argument('<to>', 'policy file or hash')
     .action(async (from: string, to: string) => {
       const needsDb = [from, to].some((r) => B64U_SHA256.test(r));
-      const read = async (ref: string, rt?: Parameters<Parameters<CliContext['withRuntime']>[0]>[0]): Promise<Wpc> => {
+      const read = async (
+        ref: string,
+        rt?: Parameters<Parameters<CliContext['withRuntime']>[0]>[0],
+      ): Promise<Wpc> => {
         if (B64U_SHA256.test(ref) && rt) {
-          return (await getVerifiedPolicy(rt.database.db, ref, await trustedSignerDids(rt.database.db))).payload;
+          return (await getVerifiedPolicy(rt.database.db, ref, await trustedSignerDids(rt.database.db)))
+            .payload;
         }
         const r = await readJsonFile(path.resolve(ref));
         if (!r.ok) throw new AppError('ERR_POLICY_UNREADABLE', `${ref}: ${formatProblems(r.problems)}`);
@@ -114,7 +146,9 @@ export function policyCommands(program: Command, ctx: CliContext): void {
 
   policy
     .command('pin')
-    .description('make a registered version the active one for its policy name (rollback), recorded with who and why')
+    .description(
+      'make a registered version the active one for its policy name (rollback), recorded with who and why',
+    )
     .argument('<name>')
     .argument('<hash>')
     .requiredOption('--reason <text>', 'why (kept in the append-only pin history)')
@@ -122,7 +156,9 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .action(async (name: string, hash: string, opts: { reason: string; actor: string }) => {
       await ctx.withRuntime(async (rt) => {
         const row = await pinPolicy(rt.database.db, { name, hash, actor: opts.actor, reason: opts.reason });
-        ctx.output.out(`pinned ${name} to ${hash} (pin #${row.id}); running servers pick it up within seconds`);
+        ctx.output.out(
+          `pinned ${name} to ${hash} (pin #${row.id}); running servers pick it up within seconds`,
+        );
       });
     });
 
@@ -134,21 +170,36 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .option('--actor <who>', 'who is unpinning', ctx.defaultActor)
     .action(async (name: string, opts: { reason: string; actor: string }) => {
       await ctx.withRuntime(async (rt) => {
-        const row = await pinPolicy(rt.database.db, { name, hash: null, actor: opts.actor, reason: opts.reason });
+        const row = await pinPolicy(rt.database.db, {
+          name,
+          hash: null,
+          actor: opts.actor,
+          reason: opts.reason,
+        });
         ctx.output.out(`${name} follows its policy file again (pin #${row.id})`);
       });
     });
 
   policy
     .command('list')
-    .description('list policies: active version, where it comes from, channels, registered versions and pin history')
+    .description(
+      'list policies: active version, where it comes from, channels, registered versions and pin history',
+    )
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
       await ctx.withRuntime(async (rt) => {
         const db = rt.database.db;
-        const snap = await new PolicyService({ db, key: rt.key, clock: rt.clock, log: rt.log, policiesDir: rt.config.policiesDir }).reload();
+        const snap = await new PolicyService({
+          db,
+          key: rt.key,
+          clock: rt.clock,
+          log: rt.log,
+          policiesDir: rt.config.policiesDir,
+        }).reload();
         const versions = await listRegisteredPolicies(db);
-        const names = [...new Set([...versions.map((v) => v.policy_name), ...snap.resolution.active.keys()])].sort();
+        const names = [
+          ...new Set([...versions.map((v) => v.policy_name), ...snap.resolution.active.keys()]),
+        ].sort();
         const report = await Promise.all(
           names.map(async (name) => {
             const active = snap.resolution.active.get(name);
@@ -156,10 +207,16 @@ export function policyCommands(program: Command, ctx: CliContext): void {
               name,
               active_hash: active?.hash ?? null,
               origin: active?.origin ?? 'inactive',
-              channels: [...snap.resolution.channels].filter(([, b]) => b.policyName === name).map(([c]) => c),
+              channels: [...snap.resolution.channels]
+                .filter(([, b]) => b.policyName === name)
+                .map(([c]) => c),
               versions: versions
                 .filter((v) => v.policy_name === name)
-                .map((v) => ({ hash: v.policy_hash_b64u, registered_at: new Date(v.registered_at).toISOString(), source: v.source })),
+                .map((v) => ({
+                  hash: v.policy_hash_b64u,
+                  registered_at: new Date(v.registered_at).toISOString(),
+                  source: v.source,
+                })),
               pins: (await pinHistory(db, name)).map((p) => ({
                 id: p.id,
                 hash: p.policy_hash_b64u,
@@ -175,9 +232,17 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           return;
         }
         for (const p of report) {
-          ctx.output.out(`${p.name}  active=${p.active_hash ?? '-'} (${p.origin})  channels=${p.channels.join(',') || '-'}`);
-          for (const v of p.versions) ctx.output.out(`    ${v.hash === p.active_hash ? '*' : ' '} ${v.hash}  ${v.registered_at}  ${v.source ?? ''}`);
-          for (const pin of p.pins) ctx.output.out(`    pin #${pin.id} ${pin.hash ?? '(follow file)'} by ${pin.actor} at ${pin.at}: ${pin.reason}`);
+          ctx.output.out(
+            `${p.name}  active=${p.active_hash ?? '-'} (${p.origin})  channels=${p.channels.join(',') || '-'}`,
+          );
+          for (const v of p.versions)
+            ctx.output.out(
+              `    ${v.hash === p.active_hash ? '*' : ' '} ${v.hash}  ${v.registered_at}  ${v.source ?? ''}`,
+            );
+          for (const pin of p.pins)
+            ctx.output.out(
+              `    pin #${pin.id} ${pin.hash ?? '(follow file)'} by ${pin.actor} at ${pin.at}: ${pin.reason}`,
+            );
         }
         for (const problem of snap.problems) ctx.output.err(`problem: ${problem}`);
       });

@@ -1,20 +1,23 @@
 import { Command, CommanderError } from 'commander';
+import { openDatabase } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
 import { AppError, isAppError } from '../errors.js';
+import { databaseTarget } from '../runtime.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
 import { demoCommand } from './demo-command.js';
 import { keysCommands } from './keys-commands.js';
 import { policyCommands } from './policy-commands.js';
-import { openDatabase } from '../db/database.js';
-import { migrateToLatest } from '../db/migrate.js';
-import { databaseTarget } from '../runtime.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('claw-approvals')
     .description('Mattermost as the control plane for permissioned agent work')
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: (s) => ctx.output.out(s.trimEnd()), writeErr: (s) => ctx.output.err(s.trimEnd()) });
+    .configureOutput({
+      writeOut: (s) => ctx.output.out(s.trimEnd()),
+      writeErr: (s) => ctx.output.err(s.trimEnd()),
+    });
 
   program
     .command('serve')
@@ -33,7 +36,9 @@ export function buildProgram(ctx: CliContext): Command {
       try {
         const results = await migrateToLatest(database.db);
         ctx.output.out(
-          results.length ? results.map((r) => `${r.status} ${r.migrationName}`).join('\n') : `database ${database.description} is up to date`,
+          results.length
+            ? results.map((r) => `${r.status} ${r.migrationName}`).join('\n')
+            : `database ${database.description} is up to date`,
         );
       } finally {
         await database.close();
@@ -57,7 +62,8 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
     if (isAppError(err)) {
       ctx.output.err(`error ${err.code}: ${err.message}`);
       if (err.code === 'ERR_CONFIG_INVALID' && Array.isArray(err.details)) {
-        for (const d of err.details as { key: string; problem: string }[]) ctx.output.err(`  ${d.key}: ${d.problem}`);
+        for (const d of err.details as { key: string; problem: string }[])
+          ctx.output.err(`  ${d.key}: ${d.problem}`);
       }
       return 1;
     }

@@ -1,6 +1,6 @@
+import { type SigningKey, signBytes, verifyEd25519 } from '../tokens/signing-key.js';
 import { publicKeyFromDidKey } from './did-key.js';
 import { fromB64u } from './hash.js';
-import { type SigningKey, signBytes, verifyEd25519 } from '../tokens/signing-key.js';
 
 export type EnvelopeType = 'work_policy_contract' | 'proof_bundle' | 'gateway_receipt';
 
@@ -57,7 +57,11 @@ const B64U = /^[A-Za-z0-9_-]+$/;
  */
 export function verifyEnvelope(
   envelope: unknown,
-  opts: { type: EnvelopeType; hashPayload: (payload: unknown) => string; trustedSigners?: ReadonlySet<string> },
+  opts: {
+    type: EnvelopeType;
+    hashPayload: (payload: unknown) => string;
+    trustedSigners?: ReadonlySet<string>;
+  },
 ): EnvelopeCheck {
   const fail = (reason: EnvelopeFailure, message: string): EnvelopeCheck => ({ ok: false, reason, message });
   if (typeof envelope !== 'object' || envelope === null || Array.isArray(envelope)) {
@@ -73,19 +77,22 @@ export function verifyEnvelope(
   }
   for (const field of ['payload_hash_b64u', 'signature_b64u'] as const) {
     const v = e[field];
-    if (typeof v !== 'string' || !B64U.test(v)) return fail('ENVELOPE_MALFORMED', `${field} must be base64url`);
+    if (typeof v !== 'string' || !B64U.test(v))
+      return fail('ENVELOPE_MALFORMED', `${field} must be base64url`);
   }
   if (typeof e.signer_did !== 'string' || typeof e.issued_at !== 'string' || !('payload' in e)) {
     return fail('ENVELOPE_MALFORMED', 'signer_did, issued_at and payload are required');
   }
-  if (Number.isNaN(Date.parse(e.issued_at))) return fail('ENVELOPE_MALFORMED', 'issued_at is not a date-time');
+  if (Number.isNaN(Date.parse(e.issued_at)))
+    return fail('ENVELOPE_MALFORMED', 'issued_at is not a date-time');
   let actualHash: string;
   try {
     actualHash = opts.hashPayload(e.payload);
   } catch {
     return fail('ENVELOPE_MALFORMED', 'payload cannot be hashed');
   }
-  if (actualHash !== e.payload_hash_b64u) return fail('HASH_MISMATCH', 'payload does not match payload_hash_b64u');
+  if (actualHash !== e.payload_hash_b64u)
+    return fail('HASH_MISMATCH', 'payload does not match payload_hash_b64u');
   let signerKey: Uint8Array;
   try {
     signerKey = publicKeyFromDidKey(e.signer_did);
@@ -95,7 +102,12 @@ export function verifyEnvelope(
   if (opts.trustedSigners && !opts.trustedSigners.has(e.signer_did)) {
     return fail('SIGNER_UNTRUSTED', 'signer_did is not a trusted signer');
   }
-  const signature = fromB64u(e.signature_b64u as string);
+  let signature: Uint8Array;
+  try {
+    signature = fromB64u(e.signature_b64u as string);
+  } catch {
+    return fail('SIGNATURE_INVALID', 'signature_b64u is not canonical base64url');
+  }
   if (!verifyEd25519(signerKey, e.payload_hash_b64u as string, signature)) {
     return fail('SIGNATURE_INVALID', 'signature does not verify over payload_hash_b64u');
   }

@@ -7,9 +7,15 @@ export function b64u(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('base64url');
 }
 
+/**
+ * Strict base64url decoding: only the canonical, unpadded encoding of the bytes is accepted,
+ * so a signature or key has exactly one textual form (no malleable trailing bits).
+ */
 export function fromB64u(text: string): Uint8Array {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new TypeError('not base64url');
-  return new Uint8Array(Buffer.from(text, 'base64url'));
+  const bytes = Buffer.from(text, 'base64url');
+  if (bytes.toString('base64url') !== text) throw new TypeError('not canonical base64url');
+  return new Uint8Array(bytes);
 }
 
 export function sha256(data: string | Uint8Array): Uint8Array {

@@ -46,7 +46,9 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
       // as PGlite does, so both dialects return the same shapes.
       types: {
         getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-          oid === INT8_OID ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+          oid === INT8_OID
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
       },
     });
     // An idle client losing its server must not crash the process; the next query reports it.
@@ -82,7 +84,9 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
     };
   } catch (cause) {
     await lock.release();
-    throw new AppError('ERR_DB_UNAVAILABLE', `embedded database in ${target.dataDir} could not be opened`, { cause });
+    throw new AppError('ERR_DB_UNAVAILABLE', `embedded database in ${target.dataDir} could not be opened`, {
+      cause,
+    });
   }
 }
 
@@ -92,9 +96,13 @@ async function assertReachable(handle: DatabaseHandle): Promise<void> {
     await sql`select 1`.execute(handle.db);
   } catch (cause) {
     await handle.close().catch(() => {});
-    throw new AppError('ERR_DB_UNAVAILABLE', `database ${handle.description} is unreachable: ${describeDbError(cause)}`, {
-      cause,
-    });
+    throw new AppError(
+      'ERR_DB_UNAVAILABLE',
+      `database ${handle.description} is unreachable: ${describeDbError(cause)}`,
+      {
+        cause,
+      },
+    );
   }
 }
 
@@ -117,7 +125,10 @@ export function describeDbError(err: unknown): string {
   return 'connection failed';
 }
 
-export async function isDatabaseReachable(db: Db, timeoutMs = 2_000): Promise<{ ok: true } | { ok: false; reason: string }> {
+export async function isDatabaseReachable(
+  db: Db,
+  timeoutMs = 2_000,
+): Promise<{ ok: true } | { ok: false; reason: string }> {
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([

@@ -1,23 +1,22 @@
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { FileMigrationProvider, type MigrationProvider, type MigrationResult, Migrator } from 'kysely';
+import { type Migration, type MigrationProvider, type MigrationResult, Migrator } from 'kysely';
+import { migrations } from '../../migrations/index.js';
 import { AppError } from '../errors.js';
 import type { Db } from './database.js';
 
-/** `migrations/` beside `src/`, both in the source tree and in `dist/`. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
-
-export function fileMigrations(dir = MIGRATIONS_DIR): MigrationProvider {
-  return new FileMigrationProvider({ fs, path, migrationFolder: dir });
-}
+/** The migrations shipped in `migrations/`, imported statically so `src/` and `dist/` behave alike. */
+export const shippedMigrations: MigrationProvider = {
+  getMigrations: async (): Promise<Record<string, Migration>> => migrations,
+};
 
 /**
  * Brings the schema to the latest migration. kysely's Postgres adapter holds an advisory
  * lock for the whole run, so two instances starting together migrate once; on Postgres the
  * run is one transaction, so a failing migration leaves nothing half-applied.
  */
-export async function migrateToLatest(db: Db, provider: MigrationProvider = fileMigrations()): Promise<MigrationResult[]> {
+export async function migrateToLatest(
+  db: Db,
+  provider: MigrationProvider = shippedMigrations,
+): Promise<MigrationResult[]> {
   const migrator = new Migrator({ db, provider });
   const { error, results = [] } = await migrator.migrateToLatest();
   if (error) {

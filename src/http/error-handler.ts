@@ -6,7 +6,11 @@ export interface ErrorBody {
 }
 
 function fromFastify(err: FastifyError): AppError | null {
-  if (err.validation) return new AppError('ERR_VALIDATION', `request ${err.validationContext ?? 'input'} ${err.message.replace(/^\S+ /, '')}`);
+  if (err.validation)
+    return new AppError(
+      'ERR_VALIDATION',
+      `request ${err.validationContext ?? 'input'} ${err.message.replace(/^\S+ /, '')}`,
+    );
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError('ERR_PAYLOAD_TOO_LARGE', 'request body is too large');
@@ -17,7 +21,8 @@ function fromFastify(err: FastifyError): AppError | null {
       return new AppError('ERR_BAD_REQUEST', 'request body is not valid JSON');
     default:
       if (err.statusCode === 429) return new AppError('ERR_RATE_LIMITED', 'too many requests');
-      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return new AppError('ERR_BAD_REQUEST', 'bad request');
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
+        return new AppError('ERR_BAD_REQUEST', 'bad request');
       return null;
   }
 }
@@ -28,15 +33,21 @@ export function installErrorHandler(app: FastifyInstance): void {
     const known = err instanceof AppError ? err : fromFastify(err);
     if (!known) {
       req.log.error({ err }, 'unhandled error');
-      return reply.status(500).send({ error: { code: 'ERR_INTERNAL', message: 'internal error' } } satisfies ErrorBody);
+      return reply
+        .status(500)
+        .send({ error: { code: 'ERR_INTERNAL', message: 'internal error' } } satisfies ErrorBody);
     }
     const status = ERROR_STATUS[known.code];
     if (status >= 500) req.log.error({ err: known, code: known.code }, 'request failed');
     else req.log.info({ code: known.code }, 'request refused');
-    return reply.status(status).send({ error: { code: known.code, message: known.message } } satisfies ErrorBody);
+    return reply
+      .status(status)
+      .send({ error: { code: known.code, message: known.message } } satisfies ErrorBody);
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send({ error: { code: 'ERR_NOT_FOUND', message: `no route for ${req.method} ${req.url.split('?')[0]}` } } satisfies ErrorBody);
+    reply.status(404).send({
+      error: { code: 'ERR_NOT_FOUND', message: `no route for ${req.method} ${req.url.split('?')[0]}` },
+    } satisfies ErrorBody);
   });
 }
 

@@ -7,7 +7,8 @@ export interface PolicyChange {
   after?: unknown;
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Structural difference between two policies, path by path, in key order (deterministic). */
 export function diffPolicies(before: unknown, after: unknown, pointer = ''): PolicyChange[] {
@@ -16,8 +17,10 @@ export function diffPolicies(before: unknown, after: unknown, pointer = ''): Pol
     const keys = [...new Set([...Object.keys(before), ...Object.keys(after)])].sort();
     return keys.flatMap((k) => {
       const child = `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`;
-      if (!(k in after)) return [{ kind: 'removed' as const, path: pointerToPath(child), before: before[k] }];
-      if (!(k in before)) return [{ kind: 'added' as const, path: pointerToPath(child), after: after[k] }];
+      if (!Object.hasOwn(after, k))
+        return [{ kind: 'removed' as const, path: pointerToPath(child), before: before[k] }];
+      if (!Object.hasOwn(before, k))
+        return [{ kind: 'added' as const, path: pointerToPath(child), after: after[k] }];
       return diffPolicies(before[k], after[k], child);
     });
   }
@@ -27,8 +30,12 @@ export function diffPolicies(before: unknown, after: unknown, pointer = ''): Pol
       const b = new Set(before as string[]);
       const a = new Set(after as string[]);
       return [
-        ...[...b].filter((v) => !a.has(v)).map((v) => ({ kind: 'removed' as const, path: `${path}[]`, before: v })),
-        ...[...a].filter((v) => !b.has(v)).map((v) => ({ kind: 'added' as const, path: `${path}[]`, after: v })),
+        ...[...b]
+          .filter((v) => !a.has(v))
+          .map((v) => ({ kind: 'removed' as const, path: `${path}[]`, before: v })),
+        ...[...a]
+          .filter((v) => !b.has(v))
+          .map((v) => ({ kind: 'added' as const, path: `${path}[]`, after: v })),
       ];
     }
     const changes: PolicyChange[] = [];
@@ -48,7 +55,11 @@ export function formatChanges(changes: readonly PolicyChange[]): string {
   const show = (v: unknown) => JSON.stringify(v);
   return changes
     .map((c) =>
-      c.kind === 'added' ? `+ ${c.path}: ${show(c.after)}` : c.kind === 'removed' ? `- ${c.path}: ${show(c.before)}` : `~ ${c.path}: ${show(c.before)} -> ${show(c.after)}`,
+      c.kind === 'added'
+        ? `+ ${c.path}: ${show(c.after)}`
+        : c.kind === 'removed'
+          ? `- ${c.path}: ${show(c.before)}`
+          : `~ ${c.path}: ${show(c.before)} -> ${show(c.after)}`,
     )
     .join('\n');
 }

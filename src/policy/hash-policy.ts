@@ -1,5 +1,5 @@
-import { canonicalJson } from '../crypto/jcs.js';
 import { sha256B64u } from '../crypto/hash.js';
+import { canonicalJson } from '../crypto/jcs.js';
 import type { Wpc } from './types.js';
 
 export interface HashedPolicy {

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { hashPolicy, type HashedPolicy } from './hash-policy.js';
+import { type HashedPolicy, hashPolicy } from './hash-policy.js';
 import type { GroupsFile } from './types.js';
 import { type Checked, type PolicyProblem, validateGroups, validatePolicy } from './validate-policy.js';
 
@@ -9,7 +9,13 @@ export const GROUPS_FILE = 'groups.json';
 /** Outcome of reading one policy file. A broken file still reports the channels it tried to claim. */
 export type PolicyFileResult =
   | ({ file: string; ok: true } & HashedPolicy)
-  | { file: string; ok: false; problems: PolicyProblem[]; claimedChannels: string[]; policyName: string | null };
+  | {
+      file: string;
+      ok: false;
+      problems: PolicyProblem[];
+      claimedChannels: string[];
+      policyName: string | null;
+    };
 
 export interface PolicyDir {
   dir: string;
@@ -22,7 +28,16 @@ export async function readJsonFile(file: string): Promise<Checked<unknown>> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (err) {
-    return { ok: false, problems: [{ path: '$', rule: 'file:unreadable', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})` }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          path: '$',
+          rule: 'file:unreadable',
+          message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        },
+      ],
+    };
   }
   try {
     return { ok: true, value: JSON.parse(text) };
@@ -33,7 +48,8 @@ export async function readJsonFile(file: string): Promise<Checked<unknown>> {
 
 /** Best effort: which channels a policy that failed validation was trying to claim. */
 function claimedChannels(value: unknown): string[] {
-  const ids = (value as { channel_context?: { allowed_channel_ids?: unknown } } | null)?.channel_context?.allowed_channel_ids;
+  const ids = (value as { channel_context?: { allowed_channel_ids?: unknown } } | null)?.channel_context
+    ?.allowed_channel_ids;
   return Array.isArray(ids) ? ids.filter((v): v is string => typeof v === 'string') : [];
 }
 
@@ -44,10 +60,17 @@ function policyNameOf(value: unknown): string | null {
 
 export async function loadPolicyFile(file: string, groups?: GroupsFile): Promise<PolicyFileResult> {
   const parsed = await readJsonFile(file);
-  if (!parsed.ok) return { file, ok: false, problems: parsed.problems, claimedChannels: [], policyName: null };
+  if (!parsed.ok)
+    return { file, ok: false, problems: parsed.problems, claimedChannels: [], policyName: null };
   const checked = validatePolicy(parsed.value, groups ? { groups } : {});
   if (!checked.ok) {
-    return { file, ok: false, problems: checked.problems, claimedChannels: claimedChannels(parsed.value), policyName: policyNameOf(parsed.value) };
+    return {
+      file,
+      ok: false,
+      problems: checked.problems,
+      claimedChannels: claimedChannels(parsed.value),
+      policyName: policyNameOf(parsed.value),
+    };
   }
   return { file, ok: true, ...hashPolicy(checked.value) };
 }
@@ -61,12 +84,28 @@ export async function loadPolicyDir(dir: string): Promise<PolicyDir> {
   const groups = groupsRaw.ok ? validateGroups(groupsRaw.value) : groupsRaw;
   let names: string[];
   try {
-    names = (await fs.readdir(dir)).filter((n) => n.endsWith('.json') && n !== GROUPS_FILE && !n.endsWith('.schema.json')).sort();
+    names = (await fs.readdir(dir))
+      .filter((n) => n.endsWith('.json') && n !== GROUPS_FILE && !n.endsWith('.schema.json'))
+      .sort();
   } catch (err) {
     return {
       dir,
       groups,
-      files: [{ file: dir, ok: false, problems: [{ path: '$', rule: 'file:unreadable', message: `cannot list ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})` }], claimedChannels: [], policyName: null }],
+      files: [
+        {
+          file: dir,
+          ok: false,
+          problems: [
+            {
+              path: '$',
+              rule: 'file:unreadable',
+              message: `cannot list ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+            },
+          ],
+          claimedChannels: [],
+          policyName: null,
+        },
+      ],
     };
   }
   const files: PolicyFileResult[] = [];
@@ -76,7 +115,13 @@ export async function loadPolicyDir(dir: string): Promise<PolicyDir> {
       files.push({
         file: result.file,
         ok: false,
-        problems: [{ path: '$', rule: 'groups:invalid', message: `${GROUPS_FILE} is missing or invalid, so approvers cannot be resolved` }],
+        problems: [
+          {
+            path: '$',
+            rule: 'groups:invalid',
+            message: `${GROUPS_FILE} is missing or invalid, so approvers cannot be resolved`,
+          },
+        ],
         claimedChannels: result.policy.channel_context.allowed_channel_ids,
         policyName: result.policy.policy_name,
       });

@@ -21,10 +21,17 @@ export async function pinPolicy(
         .executeTakeFirst();
       if (!row) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${args.hash} is registered`);
       if (row.policy_name !== args.name) {
-        throw new AppError('ERR_POLICY_CONFLICT', `hash ${args.hash} belongs to policy "${row.policy_name}", not "${args.name}"`);
+        throw new AppError(
+          'ERR_POLICY_CONFLICT',
+          `hash ${args.hash} belongs to policy "${row.policy_name}", not "${args.name}"`,
+        );
       }
     } else {
-      const known = await trx.selectFrom('wpc_registry').select('policy_name').where('policy_name', '=', args.name).executeTakeFirst();
+      const known = await trx
+        .selectFrom('wpc_registry')
+        .select('policy_name')
+        .where('policy_name', '=', args.name)
+        .executeTakeFirst();
       if (!known) throw new AppError('ERR_POLICY_NOT_FOUND', `no policy named "${args.name}" is registered`);
     }
     return trx

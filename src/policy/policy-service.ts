@@ -45,7 +45,10 @@ export class PolicyService {
     if (!snap) return { open: false, reasons: ['policies are not loaded'] };
     const binding = snap.resolution.channels.get(channelId);
     if (binding) return { open: true, ...binding };
-    return { open: false, reasons: snap.resolution.closed.get(channelId) ?? ['no policy allows this channel'] };
+    return {
+      open: false,
+      reasons: snap.resolution.closed.get(channelId) ?? ['no policy allows this channel'],
+    };
   }
 
   /** Reloads if pins or files changed since the last load; returns whether it did. */
@@ -61,7 +64,8 @@ export class PolicyService {
     const fingerprint = knownFingerprint ?? (await this.fingerprint());
     const dir = await loadPolicyDir(this.deps.policiesDir);
     const problems: string[] = [];
-    if (!dir.groups.ok) problems.push(...dir.groups.problems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
+    if (!dir.groups.ok)
+      problems.push(...dir.groups.problems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
 
     const files: Parameters<typeof resolveChannels>[0]['files'] = [];
     const failedFiles: Parameters<typeof resolveChannels>[0]['failedFiles'] = [];
@@ -69,12 +73,17 @@ export class PolicyService {
       if (f.ok) {
         const source = path.basename(f.file);
         const { created } = await registerPolicy(db, { hashed: f, key, clock, source });
-        if (created) log.info({ policy: f.policy.policy_name, hash: f.hash, source }, 'policy version registered');
+        if (created)
+          log.info({ policy: f.policy.policy_name, hash: f.hash, source }, 'policy version registered');
         files.push({ file: source, name: f.policy.policy_name, hash: f.hash, policy: f.policy });
       } else {
         const source = path.basename(f.file);
         problems.push(...f.problems.map((p) => `${source} ${p.path}: ${p.message} [${p.rule}]`));
-        failedFiles.push({ file: source, name: f.policyName, claimedChannels: [...f.claimedChannels, ...(await this.channelsPreviouslyFrom(source))] });
+        failedFiles.push({
+          file: source,
+          name: f.policyName,
+          claimedChannels: [...f.claimedChannels, ...(await this.channelsPreviouslyFrom(source))],
+        });
       }
     }
 
@@ -82,7 +91,11 @@ export class PolicyService {
     const trusted = await trustedSignerDids(db);
     const pinned = new Map<string, { ok: true; policy: Wpc } | { ok: false; reason: string }>();
     for (const hash of new Set(pins.values())) {
-      const row = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).executeTakeFirst();
+      const row = await db
+        .selectFrom('wpc_registry')
+        .selectAll()
+        .where('policy_hash_b64u', '=', hash)
+        .executeTakeFirst();
       try {
         if (!row) throw new Error('not in the registry');
         pinned.set(hash, { ok: true, policy: envelopeFromRow(row, trusted).payload });
@@ -93,23 +106,39 @@ export class PolicyService {
 
     const resolution = resolveChannels({ files, failedFiles, pins, pinned });
     problems.push(...resolution.problems.map((p) => `policy "${p.name}": ${p.reason}`));
-    for (const [channel, reasons] of resolution.closed) problems.push(`channel ${channel} closed: ${reasons.join('; ')}`);
+    for (const [channel, reasons] of resolution.closed)
+      problems.push(`channel ${channel} closed: ${reasons.join('; ')}`);
     for (const p of problems) log.error({ problem: p }, 'policy problem');
     log.info(
       {
-        active: [...resolution.active.values()].map((c) => ({ name: c.name, hash: c.hash, origin: c.origin })),
+        active: [...resolution.active.values()].map((c) => ({
+          name: c.name,
+          hash: c.hash,
+          origin: c.origin,
+        })),
         openChannels: resolution.channels.size,
         closedChannels: resolution.closed.size,
       },
       'policies loaded',
     );
-    this.snapshot = { loadedAt: clock(), dir, resolution, groups: dir.groups.ok ? dir.groups.value : null, problems, fingerprint };
+    this.snapshot = {
+      loadedAt: clock(),
+      dir,
+      resolution,
+      groups: dir.groups.ok ? dir.groups.value : null,
+      problems,
+      fingerprint,
+    };
     return this.snapshot;
   }
 
   /** Channels claimed by versions first registered from a file that is now unreadable. */
   private async channelsPreviouslyFrom(source: string): Promise<string[]> {
-    const rows = await this.deps.db.selectFrom('wpc_registry').select('canonical_payload').where('source', '=', source).execute();
+    const rows = await this.deps.db
+      .selectFrom('wpc_registry')
+      .select('canonical_payload')
+      .where('source', '=', source)
+      .execute();
     return rows.flatMap((r) => {
       try {
         return (JSON.parse(r.canonical_payload) as Wpc).channel_context.allowed_channel_ids;

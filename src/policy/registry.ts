@@ -1,5 +1,5 @@
 import type { Clock } from '../clock.js';
-import { sealEnvelope, verifyEnvelope, type Envelope } from '../crypto/envelope.js';
+import { type Envelope, sealEnvelope, verifyEnvelope } from '../crypto/envelope.js';
 import { B64U_SHA256, jcsHashB64u } from '../crypto/hash.js';
 import { canonicalJson } from '../crypto/jcs.js';
 import type { Db } from '../db/database.js';
@@ -52,7 +52,10 @@ export async function registerPolicy(
 
 export function assertHashFormat(hash: string): void {
   if (!B64U_SHA256.test(hash)) {
-    throw new AppError('ERR_WPC_HASH_MALFORMED', 'policy hash must be 43 base64url characters (SHA-256, no padding)');
+    throw new AppError(
+      'ERR_WPC_HASH_MALFORMED',
+      'policy hash must be 43 base64url characters (SHA-256, no padding)',
+    );
   }
 }
 
@@ -82,15 +85,27 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
     signer_did: row.signer_did,
     issued_at: new Date(row.issued_at).toISOString(),
   };
-  const check = verifyEnvelope(envelope, { type: 'work_policy_contract', hashPayload: jcsHashB64u, trustedSigners });
+  const check = verifyEnvelope(envelope, {
+    type: 'work_policy_contract',
+    hashPayload: jcsHashB64u,
+    trustedSigners,
+  });
   if (!check.ok) throw corrupted(check.message);
   if (payload.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
   return envelope;
 }
 
-export async function getVerifiedPolicy(db: Db, hash: string, trustedSigners: ReadonlySet<string>): Promise<WpcEnvelope> {
+export async function getVerifiedPolicy(
+  db: Db,
+  hash: string,
+  trustedSigners: ReadonlySet<string>,
+): Promise<WpcEnvelope> {
   assertHashFormat(hash);
-  const row = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).executeTakeFirst();
+  const row = await db
+    .selectFrom('wpc_registry')
+    .selectAll()
+    .where('policy_hash_b64u', '=', hash)
+    .executeTakeFirst();
   if (!row) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
   return envelopeFromRow(row, trustedSigners);
 }

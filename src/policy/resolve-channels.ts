@@ -42,7 +42,8 @@ export function resolveChannels(input: ResolveInput): Resolution {
   const active = new Map<string, Candidate>();
   const problems: Resolution['problems'] = [];
   const closed = new Map<string, string[]>();
-  const close = (channel: string, reason: string) => closed.set(channel, [...(closed.get(channel) ?? []), reason]);
+  const close = (channel: string, reason: string) =>
+    closed.set(channel, [...(closed.get(channel) ?? []), reason]);
 
   const byName = new Map<string, ResolveInput['files']>();
   for (const f of input.files) byName.set(f.name, [...(byName.get(f.name) ?? []), f]);
@@ -59,20 +60,24 @@ export function resolveChannels(input: ResolveInput): Resolution {
       } else {
         const reason = `pinned version ${pinnedHash} failed verification: ${pinned?.reason ?? 'not loaded'}`;
         problems.push({ name, reason });
-        for (const f of files) for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}": ${reason}`);
+        for (const f of files)
+          for (const c of f.policy.channel_context.allowed_channel_ids)
+            close(c, `policy "${name}": ${reason}`);
       }
       continue;
     }
     if (files.length > 1) {
       const reason = `defined by ${files.length} files (${files.map((f) => f.file).join(', ')})`;
       problems.push({ name, reason });
-      for (const f of files) for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}" ${reason}`);
+      for (const f of files)
+        for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}" ${reason}`);
       continue;
     }
     if (brokenNames.has(name) && files.length > 0) {
       const reason = 'another file with this name failed validation';
       problems.push({ name, reason });
-      for (const f of files) for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}": ${reason}`);
+      for (const f of files)
+        for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}": ${reason}`);
       continue;
     }
     const only = files[0];
@@ -85,7 +90,8 @@ export function resolveChannels(input: ResolveInput): Resolution {
 
   const claims = new Map<string, Candidate[]>();
   for (const cand of active.values()) {
-    for (const c of cand.policy.channel_context.allowed_channel_ids) claims.set(c, [...(claims.get(c) ?? []), cand]);
+    for (const c of cand.policy.channel_context.allowed_channel_ids)
+      claims.set(c, [...(claims.get(c) ?? []), cand]);
   }
   const channels = new Map<string, ChannelBinding>();
   for (const [channel, cands] of claims) {
@@ -94,7 +100,8 @@ export function resolveChannels(input: ResolveInput): Resolution {
       continue;
     }
     const cand = cands[0]!;
-    if (!closed.has(channel)) channels.set(channel, { policyName: cand.name, hash: cand.hash, policy: cand.policy });
+    if (!closed.has(channel))
+      channels.set(channel, { policyName: cand.name, hash: cand.hash, policy: cand.policy });
   }
   return { active, channels, closed, problems };
 }

@@ -1,6 +1,9 @@
 const cache = new Map<string, RegExp>();
 
-/** Tool and agent patterns: '*' matches any run of characters (including none); nothing else is special. */
+/**
+ * Tool and agent patterns: '*' matches any run of characters except line breaks (names
+ * cannot contain them, so such a value matches nothing); nothing else is special.
+ */
 export function matchesPattern(pattern: string, value: string): boolean {
   let re = cache.get(pattern);
   if (!re) {

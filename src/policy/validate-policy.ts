@@ -28,11 +28,21 @@ function validators() {
 
 /** `/a/0/b~1c` -> `$.a[0]['b/c']` */
 export function pointerToPath(pointer: string, extra?: string): string {
-  const segments = pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const segments =
+    pointer === ''
+      ? []
+      : pointer
+          .slice(1)
+          .split('/')
+          .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (extra !== undefined) segments.push(extra);
   return segments.reduce(
     (acc, seg) =>
-      /^\d+$/.test(seg) ? `${acc}[${seg}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(seg) ? `${acc}.${seg}` : `${acc}[${JSON.stringify(seg)}]`,
+      /^\d+$/.test(seg)
+        ? `${acc}[${seg}]`
+        : /^[A-Za-z_][A-Za-z0-9_]*$/.test(seg)
+          ? `${acc}.${seg}`
+          : `${acc}[${JSON.stringify(seg)}]`,
     '$',
   );
 }
@@ -41,7 +51,8 @@ function schemaProblems(errors: ErrorObject[] | null | undefined): PolicyProblem
   const problems: PolicyProblem[] = [];
   for (const err of errors ?? []) {
     // oneOf/anyOf branches already produced their own, more precise errors.
-    if (err.keyword === 'oneOf' && problems.some((p) => p.path.startsWith(pointerToPath(err.instancePath)))) continue;
+    if (err.keyword === 'oneOf' && problems.some((p) => p.path.startsWith(pointerToPath(err.instancePath))))
+      continue;
     const params = err.params as Record<string, unknown>;
     let path = pointerToPath(err.instancePath);
     let message = err.message ?? 'is invalid';
@@ -51,8 +62,10 @@ function schemaProblems(errors: ErrorObject[] | null | undefined): PolicyProblem
     } else if (err.keyword === 'additionalProperties') {
       path = pointerToPath(err.instancePath, String(params.additionalProperty));
       message = 'is not an allowed property';
-    } else if (err.keyword === 'propertyNames' || (params.propertyName !== undefined && err.keyword === 'pattern')) {
-      if (params.propertyName !== undefined) path = pointerToPath(err.instancePath, String(params.propertyName));
+    } else if (err.keyword === 'propertyNames' || err.propertyName !== undefined) {
+      // Ajv reports a bad property name twice: the inner rule (with propertyName) and propertyNames.
+      const name = err.propertyName ?? (params.propertyName as string | undefined);
+      if (name !== undefined) path = pointerToPath(err.instancePath, name);
       message = err.keyword === 'propertyNames' ? 'is not an allowed name' : `name ${message}`;
     } else if (err.keyword === 'const') {
       message = `must be ${JSON.stringify(params.allowedValue)}`;
@@ -87,29 +100,53 @@ function paramProblems(base: string, runbook: Runbook): PolicyProblem[] {
     let re: RegExp | undefined;
     if (param.pattern !== undefined) {
       if (param.type !== 'string') {
-        problems.push({ path: `${at}.pattern`, rule: 'lint:param-constraint-type', message: 'pattern applies only to string params' });
+        problems.push({
+          path: `${at}.pattern`,
+          rule: 'lint:param-constraint-type',
+          message: 'pattern applies only to string params',
+        });
       }
       try {
         re = new RegExp(`^(?:${param.pattern})$`, 'u');
       } catch {
-        problems.push({ path: `${at}.pattern`, rule: 'lint:param-pattern-invalid', message: 'is not a valid regular expression' });
+        problems.push({
+          path: `${at}.pattern`,
+          rule: 'lint:param-pattern-invalid',
+          message: 'is not a valid regular expression',
+        });
       }
     }
     if ((param.minimum !== undefined || param.maximum !== undefined) && param.type !== 'integer') {
-      problems.push({ path: at, rule: 'lint:param-constraint-type', message: 'minimum/maximum apply only to integer params' });
+      problems.push({
+        path: at,
+        rule: 'lint:param-constraint-type',
+        message: 'minimum/maximum apply only to integer params',
+      });
     }
     if (param.minimum !== undefined && param.maximum !== undefined && param.minimum > param.maximum) {
-      problems.push({ path: `${at}.minimum`, rule: 'lint:param-range-empty', message: 'is greater than maximum' });
+      problems.push({
+        path: `${at}.minimum`,
+        rule: 'lint:param-range-empty',
+        message: 'is greater than maximum',
+      });
     }
     for (const [i, v] of (param.enum ?? []).entries()) {
       if ((param.type === 'integer') !== (typeof v === 'number') || param.type === 'boolean') {
-        problems.push({ path: `${at}.enum[${i}]`, rule: 'lint:param-enum-type', message: `does not have type ${param.type}` });
+        problems.push({
+          path: `${at}.enum[${i}]`,
+          rule: 'lint:param-enum-type',
+          message: `does not have type ${param.type}`,
+        });
       }
     }
     if (param.default !== undefined) {
       const d = param.default;
       const typeOk =
-        param.type === 'boolean' ? typeof d === 'boolean' : param.type === 'integer' ? Number.isInteger(d) : typeof d === 'string';
+        param.type === 'boolean'
+          ? typeof d === 'boolean'
+          : param.type === 'integer'
+            ? Number.isInteger(d)
+            : typeof d === 'string';
       const valueOk =
         typeOk &&
         (param.enum === undefined || param.enum.includes(d as string | number)) &&
@@ -118,7 +155,11 @@ function paramProblems(base: string, runbook: Runbook): PolicyProblem[] {
         (param.maximum === undefined || (d as number) <= param.maximum) &&
         (param.max_length === undefined || String(d).length <= param.max_length);
       if (!valueOk) {
-        problems.push({ path: `${at}.default`, rule: 'lint:param-default-invalid', message: 'does not satisfy the param’s own type and constraints' });
+        problems.push({
+          path: `${at}.default`,
+          rule: 'lint:param-default-invalid',
+          message: 'does not satisfy the param’s own type and constraints',
+        });
       }
     }
   }
@@ -131,12 +172,16 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
   const push = (path: string, rule: string, message: string) => problems.push({ path, rule, message });
 
   for (const [i, pattern] of policy.tools.allow.entries()) {
-    if (policy.tools.deny.includes(pattern)) push(`$.tools.allow[${i}]`, 'lint:tool-allowed-and-denied', `"${pattern}" is also in tools.deny`);
+    if (policy.tools.deny.includes(pattern))
+      push(`$.tools.allow[${i}]`, 'lint:tool-allowed-and-denied', `"${pattern}" is also in tools.deny`);
   }
 
   const rules: [string, ApprovalRule][] = [['$.execution.approval_rule', policy.execution.approval_rule]];
   for (const key of Object.keys(policy.execution.step_overrides ?? {})) {
-    rules.push([pointerToPath('/execution/step_overrides', key), { ...policy.execution.approval_rule, ...policy.execution.step_overrides?.[key] }]);
+    rules.push([
+      pointerToPath('/execution/step_overrides', key),
+      { ...policy.execution.approval_rule, ...policy.execution.step_overrides?.[key] },
+    ]);
   }
   for (const [path, rule] of rules) {
     if (rule.distinct_groups && rule.required_approvals > rule.allowed_approver_groups.length) {
@@ -152,28 +197,44 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
     const known = new Set(Object.keys(groups.groups));
     const refs: [string, string[]][] = [
       ['$.channel_context.requester_groups', policy.channel_context.requester_groups],
-      ['$.execution.approval_rule.allowed_approver_groups', policy.execution.approval_rule.allowed_approver_groups],
+      [
+        '$.execution.approval_rule.allowed_approver_groups',
+        policy.execution.approval_rule.allowed_approver_groups,
+      ],
       ...Object.entries(policy.execution.step_overrides ?? {}).map(
-        ([k, o]) => [`${pointerToPath('/execution/step_overrides', k)}.allowed_approver_groups`, o.allowed_approver_groups ?? []] as [string, string[]],
+        ([k, o]) =>
+          [
+            `${pointerToPath('/execution/step_overrides', k)}.allowed_approver_groups`,
+            o.allowed_approver_groups ?? [],
+          ] as [string, string[]],
       ),
     ];
     for (const [path, names] of refs) {
       for (const [i, name] of names.entries()) {
-        if (!known.has(name)) push(`${path}[${i}]`, 'lint:unknown-group', `group "${name}" is not defined in groups.json`);
+        if (!known.has(name))
+          push(`${path}[${i}]`, 'lint:unknown-group', `group "${name}" is not defined in groups.json`);
       }
     }
   }
 
   const sim = policy.execution.simulate_first;
   if (sim && !isToolAllowed(policy, sim.simulation_tool)) {
-    push('$.execution.simulate_first.simulation_tool', 'lint:simulation-tool-not-allowed', `"${sim.simulation_tool}" is not an allowed tool`);
+    push(
+      '$.execution.simulate_first.simulation_tool',
+      'lint:simulation-tool-not-allowed',
+      `"${sim.simulation_tool}" is not an allowed tool`,
+    );
   }
 
   for (const [name, runbook] of Object.entries(policy.runbooks ?? {})) {
     const base = pointerToPath('/runbooks', name);
     problems.push(...paramProblems(base, runbook));
     if (!matchesPattern(policy.token_requirements.subject, runbook.executor)) {
-      push(`${base}.executor`, 'lint:executor-not-permitted', `"${runbook.executor}" does not match token_requirements.subject`);
+      push(
+        `${base}.executor`,
+        'lint:executor-not-permitted',
+        `"${runbook.executor}" does not match token_requirements.subject`,
+      );
     }
     const declared = new Set(Object.keys(runbook.params ?? {}));
     const seen = new Set<string>();
@@ -183,17 +244,27 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
       if (seen.has(step.id)) push(`${at}.id`, 'lint:duplicate-step-id', `step id "${step.id}" is used twice`);
       seen.add(step.id);
       if (!isToolAllowed(policy, step.tool)) {
-        push(`${at}.tool`, 'lint:runbook-tool-not-allowed', `"${step.tool}" is denied or not allowed, so this runbook could never run`);
+        push(
+          `${at}.tool`,
+          'lint:runbook-tool-not-allowed',
+          `"${step.tool}" is denied or not allowed, so this runbook could never run`,
+        );
       }
       if (sim && matchesAny(sim.required_before, step.tool) && !simulated) {
-        push(`${at}.tool`, 'lint:simulation-missing', `"${step.tool}" needs an earlier "${sim.simulation_tool}" step`);
+        push(
+          `${at}.tool`,
+          'lint:simulation-missing',
+          `"${step.tool}" needs an earlier "${sim.simulation_tool}" step`,
+        );
       }
       if (sim && step.tool === sim.simulation_tool) simulated = true;
       const texts: [string, string][] = [[`${at}.summary`, step.summary]];
-      for (const [k, v] of Object.entries(step.args ?? {})) if (typeof v === 'string') texts.push([pointerToPath('', k).replace('$', `${at}.args`), v]);
+      for (const [k, v] of Object.entries(step.args ?? {}))
+        if (typeof v === 'string') texts.push([pointerToPath('', k).replace('$', `${at}.args`), v]);
       for (const [path, text] of texts) {
         for (const m of text.matchAll(PLACEHOLDER)) {
-          if (!declared.has(m[1] ?? '')) push(path, 'lint:unknown-param', `placeholder {{${m[1]}}} is not a declared param`);
+          if (!declared.has(m[1] ?? ''))
+            push(path, 'lint:unknown-param', `placeholder {{${m[1]}}} is not a declared param`);
         }
       }
     }

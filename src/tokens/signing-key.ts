@@ -1,4 +1,12 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type KeyObject,
+  randomUUID,
+  sign,
+  verify,
+} from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { didKeyFromPublicKey, kidFromPublicKey } from '../crypto/did-key.js';
@@ -46,11 +54,17 @@ function isPrivateJwk(value: unknown): value is PrivateJwk {
 /** Builds a signing key from an Ed25519 private JWK, checking that `x` really belongs to `d`. */
 export function signingKeyFromJwk(value: unknown, origin: string): SigningKey {
   if (!isPrivateJwk(value)) {
-    throw new AppError('ERR_KEY_INVALID', `${origin} is not an Ed25519 private JWK (kty OKP, crv Ed25519, x, d)`);
+    throw new AppError(
+      'ERR_KEY_INVALID',
+      `${origin} is not an Ed25519 private JWK (kty OKP, crv Ed25519, x, d)`,
+    );
   }
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', x: value.x, d: value.d }, format: 'jwk' });
+    privateKey = createPrivateKey({
+      key: { kty: 'OKP', crv: 'Ed25519', x: value.x, d: value.d },
+      format: 'jwk',
+    });
   } catch (cause) {
     throw new AppError('ERR_KEY_INVALID', `${origin} could not be imported as an Ed25519 key`, { cause });
   }
@@ -74,14 +88,19 @@ export function signingKeyFromJwk(value: unknown, origin: string): SigningKey {
 export function generateSigningJwk(): PrivateJwk {
   const { privateKey } = generateKeyPairSync('ed25519');
   const jwk = privateKey.export({ format: 'jwk' });
-  if (!isPrivateJwk(jwk)) throw new AppError('ERR_KEY_INVALID', 'generated key did not export as an Ed25519 JWK');
+  if (!isPrivateJwk(jwk))
+    throw new AppError('ERR_KEY_INVALID', 'generated key did not export as an Ed25519 JWK');
   return { kty: 'OKP', crv: 'Ed25519', x: jwk.x, d: jwk.d };
 }
 
 /** Writes a private JWK atomically with mode 0600 in a 0700 directory; never overwrites unless asked. */
-export async function writeKeyFile(file: string, jwk: PrivateJwk, opts: { replace?: boolean } = {}): Promise<void> {
+export async function writeKeyFile(
+  file: string,
+  jwk: PrivateJwk,
+  opts: { replace?: boolean } = {},
+): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${file}.${randomUUID()}.tmp`;
   const handle = await fs.open(tmp, 'wx', 0o600);
   try {
     await handle.writeFile(`${JSON.stringify(jwk)}\n`);
@@ -108,7 +127,8 @@ async function readKeyFile(file: string): Promise<SigningKey> {
   } catch (cause) {
     throw new AppError('ERR_KEY_UNREADABLE', `signing key file ${file} cannot be read`, { cause });
   }
-  if (!stat.isFile()) throw new AppError('ERR_KEY_UNREADABLE', `signing key file ${file} is not a regular file`);
+  if (!stat.isFile())
+    throw new AppError('ERR_KEY_UNREADABLE', `signing key file ${file} is not a regular file`);
   if ((stat.mode & 0o077) !== 0) {
     throw new AppError(
       'ERR_KEY_PERMISSIONS',
@@ -126,7 +146,9 @@ async function readKeyFile(file: string): Promise<SigningKey> {
     parsed = JSON.parse(text);
   } catch (cause) {
     // The parse error text may quote the file's content: keep it out of the message.
-    throw new AppError('ERR_KEY_INVALID', `signing key file ${file} is not valid JSON`, { cause: new Error(String((cause as Error).name)) });
+    throw new AppError('ERR_KEY_INVALID', `signing key file ${file} is not valid JSON`, {
+      cause: new Error(String((cause as Error).name)),
+    });
   }
   return signingKeyFromJwk(parsed, `signing key file ${file}`);
 }
@@ -135,7 +157,9 @@ async function readKeyFile(file: string): Promise<SigningKey> {
  * Loads the bot's signing key. A `generated` source creates the key on first start;
  * an explicit file must already exist; an inline JWK is used as given.
  */
-export async function loadSigningKey(source: SigningKeySource): Promise<{ key: SigningKey; created: boolean }> {
+export async function loadSigningKey(
+  source: SigningKeySource,
+): Promise<{ key: SigningKey; created: boolean }> {
   if (source.kind === 'jwk') {
     let parsed: unknown;
     try {
@@ -163,10 +187,16 @@ function wrapFsError(err: unknown, file: string): unknown {
 
 /** Raw Ed25519 signature, as Claw Bureau envelopes use (no JWS wrapping). */
 export function signBytes(key: SigningKey, data: string | Uint8Array): Uint8Array {
-  return new Uint8Array(sign(null, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, key.privateKey));
+  return new Uint8Array(
+    sign(null, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, key.privateKey),
+  );
 }
 
-export function verifyEd25519(publicRaw: Uint8Array, data: string | Uint8Array, signature: Uint8Array): boolean {
+export function verifyEd25519(
+  publicRaw: Uint8Array,
+  data: string | Uint8Array,
+  signature: Uint8Array,
+): boolean {
   if (publicRaw.length !== 32 || signature.length !== 64) return false;
   const publicKey = createPublicKey({
     key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicRaw).toString('base64url') },

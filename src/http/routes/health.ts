@@ -10,9 +10,13 @@ export function healthRoutes(
   app: FastifyInstance,
   deps: { db: Db; policies: PolicyService; extraChecks?: Record<string, ReadinessCheck> },
 ): void {
-  app.get('/healthz', { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } }, async () => ({
-    ok: true,
-  }));
+  app.get(
+    '/healthz',
+    { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } },
+    async () => ({
+      ok: true,
+    }),
+  );
 
   app.get('/readyz', async (_req, reply) => {
     const checks: Record<string, { ok: boolean; [k: string]: unknown }> = {};
@@ -21,7 +25,11 @@ export function healthRoutes(
     checks.policies = snap
       ? {
           ok: true,
-          active: [...snap.resolution.active.values()].map((c) => ({ name: c.name, hash: c.hash, origin: c.origin })),
+          active: [...snap.resolution.active.values()].map((c) => ({
+            name: c.name,
+            hash: c.hash,
+            origin: c.origin,
+          })),
           open_channels: snap.resolution.channels.size,
           closed_channels: snap.resolution.closed.size,
           problems: snap.problems,

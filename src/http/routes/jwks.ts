@@ -23,7 +23,12 @@ export function jwksRoutes(app: FastifyInstance, deps: { db: Db }): void {
     {
       schema: {
         response: {
-          200: { type: 'object', additionalProperties: false, required: ['keys'], properties: { keys: { type: 'array', items: jwkSchema } } },
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['keys'],
+            properties: { keys: { type: 'array', items: jwkSchema } },
+          },
         },
       },
     },

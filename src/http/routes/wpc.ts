@@ -36,13 +36,21 @@ export function wpcRoutes(app: FastifyInstance, deps: { db: Db }): void {
     '/v1/wpc/:hash',
     {
       schema: {
-        params: { type: 'object', required: ['hash'], properties: { hash: { type: 'string', maxLength: 128 } } },
+        params: {
+          type: 'object',
+          required: ['hash'],
+          properties: { hash: { type: 'string', maxLength: 128 } },
+        },
         response: {
           200: {
             type: 'object',
             additionalProperties: false,
             required: ['ok', 'policy_hash_b64u', 'envelope'],
-            properties: { ok: { type: 'boolean' }, policy_hash_b64u: { type: 'string' }, envelope: envelopeSchema },
+            properties: {
+              ok: { type: 'boolean' },
+              policy_hash_b64u: { type: 'string' },
+              envelope: envelopeSchema,
+            },
           },
           '4xx': errorBodySchema,
           '5xx': errorBodySchema,

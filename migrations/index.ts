@@ -1,0 +1,10 @@
+import type { Migration } from 'kysely';
+import * as foundation from './20261121090000_foundation.js';
+
+/**
+ * Every migration, by name (timestamp first, so names sort in apply order). A test checks
+ * that this list and the files in this folder agree.
+ */
+export const migrations: Record<string, Migration> = {
+  '20261121090000_foundation': foundation,
+};

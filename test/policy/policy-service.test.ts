@@ -1,0 +1,283 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { verifyEnvelope } from '../../src/crypto/envelope.js';
+import { jcsHashB64u } from '../../src/crypto/hash.js';
+import { hashPolicy } from '../../src/policy/hash-policy.js';
+import { currentPins, pinHistory, pinPolicy } from '../../src/policy/pins.js';
+import { getVerifiedPolicy, registerPolicy } from '../../src/policy/registry.js';
+import type { Wpc } from '../../src/policy/types.js';
+import { registerActiveKey, trustedSignerDids } from '../../src/tokens/key-ring.js';
+import { dialectName, type TestDb } from '../helpers/db.js';
+import { copyPolicies } from '../helpers/fs.js';
+import { createState, newKey, testClock } from '../helpers/state.js';
+
+const opened: TestDb[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((d) => d.close()));
+});
+async function state(dir?: string) {
+  const s = await createState(dir ?? (await copyPolicies()));
+  opened.push(s.d);
+  return s;
+}
+
+async function readPolicy(dir: string, file: string): Promise<Wpc> {
+  return JSON.parse(await fs.readFile(path.join(dir, file), 'utf8')) as Wpc;
+}
+async function writePolicy(dir: string, file: string, policy: unknown) {
+  await fs.writeFile(path.join(dir, file), JSON.stringify(policy, null, 2));
+}
+
+/** Bypasses the append-only trigger the way an attacker with database access would. */
+async function tamper(d: TestDb, hash: string, change: string) {
+  await d.db.transaction().execute(async (trx) => {
+    await sql`alter table wpc_registry disable trigger wpc_registry_immutable`.execute(trx);
+    await sql`update wpc_registry set canonical_payload = ${change} where policy_hash_b64u = ${hash}`.execute(
+      trx,
+    );
+    await sql`alter table wpc_registry enable trigger wpc_registry_immutable`.execute(trx);
+  });
+}
+
+describe(`policy registry (${dialectName})`, () => {
+  it('registers a version once, signed by the bot key, and serves it verified', async () => {
+    const s = await state();
+    const policy = await readPolicy(await copyPolicies(), 'invoice-triage.json');
+    const hashed = hashPolicy(policy);
+    const first = await registerPolicy(s.db, {
+      hashed,
+      key: s.key,
+      clock: testClock,
+      source: 'invoice-triage.json',
+    });
+    const again = await registerPolicy(s.db, {
+      hashed,
+      key: s.key,
+      clock: testClock,
+      source: 'elsewhere.json',
+    });
+    expect(first.created).toBe(true);
+    expect(again.created).toBe(false);
+    expect(again.row.source).toBe('invoice-triage.json');
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db));
+    expect(envelope.payload_hash_b64u).toBe(hashed.hash);
+    expect(envelope.payload).toEqual(policy);
+    expect(envelope.signer_did).toBe(s.key.did);
+    expect(verifyEnvelope(envelope, { type: 'work_policy_contract', hashPayload: jcsHashB64u }).ok).toBe(
+      true,
+    );
+  });
+
+  it('refuses to serve a tampered payload: ERR_WPC_CORRUPTED', async () => {
+    const s = await state();
+    const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
+    await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
+    const evil = hashed.canonical.replace('"required_approvals":2', '"required_approvals":1');
+    expect(evil).not.toBe(hashed.canonical);
+    await tamper(s.d, hashed.hash, evil);
+    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+      code: 'ERR_WPC_CORRUPTED',
+    });
+  });
+
+  it('refuses a stored payload that is no longer canonical, even if it means the same', async () => {
+    const s = await state();
+    const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
+    await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
+    await tamper(s.d, hashed.hash, JSON.stringify(hashed.policy, null, 1));
+    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+      code: 'ERR_WPC_CORRUPTED',
+    });
+  });
+
+  it('refuses a version signed by a key this deployment never published', async () => {
+    const s = await state();
+    const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
+    await registerPolicy(s.db, { hashed, key: newKey(), clock: testClock, source: null });
+    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+      code: 'ERR_WPC_CORRUPTED',
+    });
+  });
+
+  it('still verifies versions signed by a rotated-out key', async () => {
+    const s = await state();
+    const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
+    await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
+    await registerActiveKey(s.db, newKey(), testClock);
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db));
+    expect(envelope.signer_did).toBe(s.key.did);
+  });
+
+  it('distinguishes a malformed hash from an unknown one', async () => {
+    const s = await state();
+    await expect(getVerifiedPolicy(s.db, 'abc', new Set())).rejects.toMatchObject({
+      code: 'ERR_WPC_HASH_MALFORMED',
+    });
+    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`, new Set())).rejects.toMatchObject({
+      code: 'ERR_WPC_HASH_MALFORMED',
+    });
+    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43), new Set())).rejects.toMatchObject({
+      code: 'ERR_WPC_NOT_FOUND',
+    });
+  });
+});
+
+describe(`policy pins (${dialectName})`, () => {
+  it('pins only registered versions of the same policy and keeps the history', async () => {
+    const s = await state();
+    const snap = await s.policies.reload();
+    const invoice = snap.resolution.active.get('invoice-triage')!;
+    const other = snap.resolution.active.get('mattermost-agent-prod')!;
+    await expect(
+      pinPolicy(s.db, { name: 'invoice-triage', hash: 'B'.repeat(43), actor: 'ops', reason: 'r' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_WPC_NOT_FOUND',
+    });
+    await expect(
+      pinPolicy(s.db, { name: 'invoice-triage', hash: other.hash, actor: 'ops', reason: 'r' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_POLICY_CONFLICT',
+    });
+    await expect(
+      pinPolicy(s.db, { name: 'invoice-triage', hash: 'bad', actor: 'ops', reason: 'r' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_WPC_HASH_MALFORMED',
+    });
+    await expect(
+      pinPolicy(s.db, { name: 'no-such-policy', hash: null, actor: 'ops', reason: 'r' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_POLICY_NOT_FOUND',
+    });
+    await pinPolicy(s.db, { name: 'invoice-triage', hash: invoice.hash, actor: 'ops', reason: 'freeze' });
+    expect((await currentPins(s.db)).pins.get('invoice-triage')).toBe(invoice.hash);
+    await pinPolicy(s.db, { name: 'invoice-triage', hash: null, actor: 'ops', reason: 'thaw' });
+    expect((await currentPins(s.db)).pins.has('invoice-triage')).toBe(false);
+    expect((await pinHistory(s.db, 'invoice-triage')).map((p) => p.reason)).toEqual(['freeze', 'thaw']);
+  });
+});
+
+describe(`channel resolution through the policy service (${dialectName})`, () => {
+  it('opens each shipped policy’s channels', async () => {
+    const s = await state();
+    const snap = await s.policies.reload();
+    expect(snap.problems).toEqual([]);
+    expect(snap.resolution.active.size).toBe(5);
+    const prod = await readPolicy(await copyPolicies(), 'mattermost-agent-prod.json');
+    for (const channel of prod.channel_context.allowed_channel_ids) {
+      expect(s.policies.channelPolicy(channel)).toMatchObject({
+        open: true,
+        policyName: 'mattermost-agent-prod',
+      });
+    }
+    expect(s.policies.channelPolicy('unknownchannel')).toEqual({
+      open: false,
+      reasons: ['no policy allows this channel'],
+    });
+  });
+
+  it('rolls back by pin: a new file version is registered but the pinned one stays active', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    await pinPolicy(s.db, { name: 'invoice-triage', hash: v1.hash, actor: 'ops', reason: 'hold v1' });
+    const policy = await readPolicy(dir, 'invoice-triage.json');
+    policy.token_requirements.cst_ttl_seconds_max = 600;
+    await writePolicy(dir, 'invoice-triage.json', policy);
+    expect(await s.policies.refreshIfChanged()).toBe(true);
+    const pinned = s.policies.current()!.resolution.active.get('invoice-triage')!;
+    expect(pinned).toMatchObject({ hash: v1.hash, origin: 'pin' });
+    const v2 = hashPolicy(policy).hash;
+    expect(
+      await s.db
+        .selectFrom('wpc_registry')
+        .select('policy_hash_b64u')
+        .where('policy_hash_b64u', '=', v2)
+        .executeTakeFirst(),
+    ).toBeTruthy();
+    await pinPolicy(s.db, { name: 'invoice-triage', hash: null, actor: 'ops', reason: 'release v2' });
+    expect(await s.policies.refreshIfChanged()).toBe(true);
+    expect(s.policies.current()!.resolution.active.get('invoice-triage')).toMatchObject({
+      hash: v2,
+      origin: 'file',
+    });
+    expect(await s.policies.refreshIfChanged()).toBe(false);
+  });
+
+  it('closes a pinned policy’s channels when its stored version fails verification', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    await pinPolicy(s.db, { name: 'invoice-triage', hash: v1.hash, actor: 'ops', reason: 'hold' });
+    await tamper(s.d, v1.hash, v1.policy.policy_name === 'invoice-triage' ? '{"tampered":true}' : '');
+    const snap = await s.policies.reload();
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    for (const c of v1.policy.channel_context.allowed_channel_ids) {
+      expect(s.policies.channelPolicy(c)).toMatchObject({
+        open: false,
+        reasons: [expect.stringContaining('failed verification')],
+      });
+    }
+    expect(snap.problems.join('\n')).toContain('invoice-triage');
+  });
+
+  it('closes a channel claimed by two policies, and leaves their other channels open', async () => {
+    const dir = await copyPolicies();
+    const prod = await readPolicy(dir, 'mattermost-agent-prod.json');
+    const invoice = await readPolicy(dir, 'invoice-triage.json');
+    const shared = prod.channel_context.allowed_channel_ids[0]!;
+    invoice.channel_context.allowed_channel_ids.push(shared);
+    await writePolicy(dir, 'invoice-triage.json', invoice);
+    const s = await state(dir);
+    await s.policies.reload();
+    expect(s.policies.channelPolicy(shared)).toMatchObject({
+      open: false,
+      reasons: [expect.stringMatching(/claimed by 2 policies: invoice-triage, mattermost-agent-prod/)],
+    });
+    expect(s.policies.channelPolicy(prod.channel_context.allowed_channel_ids[1]!)).toMatchObject({
+      open: true,
+    });
+    expect(s.policies.channelPolicy(invoice.channel_context.allowed_channel_ids[0]!)).toMatchObject({
+      open: true,
+    });
+  });
+
+  it('closes the channels of a policy file that stops validating, and of one that stops parsing', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    await s.policies.reload();
+    const prod = await readPolicy(dir, 'mattermost-agent-prod.json');
+    const invoice = await readPolicy(dir, 'invoice-triage.json');
+    await writePolicy(dir, 'mattermost-agent-prod.json', {
+      ...prod,
+      execution: {
+        ...prod.execution,
+        approval_rule: { ...prod.execution.approval_rule, required_approvals: 0 },
+      },
+    });
+    await fs.writeFile(path.join(dir, 'invoice-triage.json'), '{ not json');
+    const snap = await s.policies.reload();
+    for (const c of [
+      ...prod.channel_context.allowed_channel_ids,
+      ...invoice.channel_context.allowed_channel_ids,
+    ]) {
+      expect(s.policies.channelPolicy(c).open).toBe(false);
+    }
+    // The unparseable file's channels are known from the versions it registered before.
+    expect(snap.resolution.closed.get(invoice.channel_context.allowed_channel_ids[0]!)).toEqual([
+      'invoice-triage.json failed validation',
+    ]);
+    expect(snap.problems.some((p) => p.includes('json:syntax'))).toBe(true);
+    expect(snap.problems.some((p) => p.includes('$.execution.approval_rule.required_approvals'))).toBe(true);
+  });
+
+  it('closes every channel when groups.json is missing (approvers cannot be resolved)', async () => {
+    const dir = await copyPolicies();
+    await fs.rm(path.join(dir, 'groups.json'));
+    const s = await state(dir);
+    const snap = await s.policies.reload();
+    expect(snap.resolution.channels.size).toBe(0);
+    expect(snap.resolution.closed.size).toBeGreaterThan(0);
+  });
+});
