@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, type AppErrorCode, ERROR_STATUS } from '../errors.js';
 
 export interface ErrorBody {
@@ -12,6 +12,10 @@ function fromFastify(err: FastifyError): AppError | null {
       `request ${err.validationContext ?? 'input'} ${err.message.replace(/^\S+ /, '')}`,
     );
   switch (err.code) {
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AppError('ERR_URI_TOO_LONG', 'a path parameter is too long');
+    case 'FST_ERR_BAD_URL':
+      return new AppError('ERR_BAD_REQUEST', 'malformed URL');
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError('ERR_PAYLOAD_TOO_LARGE', 'request body is too large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -25,6 +29,17 @@ function fromFastify(err: FastifyError): AppError | null {
         return new AppError('ERR_BAD_REQUEST', 'bad request');
       return null;
   }
+}
+
+/**
+ * Errors fastify raises before routing (bad URL, over-long parameter) would otherwise get
+ * fastify's own body; pass this as the `frameworkErrors` option to keep one shape.
+ */
+export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const known = fromFastify(err) ?? new AppError('ERR_BAD_REQUEST', 'bad request');
+  reply
+    .status(ERROR_STATUS[known.code])
+    .send({ error: { code: known.code, message: known.message } } satisfies ErrorBody);
 }
 
 /** One error shape for every route: `{error:{code,message}}` with the status from ERROR_STATUS. */

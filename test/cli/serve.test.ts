@@ -1,0 +1,133 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cli, stateEnv } from '../helpers/cli.js';
+import type { TestDb } from '../helpers/db.js';
+import { dialectName } from '../helpers/db.js';
+import { REPO_POLICIES_DIR } from '../helpers/fs.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const running: ChildProcess[] = [];
+const dbs: (TestDb | null)[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) p.kill('SIGKILL');
+  await Promise.all(dbs.splice(0).map((d) => d?.close()));
+});
+
+interface Server {
+  proc: ChildProcess;
+  url: string;
+  logs: () => Record<string, unknown>[];
+  exited: Promise<number | null>;
+}
+
+/** Starts `claw-approvals serve` as a real process and waits for its "listening" log line. */
+async function serve(env: Record<string, string>): Promise<Server> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push(proc);
+  let buffer = '';
+  let stderr = '';
+  const lines: Record<string, unknown>[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${buffer}${stderr}`)), 45_000);
+    proc.stderr!.on('data', (d) => {
+      stderr += String(d);
+    });
+    proc.stdout!.on('data', (chunk) => {
+      buffer += String(chunk);
+      let nl = buffer.indexOf('\n');
+      while (nl >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        nl = buffer.indexOf('\n');
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          lines.push(entry);
+          if (entry.msg === 'listening') {
+            clearTimeout(timer);
+            resolve(String(entry.url));
+          }
+        } catch {
+          /* not a log line */
+        }
+      }
+    });
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${stderr}`));
+    });
+  });
+  return { proc, url, logs: () => lines, exited };
+}
+
+describe(`claw-approvals serve (${dialectName})`, () => {
+  it('starts on its defaults, answers health, readiness and JWKS, stops on SIGTERM, and reuses key and data', async () => {
+    const s = await stateEnv({
+      POLICIES_DIR: REPO_POLICIES_DIR,
+      MATTERMOST_TOKEN: 'mm-secret-token-value',
+      MATTERMOST_URL: 'http://127.0.0.1:9',
+    });
+    dbs.push(s.db);
+    const first = await serve(s.env);
+    expect(first.logs()[0]).toMatchObject({
+      level: 30,
+      mode: 'api-only',
+      msg: expect.stringContaining('API-only'),
+    });
+    expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${first.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const jwks1 = (await (await fetch(`${first.url}/.well-known/jwks.json`)).json()) as {
+      keys: { kid: string }[];
+    };
+    expect(jwks1.keys).toHaveLength(1);
+    const keyFile = path.join(s.env.DATA_DIR!, 'keys', 'signing-key.jwk.json');
+    expect((await fs.stat(keyFile)).mode & 0o777).toBe(0o600);
+    first.proc.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+    expect(first.logs().some((l) => l.msg === 'stopped')).toBe(true);
+    expect(JSON.stringify(first.logs())).not.toContain('mm-secret-token-value');
+
+    const second = await serve(s.env);
+    const jwks2 = (await (await fetch(`${second.url}/.well-known/jwks.json`)).json()) as {
+      keys: { kid: string }[];
+    };
+    expect(jwks2.keys.map((k) => k.kid)).toEqual(jwks1.keys.map((k) => k.kid));
+    expect(second.logs().find((l) => l.msg === 'state opened')).toMatchObject({ keyCreated: false });
+    // Nothing new to register on a second start with the same files.
+    expect(second.logs().filter((l) => l.msg === 'policy version registered')).toHaveLength(0);
+    second.proc.kill('SIGINT');
+    expect(await second.exited).toBe(0);
+  });
+
+  it('refuses to start with a key file others can read, and exits non-zero', async () => {
+    const s = await stateEnv({ POLICIES_DIR: REPO_POLICIES_DIR });
+    dbs.push(s.db);
+    const keyFile = path.join(s.env.DATA_DIR!, 'loose.jwk.json');
+    const res0 = await cli(['keys', 'show'], s.env);
+    expect(res0.code).toBe(0);
+    await fs.copyFile(path.join(s.env.DATA_DIR!, 'keys', 'signing-key.jwk.json'), keyFile);
+    await fs.chmod(keyFile, 0o644);
+    await expect(serve({ ...s.env, SIGNING_KEY_FILE: keyFile })).rejects.toThrow(
+      /exited with 1: .*ERR_KEY_PERMISSIONS/s,
+    );
+  });
+
+  it('exits non-zero with a clear message when the database is unreachable', async () => {
+    await expect(
+      serve({ DATABASE_URL: 'postgres://claw:pw@127.0.0.1:1/claw', DATA_DIR: '/tmp/claw-unused' }),
+    ).rejects.toThrow(/exited with 1: .*ERR_DB_UNAVAILABLE.*connection refused/s);
+  });
+});

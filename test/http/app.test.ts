@@ -1,0 +1,206 @@
+import { webcrypto } from 'node:crypto';
+import { canonicalize as independentJcs } from 'json-canonicalize';
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../src/app.js';
+import { sha256B64u } from '../../src/crypto/hash.js';
+import { PolicyService } from '../../src/policy/policy-service.js';
+import { dialectName, type TestDb } from '../helpers/db.js';
+import { copyPolicies } from '../helpers/fs.js';
+import { captureLogger } from '../helpers/log.js';
+import { createState, testClock } from '../helpers/state.js';
+
+const opened: TestDb[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((d) => d.close().catch(() => {})));
+});
+
+async function setup(opts: { load?: boolean } = {}) {
+  const logs = captureLogger();
+  const s = await createState(await copyPolicies(), logs.log);
+  opened.push(s.d);
+  if (opts.load !== false) await s.policies.reload();
+  const app = buildApp({ db: s.db, policies: s.policies, log: logs.log });
+  return { ...s, app, logs };
+}
+
+describe(`HTTP skeleton (${dialectName})`, () => {
+  it('GET /healthz answers without touching state', async () => {
+    const { app } = await setup({ load: false });
+    const res = await app.inject('/healthz');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ ok: true });
+  });
+
+  it('GET /readyz is 200 with the database reachable and policies loaded', async () => {
+    const { app } = await setup();
+    const res = await app.inject('/readyz');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({
+      ok: true,
+      reasons: [],
+      checks: { database: { ok: true }, policies: { ok: true, open_channels: 6 } },
+    });
+  });
+
+  it('GET /readyz is 503 with reasons when policies are not loaded', async () => {
+    const { app } = await setup({ load: false });
+    const res = await app.inject('/readyz');
+    expect(res.statusCode).toBe(503);
+    expect(res.json().reasons).toEqual(['policies: policies are not loaded']);
+  });
+
+  it('GET /readyz is 503 when the database is gone', async () => {
+    const { app, d } = await setup();
+    await d.close();
+    const res = await app.inject('/readyz');
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ ok: false, checks: { database: { ok: false } } });
+    expect(res.json().reasons[0]).toMatch(/^database: /);
+  });
+
+  it('GET /readyz includes contributed checks', async () => {
+    const logs = captureLogger();
+    const s = await createState(await copyPolicies(), logs.log);
+    opened.push(s.d);
+    await s.policies.reload();
+    const app = buildApp({
+      db: s.db,
+      policies: s.policies,
+      log: logs.log,
+      readinessChecks: { mattermost: async () => ({ ok: false, reason: 'authentication failed' }) },
+    });
+    const res = await app.inject('/readyz');
+    expect(res.statusCode).toBe(503);
+    expect(res.json().reasons).toEqual(['mattermost: authentication failed']);
+  });
+
+  it('GET /.well-known/jwks.json publishes public keys only', async () => {
+    const { app, key } = await setup();
+    const res = await app.inject('/.well-known/jwks.json');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ keys: [key.publicJwk] });
+    expect(res.body).not.toContain('"d"');
+  });
+
+  it('GET /v1/wpc/:hash serves an envelope that verifies with the JWKS key over the hash string', async () => {
+    const { app, policies } = await setup();
+    const active = policies.current()!.resolution.active.get('change-mgmt-prod-approval')!;
+    // The hash an independent RFC 8785 implementation computes for the shipped file.
+    expect(sha256B64u(independentJcs(active.policy))).toBe(active.hash);
+    const res = await app.inject(`/v1/wpc/${active.hash}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['cache-control']).toContain('immutable');
+    const body = res.json();
+    expect(body).toMatchObject({ ok: true, policy_hash_b64u: active.hash });
+    const env = body.envelope;
+    expect(env).toMatchObject({
+      envelope_version: '1',
+      envelope_type: 'work_policy_contract',
+      payload_hash_b64u: active.hash,
+      hash_algorithm: 'SHA-256',
+      algorithm: 'Ed25519',
+      issued_at: testClock().toISOString(),
+    });
+    expect(env.payload).toEqual(active.policy);
+    const jwk = (await app.inject('/.well-known/jwks.json')).json().keys[0];
+    const publicKey = await webcrypto.subtle.importKey(
+      'jwk',
+      { kty: jwk.kty, crv: jwk.crv, x: jwk.x },
+      { name: 'Ed25519' },
+      false,
+      ['verify'],
+    );
+    const ok = await webcrypto.subtle.verify(
+      'Ed25519',
+      publicKey,
+      Buffer.from(env.signature_b64u, 'base64url'),
+      new TextEncoder().encode(env.payload_hash_b64u),
+    );
+    expect(ok).toBe(true);
+  });
+
+  it.each([
+    ['too short', 'abc'],
+    ['padded', `${'A'.repeat(42)}%3D`],
+    ['not base64url', `${'A'.repeat(42)}+`],
+    ['with a dot', `${'A'.repeat(42)}.`],
+  ])('GET /v1/wpc/:hash with a malformed hash (%s) -> 400 ERR_WPC_HASH_MALFORMED', async (_why, hash) => {
+    const { app } = await setup();
+    const res = await app.inject(`/v1/wpc/${hash}`);
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({ error: { code: 'ERR_WPC_HASH_MALFORMED', message: expect.any(String) } });
+  });
+
+  it('GET /v1/wpc/:hash with an oversized parameter -> 414 ERR_URI_TOO_LONG in the usual error shape', async () => {
+    const { app } = await setup();
+    const res = await app.inject(`/v1/wpc/${'A'.repeat(500)}`);
+    expect(res.statusCode).toBe(414);
+    expect(res.json()).toEqual({ error: { code: 'ERR_URI_TOO_LONG', message: expect.any(String) } });
+    const mid = await app.inject(`/v1/wpc/${'A'.repeat(90)}`);
+    expect(mid.statusCode).toBe(400);
+    expect(mid.json().error.code).toBe('ERR_WPC_HASH_MALFORMED');
+  });
+
+  it('GET /v1/wpc/:hash for an unknown hash -> 404 ERR_WPC_NOT_FOUND', async () => {
+    const { app } = await setup();
+    const res = await app.inject(`/v1/wpc/${'A'.repeat(43)}`);
+    expect(res.statusCode).toBe(404);
+    expect(res.json().error.code).toBe('ERR_WPC_NOT_FOUND');
+  });
+
+  it('GET /v1/wpc/:hash for a tampered row -> ERR_WPC_CORRUPTED, never the bad payload', async () => {
+    const { app, policies, db, logs } = await setup();
+    const active = policies.current()!.resolution.active.get('invoice-triage')!;
+    await db.transaction().execute(async (trx) => {
+      await sql`alter table wpc_registry disable trigger wpc_registry_immutable`.execute(trx);
+      await sql`update wpc_registry set canonical_payload = replace(canonical_payload, '"required_approvals":2', '"required_approvals":1')
+        where policy_hash_b64u = ${active.hash}`.execute(trx);
+      await sql`alter table wpc_registry enable trigger wpc_registry_immutable`.execute(trx);
+    });
+    const res = await app.inject(`/v1/wpc/${active.hash}`);
+    expect(res.statusCode).toBe(500);
+    expect(res.json()).toEqual({
+      error: { code: 'ERR_WPC_CORRUPTED', message: expect.stringContaining(active.hash) },
+    });
+    expect(res.body).not.toContain('required_approvals');
+    expect(logs.text()).toContain('ERR_WPC_CORRUPTED');
+  });
+
+  it('unknown routes and unexpected errors use the one error shape, without leaking internals', async () => {
+    const { app } = await setup();
+    app.get('/boom', async () => {
+      throw new Error('secret internal detail');
+    });
+    const missing = await app.inject('/nope?token=abc');
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toEqual({ error: { code: 'ERR_NOT_FOUND', message: 'no route for GET /nope' } });
+    const boom = await app.inject('/boom');
+    expect(boom.statusCode).toBe(500);
+    expect(boom.json()).toEqual({ error: { code: 'ERR_INTERNAL', message: 'internal error' } });
+  });
+
+  it('logs requests without their credentials', async () => {
+    const { app, logs } = await setup();
+    await app.inject({
+      url: '/healthz',
+      headers: { authorization: 'Bearer very-secret-agent-key', cookie: 'session=s3cr3t' },
+    });
+    expect(logs.text()).toContain('/healthz');
+    expect(logs.text()).not.toContain('very-secret-agent-key');
+    expect(logs.text()).not.toContain('s3cr3t');
+    logs.log.info(
+      { token: 'tok-123', req: { headers: { authorization: 'Bearer abc-999' } }, jwk: { d: 'PRIVATE' } },
+      'probe',
+    );
+    expect(logs.text()).not.toMatch(/tok-123|abc-999|PRIVATE/);
+  });
+
+  it('stops answering new requests once closing (graceful shutdown)', async () => {
+    const { app, policies } = await setup();
+    expect(policies).toBeInstanceOf(PolicyService);
+    await app.ready();
+    await app.close();
+    await expect(app.inject('/healthz')).rejects.toThrow();
+  });
+});
