@@ -111,9 +111,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           if (!active) throw new AppError('ERR_POLICY_NOT_FOUND', `no active policy named "${ref}"`);
           hash = active.hash;
         }
-        ctx.output.out(
-          json(await getVerifiedPolicy(rt.database.db, hash, await trustedSignerDids(rt.database.db))),
-        );
+        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash)));
       });
     });
 
@@ -129,8 +127,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
         rt?: Parameters<Parameters<CliContext['withRuntime']>[0]>[0],
       ): Promise<Wpc> => {
         if (B64U_SHA256.test(ref) && rt) {
-          return (await getVerifiedPolicy(rt.database.db, ref, await trustedSignerDids(rt.database.db)))
-            .payload;
+          return (await getVerifiedPolicy(rt.database.db, ref)).payload;
         }
         const r = await readJsonFile(path.resolve(ref));
         if (!r.ok) throw new AppError('ERR_POLICY_UNREADABLE', `${ref}: ${formatProblems(r.problems)}`);

@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { type Envelope, sealEnvelope, verifyEnvelope } from '../crypto/envelope.js';
-import { B64U_SHA256, jcsHashB64u } from '../crypto/hash.js';
+import { B64U_SHA256, sha256B64u } from '../crypto/hash.js';
 import { canonicalJson } from '../crypto/jcs.js';
 import type { Db } from '../db/database.js';
 import type { WpcRegistryRow } from '../db/schema.js';
@@ -85,9 +85,10 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
     signer_did: row.signer_did,
     issued_at: new Date(row.issued_at).toISOString(),
   };
+  // The stored text was just shown to be the JCS of the payload, so hashing it is hashing JCS(payload).
   const check = verifyEnvelope(envelope, {
     type: 'work_policy_contract',
-    hashPayload: jcsHashB64u,
+    hashPayload: () => sha256B64u(row.canonical_payload),
     trustedSigners,
   });
   if (!check.ok) throw corrupted(check.message);
@@ -95,19 +96,22 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
   return envelope;
 }
 
-export async function getVerifiedPolicy(
-  db: Db,
-  hash: string,
-  trustedSigners: ReadonlySet<string>,
-): Promise<WpcEnvelope> {
+/**
+ * Reads one version and verifies it before returning it. The signer must be one of this
+ * deployment's published keys (current or rotated out), checked in the same query.
+ */
+export async function getVerifiedPolicy(db: Db, hash: string): Promise<WpcEnvelope> {
   assertHashFormat(hash);
   const row = await db
-    .selectFrom('wpc_registry')
-    .selectAll()
-    .where('policy_hash_b64u', '=', hash)
+    .selectFrom('wpc_registry as r')
+    .leftJoin('signing_keys as k', 'k.did', 'r.signer_did')
+    .selectAll('r')
+    .select('k.did as known_signer')
+    .where('r.policy_hash_b64u', '=', hash)
     .executeTakeFirst();
   if (!row) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
-  return envelopeFromRow(row, trustedSigners);
+  const { known_signer, ...stored } = row;
+  return envelopeFromRow(stored, new Set(known_signer ? [known_signer] : []));
 }
 
 export async function listRegisteredPolicies(db: Db, name?: string): Promise<WpcRegistryRow[]> {

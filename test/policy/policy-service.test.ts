@@ -61,7 +61,7 @@ describe(`policy registry (${dialectName})`, () => {
     expect(first.created).toBe(true);
     expect(again.created).toBe(false);
     expect(again.row.source).toBe('invoice-triage.json');
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db));
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash);
     expect(envelope.payload_hash_b64u).toBe(hashed.hash);
     expect(envelope.payload).toEqual(policy);
     expect(envelope.signer_did).toBe(s.key.did);
@@ -77,7 +77,7 @@ describe(`policy registry (${dialectName})`, () => {
     const evil = hashed.canonical.replace('"required_approvals":2', '"required_approvals":1');
     expect(evil).not.toBe(hashed.canonical);
     await tamper(s.d, hashed.hash, evil);
-    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -87,7 +87,7 @@ describe(`policy registry (${dialectName})`, () => {
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
     await tamper(s.d, hashed.hash, JSON.stringify(hashed.policy, null, 1));
-    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -96,7 +96,7 @@ describe(`policy registry (${dialectName})`, () => {
     const s = await state();
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: newKey(), clock: testClock, source: null });
-    await expect(getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db))).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -106,19 +106,19 @@ describe(`policy registry (${dialectName})`, () => {
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
     await registerActiveKey(s.db, newKey(), testClock);
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash, await trustedSignerDids(s.db));
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash);
     expect(envelope.signer_did).toBe(s.key.did);
   });
 
   it('distinguishes a malformed hash from an unknown one', async () => {
     const s = await state();
-    await expect(getVerifiedPolicy(s.db, 'abc', new Set())).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'abc')).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`, new Set())).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`)).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43), new Set())).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43))).rejects.toMatchObject({
       code: 'ERR_WPC_NOT_FOUND',
     });
   });

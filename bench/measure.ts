@@ -1,0 +1,36 @@
+import { performance } from 'node:perf_hooks';
+
+export interface Measurement {
+  ops_per_sec: number;
+  p50_ms: number;
+  p99_ms: number;
+  samples: number;
+}
+
+const round = (n: number, digits = 3) => Number(n.toFixed(digits));
+
+/**
+ * Runs `fn` one call at a time for about `budgetMs` (after a short warm-up) and reports
+ * throughput and latency percentiles. Bounded in time whatever the machine does.
+ */
+export async function measure(fn: () => unknown | Promise<unknown>, budgetMs = 1_500): Promise<Measurement> {
+  const warmUntil = performance.now() + Math.min(200, budgetMs / 5);
+  while (performance.now() < warmUntil) await fn();
+  const times: number[] = [];
+  const start = performance.now();
+  const end = start + budgetMs;
+  while (performance.now() < end && times.length < 1_000_000) {
+    const t0 = performance.now();
+    await fn();
+    times.push(performance.now() - t0);
+  }
+  const elapsed = performance.now() - start;
+  times.sort((a, b) => a - b);
+  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
+  return {
+    ops_per_sec: round(times.length / (elapsed / 1000), 1),
+    p50_ms: round(pct(0.5), 4),
+    p99_ms: round(pct(0.99), 4),
+    samples: times.length,
+  };
+}
