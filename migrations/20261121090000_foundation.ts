@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 
 // Frozen in time: uses Kysely<any> and never imports src/.
-// biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the current schema types.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations must not depend on the current schema types.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     create function claw_refuse_change() returns trigger language plpgsql as $$
@@ -57,7 +57,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     for each row execute function claw_refuse_change()`.execute(db);
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: see up().
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see up().
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('policy_pins').execute();
   await db.schema.dropTable('wpc_registry').execute();

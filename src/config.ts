@@ -106,9 +106,7 @@ export interface Config {
   logLevel: LogLevel;
   adminToken: string | null;
   signingKey:
-    | { kind: 'generated'; file: string }
-    | { kind: 'file'; file: string }
-    | { kind: 'jwk'; jwk: string };
+    { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
 }
 
 export interface ConfigProblem {

@@ -43,27 +43,27 @@ export async function startServer(
   await policies.reload();
 
   const app = buildApp({ db: database.db, policies, log });
-  let timer: NodeJS.Timeout | undefined;
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      clearInterval(timer);
-      await app.close();
-      await runtime.close();
-      log.info('stopped');
-    })();
-    return stopping;
-  };
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
     await runtime.close();
     throw err;
   }
-  timer = setInterval(() => {
+  const refresh = setInterval(() => {
     policies.refreshIfChanged().catch((err) => log.error({ err }, 'policy refresh failed'));
   }, POLICY_REFRESH_MS);
-  timer.unref();
+  refresh.unref();
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      clearInterval(refresh);
+      await app.close();
+      await runtime.close();
+      log.info('stopped');
+    })();
+    return stopping;
+  };
 
   if (opts.handleSignals) {
     closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {

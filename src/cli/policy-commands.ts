@@ -10,7 +10,6 @@ import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js
 import { resolveChannels } from '../policy/resolve-channels.js';
 import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
-import { trustedSignerDids } from '../tokens/key-ring.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 

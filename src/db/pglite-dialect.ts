@@ -47,8 +47,8 @@ class PGliteConnection implements DatabaseConnection {
     return changes === undefined ? { rows: result.rows } : { rows: result.rows, numAffectedRows: changes };
   }
 
-  // biome-ignore lint/correctness/useYield: streaming is not supported by PGlite; fail loudly.
-  async *streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
+  // Streaming is not supported by PGlite: fail loudly rather than buffer silently.
+  streamQuery<R>(): AsyncIterableIterator<QueryResult<R>> {
     throw new Error('PGlite dialect does not support streaming queries');
   }
 }

@@ -150,7 +150,7 @@ export class PolicyService {
 
   private async fingerprint(): Promise<string> {
     const { version } = await currentPins(this.deps.db);
-    let entries: string[] = [];
+    let entries: string[];
     try {
       const names = (await fs.readdir(this.deps.policiesDir)).sort();
       entries = await Promise.all(

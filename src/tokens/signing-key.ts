@@ -41,9 +41,7 @@ interface PrivateJwk {
 
 /** Where the bot's key comes from; see `Config.signingKey`. */
 export type SigningKeySource =
-  | { kind: 'generated'; file: string }
-  | { kind: 'file'; file: string }
-  | { kind: 'jwk'; jwk: string };
+  { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
 
 function isPrivateJwk(value: unknown): value is PrivateJwk {
   if (typeof value !== 'object' || value === null) return false;

@@ -8,7 +8,7 @@ import { hashPolicy } from '../../src/policy/hash-policy.js';
 import { currentPins, pinHistory, pinPolicy } from '../../src/policy/pins.js';
 import { getVerifiedPolicy, registerPolicy } from '../../src/policy/registry.js';
 import type { Wpc } from '../../src/policy/types.js';
-import { registerActiveKey, trustedSignerDids } from '../../src/tokens/key-ring.js';
+import { registerActiveKey } from '../../src/tokens/key-ring.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies } from '../helpers/fs.js';
 import { createState, newKey, testClock } from '../helpers/state.js';

@@ -45,7 +45,7 @@ const set =
 const del =
   (keys: readonly Key[]): Mutation =>
   (p) => {
-    delete parentOf(p, keys)[String(keys.at(-1))];
+    Reflect.deleteProperty(parentOf(p, keys), String(keys.at(-1)));
   };
 
 function problemsOf(value: unknown, opts: { groups?: GroupsFile } = {}): PolicyProblem[] {

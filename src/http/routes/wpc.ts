@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { getVerifiedPolicy } from '../../policy/registry.js';
-import { trustedSignerDids } from '../../tokens/key-ring.js';
 import { errorBodySchema } from '../error-handler.js';
 
 const envelopeSchema = {
