@@ -18,7 +18,7 @@ import { createLogger } from '../src/logger.js';
 import { PACKAGE_ROOT } from '../src/paths.js';
 import { hashPolicy } from '../src/policy/hash-policy.js';
 import { PolicyService } from '../src/policy/policy-service.js';
-import { registerActiveKey } from '../src/tokens/key-ring.js';
+import { buildKeyRing } from '../src/tokens/key-ring.js';
 import { generateSigningJwk, signingKeyFromJwk } from '../src/tokens/signing-key.js';
 import { measure } from './measure.js';
 
@@ -99,11 +99,11 @@ const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-bench-'));
 try {
   const { db } = database;
   await migrateToLatest(db);
-  await registerActiveKey(db, key, systemClock);
+  const keyRing = buildKeyRing(key, []);
   const log = createLogger('silent');
-  const policies = new PolicyService({ db, key, clock: systemClock, log, policiesDir });
+  const policies = new PolicyService({ db, keyRing, clock: systemClock, log, policiesDir });
   await policies.reload();
-  const app = buildApp({ db, policies, log });
+  const app = buildApp({ db, keyRing, policies, log });
   await app.ready();
   await sql`create temporary table if not exists bench_commit (id serial primary key, v text not null)`.execute(
     db,

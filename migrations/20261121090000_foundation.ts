@@ -9,19 +9,12 @@ export async function up(db: Kysely<any>): Promise<void> {
       raise exception '% is append-only: % refused', tg_table_name, tg_op using errcode = 'P0001';
     end $$`.execute(db);
 
-  await db.schema
-    .createTable('signing_keys')
-    .addColumn('kid', 'text', (c) => c.primaryKey().check(sql`kid ~ '^[0-9a-f]{16}$'`))
-    .addColumn('did', 'text', (c) => c.notNull().unique())
-    .addColumn('public_jwk', 'jsonb', (c) => c.notNull())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
-    .addColumn('retired_at', 'timestamptz')
-    .execute();
-
+  // One row per (version, signer): a version re-signed after a key change gets a new row,
+  // never an edited one.
   await db.schema
     .createTable('wpc_registry')
     .addColumn('policy_hash_b64u', 'text', (c) =>
-      c.primaryKey().check(sql`policy_hash_b64u ~ '^[A-Za-z0-9_-]{43}$'`),
+      c.notNull().check(sql`policy_hash_b64u ~ '^[A-Za-z0-9_-]{43}$'`),
     )
     .addColumn('policy_name', 'text', (c) => c.notNull())
     .addColumn('canonical_payload', 'text', (c) => c.notNull())
@@ -30,6 +23,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('issued_at', 'timestamptz', (c) => c.notNull())
     .addColumn('source', 'text')
     .addColumn('registered_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addPrimaryKeyConstraint('wpc_registry_pk', ['policy_hash_b64u', 'signer_did'])
     .execute();
   await db.schema
     .createIndex('wpc_registry_name_idx')
@@ -43,10 +37,17 @@ export async function up(db: Kysely<any>): Promise<void> {
     .createTable('policy_pins')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('policy_name', 'text', (c) => c.notNull())
-    .addColumn('policy_hash_b64u', 'text', (c) => c.references('wpc_registry.policy_hash_b64u'))
+    .addColumn('policy_hash_b64u', 'text')
     .addColumn('actor', 'text', (c) => c.notNull())
     .addColumn('reason', 'text', (c) => c.notNull())
-    .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+    .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+    // Signed hash chain per policy name: each pin commits to the one before it ('genesis' for
+    // the first), so pins cannot be forged, replayed or reordered by a database writer.
+    .addColumn('prev_pin_hash_b64u', 'text', (c) => c.notNull())
+    .addColumn('pin_hash_b64u', 'text', (c) => c.notNull().unique())
+    .addColumn('signature_b64u', 'text', (c) => c.notNull())
+    .addColumn('signer_did', 'text', (c) => c.notNull())
+    .addUniqueConstraint('policy_pins_chain_unique', ['policy_name', 'prev_pin_hash_b64u'])
     .execute();
   await db.schema
     .createIndex('policy_pins_name_idx')
@@ -61,6 +62,5 @@ export async function up(db: Kysely<any>): Promise<void> {
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('policy_pins').execute();
   await db.schema.dropTable('wpc_registry').execute();
-  await db.schema.dropTable('signing_keys').execute();
   await sql`drop function claw_refuse_change()`.execute(db);
 }

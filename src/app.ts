@@ -6,9 +6,11 @@ import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
 import { jwksRoutes } from './http/routes/jwks.js';
 import { wpcRoutes } from './http/routes/wpc.js';
 import type { PolicyService } from './policy/policy-service.js';
+import type { KeyRing } from './tokens/key-ring.js';
 
 export interface AppDeps {
   db: Db;
+  keyRing: KeyRing;
   policies: PolicyService;
   log: Logger;
   readinessChecks?: Record<string, ReadinessCheck>;
@@ -30,7 +32,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
   installErrorHandler(app);
   healthRoutes(app, { db: deps.db, policies: deps.policies, extraChecks: deps.readinessChecks ?? {} });
-  jwksRoutes(app, { db: deps.db });
-  wpcRoutes(app, { db: deps.db });
+  jwksRoutes(app, { keyRing: deps.keyRing });
+  wpcRoutes(app, { db: deps.db, keyRing: deps.keyRing });
   return app;
 }

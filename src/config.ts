@@ -107,6 +107,8 @@ export interface Config {
   adminToken: string | null;
   signingKey:
     { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
+  /** Public keys rotated out, still trusted for verification and published in JWKS; beside the key file. */
+  retiredKeysFile: string;
 }
 
 export interface ConfigProblem {
@@ -135,6 +137,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   const e = result.data;
   const dataDir = path.resolve(cwd, e.DATA_DIR);
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  const keyFile = e.SIGNING_KEY_FILE
+    ? path.resolve(cwd, e.SIGNING_KEY_FILE)
+    : path.join(dataDir, 'keys', 'signing-key.jwk.json');
   return {
     mattermost:
       e.MATTERMOST_URL && e.MATTERMOST_TOKEN ? { url: e.MATTERMOST_URL, token: e.MATTERMOST_TOKEN } : null,
@@ -149,7 +154,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     signingKey: e.SIGNING_KEY_JWK
       ? { kind: 'jwk', jwk: e.SIGNING_KEY_JWK }
       : e.SIGNING_KEY_FILE
-        ? { kind: 'file', file: path.resolve(cwd, e.SIGNING_KEY_FILE) }
-        : { kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
+        ? { kind: 'file', file: keyFile }
+        : { kind: 'generated', file: keyFile },
+    retiredKeysFile: path.join(
+      e.SIGNING_KEY_JWK ? path.join(dataDir, 'keys') : path.dirname(keyFile),
+      'retired.jwks.json',
+    ),
   };
 }

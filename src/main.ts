@@ -6,6 +6,7 @@ import { processOutput } from './cli/output.js';
 import { runCli } from './cli/program.js';
 import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
+import { pino } from 'pino';
 
 // The only place that reads the environment. A `.env` in the working directory fills in
 // what the real environment does not set.
@@ -14,7 +15,8 @@ const env: Record<string, string | undefined> = { ...fileEnv, ...process.env };
 
 const ctx = createCliContext({
   loadConfig: () => loadConfig(env),
-  makeLogger: (config) => createLogger(config.logLevel),
+  makeLogger: (config, stream) =>
+    createLogger(config.logLevel, pino.destination(stream === 'stdout' ? 1 : 2)),
   output: processOutput,
   defaultActor: env.USER ?? env.LOGNAME ?? 'cli',
 });

@@ -3,8 +3,7 @@ import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
-import { registerActiveKey } from './tokens/key-ring.js';
-import { loadSigningKey, type SigningKey } from './tokens/signing-key.js';
+import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
 
 /** The pieces every command that touches state needs, opened in a fixed order. */
 export interface Runtime {
@@ -12,7 +11,7 @@ export interface Runtime {
   log: Logger;
   clock: Clock;
   database: DatabaseHandle;
-  key: SigningKey;
+  keyRing: KeyRing;
   keyCreated: boolean;
   close(): Promise<void>;
 }
@@ -24,19 +23,33 @@ export function databaseTarget(config: Config) {
 }
 
 /**
- * Opens the database (migrating it), loads the signing key and records its public half.
- * Anything that cannot be verified stops here: no half-started process.
+ * Loads the key ring, then opens and migrates the database. Anything that cannot be
+ * verified stops here: no half-started process. Only `serve` may create the signing key
+ * (`createKey`); a CLI command never mints a key that running servers would not trust.
  */
-export async function openRuntime(config: Config, log: Logger, clock: Clock = systemClock): Promise<Runtime> {
-  const { key, created } = await loadSigningKey(config.signingKey);
+export async function openRuntime(
+  config: Config,
+  log: Logger,
+  opts: { createKey?: boolean; clock?: Clock } = {},
+): Promise<Runtime> {
+  const { ring, created } = await loadKeyRing(config.signingKey, config.retiredKeysFile, {
+    create: opts.createKey === true,
+  });
   const database = await openDatabase(databaseTarget(config));
   try {
     const applied = await migrateToLatest(database.db);
     for (const m of applied) log.info({ migration: m.migrationName, status: m.status }, 'migration applied');
-    await registerActiveKey(database.db, key, clock);
   } catch (err) {
     await database.close();
     throw err;
   }
-  return { config, log, clock, database, key, keyCreated: created, close: () => database.close() };
+  return {
+    config,
+    log,
+    clock: opts.clock ?? systemClock,
+    database,
+    keyRing: ring,
+    keyCreated: created,
+    close: () => database.close(),
+  };
 }

@@ -26,23 +26,29 @@ export async function startServer(
     { mode: 'api-only', mattermost: config.mattermost ? 'configured' : 'not configured' },
     'claw-approvals starting in API-only mode: no Mattermost connection in this build',
   );
-  const runtime = await openRuntime(config, log);
-  const { database, key } = runtime;
+  const runtime = await openRuntime(config, log, { createKey: true });
+  const { database, keyRing } = runtime;
   log.info(
-    { database: database.description, kid: key.kid, did: key.did, keyCreated: runtime.keyCreated },
+    {
+      database: database.description,
+      kid: keyRing.active.kid,
+      did: keyRing.active.did,
+      retiredKeys: keyRing.retired.length,
+      keyCreated: runtime.keyCreated,
+    },
     'state opened',
   );
 
   const policies = new PolicyService({
     db: database.db,
-    key,
+    keyRing,
     clock: runtime.clock,
     log,
     policiesDir: config.policiesDir,
   });
   await policies.reload();
 
-  const app = buildApp({ db: database.db, policies, log });
+  const app = buildApp({ db: database.db, keyRing, policies, log });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
@@ -66,7 +72,7 @@ export async function startServer(
   };
 
   if (opts.handleSignals) {
-    closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+    closeWithGrace({ delay: 8_000 }, async ({ signal, err }) => {
       if (err) log.error({ err }, 'shutting down after an error');
       else log.info({ signal }, 'shutting down');
       await stop();

@@ -16,6 +16,7 @@ describe('loadConfig', () => {
       logLevel: 'info',
       adminToken: null,
       signingKey: { kind: 'generated', file: path.join('/srv/app/data', 'keys', 'signing-key.jwk.json') },
+      retiredKeysFile: path.join('/srv/app/data', 'keys', 'retired.jwks.json'),
     });
   });
 
@@ -42,6 +43,7 @@ describe('loadConfig', () => {
     expect(c.publicUrl).toBe('https://claw.example.com');
     expect(c.logLevel).toBe('debug');
     expect(c.signingKey).toEqual({ kind: 'file', file: '/run/secrets/key.jwk.json' });
+    expect(c.retiredKeysFile).toBe('/run/secrets/retired.jwks.json');
   });
 
   it('names every bad key in one message, without echoing values', () => {

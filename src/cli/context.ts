@@ -3,10 +3,15 @@ import type { Config } from '../config.js';
 import { openRuntime, type Runtime } from '../runtime.js';
 import type { Output } from './output.js';
 
-/** What commands get: lazily validated config, a logger, output, and a managed runtime. */
+export type LogStream = 'stdout' | 'stderr';
+
+/** What commands get: lazily validated config, loggers, output, and a managed runtime. */
 export interface CliContext {
   config(): Config;
+  /** For one-shot commands: logs go to stderr so stdout stays clean for results (e.g. --json). */
   log(): Logger;
+  /** For the long-running server: logs are its output, on stdout. */
+  serviceLog(): Logger;
   output: Output;
   /** Recorded as the actor of pins when --actor is not given. */
   defaultActor: string;
@@ -15,21 +20,27 @@ export interface CliContext {
 
 export function createCliContext(args: {
   loadConfig: () => Config;
-  makeLogger: (c: Config) => Logger;
+  makeLogger: (c: Config, stream: LogStream) => Logger;
   output: Output;
   defaultActor: string;
 }): CliContext {
   let config: Config | undefined;
-  let log: Logger | undefined;
+  const loggers = new Map<LogStream, Logger>();
+  const logger = (stream: LogStream) => {
+    let log = loggers.get(stream);
+    if (!log) {
+      log = args.makeLogger(ctx.config(), stream);
+      loggers.set(stream, log);
+    }
+    return log;
+  };
   const ctx: CliContext = {
     config: () => {
       config ??= args.loadConfig();
       return config;
     },
-    log: () => {
-      log ??= args.makeLogger(ctx.config());
-      return log;
-    },
+    log: () => logger('stderr'),
+    serviceLog: () => logger('stdout'),
     output: args.output,
     defaultActor: args.defaultActor,
     async withRuntime(fn) {

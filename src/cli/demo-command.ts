@@ -30,7 +30,7 @@ export function demoCommand(program: Command, ctx: CliContext): void {
         host: '127.0.0.1',
         signingKey: { kind: 'generated' as const, file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
       };
-      const log = ctx.log().child({ demo: true });
+      const log = ctx.serviceLog().child({ demo: true });
       log.level = opts.keep ? base.logLevel : 'warn';
       const server = await startServer(config, log, { handleSignals: !!opts.keep });
       const say = ctx.output.out;
@@ -41,8 +41,8 @@ export function demoCommand(program: Command, ctx: CliContext): void {
           return { status: res.status, body: (await res.json()) as Record<string, unknown> };
         };
         const jwks = (await get('/.well-known/jwks.json')).body as { keys: { kid: string; x: string }[] };
-        say(`1. Signing key (generated on first start, mode 0600): kid ${server.runtime.key.kid}`);
-        say(`   did:key ${server.runtime.key.did}\n`);
+        say(`1. Signing key (generated on first start, mode 0600): kid ${server.runtime.keyRing.active.kid}`);
+        say(`   did:key ${server.runtime.keyRing.active.did}\n`);
         const snap = server.policies.current();
         if (!snap) throw new AppError('ERR_INTERNAL', 'policies did not load');
         say('2. Policies in POLICIES_DIR, validated, hashed (RFC 8785 JCS + SHA-256) and registered:');

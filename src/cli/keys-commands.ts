@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { AppError } from '../errors.js';
-import { listSigningKeys, registerActiveKey } from '../tokens/key-ring.js';
-import { generateSigningJwk, signingKeyFromJwk, writeKeyFile } from '../tokens/signing-key.js';
+import { systemClock } from '../clock.js';
+import { loadKeyRing, rotateKeyRing } from '../tokens/key-ring.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 
@@ -10,54 +9,33 @@ export function keysCommands(program: Command, ctx: CliContext): void {
 
   keys
     .command('show')
-    .description(
-      'print the active key (kid, did:key, public JWK) and every key still published for verification',
-    )
+    .description('print the active key (kid, did:key, public JWK) and the retired keys still trusted')
     .action(async () => {
-      await ctx.withRuntime(async (rt) => {
-        const all = await listSigningKeys(rt.database.db);
-        ctx.output.out(
-          json({
-            active: { kid: rt.key.kid, did: rt.key.did, public_jwk: rt.key.publicJwk },
-            published: all.map((k) => ({
-              kid: k.kid,
-              did: k.did,
-              created_at: new Date(k.created_at).toISOString(),
-              retired_at: k.retired_at ? new Date(k.retired_at).toISOString() : null,
-            })),
-          }),
-        );
-      });
+      const config = ctx.config();
+      const { ring } = await loadKeyRing(config.signingKey, config.retiredKeysFile, { create: false });
+      ctx.output.out(
+        json({
+          active: { kid: ring.active.kid, did: ring.active.did, public_jwk: ring.active.publicJwk },
+          retired: ring.retired.map((k) => ({ kid: k.kid, retired_at: k.retired_at })),
+          trusted_dids: [...ring.trustedDids],
+          retired_keys_file: config.retiredKeysFile,
+        }),
+      );
     });
 
   keys
     .command('rotate')
     .description(
-      'generate a new signing key; the old public key stays published so what it signed still verifies',
+      'generate a new signing key; the old public key moves to the retired keys file and stays trusted',
     )
     .action(async () => {
-      const source = ctx.config().signingKey;
-      if (source.kind === 'jwk') {
-        throw new AppError(
-          'ERR_KEY_INVALID',
-          'the signing key comes from SIGNING_KEY_JWK: replace it there; the new key is published at the next start',
-        );
-      }
-      await ctx.withRuntime(async (rt) => {
-        const next = generateSigningJwk();
-        const nextKey = signingKeyFromJwk(next, 'new key');
-        // Publish first: if writing the file fails, the next start re-activates the old key.
-        await registerActiveKey(rt.database.db, nextKey, rt.clock);
-        await writeKeyFile(source.file, next, { replace: true });
-        ctx.output.out(
-          json({
-            rotated: {
-              from: { kid: rt.key.kid, did: rt.key.did },
-              to: { kid: nextKey.kid, did: nextKey.did },
-            },
-            note: 'restart running servers to sign with the new key; the old key stays in JWKS for verification',
-          }),
-        );
-      });
+      const config = ctx.config();
+      const { from, to } = await rotateKeyRing(config.signingKey, config.retiredKeysFile, systemClock);
+      ctx.output.out(
+        json({
+          rotated: { from: { kid: from.kid, did: from.did }, to: { kid: to.kid, did: to.did } },
+          note: 'restart running servers to sign with the new key; the old key stays trusted and in JWKS',
+        }),
+      );
     });
 }

@@ -10,8 +10,21 @@ import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js
 import { resolveChannels } from '../policy/resolve-channels.js';
 import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
+import type { Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
+
+/** The live resolution as a server would compute it, without registering anything. */
+function inspectPolicies(rt: Runtime) {
+  return new PolicyService({
+    db: rt.database.db,
+    keyRing: rt.keyRing,
+    clock: rt.clock,
+    log: rt.log,
+    policiesDir: rt.config.policiesDir,
+    readOnly: true,
+  }).reload();
+}
 
 export function policyCommands(program: Command, ctx: CliContext): void {
   const policy = program
@@ -92,6 +105,30 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     });
 
   policy
+    .command('register')
+    .description('sign and register every valid version in POLICIES_DIR now (serve does this at start)')
+    .action(async () => {
+      await ctx.withRuntime(async (rt) => {
+        const before = new Set((await listRegisteredPolicies(rt.database.db)).map((r) => r.policy_hash_b64u));
+        const snap = await new PolicyService({
+          db: rt.database.db,
+          keyRing: rt.keyRing,
+          clock: rt.clock,
+          log: rt.log,
+          policiesDir: rt.config.policiesDir,
+        }).reload();
+        for (const c of snap.resolution.active.values()) {
+          const state =
+            c.origin === 'pin' ? 'pinned' : before.has(c.hash) ? 'already registered' : 'registered';
+          ctx.output.out(`${c.name}  ${c.hash}  ${state}`);
+        }
+        for (const p of snap.problems) ctx.output.err(`problem: ${p}`);
+        if (snap.problems.length)
+          throw new AppError('ERR_POLICY_INVALID', 'some policies could not be activated');
+      });
+    });
+
+  policy
     .command('show')
     .description('print the verified, signed envelope of a registered policy version')
     .argument('<hash-or-name>', 'a policy hash, or a policy name for its active version')
@@ -99,18 +136,12 @@ export function policyCommands(program: Command, ctx: CliContext): void {
       await ctx.withRuntime(async (rt) => {
         let hash = ref;
         if (!B64U_SHA256.test(ref)) {
-          const snap = await new PolicyService({
-            db: rt.database.db,
-            key: rt.key,
-            clock: rt.clock,
-            log: rt.log,
-            policiesDir: rt.config.policiesDir,
-          }).reload();
+          const snap = await inspectPolicies(rt);
           const active = snap.resolution.active.get(ref);
           if (!active) throw new AppError('ERR_POLICY_NOT_FOUND', `no active policy named "${ref}"`);
           hash = active.hash;
         }
-        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash)));
+        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trustedDids)));
       });
     });
 
@@ -121,18 +152,15 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .argument('<to>', 'policy file or hash')
     .action(async (from: string, to: string) => {
       const needsDb = [from, to].some((r) => B64U_SHA256.test(r));
-      const read = async (
-        ref: string,
-        rt?: Parameters<Parameters<CliContext['withRuntime']>[0]>[0],
-      ): Promise<Wpc> => {
+      const read = async (ref: string, rt?: Runtime): Promise<Wpc> => {
         if (B64U_SHA256.test(ref) && rt) {
-          return (await getVerifiedPolicy(rt.database.db, ref)).payload;
+          return (await getVerifiedPolicy(rt.database.db, ref, rt.keyRing.trustedDids)).payload;
         }
         const r = await readJsonFile(path.resolve(ref));
         if (!r.ok) throw new AppError('ERR_POLICY_UNREADABLE', `${ref}: ${formatProblems(r.problems)}`);
         return r.value as Wpc;
       };
-      const run = async (rt?: Parameters<Parameters<CliContext['withRuntime']>[0]>[0]) => {
+      const run = async (rt?: Runtime) => {
         const changes = diffPolicies(await read(from, rt), await read(to, rt));
         ctx.output.out(changes.length ? formatChanges(changes) : 'no differences');
       };
@@ -151,10 +179,15 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .option('--actor <who>', 'who is pinning', ctx.defaultActor)
     .action(async (name: string, hash: string, opts: { reason: string; actor: string }) => {
       await ctx.withRuntime(async (rt) => {
-        const row = await pinPolicy(rt.database.db, { name, hash, actor: opts.actor, reason: opts.reason });
-        ctx.output.out(
-          `pinned ${name} to ${hash} (pin #${row.id}); running servers pick it up within seconds`,
-        );
+        const row = await pinPolicy(rt.database.db, {
+          name,
+          hash,
+          actor: opts.actor,
+          reason: opts.reason,
+          key: rt.keyRing.active,
+          clock: rt.clock,
+        });
+        ctx.output.out(`pinned ${name} to ${hash} (pin #${row.id}); running servers apply it within seconds`);
       });
     });
 
@@ -171,6 +204,8 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           hash: null,
           actor: opts.actor,
           reason: opts.reason,
+          key: rt.keyRing.active,
+          clock: rt.clock,
         });
         ctx.output.out(`${name} follows its policy file again (pin #${row.id})`);
       });
@@ -185,13 +220,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .action(async (opts: { json?: boolean }) => {
       await ctx.withRuntime(async (rt) => {
         const db = rt.database.db;
-        const snap = await new PolicyService({
-          db,
-          key: rt.key,
-          clock: rt.clock,
-          log: rt.log,
-          policiesDir: rt.config.policiesDir,
-        }).reload();
+        const snap = await inspectPolicies(rt);
         const versions = await listRegisteredPolicies(db);
         const names = [
           ...new Set([...versions.map((v) => v.policy_name), ...snap.resolution.active.keys()]),

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
-import { AppError, isAppError } from '../errors.js';
+import { isAppError } from '../errors.js';
 import { databaseTarget } from '../runtime.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
@@ -23,7 +23,7 @@ export function buildProgram(ctx: CliContext): Command {
     .command('serve')
     .description('run the server (HTTP API; database, key and policies are verified first)')
     .action(async () => {
-      await startServer(ctx.config(), ctx.log(), { handleSignals: true });
+      await startServer(ctx.config(), ctx.serviceLog(), { handleSignals: true });
       // The server keeps the event loop alive; close-with-grace ends the process on a signal.
       await new Promise<never>(() => {});
     });
@@ -67,8 +67,7 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
       }
       return 1;
     }
-    const e = new AppError('ERR_INTERNAL', 'unexpected failure', { cause: err });
-    ctx.output.err(`error ${e.code}: ${(err as Error)?.message ?? String(err)}`);
+    ctx.output.err(`error ERR_INTERNAL: ${(err as Error)?.message ?? String(err)}`);
     return 1;
   }
 }

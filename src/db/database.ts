@@ -84,9 +84,14 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
     };
   } catch (cause) {
     await lock.release();
-    throw new AppError('ERR_DB_UNAVAILABLE', `embedded database in ${target.dataDir} could not be opened`, {
-      cause,
-    });
+    const why = cause instanceof Error ? cause.message : String(cause);
+    throw new AppError(
+      'ERR_DB_UNAVAILABLE',
+      `embedded database in ${target.dataDir} could not be opened: ${why}`,
+      {
+        cause,
+      },
+    );
   }
 }
 

@@ -21,7 +21,9 @@ export async function migrateToLatest(
   const { error, results = [] } = await migrator.migrateToLatest();
   if (error) {
     const failed = results.find((r) => r.status === 'Error')?.migrationName ?? '(before any migration ran)';
-    throw new AppError('ERR_MIGRATION_FAILED', `migration ${failed} failed`, { cause: error });
+    // SQL errors name objects and types, never credentials: show the operator what broke.
+    const why = error instanceof Error ? error.message : String(error);
+    throw new AppError('ERR_MIGRATION_FAILED', `migration ${failed} failed: ${why}`, { cause: error });
   }
   return results;
 }

@@ -2,15 +2,7 @@ import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, never>;
 
-export interface SigningKeysTable {
-  kid: string;
-  did: string;
-  public_jwk: ColumnType<unknown, string, never>;
-  created_at: Timestamp;
-  retired_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
-}
-
-/** Immutable (a trigger refuses UPDATE and DELETE): a WPC is its hash. */
+/** Append-only (a trigger refuses UPDATE and DELETE): a WPC is its hash; one row per signer. */
 export interface WpcRegistryTable {
   policy_hash_b64u: string;
   policy_name: string;
@@ -24,18 +16,24 @@ export interface WpcRegistryTable {
   registered_at: Timestamp;
 }
 
-/** Append-only history; the newest row per policy name decides. A null hash means "follow the file". */
+/**
+ * Append-only, signed hash chain per policy name; the newest link decides. A null hash means
+ * "follow the file".
+ */
 export interface PolicyPinsTable {
   id: Generated<number>;
   policy_name: string;
   policy_hash_b64u: string | null;
   actor: string;
   reason: string;
-  created_at: Timestamp;
+  created_at: ColumnType<Date, Date | string, never>;
+  prev_pin_hash_b64u: string;
+  pin_hash_b64u: string;
+  signature_b64u: string;
+  signer_did: string;
 }
 
 export interface Database {
-  signing_keys: SigningKeysTable;
   wpc_registry: WpcRegistryTable;
   policy_pins: PolicyPinsTable;
 }
@@ -43,4 +41,3 @@ export interface Database {
 export type WpcRegistryRow = Selectable<WpcRegistryTable>;
 export type NewWpcRegistryRow = Insertable<WpcRegistryTable>;
 export type PolicyPinRow = Selectable<PolicyPinsTable>;
-export type SigningKeyRow = Selectable<SigningKeysTable>;

@@ -1,16 +1,22 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
-import { isAppError } from '../errors.js';
-import { trustedSignerDids } from '../tokens/key-ring.js';
-import type { SigningKey } from '../tokens/signing-key.js';
+import type { WpcRegistryRow } from '../db/schema.js';
+import type { KeyRing } from '../tokens/key-ring.js';
 import { loadPolicyDir, type PolicyDir } from './load-policy-dir.js';
-import { currentPins } from './pins.js';
-import { envelopeFromRow, registerPolicy } from './registry.js';
-import { type ChannelBinding, type Resolution, resolveChannels } from './resolve-channels.js';
+import { latestPinId, readPins } from './pins.js';
+import { envelopeFromRow, registerPolicy, verifiedEnvelope } from './registry.js';
+import {
+  type ChannelBinding,
+  type Resolution,
+  type ResolveInput,
+  resolveChannels,
+} from './resolve-channels.js';
 import type { GroupsFile, Wpc } from './types.js';
+import { formatProblems, validatePolicy } from './validate-policy.js';
 
 export interface PolicySnapshot {
   loadedAt: Date;
@@ -24,20 +30,46 @@ export interface PolicySnapshot {
 
 export type ChannelPolicy = ({ open: true } & ChannelBinding) | { open: false; reasons: string[] };
 
+export interface PolicyServiceDeps {
+  db: Db;
+  keyRing: KeyRing;
+  clock: Clock;
+  log: Logger;
+  policiesDir: string;
+  /** Inspect without writing: file versions are not registered (CLI read commands). */
+  readOnly?: boolean;
+}
+
+function channelsOf(rows: readonly WpcRegistryRow[]): string[] {
+  return rows.flatMap((r) => {
+    try {
+      const ids = (JSON.parse(r.canonical_payload) as Wpc).channel_context?.allowed_channel_ids;
+      return Array.isArray(ids) ? ids.filter((c): c is string => typeof c === 'string') : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /**
  * Owns the live policy state: loads POLICIES_DIR, registers every valid version (signed) in
- * the registry, applies pins, and answers "which policy governs this channel?". Reloads when
- * a pin is added or a policy file changes.
+ * the registry, applies verified pins, and answers "which policy governs this channel?".
+ * Reloads when a pin lands or a policy file's content changes.
  */
 export class PolicyService {
   private snapshot: PolicySnapshot | null = null;
+  private lastError: string | null = null;
+  private inFlight: Promise<PolicySnapshot> | null = null;
 
-  constructor(
-    private readonly deps: { db: Db; key: SigningKey; clock: Clock; log: Logger; policiesDir: string },
-  ) {}
+  constructor(private readonly deps: PolicyServiceDeps) {}
 
   current(): PolicySnapshot | null {
     return this.snapshot;
+  }
+
+  /** Why the last reload failed, while the previous snapshot is still in use; null when healthy. */
+  reloadError(): string | null {
+    return this.lastError;
   }
 
   channelPolicy(channelId: string): ChannelPolicy {
@@ -51,60 +83,155 @@ export class PolicyService {
     };
   }
 
-  /** Reloads if pins or files changed since the last load; returns whether it did. */
+  /** Reloads if pins or file contents changed since the last load; returns whether it did. */
   async refreshIfChanged(): Promise<boolean> {
-    const fingerprint = await this.fingerprint();
-    if (this.snapshot && fingerprint === this.snapshot.fingerprint) return false;
-    await this.reload(fingerprint);
-    return true;
+    try {
+      const fingerprint = await this.fingerprint();
+      if (this.snapshot && fingerprint === this.snapshot.fingerprint && !this.lastError) return false;
+      await this.reload();
+      return true;
+    } catch (err) {
+      this.lastError = (err as Error).message ?? String(err);
+      throw err;
+    }
   }
 
-  async reload(knownFingerprint?: string): Promise<PolicySnapshot> {
-    const { db, key, clock, log } = this.deps;
-    const fingerprint = knownFingerprint ?? (await this.fingerprint());
-    const dir = await loadPolicyDir(this.deps.policiesDir);
-    const problems: string[] = [];
-    if (!dir.groups.ok)
-      problems.push(...dir.groups.problems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
+  /** One reload at a time: a caller arriving during a reload waits for that one and then runs its own. */
+  async reload(): Promise<PolicySnapshot> {
+    const previous = this.inFlight;
+    const run = (async () => {
+      await previous?.catch(() => {});
+      try {
+        const snap = await this.load();
+        this.snapshot = snap;
+        this.lastError = null;
+        return snap;
+      } catch (err) {
+        this.lastError = (err as Error).message ?? String(err);
+        throw err;
+      }
+    })();
+    this.inFlight = run;
+    try {
+      return await run;
+    } finally {
+      if (this.inFlight === run) this.inFlight = null;
+    }
+  }
 
-    const files: Parameters<typeof resolveChannels>[0]['files'] = [];
-    const failedFiles: Parameters<typeof resolveChannels>[0]['failedFiles'] = [];
+  private async load(): Promise<PolicySnapshot> {
+    const { db, keyRing, clock, log } = this.deps;
+    const previous = this.snapshot;
+    const trusted = keyRing.trustedDids;
+    const fingerprint = await this.fingerprint();
+    const dir = await loadPolicyDir(this.deps.policiesDir);
+    const groups = dir.groups.ok ? dir.groups.value : null;
+    const problems: string[] = [];
+    if (!dir.groups.ok) {
+      problems.push(...dir.groups.problems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
+    }
+    const registry = await db.selectFrom('wpc_registry').selectAll().execute();
+    const rowsBy = (pick: (r: WpcRegistryRow) => boolean) => registry.filter(pick);
+    // Every channel a name has claimed: in any registered version that still parses, and in the
+    // version that was active before this reload (a tampered row may no longer say).
+    const claimedBy = (name: string) => [
+      ...channelsOf(rowsBy((r) => r.policy_name === name)),
+      ...(previous?.resolution.active.get(name)?.policy.channel_context.allowed_channel_ids ?? []),
+    ];
+
+    const files: ResolveInput['files'] = [];
+    const failedFiles: ResolveInput['failedFiles'] = [];
     for (const f of dir.files) {
-      if (f.ok) {
-        const source = path.basename(f.file);
-        const { created } = await registerPolicy(db, { hashed: f, key, clock, source });
-        if (created)
-          log.info({ policy: f.policy.policy_name, hash: f.hash, source }, 'policy version registered');
-        files.push({ file: source, name: f.policy.policy_name, hash: f.hash, policy: f.policy });
-      } else {
-        const source = path.basename(f.file);
+      const source = path.basename(f.file);
+      if (!f.ok) {
         problems.push(...f.problems.map((p) => `${source} ${p.path}: ${p.message} [${p.rule}]`));
+        const earlier = channelsOf(rowsBy((r) => r.source === source));
         failedFiles.push({
           file: source,
           name: f.policyName,
-          claimedChannels: [...f.claimedChannels, ...(await this.channelsPreviouslyFrom(source))],
+          claimedChannels: [...f.claimedChannels, ...earlier],
+        });
+        continue;
+      }
+      try {
+        // What agents will fetch by hash must verify, or the channel does not open.
+        if (this.deps.readOnly) {
+          const rows = rowsBy((r) => r.policy_hash_b64u === f.hash);
+          if (rows.length) verifiedEnvelope(f.hash, rows, trusted);
+        } else {
+          const { row, created } = await registerPolicy(db, {
+            hashed: f,
+            key: keyRing.active,
+            clock,
+            source,
+          });
+          if (created)
+            log.info({ policy: f.policy.policy_name, hash: f.hash, source }, 'policy version registered');
+          envelopeFromRow(row, trusted);
+        }
+        files.push({ file: source, name: f.policy.policy_name, hash: f.hash, policy: f.policy });
+      } catch (err) {
+        problems.push(`${source}: ${(err as Error).message}`);
+        failedFiles.push({
+          file: source,
+          name: f.policy.policy_name,
+          claimedChannels: f.policy.channel_context.allowed_channel_ids,
+          reason: `${source}: its registered version failed verification`,
         });
       }
     }
 
-    const { pins } = await currentPins(db);
-    const trusted = await trustedSignerDids(db);
-    const pinned = new Map<string, { ok: true; policy: Wpc } | { ok: false; reason: string }>();
-    for (const hash of new Set(pins.values())) {
-      const row = await db
-        .selectFrom('wpc_registry')
-        .selectAll()
-        .where('policy_hash_b64u', '=', hash)
-        .executeTakeFirst();
+    const pinState = await readPins(db, trusted);
+    const pinned: ResolveInput['pinned'] = new Map();
+    for (const hash of new Set(pinState.pins.values())) {
       try {
-        if (!row) throw new Error('not in the registry');
-        pinned.set(hash, { ok: true, policy: envelopeFromRow(row, trusted).payload });
+        const policy = verifiedEnvelope(
+          hash,
+          rowsBy((r) => r.policy_hash_b64u === hash),
+          trusted,
+        ).payload;
+        // A pinned version must still satisfy today's schema and groups.
+        const checked = validatePolicy(policy, groups ? { groups } : {});
+        if (!checked.ok)
+          throw new Error(`no longer valid: ${formatProblems(checked.problems).replace(/\n/g, '; ')}`);
+        if (!groups) throw new Error('groups.json is missing or invalid');
+        (pinned as Map<string, { ok: true; policy: Wpc }>).set(hash, { ok: true, policy });
       } catch (err) {
-        pinned.set(hash, { ok: false, reason: isAppError(err) ? err.message : (err as Error).message });
+        (pinned as Map<string, { ok: false; reason: string }>).set(hash, {
+          ok: false,
+          reason: (err as Error).message,
+        });
       }
     }
+    // A name whose pin history or pinned version cannot be trusted closes every channel any
+    // of its versions ever claimed, so no other policy can quietly take them over.
+    for (const [name, reason] of pinState.broken) {
+      problems.push(`policy "${name}": ${reason}`);
+      failedFiles.push({
+        file: `pins of ${name}`,
+        name: null,
+        claimedChannels: claimedBy(name),
+        reason: `policy "${name}": pin history failed verification`,
+      });
+    }
+    for (const [name, hash] of pinState.pins) {
+      const check = pinned.get(hash);
+      if (check?.ok) continue;
+      failedFiles.push({
+        file: `pinned ${name}`,
+        name: null,
+        claimedChannels: claimedBy(name),
+        reason: `policy "${name}": pinned version ${hash} failed verification: ${check?.reason ?? 'not loaded'}`,
+      });
+    }
 
-    const resolution = resolveChannels({ files, failedFiles, pins, pinned });
+    const resolution = resolveChannels({
+      files,
+      failedFiles,
+      pins: pinState.pins,
+      pinned,
+      closedNames: new Set(pinState.broken.keys()),
+    });
     problems.push(...resolution.problems.map((p) => `policy "${p.name}": ${p.reason}`));
     for (const [channel, reasons] of resolution.closed)
       problems.push(`channel ${channel} closed: ${reasons.join('; ')}`);
@@ -121,47 +248,23 @@ export class PolicyService {
       },
       'policies loaded',
     );
-    this.snapshot = {
-      loadedAt: clock(),
-      dir,
-      resolution,
-      groups: dir.groups.ok ? dir.groups.value : null,
-      problems,
-      fingerprint,
-    };
-    return this.snapshot;
+    return { loadedAt: clock(), dir, resolution, groups, problems, fingerprint };
   }
 
-  /** Channels claimed by versions first registered from a file that is now unreadable. */
-  private async channelsPreviouslyFrom(source: string): Promise<string[]> {
-    const rows = await this.deps.db
-      .selectFrom('wpc_registry')
-      .select('canonical_payload')
-      .where('source', '=', source)
-      .execute();
-    return rows.flatMap((r) => {
-      try {
-        return (JSON.parse(r.canonical_payload) as Wpc).channel_context.allowed_channel_ids;
-      } catch {
-        return [];
-      }
-    });
-  }
-
+  /** Changes when a pin lands or any file in POLICIES_DIR changes content (not just mtime). */
   private async fingerprint(): Promise<string> {
-    const { version } = await currentPins(this.deps.db);
-    let entries: string[];
+    const hash = createHash('sha256');
+    hash.update(`pins:${await latestPinId(this.deps.db)}\n`);
     try {
-      const names = (await fs.readdir(this.deps.policiesDir)).sort();
-      entries = await Promise.all(
-        names.map(async (n) => {
-          const st = await fs.stat(path.join(this.deps.policiesDir, n)).catch(() => null);
-          return `${n}:${st?.size ?? -1}:${st?.mtimeMs ?? -1}`;
-        }),
-      );
+      for (const name of (await fs.readdir(this.deps.policiesDir)).sort()) {
+        const content = await fs.readFile(path.join(this.deps.policiesDir, name)).catch(() => null);
+        hash.update(
+          `${name}:${content ? createHash('sha256').update(content).digest('hex') : 'unreadable'}\n`,
+        );
+      }
     } catch {
-      entries = ['(unreadable)'];
+      hash.update('(directory unreadable)');
     }
-    return `${version}|${entries.join(',')}`;
+    return hash.digest('hex');
   }
 }

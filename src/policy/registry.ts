@@ -12,8 +12,8 @@ import type { Wpc } from './types.js';
 export type WpcEnvelope = Envelope<Wpc, 'work_policy_contract'>;
 
 /**
- * Stores a policy version under its hash, signed by the bot key. Idempotent: a hash that is
- * already registered keeps its original envelope (the table is append-only).
+ * Stores a policy version under its hash, signed by the bot key. Idempotent per signer: a
+ * version this key already signed keeps its original envelope (the table is append-only).
  */
 export async function registerPolicy(
   db: Db,
@@ -38,7 +38,7 @@ export async function registerPolicy(
       issued_at: envelope.issued_at,
       source: args.source,
     })
-    .onConflict((oc) => oc.column('policy_hash_b64u').doNothing())
+    .onConflict((oc) => oc.columns(['policy_hash_b64u', 'signer_did']).doNothing())
     .returningAll()
     .executeTakeFirst();
   if (inserted) return { row: inserted, created: true };
@@ -46,6 +46,7 @@ export async function registerPolicy(
     .selectFrom('wpc_registry')
     .selectAll()
     .where('policy_hash_b64u', '=', hashed.hash)
+    .where('signer_did', '=', key.did)
     .executeTakeFirstOrThrow();
   return { row: existing, created: false };
 }
@@ -61,7 +62,7 @@ export function assertHashFormat(hash: string): void {
 
 /**
  * Rebuilds and checks the envelope of a stored row: the stored text must still be the JCS
- * of its payload, hash to the row's key, and carry a valid signature from one of our keys.
+ * of its payload, hash to the row's key, and carry a valid signature from a trusted key.
  * Anything else is corruption: the bad payload is never returned.
  */
 export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet<string>): WpcEnvelope {
@@ -70,10 +71,10 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
   let payload: Wpc;
   try {
     payload = JSON.parse(row.canonical_payload) as Wpc;
+    if (canonicalJson(payload) !== row.canonical_payload) throw new Error('not canonical');
   } catch {
-    throw corrupted('payload is not JSON');
+    throw corrupted('payload is not canonical JSON');
   }
-  if (canonicalJson(payload) !== row.canonical_payload) throw corrupted('payload is not in canonical form');
   const envelope: WpcEnvelope = {
     envelope_version: '1',
     envelope_type: 'work_policy_contract',
@@ -92,30 +93,43 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
     trustedSigners,
   });
   if (!check.ok) throw corrupted(check.message);
-  if (payload.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
+  if (payload?.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
   return envelope;
 }
 
-/**
- * Reads one version and verifies it before returning it. The signer must be one of this
- * deployment's published keys (current or rotated out), checked in the same query.
- */
-export async function getVerifiedPolicy(db: Db, hash: string): Promise<WpcEnvelope> {
-  assertHashFormat(hash);
-  const row = await db
-    .selectFrom('wpc_registry as r')
-    .leftJoin('signing_keys as k', 'k.did', 'r.signer_did')
-    .selectAll('r')
-    .select('k.did as known_signer')
-    .where('r.policy_hash_b64u', '=', hash)
-    .executeTakeFirst();
-  if (!row) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
-  const { known_signer, ...stored } = row;
-  return envelopeFromRow(stored, new Set(known_signer ? [known_signer] : []));
+/** The first row of a version that verifies (rows from trusted signers, newest first). */
+export function verifiedEnvelope(
+  hash: string,
+  rows: readonly WpcRegistryRow[],
+  trustedSigners: ReadonlySet<string>,
+): WpcEnvelope {
+  if (rows.length === 0) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
+  const reasons: string[] = [];
+  for (const row of [...rows].sort((a, b) => +new Date(b.registered_at) - +new Date(a.registered_at))) {
+    try {
+      return envelopeFromRow(row, trustedSigners);
+    } catch (err) {
+      reasons.push((err as Error).message);
+    }
+  }
+  throw new AppError('ERR_WPC_CORRUPTED', reasons[0] ?? `stored policy ${hash} failed verification`);
 }
 
+/** Reads one version and verifies it before returning it. */
+export async function getVerifiedPolicy(
+  db: Db,
+  hash: string,
+  trustedSigners: ReadonlySet<string>,
+): Promise<WpcEnvelope> {
+  assertHashFormat(hash);
+  const rows = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).execute();
+  return verifiedEnvelope(hash, rows, trustedSigners);
+}
+
+/** Every registered version (one entry per hash, first registration), oldest first. */
 export async function listRegisteredPolicies(db: Db, name?: string): Promise<WpcRegistryRow[]> {
   let q = db.selectFrom('wpc_registry').selectAll().orderBy('policy_name').orderBy('registered_at');
   if (name) q = q.where('policy_name', '=', name);
-  return q.execute();
+  const seen = new Set<string>();
+  return (await q.execute()).filter((r) => !seen.has(r.policy_hash_b64u) && !!seen.add(r.policy_hash_b64u));
 }

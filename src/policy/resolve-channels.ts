@@ -11,12 +11,14 @@ export interface Candidate {
 export interface ResolveInput {
   /** Valid policy files. */
   files: { file: string; name: string; hash: string; policy: Wpc }[];
-  /** Files that failed to load or validate, with what they tried to claim. */
-  failedFiles: { file: string; name: string | null; claimedChannels: string[] }[];
+  /** Files (or pins) that failed to load, validate or verify, with what they claim(ed). */
+  failedFiles: { file: string; name: string | null; claimedChannels: string[]; reason?: string }[];
   /** name -> pinned hash. */
   pins: ReadonlyMap<string, string>;
   /** Pinned versions read back from the registry: verified policy, or why not. */
   pinned: ReadonlyMap<string, { ok: true; policy: Wpc } | { ok: false; reason: string }>;
+  /** Names that must not be activated at all (e.g. their pin history failed verification). */
+  closedNames?: ReadonlySet<string>;
 }
 
 export interface ChannelBinding {
@@ -53,6 +55,11 @@ export function resolveChannels(input: ResolveInput): Resolution {
   for (const name of [...names].sort()) {
     const pinnedHash = input.pins.get(name);
     const files = byName.get(name) ?? [];
+    if (input.closedNames?.has(name)) {
+      for (const f of files)
+        for (const c of f.policy.channel_context.allowed_channel_ids) close(c, `policy "${name}" is closed`);
+      continue;
+    }
     if (pinnedHash !== undefined) {
       const pinned = input.pinned.get(pinnedHash);
       if (pinned?.ok) {
@@ -85,7 +92,7 @@ export function resolveChannels(input: ResolveInput): Resolution {
   }
 
   for (const f of input.failedFiles) {
-    for (const c of f.claimedChannels) close(c, `${f.file} failed validation`);
+    for (const c of f.claimedChannels) close(c, f.reason ?? `${f.file} failed validation`);
   }
 
   const claims = new Map<string, Candidate[]>();

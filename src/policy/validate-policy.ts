@@ -80,11 +80,21 @@ function schemaProblems(errors: ErrorObject[] | null | undefined): PolicyProblem
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 
-/** The effective approval rule for a tool: the first matching step_overrides key in lexical order. */
+/** Exact keys first, then the pattern with the most literal characters, then lexical order. */
+function bySpecificity(a: string, b: string): number {
+  const exact = Number(!b.includes('*')) - Number(!a.includes('*'));
+  const literal = b.replace(/\*/g, '').length - a.replace(/\*/g, '').length;
+  return exact || literal || (a < b ? -1 : a > b ? 1 : 0);
+}
+
+/**
+ * The effective approval rule for a tool: the most specific matching step_overrides key
+ * (an exact tool name always beats a wildcard, so `ticket.*` cannot weaken `ticket.close`).
+ */
 export function approvalRuleFor(policy: Wpc, tool: string): ApprovalRule {
   const overrides = policy.execution.step_overrides ?? {};
   const key = Object.keys(overrides)
-    .sort()
+    .sort(bySpecificity)
     .find((k) => matchesPattern(k, tool));
   return key ? { ...policy.execution.approval_rule, ...overrides[key] } : policy.execution.approval_rule;
 }

@@ -1,39 +1,141 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
-import type { SigningKeyRow } from '../db/schema.js';
-import type { PublicJwk, SigningKey } from './signing-key.js';
+import { didKeyFromPublicKey, kidFromPublicKey } from '../crypto/did-key.js';
+import { fromB64u } from '../crypto/hash.js';
+import { AppError } from '../errors.js';
+import {
+  generateSigningJwk,
+  loadSigningKey,
+  type PublicJwk,
+  type SigningKey,
+  type SigningKeySource,
+  signingKeyFromJwk,
+  writeKeyFile,
+} from './signing-key.js';
+
+export interface RetiredKey extends PublicJwk {
+  retired_at: string;
+}
 
 /**
- * Records the active signing key's public half and retires any other active one. Retired
- * keys stay published so envelopes and tokens they signed keep verifying.
+ * The keys this deployment trusts: the active signing key and the public halves of keys
+ * rotated out. Trust comes only from these files, never from the database, so a database
+ * writer cannot make the bot accept a signature of their own.
  */
-export async function registerActiveKey(db: Db, key: SigningKey, clock: Clock): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    await trx
-      .insertInto('signing_keys')
-      .values({ kid: key.kid, did: key.did, public_jwk: JSON.stringify(key.publicJwk), created_at: clock() })
-      .onConflict((oc) => oc.column('kid').doUpdateSet({ retired_at: null }))
-      .execute();
-    await trx
-      .updateTable('signing_keys')
-      .set({ retired_at: clock() })
-      .where('kid', '!=', key.kid)
-      .where('retired_at', 'is', null)
-      .execute();
+export interface KeyRing {
+  active: SigningKey;
+  retired: RetiredKey[];
+  /** did:key of every trusted key, active first. */
+  trustedDids: ReadonlySet<string>;
+  /** Public keys for `/.well-known/jwks.json`. */
+  jwks: { keys: PublicJwk[] };
+}
+
+export function buildKeyRing(active: SigningKey, retired: RetiredKey[]): KeyRing {
+  const publicOnly = (k: PublicJwk): PublicJwk => ({
+    kty: k.kty,
+    crv: k.crv,
+    x: k.x,
+    kid: k.kid,
+    alg: k.alg,
+    use: k.use,
+  });
+  const others = retired.filter((k) => k.kid !== active.kid);
+  return {
+    active,
+    retired: others,
+    trustedDids: new Set([active.did, ...others.map((k) => didKeyFromPublicKey(fromB64u(k.x)))]),
+    jwks: { keys: [active.publicJwk, ...others.map(publicOnly)] },
+  };
+}
+
+function parseRetired(value: unknown, file: string): RetiredKey[] {
+  const keys = (value as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) throw new AppError('ERR_KEY_INVALID', `${file} must be a JWKS: {"keys":[…]}`);
+  return keys.map((k, i) => {
+    const jwk = k as Partial<RetiredKey>;
+    let raw: Uint8Array;
+    try {
+      if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string') throw new Error('shape');
+      raw = fromB64u(jwk.x);
+      if (raw.length !== 32) throw new Error('length');
+    } catch {
+      throw new AppError('ERR_KEY_INVALID', `${file}: keys[${i}] is not an Ed25519 public JWK`);
+    }
+    const kid = kidFromPublicKey(raw);
+    if (jwk.kid !== kid)
+      throw new AppError('ERR_KEY_INVALID', `${file}: keys[${i}] kid does not match its key`);
+    if ('d' in (k as object))
+      throw new AppError('ERR_KEY_INVALID', `${file}: keys[${i}] holds private key material`);
+    return {
+      kty: 'OKP',
+      crv: 'Ed25519',
+      x: jwk.x,
+      kid,
+      alg: 'EdDSA',
+      use: 'sig',
+      retired_at: String(jwk.retired_at ?? ''),
+    };
   });
 }
 
-export async function listSigningKeys(db: Db): Promise<SigningKeyRow[]> {
-  return db.selectFrom('signing_keys').selectAll().orderBy('created_at', 'desc').execute();
+/** Reads the retired public keys; a missing file means none. Refuses a file others could rewrite. */
+export async function readRetiredKeys(file: string): Promise<RetiredKey[]> {
+  let stat: Awaited<ReturnType<typeof fs.stat>>;
+  try {
+    stat = await fs.stat(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new AppError('ERR_KEY_UNREADABLE', `retired keys file ${file} cannot be read`, { cause: err });
+  }
+  if ((stat.mode & 0o022) !== 0) {
+    throw new AppError(
+      'ERR_KEY_PERMISSIONS',
+      `retired keys file ${file} is writable by group or others; run chmod 600 on it`,
+    );
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await fs.readFile(file, 'utf8'));
+  } catch (cause) {
+    throw new AppError('ERR_KEY_INVALID', `retired keys file ${file} is not valid JSON`, { cause });
+  }
+  return parseRetired(parsed, file);
 }
 
-export async function publishedJwks(db: Db): Promise<{ keys: PublicJwk[] }> {
-  const rows = await listSigningKeys(db);
-  return { keys: rows.map((r) => r.public_jwk as PublicJwk) };
+export async function loadKeyRing(
+  source: SigningKeySource,
+  retiredFile: string,
+  opts: { create?: boolean } = {},
+): Promise<{ ring: KeyRing; created: boolean }> {
+  const { key, created } = await loadSigningKey(source, opts);
+  return { ring: buildKeyRing(key, await readRetiredKeys(retiredFile)), created };
 }
 
-/** DIDs whose signatures the registry accepts: every key this deployment has used. */
-export async function trustedSignerDids(db: Db): Promise<Set<string>> {
-  const rows = await db.selectFrom('signing_keys').select('did').execute();
-  return new Set(rows.map((r) => r.did));
+/**
+ * Replaces the active key with a new one. The old public key is appended to the retired
+ * file first, so a crash between the two writes leaves the old key active and trusted.
+ */
+export async function rotateKeyRing(
+  source: SigningKeySource,
+  retiredFile: string,
+  clock: Clock,
+): Promise<{ from: SigningKey; to: SigningKey }> {
+  if (source.kind === 'jwk') {
+    throw new AppError(
+      'ERR_KEY_INVALID',
+      'the signing key comes from SIGNING_KEY_JWK: replace it where it is stored, and add the old public key to the retired keys file',
+    );
+  }
+  const { ring } = await loadKeyRing(source, retiredFile, { create: false });
+  const retired = [...ring.retired, { ...ring.active.publicJwk, retired_at: clock().toISOString() }];
+  const next = generateSigningJwk();
+  const to = signingKeyFromJwk(next, 'new key');
+  await fs.mkdir(path.dirname(retiredFile), { recursive: true, mode: 0o700 });
+  const tmp = `${retiredFile}.tmp`;
+  await fs.writeFile(tmp, `${JSON.stringify({ keys: retired }, null, 2)}\n`, { mode: 0o600 });
+  await fs.rename(tmp, retiredFile);
+  await writeKeyFile(source.file, next, { replace: true });
+  return { from: ring.active, to };
 }

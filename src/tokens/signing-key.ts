@@ -152,11 +152,13 @@ async function readKeyFile(file: string): Promise<SigningKey> {
 }
 
 /**
- * Loads the bot's signing key. A `generated` source creates the key on first start;
- * an explicit file must already exist; an inline JWK is used as given.
+ * Loads the bot's signing key. A `generated` source creates the key on first start (unless
+ * `create: false`, for commands that must not change state); an explicit file must
+ * already exist; an inline JWK is used as given.
  */
 export async function loadSigningKey(
   source: SigningKeySource,
+  opts: { create?: boolean } = {},
 ): Promise<{ key: SigningKey; created: boolean }> {
   if (source.kind === 'jwk') {
     let parsed: unknown;
@@ -167,7 +169,7 @@ export async function loadSigningKey(
     }
     return { key: signingKeyFromJwk(parsed, 'SIGNING_KEY_JWK'), created: false };
   }
-  if (source.kind === 'generated') {
+  if (source.kind === 'generated' && opts.create !== false) {
     try {
       await writeKeyFile(source.file, generateSigningJwk());
       return { key: await readKeyFile(source.file), created: true };

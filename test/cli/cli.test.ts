@@ -134,6 +134,10 @@ describe(`stateful commands (${dialectName})`, () => {
   it('list, show, new version, pin (rollback), diff by hash, unpin', async () => {
     const dir = await copyPolicies();
     const e = await env({ POLICIES_DIR: dir });
+    const registered = await cli(['policy', 'register'], e);
+    expect(registered.code).toBe(0);
+    expect(registered.out.split('\n')).toHaveLength(5);
+    expect(registered.out).toMatch(/^change-mgmt-prod-approval {2}[A-Za-z0-9_-]{43} {2}registered$/m);
     const list1 = JSON.parse((await cli(['policy', 'list', '--json'], e)).out);
     expect(list1.policies.map((p: { name: string }) => p.name)).toHaveLength(5);
     const v1 = list1.policies.find((p: { name: string }) => p.name === 'invoice-triage')
@@ -150,6 +154,7 @@ describe(`stateful commands (${dialectName})`, () => {
     const policy = JSON.parse(await fs.readFile(file, 'utf8'));
     policy.execution.approval_rule.approval_ttl_seconds = 900;
     await fs.writeFile(file, JSON.stringify(policy));
+    expect((await cli(['policy', 'register'], e)).out).toContain('invoice-triage');
     const list2 = JSON.parse((await cli(['policy', 'list', '--json'], e)).out);
     const entry2 = list2.policies.find((p: { name: string }) => p.name === 'invoice-triage');
     expect(entry2.versions).toHaveLength(2);
@@ -181,7 +186,7 @@ describe(`stateful commands (${dialectName})`, () => {
     });
   });
 
-  it('keys show, then rotate: the new key signs, the old one stays published', async () => {
+  it('keys show, then rotate: the new key signs, the old one stays trusted', async () => {
     const e = await env({ POLICIES_DIR: REPO_POLICIES_DIR });
     const before = JSON.parse((await cli(['keys', 'show'], e)).out);
     expect(before.active.kid).toMatch(/^[0-9a-f]{16}$/);
@@ -190,15 +195,33 @@ describe(`stateful commands (${dialectName})`, () => {
     expect(rotated.code).toBe(0);
     const after = JSON.parse((await cli(['keys', 'show'], e)).out);
     expect(after.active.kid).not.toBe(before.active.kid);
-    expect(after.published.map((k: { kid: string }) => k.kid).sort()).toEqual(
-      [before.active.kid, after.active.kid].sort(),
-    );
-    expect(
-      after.published.find((k: { kid: string }) => k.kid === before.active.kid).retired_at,
-    ).not.toBeNull();
+    expect(after.retired).toEqual([{ kid: before.active.kid, retired_at: expect.any(String) }]);
+    expect(after.trusted_dids).toEqual([after.active.did, before.active.did]);
     const keyFile = path.join(e.DATA_DIR!, 'keys', 'signing-key.jwk.json');
     expect((await fs.stat(keyFile)).mode & 0o777).toBe(0o600);
     expect(rotated.out + after.out).not.toContain('"d"');
+  });
+
+  it('commands other than serve never create a signing key', async () => {
+    const s = await stateEnv({ POLICIES_DIR: REPO_POLICIES_DIR }, { withKey: false });
+    dbs.push(s.db);
+    for (const args of [
+      ['keys', 'show'],
+      ['policy', 'list'],
+      ['keys', 'rotate'],
+    ]) {
+      const res = await cli(args, s.env);
+      expect(res.code).toBe(1);
+      expect(res.err).toContain('ERR_KEY_UNREADABLE');
+    }
+    await expect(fs.stat(path.join(s.env.DATA_DIR!, 'keys', 'signing-key.jwk.json'))).rejects.toThrow();
+  });
+
+  it('policy list does not register anything (read-only)', async () => {
+    const e = await env({ POLICIES_DIR: REPO_POLICIES_DIR });
+    const list = JSON.parse((await cli(['policy', 'list', '--json'], e)).out);
+    expect(list.policies).toHaveLength(5);
+    expect(list.policies.every((p: { versions: unknown[] }) => p.versions.length === 0)).toBe(true);
   });
 
   it('keys rotate refuses a key supplied as SIGNING_KEY_JWK', async () => {

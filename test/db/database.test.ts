@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Migration, type MigrationProvider, sql } from 'kysely';
@@ -7,6 +8,14 @@ import { type Db, openDatabase, redactDatabaseUrl } from '../../src/db/database.
 import { migrateToLatest, shippedMigrations } from '../../src/db/migrate.js';
 import { createTestDb, dialectName, type TestDb } from '../helpers/db.js';
 import { tempDir } from '../helpers/fs.js';
+
+const PIN = {
+  actor: 'a',
+  created_at: new Date(),
+  prev_pin_hash_b64u: 'genesis',
+  signature_b64u: 's',
+  signer_did: 'd',
+};
 
 const open: TestDb[] = [];
 afterEach(async () => {
@@ -33,9 +42,7 @@ describe(`migrations (${dialectName})`, () => {
     const first = await migrateToLatest(d.db);
     expect(first.map((r) => r.status)).toEqual(first.map(() => 'Success'));
     expect(first.length).toBeGreaterThan(0);
-    expect(await tables(d.db)).toEqual(
-      expect.arrayContaining(['policy_pins', 'signing_keys', 'wpc_registry']),
-    );
+    expect(await tables(d.db)).toEqual(expect.arrayContaining(['policy_pins', 'wpc_registry']));
     expect(await migrateToLatest(d.db)).toEqual([]);
   });
 
@@ -100,7 +107,13 @@ describe(`append-only tables (${dialectName})`, () => {
       .execute();
     await d.db
       .insertInto('policy_pins')
-      .values({ policy_name: 'p', policy_hash_b64u: 'A'.repeat(43), actor: 'a', reason: 'r' })
+      .values({
+        ...PIN,
+        policy_name: 'p',
+        policy_hash_b64u: 'A'.repeat(43),
+        reason: 'r',
+        pin_hash_b64u: 'h1',
+      })
       .execute();
     await expect(d.db.updateTable('wpc_registry').set({ policy_name: 'q' }).execute()).rejects.toThrow(
       /append-only/,
@@ -147,7 +160,7 @@ describe('database targets', () => {
     await migrateToLatest(first.db);
     await first.db
       .insertInto('policy_pins')
-      .values({ policy_name: 'p', policy_hash_b64u: null, actor: 'a', reason: 'kept' })
+      .values({ ...PIN, policy_name: 'p', policy_hash_b64u: null, reason: 'kept', pin_hash_b64u: 'h2' })
       .execute();
     await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
       code: 'ERR_DB_LOCKED',
@@ -164,9 +177,58 @@ describe('database targets', () => {
 
   it('takes over a lock left by a process that no longer exists', async () => {
     const dir = await tempDir();
-    await fs.writeFile(path.join(dir, 'pglite.lock'), '2147483646');
+    await fs.writeFile(path.join(dir, 'pglite.lock'), '2147483646:old');
     const lock = await lockDataDir(dir);
-    expect(await fs.readFile(path.join(dir, 'pglite.lock'), 'utf8')).toBe(String(process.pid));
+    expect(await fs.readFile(path.join(dir, 'pglite.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid}:`));
     await lock.release();
+    await expect(fs.stat(path.join(dir, 'pglite.lock'))).rejects.toThrow();
+  });
+
+  it('takes over a lock holding our own PID that this process does not hold (PID 1 after a crash)', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, 'pglite.lock'), `${process.pid}:previous-incarnation`);
+    const lock = await lockDataDir(dir);
+    await expect(lockDataDir(dir)).rejects.toMatchObject({ code: 'ERR_DB_LOCKED' });
+    await lock.release();
+  });
+
+  it('refuses a lock held by a live process', async () => {
+    const dir = await tempDir();
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+    try {
+      await fs.writeFile(path.join(dir, 'pglite.lock'), `${other.pid}:live`);
+      await expect(lockDataDir(dir)).rejects.toMatchObject({
+        code: 'ERR_DB_LOCKED',
+        message: expect.stringContaining(`process ${other.pid}`),
+      });
+    } finally {
+      other.kill();
+    }
+  });
+
+  it('lets exactly one of several processes racing for a stale lock win', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, 'pglite.lock'), '2147483646:stale');
+    const script = `
+      const { lockDataDir } = await import(${JSON.stringify(new URL('../../src/db/data-dir-lock.ts', import.meta.url).pathname)});
+      try { await lockDataDir(process.argv[1]); console.log('won'); await new Promise((r) => setTimeout(r, 1500)); }
+      catch (e) { console.log(e.code ?? e.message); }`;
+    const racers = Array.from(
+      { length: 6 },
+      () =>
+        new Promise<string>((resolve) => {
+          let out = '';
+          const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], {
+            cwd: new URL('../../', import.meta.url).pathname,
+          });
+          p.stdout.on('data', (d) => {
+            out += String(d);
+          });
+          p.on('exit', () => resolve(out.trim()));
+        }),
+    );
+    const results = await Promise.all(racers);
+    expect(results.filter((r) => r === 'won')).toHaveLength(1);
+    expect(results.filter((r) => r !== 'won')).toEqual(Array(5).fill('ERR_DB_LOCKED'));
   });
 });

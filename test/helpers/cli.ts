@@ -2,6 +2,8 @@ import { createCliContext } from '../../src/cli/context.js';
 import { runCli } from '../../src/cli/program.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
+import { loadSigningKey } from '../../src/tokens/signing-key.js';
+import path from 'node:path';
 import { createTestDb, type TestDb } from './db.js';
 import { tempDir } from './fs.js';
 
@@ -31,8 +33,13 @@ export async function cli(args: string[], env: Record<string, string | undefined
  */
 export async function stateEnv(
   extra: Record<string, string> = {},
+  opts: { withKey?: boolean } = {},
 ): Promise<{ env: Record<string, string>; db: TestDb | null }> {
   const dataDir = await tempDir('claw-data-');
+  // As after a first `serve`: CLI commands never create the key themselves.
+  if (opts.withKey !== false) {
+    await loadSigningKey({ kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') });
+  }
   if (process.env.DATABASE_URL) {
     const db = await createTestDb({ migrate: false });
     return { env: { DATA_DIR: dataDir, DATABASE_URL: db.url!, ...extra }, db };

@@ -20,7 +20,7 @@ async function setup(opts: { load?: boolean } = {}) {
   const s = await createState(await copyPolicies(), logs.log);
   opened.push(s.d);
   if (opts.load !== false) await s.policies.reload();
-  const app = buildApp({ db: s.db, policies: s.policies, log: logs.log });
+  const app = buildApp({ db: s.db, keyRing: s.keyRing, policies: s.policies, log: logs.log });
   return { ...s, app, logs };
 }
 
@@ -66,6 +66,7 @@ describe(`HTTP skeleton (${dialectName})`, () => {
     await s.policies.reload();
     const app = buildApp({
       db: s.db,
+      keyRing: s.keyRing,
       policies: s.policies,
       log: logs.log,
       readinessChecks: { mattermost: async () => ({ ok: false, reason: 'authentication failed' }) },

@@ -5,13 +5,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { verifyEnvelope } from '../../src/crypto/envelope.js';
 import { jcsHashB64u } from '../../src/crypto/hash.js';
 import { hashPolicy } from '../../src/policy/hash-policy.js';
-import { currentPins, pinHistory, pinPolicy } from '../../src/policy/pins.js';
+import { pinHistory, pinPolicy, readPins } from '../../src/policy/pins.js';
 import { getVerifiedPolicy, registerPolicy } from '../../src/policy/registry.js';
 import type { Wpc } from '../../src/policy/types.js';
-import { registerActiveKey } from '../../src/tokens/key-ring.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies } from '../helpers/fs.js';
-import { createState, newKey, testClock } from '../helpers/state.js';
+import { createState, newKey, ringOf, testClock } from '../helpers/state.js';
 
 const opened: TestDb[] = [];
 afterEach(async () => {
@@ -61,7 +60,7 @@ describe(`policy registry (${dialectName})`, () => {
     expect(first.created).toBe(true);
     expect(again.created).toBe(false);
     expect(again.row.source).toBe('invoice-triage.json');
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash);
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids);
     expect(envelope.payload_hash_b64u).toBe(hashed.hash);
     expect(envelope.payload).toEqual(policy);
     expect(envelope.signer_did).toBe(s.key.did);
@@ -77,7 +76,7 @@ describe(`policy registry (${dialectName})`, () => {
     const evil = hashed.canonical.replace('"required_approvals":2', '"required_approvals":1');
     expect(evil).not.toBe(hashed.canonical);
     await tamper(s.d, hashed.hash, evil);
-    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -87,7 +86,7 @@ describe(`policy registry (${dialectName})`, () => {
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
     await tamper(s.d, hashed.hash, JSON.stringify(hashed.policy, null, 1));
-    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -96,29 +95,47 @@ describe(`policy registry (${dialectName})`, () => {
     const s = await state();
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: newKey(), clock: testClock, source: null });
-    await expect(getVerifiedPolicy(s.db, hashed.hash)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
 
-  it('still verifies versions signed by a rotated-out key', async () => {
+  it('still verifies versions signed by a rotated-out key, and only while that key is trusted', async () => {
     const s = await state();
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
-    await registerActiveKey(s.db, newKey(), testClock);
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash);
+    const rotated = ringOf(newKey(), s.key);
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, rotated.trustedDids);
     expect(envelope.signer_did).toBe(s.key.did);
+    await expect(getVerifiedPolicy(s.db, hashed.hash, ringOf(newKey()).trustedDids)).rejects.toMatchObject({
+      code: 'ERR_WPC_CORRUPTED',
+    });
+  });
+
+  it('a version re-signed by a new key gets its own row; both verify while both keys are trusted', async () => {
+    const s = await state();
+    const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
+    const next = newKey();
+    await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
+    await registerPolicy(s.db, { hashed, key: next, clock: testClock, source: null });
+    const rows = await s.db
+      .selectFrom('wpc_registry')
+      .select('signer_did')
+      .where('policy_hash_b64u', '=', hashed.hash)
+      .execute();
+    expect(rows.map((r) => r.signer_did).sort()).toEqual([s.key.did, next.did].sort());
+    expect((await getVerifiedPolicy(s.db, hashed.hash, ringOf(next).trustedDids)).signer_did).toBe(next.did);
   });
 
   it('distinguishes a malformed hash from an unknown one', async () => {
     const s = await state();
-    await expect(getVerifiedPolicy(s.db, 'abc')).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'abc', s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`, s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43))).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43), s.keyRing.trustedDids)).rejects.toMatchObject({
       code: 'ERR_WPC_NOT_FOUND',
     });
   });
@@ -131,29 +148,71 @@ describe(`policy pins (${dialectName})`, () => {
     const invoice = snap.resolution.active.get('invoice-triage')!;
     const other = snap.resolution.active.get('mattermost-agent-prod')!;
     await expect(
-      pinPolicy(s.db, { name: 'invoice-triage', hash: 'B'.repeat(43), actor: 'ops', reason: 'r' }),
+      pinPolicy(s.db, {
+        key: s.key,
+        clock: testClock,
+        name: 'invoice-triage',
+        hash: 'B'.repeat(43),
+        actor: 'ops',
+        reason: 'r',
+      }),
     ).rejects.toMatchObject({
       code: 'ERR_WPC_NOT_FOUND',
     });
     await expect(
-      pinPolicy(s.db, { name: 'invoice-triage', hash: other.hash, actor: 'ops', reason: 'r' }),
+      pinPolicy(s.db, {
+        key: s.key,
+        clock: testClock,
+        name: 'invoice-triage',
+        hash: other.hash,
+        actor: 'ops',
+        reason: 'r',
+      }),
     ).rejects.toMatchObject({
       code: 'ERR_POLICY_CONFLICT',
     });
     await expect(
-      pinPolicy(s.db, { name: 'invoice-triage', hash: 'bad', actor: 'ops', reason: 'r' }),
+      pinPolicy(s.db, {
+        key: s.key,
+        clock: testClock,
+        name: 'invoice-triage',
+        hash: 'bad',
+        actor: 'ops',
+        reason: 'r',
+      }),
     ).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
     await expect(
-      pinPolicy(s.db, { name: 'no-such-policy', hash: null, actor: 'ops', reason: 'r' }),
+      pinPolicy(s.db, {
+        key: s.key,
+        clock: testClock,
+        name: 'no-such-policy',
+        hash: null,
+        actor: 'ops',
+        reason: 'r',
+      }),
     ).rejects.toMatchObject({
       code: 'ERR_POLICY_NOT_FOUND',
     });
-    await pinPolicy(s.db, { name: 'invoice-triage', hash: invoice.hash, actor: 'ops', reason: 'freeze' });
-    expect((await currentPins(s.db)).pins.get('invoice-triage')).toBe(invoice.hash);
-    await pinPolicy(s.db, { name: 'invoice-triage', hash: null, actor: 'ops', reason: 'thaw' });
-    expect((await currentPins(s.db)).pins.has('invoice-triage')).toBe(false);
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: invoice.hash,
+      actor: 'ops',
+      reason: 'freeze',
+    });
+    expect((await readPins(s.db, s.keyRing.trustedDids)).pins.get('invoice-triage')).toBe(invoice.hash);
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: null,
+      actor: 'ops',
+      reason: 'thaw',
+    });
+    expect((await readPins(s.db, s.keyRing.trustedDids)).pins.has('invoice-triage')).toBe(false);
     expect((await pinHistory(s.db, 'invoice-triage')).map((p) => p.reason)).toEqual(['freeze', 'thaw']);
   });
 });
@@ -181,7 +240,14 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
     const dir = await copyPolicies();
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
-    await pinPolicy(s.db, { name: 'invoice-triage', hash: v1.hash, actor: 'ops', reason: 'hold v1' });
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'hold v1',
+    });
     const policy = await readPolicy(dir, 'invoice-triage.json');
     policy.token_requirements.cst_ttl_seconds_max = 600;
     await writePolicy(dir, 'invoice-triage.json', policy);
@@ -196,7 +262,14 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
         .where('policy_hash_b64u', '=', v2)
         .executeTakeFirst(),
     ).toBeTruthy();
-    await pinPolicy(s.db, { name: 'invoice-triage', hash: null, actor: 'ops', reason: 'release v2' });
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: null,
+      actor: 'ops',
+      reason: 'release v2',
+    });
     expect(await s.policies.refreshIfChanged()).toBe(true);
     expect(s.policies.current()!.resolution.active.get('invoice-triage')).toMatchObject({
       hash: v2,
@@ -209,17 +282,24 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
     const dir = await copyPolicies();
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
-    await pinPolicy(s.db, { name: 'invoice-triage', hash: v1.hash, actor: 'ops', reason: 'hold' });
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'hold',
+    });
     await tamper(s.d, v1.hash, v1.policy.policy_name === 'invoice-triage' ? '{"tampered":true}' : '');
     const snap = await s.policies.reload();
     expect(snap.resolution.active.has('invoice-triage')).toBe(false);
     for (const c of v1.policy.channel_context.allowed_channel_ids) {
       expect(s.policies.channelPolicy(c)).toMatchObject({
         open: false,
-        reasons: [expect.stringContaining('failed verification')],
+        reasons: expect.arrayContaining([expect.stringContaining('failed verification')]),
       });
     }
-    expect(snap.problems.join('\n')).toContain('invoice-triage');
+    expect(snap.problems.join('\n')).toContain('policy "invoice-triage": pinned version');
   });
 
   it('closes a channel claimed by two policies, and leaves their other channels open', async () => {
@@ -279,5 +359,159 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
     const snap = await s.policies.reload();
     expect(snap.resolution.channels.size).toBe(0);
     expect(snap.resolution.closed.size).toBeGreaterThan(0);
+  });
+});
+
+describe(`a database writer cannot open channels (${dialectName})`, () => {
+  it('a version and pin signed by a key the bot does not hold are refused, and the name closes', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const snap = await s.policies.reload();
+    const invoice = snap.resolution.active.get('invoice-triage')!;
+    // The attacker registers a weaker version of the policy under their own key and pins it,
+    // using plain INSERTs (no trigger bypass needed).
+    const attacker = newKey();
+    const weak = structuredClone(invoice.policy);
+    weak.execution.approval_rule.required_approvals = 1;
+    weak.execution.approval_rule.distinct_groups = false;
+    weak.execution.approval_rule.allow_requester_approval = true;
+    const hashedWeak = hashPolicy(weak);
+    await registerPolicy(s.db, { hashed: hashedWeak, key: attacker, clock: testClock, source: null });
+    await pinPolicy(s.db, {
+      key: attacker,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: hashedWeak.hash,
+      actor: 'mallory',
+      reason: 'x',
+    });
+    const after = await s.policies.reload();
+    expect(after.resolution.active.has('invoice-triage')).toBe(false);
+    for (const c of invoice.policy.channel_context.allowed_channel_ids) {
+      expect(s.policies.channelPolicy(c)).toMatchObject({
+        open: false,
+        reasons: expect.arrayContaining([expect.stringContaining('pin history failed verification')]),
+      });
+    }
+    expect(after.problems.join('\n')).toContain('signed by an untrusted key');
+    await expect(getVerifiedPolicy(s.db, hashedWeak.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
+      code: 'ERR_WPC_CORRUPTED',
+    });
+  });
+
+  it('an edited pin (e.g. pointing it at another version) breaks the chain and closes the name', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'hold',
+    });
+    expect((await s.policies.reload()).resolution.active.get('invoice-triage')).toMatchObject({
+      origin: 'pin',
+    });
+    await s.db.transaction().execute(async (trx) => {
+      await sql`alter table policy_pins disable trigger policy_pins_append_only`.execute(trx);
+      await sql`update policy_pins set reason = 'quietly changed'`.execute(trx);
+      await sql`alter table policy_pins enable trigger policy_pins_append_only`.execute(trx);
+    });
+    const snap = await s.policies.reload();
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    expect(snap.problems.join('\n')).toContain('does not match its hash');
+    expect(s.policies.channelPolicy(v1.policy.channel_context.allowed_channel_ids[0]!).open).toBe(false);
+  });
+
+  it('a failing pinned version closes the channels it claimed even if another policy now claims them', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    const x = v1.policy.channel_context.allowed_channel_ids[0]!;
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'hold',
+    });
+    // The file moves invoice-triage elsewhere, and another policy claims X.
+    const invoice = await readPolicy(dir, 'invoice-triage.json');
+    invoice.channel_context.allowed_channel_ids = ['ynewchannelforinvoicesxxxx'];
+    await writePolicy(dir, 'invoice-triage.json', invoice);
+    const prod = await readPolicy(dir, 'mattermost-agent-prod.json');
+    prod.channel_context.allowed_channel_ids.push(x);
+    await writePolicy(dir, 'mattermost-agent-prod.json', prod);
+    await s.policies.reload();
+    expect(s.policies.channelPolicy(x).open).toBe(false); // claimed by the pinned v1 and by prod
+    // Now the pinned row is tampered: X must stay closed, not fall to mattermost-agent-prod.
+    await tamper(s.d, v1.hash, '{"tampered":true}');
+    await s.policies.reload();
+    expect(s.policies.channelPolicy(x)).toMatchObject({
+      open: false,
+      reasons: expect.arrayContaining([expect.stringContaining('pinned version')]),
+    });
+  });
+
+  it('re-validates pinned versions against today’s groups.json', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    await pinPolicy(s.db, {
+      key: s.key,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'hold',
+    });
+    const groups = JSON.parse(await fs.readFile(path.join(dir, 'groups.json'), 'utf8'));
+    Reflect.deleteProperty(groups.groups, v1.policy.execution.approval_rule.allowed_approver_groups[0]!);
+    await fs.writeFile(path.join(dir, 'groups.json'), JSON.stringify(groups));
+    const snap = await s.policies.reload();
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    expect(snap.problems.join('\n')).toContain('lint:unknown-group');
+  });
+});
+
+describe(`reloading (${dialectName})`, () => {
+  it('notices a content change even when size and mtime are restored', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    await s.policies.reload();
+    const file = path.join(dir, 'invoice-triage.json');
+    const before = await fs.stat(file);
+    const text = await fs.readFile(file, 'utf8');
+    const edited = text.replace('"approval_ttl_seconds": 3600', '"approval_ttl_seconds": 1800');
+    expect(edited.length).toBe(text.length);
+    await fs.writeFile(file, edited);
+    await fs.utimes(file, before.atime, before.mtime);
+    expect(await s.policies.refreshIfChanged()).toBe(true);
+    expect(
+      s.policies.current()!.resolution.active.get('invoice-triage')!.policy.execution.approval_rule
+        .approval_ttl_seconds,
+    ).toBe(1800);
+  });
+
+  it('concurrent reloads run one at a time and the newest state wins', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const results = await Promise.all([s.policies.reload(), s.policies.reload(), s.policies.reload()]);
+    expect(new Set(results.map((r) => r.fingerprint)).size).toBe(1);
+    expect(s.policies.current()).toBe(results[2]);
+  });
+
+  it('reports a failed reload until one succeeds', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    await s.policies.reload();
+    await s.d.close();
+    await expect(s.policies.refreshIfChanged()).rejects.toThrow();
+    expect(s.policies.reloadError()).toBeTruthy();
+    // The previous snapshot stays readable, but readiness reports the failure.
+    expect(s.policies.current()).not.toBeNull();
   });
 });

@@ -949,28 +949,31 @@ describe('approvalRuleFor', () => {
     });
   });
 
-  it('applies the first matching key in lexical order, not insertion order', () => {
+  it('applies the most specific matching key: exact beats wildcard, more literal characters beat fewer', () => {
     const p = base();
     p.execution.step_overrides = {
-      'ticket.close': { approval_ttl_seconds: 100 },
+      'ticket.*': { required_approvals: 1 },
       'ticket.c*': { approval_ttl_seconds: 200 },
-      'ticket.*': { approval_ttl_seconds: 300 },
+      'ticket.close': { required_approvals: 3, allowed_approver_groups: ['a', 'b', 'c'] },
       'change.*': { approval_ttl_seconds: 400 },
     };
-    // '*' (0x2a) sorts before letters: ticket.* < ticket.c* < ticket.close.
-    expect(approvalRuleFor(p, 'ticket.close').approval_ttl_seconds).toBe(300);
-    expect(approvalRuleFor(p, 'ticket.read').approval_ttl_seconds).toBe(300);
+    // A broad, weaker wildcard must never shadow the exact rule ('*' sorts before letters).
+    expect(approvalRuleFor(p, 'ticket.close').required_approvals).toBe(3);
+    expect(approvalRuleFor(p, 'ticket.comment').approval_ttl_seconds).toBe(200);
+    expect(approvalRuleFor(p, 'ticket.read').required_approvals).toBe(1);
     expect(approvalRuleFor(p, 'change.execute').approval_ttl_seconds).toBe(400);
     expect(approvalRuleFor(p, 'exec').approval_ttl_seconds).toBe(
       p.execution.approval_rule.approval_ttl_seconds,
     );
-
+    // Equally specific wildcards fall back to lexical order, independent of insertion order.
     p.execution.step_overrides = {
-      'ticket.close': { approval_ttl_seconds: 100 },
-      'ticket.c*': { approval_ttl_seconds: 200 },
+      'x*y': { approval_ttl_seconds: 2 },
+      'x*': { approval_ttl_seconds: 1 },
+      '*y': { approval_ttl_seconds: 3 },
     };
-    expect(approvalRuleFor(p, 'ticket.close').approval_ttl_seconds).toBe(200);
-    expect(approvalRuleFor(p, 'ticket.comment').approval_ttl_seconds).toBe(200);
+    expect(approvalRuleFor(p, 'xy').approval_ttl_seconds).toBe(2);
+    p.execution.step_overrides = { 'b*': { approval_ttl_seconds: 2 }, '*b': { approval_ttl_seconds: 1 } };
+    expect(approvalRuleFor(p, 'bb').approval_ttl_seconds).toBe(1);
   });
 
   it('uses the shipped overrides of the base policy', () => {

@@ -1,14 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { fixedClock } from '../../src/clock.js';
 import { didKeyFromPublicKey, kidFromPublicKey } from '../../src/crypto/did-key.js';
-import {
-  listSigningKeys,
-  publishedJwks,
-  registerActiveKey,
-  trustedSignerDids,
-} from '../../src/tokens/key-ring.js';
+import { loadKeyRing, type RetiredKey, readRetiredKeys, rotateKeyRing } from '../../src/tokens/key-ring.js';
 import {
   generateSigningJwk,
   loadSigningKey,
@@ -16,7 +11,6 @@ import {
   signingKeyFromJwk,
   verifyEd25519,
 } from '../../src/tokens/signing-key.js';
-import { createTestDb, dialectName, type TestDb } from '../helpers/db.js';
 import { tempDir } from '../helpers/fs.js';
 
 describe('signing key source', () => {
@@ -115,23 +109,62 @@ describe('signing key source', () => {
   });
 });
 
-describe(`published keys (${dialectName})`, () => {
-  let d: TestDb;
-  afterEach(async () => d?.close());
+describe('key ring (trust comes from files, never from the database)', () => {
+  it('rotation moves the old public key to the retired file; both stay trusted and in JWKS', async () => {
+    const dir = await tempDir();
+    const source = { kind: 'generated' as const, file: path.join(dir, 'keys', 'signing-key.jwk.json') };
+    const retiredFile = path.join(dir, 'keys', 'retired.jwks.json');
+    await expect(loadKeyRing(source, retiredFile, { create: false })).rejects.toMatchObject({
+      code: 'ERR_KEY_UNREADABLE',
+    });
+    const { ring: first, created } = await loadKeyRing(source, retiredFile, { create: true });
+    expect(created).toBe(true);
+    expect(first.retired).toEqual([]);
+    const { from, to } = await rotateKeyRing(source, retiredFile, fixedClock('2026-02-01T00:00:00Z'));
+    expect(from.kid).toBe(first.active.kid);
+    const { ring } = await loadKeyRing(source, retiredFile, { create: false });
+    expect(ring.active.kid).toBe(to.kid);
+    expect(ring.retired).toEqual([{ ...first.active.publicJwk, retired_at: '2026-02-01T00:00:00.000Z' }]);
+    expect(ring.trustedDids).toEqual(new Set([to.did, from.did]));
+    expect(ring.jwks.keys.map((k) => k.kid)).toEqual([to.kid, from.kid]);
+    expect(JSON.stringify(ring.jwks)).not.toContain('retired_at');
+    expect((await fs.stat(retiredFile)).mode & 0o777).toBe(0o600);
+    expect(await fs.readFile(retiredFile, 'utf8')).not.toContain('"d"');
+  });
 
-  it('rotation retires the old key but keeps it published for verification', async () => {
-    d = await createTestDb();
-    const a = signingKeyFromJwk(generateSigningJwk(), 'a');
-    const b = signingKeyFromJwk(generateSigningJwk(), 'b');
-    await registerActiveKey(d.db, a, fixedClock('2026-01-01T00:00:00Z'));
-    await registerActiveKey(d.db, a, fixedClock('2026-01-02T00:00:00Z'));
-    expect((await listSigningKeys(d.db)).map((k) => [k.kid, k.retired_at])).toEqual([[a.kid, null]]);
-    await registerActiveKey(d.db, b, fixedClock('2026-02-01T00:00:00Z'));
-    const rows = await listSigningKeys(d.db);
-    expect(rows.find((r) => r.kid === a.kid)?.retired_at).toEqual(new Date('2026-02-01T00:00:00Z'));
-    expect(rows.find((r) => r.kid === b.kid)?.retired_at).toBeNull();
-    const jwks = await publishedJwks(d.db);
-    expect(jwks.keys.map((k) => k.kid).sort()).toEqual([a.kid, b.kid].sort());
-    expect(await trustedSignerDids(d.db)).toEqual(new Set([a.did, b.did]));
+  it('refuses rotation of a key supplied inline', async () => {
+    const dir = await tempDir();
+    await expect(
+      rotateKeyRing(
+        { kind: 'jwk', jwk: JSON.stringify(generateSigningJwk()) },
+        path.join(dir, 'r.json'),
+        fixedClock('2026-01-01T00:00:00Z'),
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_KEY_INVALID' });
+  });
+
+  it.each([
+    ['a kid that does not belong to its key', (k: RetiredKey) => ({ ...k, kid: '0000000000000000' })],
+    ['private key material', (k: RetiredKey) => ({ ...k, d: generateSigningJwk().d })],
+    ['a non-Ed25519 key', (k: RetiredKey) => ({ ...k, crv: 'X25519' })],
+    ['a short key', (k: RetiredKey) => ({ ...k, x: 'AAAA' })],
+  ])('refuses a retired keys file with %s', async (_why, mutate) => {
+    const dir = await tempDir();
+    const key = signingKeyFromJwk(generateSigningJwk(), 'k');
+    const file = path.join(dir, 'retired.jwks.json');
+    await fs.writeFile(file, JSON.stringify({ keys: [mutate({ ...key.publicJwk, retired_at: 'x' })] }), {
+      mode: 0o600,
+    });
+    await expect(readRetiredKeys(file)).rejects.toMatchObject({ code: 'ERR_KEY_INVALID' });
+  });
+
+  it('refuses a retired keys file that others could rewrite (it decides whom we trust)', async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, 'retired.jwks.json');
+    await fs.writeFile(file, '{"keys":[]}', { mode: 0o600 });
+    await fs.chmod(file, 0o666);
+    await expect(readRetiredKeys(file)).rejects.toMatchObject({ code: 'ERR_KEY_PERMISSIONS' });
+    await fs.chmod(file, 0o644);
+    expect(await readRetiredKeys(file)).toEqual([]);
   });
 });

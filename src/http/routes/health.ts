@@ -22,19 +22,22 @@ export function healthRoutes(
     const checks: Record<string, { ok: boolean; [k: string]: unknown }> = {};
     checks.database = await isDatabaseReachable(deps.db);
     const snap = deps.policies.current();
-    checks.policies = snap
-      ? {
-          ok: true,
-          active: [...snap.resolution.active.values()].map((c) => ({
-            name: c.name,
-            hash: c.hash,
-            origin: c.origin,
-          })),
-          open_channels: snap.resolution.channels.size,
-          closed_channels: snap.resolution.closed.size,
-          problems: snap.problems,
-        }
-      : { ok: false, reason: 'policies are not loaded' };
+    const reloadError = deps.policies.reloadError();
+    checks.policies = reloadError
+      ? { ok: false, reason: `the last policy reload failed: ${reloadError}` }
+      : snap
+        ? {
+            ok: true,
+            active: [...snap.resolution.active.values()].map((c) => ({
+              name: c.name,
+              hash: c.hash,
+              origin: c.origin,
+            })),
+            open_channels: snap.resolution.channels.size,
+            closed_channels: snap.resolution.closed.size,
+            problems: snap.problems,
+          }
+        : { ok: false, reason: 'policies are not loaded' };
     for (const [name, check] of Object.entries(deps.extraChecks ?? {})) {
       try {
         checks[name] = await check();

@@ -1,6 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Db } from '../../db/database.js';
-import { publishedJwks } from '../../tokens/key-ring.js';
+import type { KeyRing } from '../../tokens/key-ring.js';
 
 const jwkSchema = {
   type: 'object',
@@ -17,7 +16,7 @@ const jwkSchema = {
   },
 } as const;
 
-export function jwksRoutes(app: FastifyInstance, deps: { db: Db }): void {
+export function jwksRoutes(app: FastifyInstance, deps: { keyRing: KeyRing }): void {
   app.get(
     '/.well-known/jwks.json',
     {
@@ -34,7 +33,7 @@ export function jwksRoutes(app: FastifyInstance, deps: { db: Db }): void {
     },
     async (_req, reply) => {
       reply.header('cache-control', 'public, max-age=300');
-      return publishedJwks(deps.db);
+      return deps.keyRing.jwks;
     },
   );
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { getVerifiedPolicy } from '../../policy/registry.js';
+import type { KeyRing } from '../../tokens/key-ring.js';
 import { errorBodySchema } from '../error-handler.js';
 
 const envelopeSchema = {
@@ -30,7 +31,7 @@ const envelopeSchema = {
   },
 } as const;
 
-export function wpcRoutes(app: FastifyInstance, deps: { db: Db }): void {
+export function wpcRoutes(app: FastifyInstance, deps: { db: Db; keyRing: KeyRing }): void {
   app.get<{ Params: { hash: string } }>(
     '/v1/wpc/:hash',
     {
@@ -58,7 +59,7 @@ export function wpcRoutes(app: FastifyInstance, deps: { db: Db }): void {
     },
     async (req, reply) => {
       // Re-hashed and signature-checked on every read: the database is not trusted blindly.
-      const envelope = await getVerifiedPolicy(deps.db, req.params.hash);
+      const envelope = await getVerifiedPolicy(deps.db, req.params.hash, deps.keyRing.trustedDids);
       reply.header('cache-control', 'public, max-age=31536000, immutable');
       return { ok: true, policy_hash_b64u: envelope.payload_hash_b64u, envelope };
     },
