@@ -21,16 +21,17 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# The schemas the product validates against live with the program; the operator's policies
-# (examples here) live in POLICIES_DIR, so mounting real ones there cannot hide the schemas.
+# The schemas the product validates against live with the program (/app/policies, with the
+# examples for reference). POLICIES_DIR starts empty: until real policies and groups.json are
+# mounted there, every channel stays closed rather than running under example policies.
 COPY policies ./policies
-COPY policies /etc/claw-approvals/policies
+RUN mkdir -p /etc/claw-approvals/policies
 # DATA_DIR holds the signing key (mode 0600) and, without DATABASE_URL, the embedded database.
 RUN mkdir -p /data && chown node:node /data && chmod 0700 /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "const h=process.env.HOST;const a=!h||h==='0.0.0.0'||h==='::'?'127.0.0.1':h.includes(':')?'['+h+']':h;fetch('http://'+a+':'+(process.env.PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 ENTRYPOINT ["node", "dist/src/main.js"]
 CMD ["serve"]

@@ -116,7 +116,7 @@ export interface ConfigProblem {
   problem: string;
 }
 
-/** The environment variables `loadConfig` understands, for docs and `.env` checks. */
+/** The environment variables `loadConfig` understands; main.ts warns about others set in `.env`. */
 export const CONFIG_KEYS = Object.keys(envSchema.shape) as (keyof z.infer<typeof envSchema>)[];
 
 /**

@@ -18,6 +18,11 @@ export const REDACT_PATHS = [
   '*.MATTERMOST_TOKEN',
   '*.ADMIN_TOKEN',
   '*.SIGNING_KEY_JWK',
+  '*.DATABASE_URL',
+  '*.databaseUrl',
+  '*.*.token',
+  '*.privateKey',
+  'privateKey',
   '*.d',
   'jwk.d',
 ];

@@ -4,7 +4,7 @@ import { parseEnv } from 'node:util';
 import { createCliContext } from './cli/context.js';
 import { processOutput } from './cli/output.js';
 import { runCli } from './cli/program.js';
-import { loadConfig } from './config.js';
+import { CONFIG_KEYS, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { pino } from 'pino';
 
@@ -12,6 +12,11 @@ import { pino } from 'pino';
 // what the real environment does not set.
 const fileEnv = existsSync('.env') ? parseEnv(readFileSync('.env', 'utf8')) : {};
 const env: Record<string, string | undefined> = { ...fileEnv, ...process.env };
+for (const key of Object.keys(fileEnv)) {
+  // A misspelled setting in .env would otherwise be ignored silently.
+  if (!(CONFIG_KEYS as readonly string[]).includes(key))
+    process.stderr.write(`warning: .env sets unknown setting ${key}\n`);
+}
 
 const ctx = createCliContext({
   loadConfig: () => loadConfig(env),

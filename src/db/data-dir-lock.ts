@@ -39,6 +39,8 @@ function locked(dir: string, owner: string): AppError {
  */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // The embedded database files inherit the umask; keep the whole directory private.
+  await fs.chmod(dir, 0o700);
   const file = path.join(dir, 'pglite.lock');
   if (held.has(file)) throw locked(dir, 'this process');
   const token = `${process.pid}:${randomUUID()}`;

@@ -4,7 +4,6 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { sha256B64u } from '../../src/crypto/hash.js';
-import { PolicyService } from '../../src/policy/policy-service.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies } from '../helpers/fs.js';
 import { captureLogger } from '../helpers/log.js';
@@ -197,11 +196,28 @@ describe(`HTTP skeleton (${dialectName})`, () => {
     expect(logs.text()).not.toMatch(/tok-123|abc-999|PRIVATE/);
   });
 
-  it('stops answering new requests once closing (graceful shutdown)', async () => {
-    const { app, policies } = await setup();
-    expect(policies).toBeInstanceOf(PolicyService);
-    await app.ready();
-    await app.close();
-    await expect(app.inject('/healthz')).rejects.toThrow();
+  it('graceful shutdown: an in-flight request completes, new connections are refused', async () => {
+    const { app } = await setup();
+    let release!: () => void;
+    const started = new Promise<void>((resolve) => {
+      app.get('/slow', async () => {
+        resolve();
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return { done: true };
+      });
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as { port: number };
+    const inFlight = fetch(`http://127.0.0.1:${port}/slow`);
+    await started;
+    const closing = app.close();
+    release();
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ done: true });
+    await closing;
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
   });
 });

@@ -290,7 +290,7 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
       actor: 'ops',
       reason: 'hold',
     });
-    await tamper(s.d, v1.hash, v1.policy.policy_name === 'invoice-triage' ? '{"tampered":true}' : '');
+    await tamper(s.d, v1.hash, '{"tampered":true}');
     const snap = await s.policies.reload();
     expect(snap.resolution.active.has('invoice-triage')).toBe(false);
     for (const c of v1.policy.channel_context.allowed_channel_ids) {
