@@ -2,27 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes } from 'node
 import { describe, expect, it } from 'vitest';
 import { didKeyFromPublicKey, kidFromPublicKey, publicKeyFromDidKey } from '../../src/crypto/did-key.js';
 import { signingKeyFromJwk } from '../../src/tokens/signing-key.js';
-
-// A small, independent base58btc codec (Bitcoin alphabet), so the vectors are not checked
-// against the same library the code under test uses.
-const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
-
-function base58Decode(text: string): Uint8Array | null {
-  let n = 0n;
-  for (const ch of text) {
-    const digit = ALPHABET.indexOf(ch);
-    if (digit < 0) return null;
-    n = n * 58n + BigInt(digit);
-  }
-  const bytes: number[] = [];
-  while (n > 0n) {
-    bytes.unshift(Number(n % 256n));
-    n /= 256n;
-  }
-  let zeros = 0;
-  while (zeros < text.length && text[zeros] === '1') zeros++;
-  return Uint8Array.from([...new Array<number>(zeros).fill(0), ...bytes]);
-}
+import { BASE58_ALPHABET as ALPHABET, base58Decode } from '../helpers/base58.js';
 
 function base58Encode(bytes: Uint8Array): string {
   let n = 0n;

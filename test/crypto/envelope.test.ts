@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { type Envelope, type EnvelopeType, sealEnvelope, verifyEnvelope } from '../../src/crypto/envelope.js';
 import { jcsHashB64u, sha256B64u } from '../../src/crypto/hash.js';
 import { generateSigningJwk, type SigningKey, signingKeyFromJwk } from '../../src/tokens/signing-key.js';
+import { BASE58_ALPHABET as ALPHABET, base58Decode } from '../helpers/base58.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const fixturesDir = path.resolve(here, '../../../shared/schemas/clawbureau/fixtures');
@@ -35,25 +36,6 @@ const receiptOpts = {
   hashPayload: stringifyHash,
   trustedSigners: new Set(allowlists.gateway_receipt_signer_dids),
 };
-
-// Independent base58btc decoder, used to decode signer DIDs without the code under test.
-const ALPHABET = '123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz';
-function base58Decode(text: string): Uint8Array | null {
-  let n = 0n;
-  for (const ch of text) {
-    const digit = ALPHABET.indexOf(ch);
-    if (digit < 0) return null;
-    n = n * 58n + BigInt(digit);
-  }
-  const bytes: number[] = [];
-  while (n > 0n) {
-    bytes.unshift(Number(n % 256n));
-    n /= 256n;
-  }
-  let zeros = 0;
-  while (zeros < text.length && text[zeros] === '1') zeros++;
-  return Uint8Array.from([...new Array<number>(zeros).fill(0), ...bytes]);
-}
 
 /** Raw Ed25519 key of a did:key, or null when it is not one. */
 function ed25519FromDid(did: string): Uint8Array | null {
