@@ -21,6 +21,7 @@ import { PolicyService } from '../src/policy/policy-service.js';
 import { buildKeyRing } from '../src/tokens/key-ring.js';
 import { generateSigningJwk, signingKeyFromJwk } from '../src/tokens/signing-key.js';
 import { measure } from './measure.js';
+import { createScratchDatabase } from './scratch-database.js';
 
 const budgetMs = Number(process.argv.find((a) => a.startsWith('--budget-ms='))?.split('=')[1] ?? 1500);
 const databaseUrl = process.env.DATABASE_URL || null;
@@ -92,8 +93,10 @@ const crypto = {
   },
 };
 
+// Never write into the database DATABASE_URL names: measure in a scratch database on its server.
+const scratch = databaseUrl ? await createScratchDatabase(databaseUrl) : null;
 const database = await openDatabase(
-  databaseUrl ? { kind: 'postgres', url: databaseUrl } : { kind: 'pglite-memory' },
+  scratch ? { kind: 'postgres', url: scratch.url } : { kind: 'pglite-memory' },
 );
 const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-bench-'));
 try {
@@ -149,5 +152,6 @@ try {
   );
 } finally {
   await database.close();
+  await scratch?.drop();
   await fs.rm(dataDir, { recursive: true, force: true });
 }
