@@ -32,6 +32,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await sql`create trigger wpc_registry_immutable before update or delete on wpc_registry
     for each row execute function claw_refuse_change()`.execute(db);
+  await sql`create trigger wpc_registry_no_truncate before truncate on wpc_registry
+    for each statement execute function claw_refuse_change()`.execute(db);
 
   await db.schema
     .createTable('policy_pins')
@@ -56,6 +58,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await sql`create trigger policy_pins_append_only before update or delete on policy_pins
     for each row execute function claw_refuse_change()`.execute(db);
+  await sql`create trigger policy_pins_no_truncate before truncate on policy_pins
+    for each statement execute function claw_refuse_change()`.execute(db);
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see up().

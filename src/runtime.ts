@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
@@ -14,6 +15,11 @@ export interface Runtime {
   keyRing: KeyRing;
   keyCreated: boolean;
   close(): Promise<void>;
+}
+
+/** Newest verified pin per policy, remembered outside the database (see PolicyService). */
+export function pinHeadsFile(config: Config): string {
+  return path.join(config.dataDir, 'pin-heads.json');
 }
 
 export function databaseTarget(config: Config) {

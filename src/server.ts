@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import { PolicyService } from './policy/policy-service.js';
-import { openRuntime, type Runtime } from './runtime.js';
+import { openRuntime, pinHeadsFile, type Runtime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -45,6 +45,7 @@ export async function startServer(
     clock: runtime.clock,
     log,
     policiesDir: config.policiesDir,
+    pinHeadsFile: pinHeadsFile(config),
   });
   await policies.reload();
 

@@ -10,7 +10,7 @@ import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js
 import { resolveChannels } from '../policy/resolve-channels.js';
 import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
-import type { Runtime } from '../runtime.js';
+import { pinHeadsFile, type Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 
@@ -22,6 +22,7 @@ function inspectPolicies(rt: Runtime) {
     clock: rt.clock,
     log: rt.log,
     policiesDir: rt.config.policiesDir,
+    pinHeadsFile: pinHeadsFile(rt.config),
     readOnly: true,
   }).reload();
 }
@@ -116,6 +117,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           clock: rt.clock,
           log: rt.log,
           policiesDir: rt.config.policiesDir,
+          pinHeadsFile: pinHeadsFile(rt.config),
         }).reload();
         for (const c of snap.resolution.active.values()) {
           const state =
@@ -141,7 +143,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           if (!active) throw new AppError('ERR_POLICY_NOT_FOUND', `no active policy named "${ref}"`);
           hash = active.hash;
         }
-        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trustedDids)));
+        ctx.output.out(json(await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts)));
       });
     });
 
@@ -154,7 +156,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
       const needsDb = [from, to].some((r) => B64U_SHA256.test(r));
       const read = async (ref: string, rt?: Runtime): Promise<Wpc> => {
         if (B64U_SHA256.test(ref) && rt) {
-          return (await getVerifiedPolicy(rt.database.db, ref, rt.keyRing.trustedDids)).payload;
+          return (await getVerifiedPolicy(rt.database.db, ref, rt.keyRing.trusts)).payload;
         }
         const r = await readJsonFile(path.resolve(ref));
         if (!r.ok) throw new AppError('ERR_POLICY_UNREADABLE', `${ref}: ${formatProblems(r.problems)}`);
@@ -185,6 +187,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           actor: opts.actor,
           reason: opts.reason,
           key: rt.keyRing.active,
+          trusts: rt.keyRing.trusts,
           clock: rt.clock,
         });
         ctx.output.out(`pinned ${name} to ${hash} (pin #${row.id}); running servers apply it within seconds`);
@@ -205,6 +208,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
           actor: opts.actor,
           reason: opts.reason,
           key: rt.keyRing.active,
+          trusts: rt.keyRing.trusts,
           clock: rt.clock,
         });
         ctx.output.out(`${name} follows its policy file again (pin #${row.id})`);

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { AppError } from '../errors.js';
 
@@ -7,7 +8,7 @@ export interface DataDirLock {
   release(): Promise<void>;
 }
 
-/** Lock files this process holds: the same PID in a lock file is stale unless listed here. */
+/** Lock files this process holds: our own PID in a lock file is stale unless listed here. */
 const held = new Set<string>();
 
 function alive(pid: number): boolean {
@@ -30,25 +31,41 @@ function locked(dir: string, owner: string): AppError {
   );
 }
 
+/** Creates `file` holding `content` only if it does not exist (link() is atomic). */
+async function createExclusive(file: string, content: string): Promise<boolean> {
+  const tmp = `${file}.${randomUUID()}.tmp`;
+  await fs.writeFile(tmp, content, { mode: 0o600 });
+  try {
+    await fs.link(tmp, file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
 /**
  * Embedded PGlite must never be opened by two processes at once (it would corrupt the data
- * directory). A lock file holding "<pid>:<token>" claims the directory. It is created with
- * link(), which fails if the file exists; a stale lock (dead process, or our own PID left by
- * an earlier incarnation, as with PID 1 in a container) is first renamed aside, which only
- * one racer can do, and checked to be the one judged stale before it is discarded.
+ * directory). The lock file holds "<pid> <host> <token>". A lock is stale only when it was
+ * taken on this host and its process is gone (or is our own PID, left by an earlier
+ * incarnation, as with PID 1 in a container); a lock from another host or PID namespace is
+ * never judged dead. Removing a stale lock happens under a second, exclusive "takeover"
+ * file, after re-reading that the lock is still the stale one, so racing starters cannot
+ * both win.
  */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   // The embedded database files inherit the umask; keep the whole directory private.
   await fs.chmod(dir, 0o700);
   const file = path.join(dir, 'pglite.lock');
+  const guard = `${file}.takeover`;
   if (held.has(file)) throw locked(dir, 'this process');
-  const token = `${process.pid}:${randomUUID()}`;
+  const host = os.hostname();
+  const token = `${process.pid} ${host} ${randomUUID()}`;
   for (let attempt = 0; attempt < 5; attempt++) {
-    const tmp = `${file}.${randomUUID()}.tmp`;
-    await fs.writeFile(tmp, token, { mode: 0o600 });
-    try {
-      await fs.link(tmp, file);
+    if (await createExclusive(file, token)) {
       held.add(file);
       return {
         release: async () => {
@@ -56,29 +73,24 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
           if ((await readOrNull(file)) === token) await fs.rm(file, { force: true });
         },
       };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    } finally {
-      await fs.rm(tmp, { force: true });
     }
     const content = await readOrNull(file);
     if (content === null) continue;
-    const pid = Number.parseInt(content, 10);
-    const stale = !(pid > 0) || !alive(pid) || pid === process.pid;
-    if (!stale) throw locked(dir, `process ${pid}`);
-    const aside = `${file}.stale.${randomUUID()}`;
+    const [pidText, owner] = content.split(' ');
+    const pid = Number.parseInt(pidText ?? '', 10);
+    if (owner !== host) throw locked(dir, `process ${pidText} on host ${owner ?? '(unknown)'}`);
+    if (pid > 0 && pid !== process.pid && alive(pid)) throw locked(dir, `process ${pid}`);
+    if (!(await createExclusive(guard, token))) {
+      throw locked(
+        dir,
+        `another process taking over a stale lock (if none is starting, a crash left ${guard}: remove it)`,
+      );
+    }
     try {
-      await fs.rename(file, aside);
-    } catch {
-      continue;
+      if ((await readOrNull(file)) === content) await fs.rm(file, { force: true });
+    } finally {
+      await fs.rm(guard, { force: true });
     }
-    if ((await readOrNull(aside)) !== content) {
-      // Another starter replaced the stale lock with its own before our rename: give it back.
-      await fs.link(aside, file).catch(() => {});
-      await fs.rm(aside, { force: true });
-      throw locked(dir, 'another starting process');
-    }
-    await fs.rm(aside, { force: true });
   }
   throw locked(dir, 'another process (could not take the lock)');
 }

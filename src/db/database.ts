@@ -42,6 +42,8 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
       connectionString: target.url,
       max: 10,
       connectionTimeoutMillis: 5_000,
+      // Timestamps feed signed hashes: make sure the driver always gets the ISO format it parses.
+      options: '-c DateStyle=ISO,MDY -c TimeZone=UTC',
       // Ids and counters are int8 in the schema but stay far below 2^53: read them as numbers,
       // as PGlite does, so both dialects return the same shapes.
       types: {

@@ -1,14 +1,21 @@
 import type { Clock } from '../clock.js';
-import { fromB64u, jcsHashB64u } from '../crypto/hash.js';
 import { publicKeyFromDidKey } from '../crypto/did-key.js';
+import { fromB64u, jcsHashB64u } from '../crypto/hash.js';
 import type { Db } from '../db/database.js';
 import type { PolicyPinRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
+import type { TrustCheck } from '../tokens/key-ring.js';
 import { type SigningKey, signBytes, verifyEd25519 } from '../tokens/signing-key.js';
-import { assertHashFormat } from './registry.js';
+import { assertHashFormat, getVerifiedPolicy } from './registry.js';
 
 /** `prev_pin_hash_b64u` of the first pin of a policy name. */
 export const PIN_GENESIS = 'genesis';
+
+/**
+ * What a pin signature covers. The prefix keeps pin signatures from ever verifying as
+ * Claw Bureau envelope signatures (which sign the bare hash) and the other way round.
+ */
+const pinMessage = (hash: string) => `claw-approvals/policy-pin/v1\n${hash}`;
 
 type PinFields = Pick<
   PolicyPinRow,
@@ -29,32 +36,41 @@ export function pinHash(p: PinFields): string {
 
 /**
  * Pins a policy name to a registered version (rollback), or with `hash: null` returns it to
- * following its file. Each pin is signed and chained to the previous one for that name; two
- * pins racing on the same link cannot both land (unique constraint).
+ * following its file. The version must verify and really be a version of that policy. Each
+ * pin is signed and chained to the previous one for that name; two pins racing on the same
+ * link cannot both land (unique constraint).
  */
 export async function pinPolicy(
   db: Db,
-  args: { name: string; hash: string | null; actor: string; reason: string; key: SigningKey; clock: Clock },
+  args: {
+    name: string;
+    hash: string | null;
+    actor: string;
+    reason: string;
+    key: SigningKey;
+    trusts: TrustCheck;
+    clock: Clock;
+  },
 ): Promise<PolicyPinRow> {
-  if (args.hash !== null) assertHashFormat(args.hash);
+  if (args.hash !== null) {
+    assertHashFormat(args.hash);
+    const { payload } = await getVerifiedPolicy(db, args.hash, args.trusts);
+    if (payload.policy_name !== args.name) {
+      throw new AppError(
+        'ERR_POLICY_CONFLICT',
+        `hash ${args.hash} is a version of "${payload.policy_name}", not "${args.name}"`,
+      );
+    }
+  }
   try {
     return await db.transaction().execute(async (trx) => {
-      const known = await trx
-        .selectFrom('wpc_registry')
-        .select(['policy_name', 'policy_hash_b64u'])
-        .where((eb) =>
-          args.hash === null ? eb('policy_name', '=', args.name) : eb('policy_hash_b64u', '=', args.hash),
-        )
-        .executeTakeFirst();
-      if (!known && args.hash !== null) {
-        throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${args.hash} is registered`);
-      }
-      if (!known) throw new AppError('ERR_POLICY_NOT_FOUND', `no policy named "${args.name}" is registered`);
-      if (known.policy_name !== args.name) {
-        throw new AppError(
-          'ERR_POLICY_CONFLICT',
-          `hash ${args.hash} belongs to policy "${known.policy_name}", not "${args.name}"`,
-        );
+      if (args.hash === null) {
+        const known = await trx
+          .selectFrom('policy_pins')
+          .select('id')
+          .where('policy_name', '=', args.name)
+          .executeTakeFirst();
+        if (!known) throw new AppError('ERR_POLICY_NOT_FOUND', `policy "${args.name}" has never been pinned`);
       }
       const last = await trx
         .selectFrom('policy_pins')
@@ -77,7 +93,7 @@ export async function pinPolicy(
         .values({
           ...fields,
           pin_hash_b64u: hash,
-          signature_b64u: Buffer.from(signBytes(args.key, hash)).toString('base64url'),
+          signature_b64u: Buffer.from(signBytes(args.key, pinMessage(hash))).toString('base64url'),
           signer_did: args.key.did,
         })
         .returningAll()
@@ -102,18 +118,20 @@ export interface PinState {
   pins: Map<string, string>;
   /** name -> why its pin history cannot be trusted (its channels must stay closed). */
   broken: Map<string, string>;
-  /** Highest pin id: changes whenever a pin lands. */
-  version: number;
+  /** name -> newest verified pin hash (remember these to detect deleted pins later). */
+  heads: Map<string, string>;
 }
 
-function verifyLink(row: PolicyPinRow, prev: string, trusted: ReadonlySet<string>): string | null {
+function verifyLink(row: PolicyPinRow, prev: string, prevAt: number, trusts: TrustCheck): string | null {
   if (row.prev_pin_hash_b64u !== prev) return `pin #${row.id} does not follow the previous pin`;
   if (pinHash(row) !== row.pin_hash_b64u) return `pin #${row.id} does not match its hash`;
-  if (!trusted.has(row.signer_did)) return `pin #${row.id} is signed by an untrusted key`;
+  const at = new Date(row.created_at);
+  if (at.getTime() < prevAt) return `pin #${row.id} is dated before the pin it follows`;
+  if (!trusts(row.signer_did, at)) return `pin #${row.id} is signed by an untrusted key`;
   try {
     const ok = verifyEd25519(
       publicKeyFromDidKey(row.signer_did),
-      row.pin_hash_b64u,
+      pinMessage(row.pin_hash_b64u),
       fromB64u(row.signature_b64u),
     );
     return ok ? null : `pin #${row.id} has an invalid signature`;
@@ -122,36 +140,58 @@ function verifyLink(row: PolicyPinRow, prev: string, trusted: ReadonlySet<string
   }
 }
 
-/** Reads and verifies every policy's pin chain. */
-export async function readPins(db: Db, trusted: ReadonlySet<string>): Promise<PinState> {
+/**
+ * Reads and verifies every policy's pin chain. `knownHeads` are chain heads seen before
+ * (kept outside the database): a chain that no longer contains its known head has lost
+ * pins, which would silently roll a policy back, so it counts as broken.
+ */
+export async function readPins(
+  db: Db,
+  trusts: TrustCheck,
+  knownHeads: ReadonlyMap<string, string> = new Map(),
+): Promise<PinState> {
   const rows = await db.selectFrom('policy_pins').selectAll().orderBy('policy_name').orderBy('id').execute();
-  const state: PinState = { pins: new Map(), broken: new Map(), version: 0 };
+  const state: PinState = { pins: new Map(), broken: new Map(), heads: new Map() };
   const byName = new Map<string, PolicyPinRow[]>();
-  for (const r of rows) {
-    byName.set(r.policy_name, [...(byName.get(r.policy_name) ?? []), r]);
-    state.version = Math.max(state.version, r.id);
+  for (const r of rows) byName.set(r.policy_name, [...(byName.get(r.policy_name) ?? []), r]);
+  for (const [name, head] of knownHeads) {
+    const chain = byName.get(name) ?? [];
+    if (!chain.some((r) => r.pin_hash_b64u === head)) {
+      state.broken.set(name, 'pin history failed verification: pins seen before are missing');
+    }
   }
   for (const [name, chain] of byName) {
     let prev = PIN_GENESIS;
+    let prevAt = Number.NEGATIVE_INFINITY;
     let problem: string | null = null;
     for (const row of chain) {
-      problem = verifyLink(row, prev, trusted);
+      problem = verifyLink(row, prev, prevAt, trusts);
       if (problem) break;
       prev = row.pin_hash_b64u;
+      prevAt = new Date(row.created_at).getTime();
     }
+    if (problem) {
+      state.broken.set(name, `pin history failed verification: ${problem}`);
+      continue;
+    }
+    state.heads.set(name, prev);
     const newest = chain.at(-1)!;
-    if (problem) state.broken.set(name, `pin history failed verification: ${problem}`);
-    else if (newest.policy_hash_b64u !== null) state.pins.set(name, newest.policy_hash_b64u);
+    if (!state.broken.has(name) && newest.policy_hash_b64u !== null)
+      state.pins.set(name, newest.policy_hash_b64u);
   }
   return state;
 }
 
-export async function latestPinId(db: Db): Promise<number> {
+/** Changes whenever any pin is added or removed, whatever order their ids committed in. */
+export async function pinsDigest(db: Db): Promise<string> {
   const row = await db
     .selectFrom('policy_pins')
-    .select((eb) => eb.fn.max('id').as('max'))
+    .select((eb) => [
+      eb.fn.countAll<number>().as('n'),
+      eb.fn<string>('md5', [eb.fn('string_agg', ['pin_hash_b64u', eb.val(',')])]).as('digest'),
+    ])
     .executeTakeFirst();
-  return Number(row?.max ?? 0);
+  return `${row?.n ?? 0}:${row?.digest ?? ''}`;
 }
 
 export async function pinHistory(db: Db, name: string): Promise<PolicyPinRow[]> {

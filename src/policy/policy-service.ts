@@ -7,7 +7,7 @@ import type { Db } from '../db/database.js';
 import type { WpcRegistryRow } from '../db/schema.js';
 import type { KeyRing } from '../tokens/key-ring.js';
 import { loadPolicyDir, type PolicyDir } from './load-policy-dir.js';
-import { latestPinId, readPins } from './pins.js';
+import { pinsDigest, readPins } from './pins.js';
 import { envelopeFromRow, registerPolicy, verifiedEnvelope } from './registry.js';
 import {
   type ChannelBinding,
@@ -38,6 +38,35 @@ export interface PolicyServiceDeps {
   policiesDir: string;
   /** Inspect without writing: file versions are not registered (CLI read commands). */
   readOnly?: boolean;
+  /**
+   * Where the newest verified pin of each policy is remembered, outside the database, so
+   * that deleting pins (which would silently roll a policy back) is noticed after a restart.
+   */
+  pinHeadsFile?: string;
+}
+
+async function readHeads(file: string | undefined): Promise<Map<string, string>> {
+  if (!file) return new Map();
+  try {
+    const parsed = JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+    return new Map(Object.entries(parsed).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw new Error(`pin heads file ${file} is unreadable; fix or remove it deliberately`, { cause: err });
+  }
+}
+
+function knownHeadsAfter(before: ReadonlyMap<string, string>, now: ReadonlyMap<string, string>) {
+  return new Map([...before, ...now]);
+}
+
+async function writeHeads(file: string, heads: ReadonlyMap<string, string>): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.tmp`;
+  await fs.writeFile(tmp, `${JSON.stringify(Object.fromEntries([...heads].sort()), null, 2)}\n`, {
+    mode: 0o600,
+  });
+  await fs.rename(tmp, file);
 }
 
 function channelsOf(rows: readonly WpcRegistryRow[]): string[] {
@@ -60,6 +89,8 @@ export class PolicyService {
   private snapshot: PolicySnapshot | null = null;
   private lastError: string | null = null;
   private inFlight: Promise<PolicySnapshot> | null = null;
+  /** Newest verified pin per policy seen by this process. */
+  private heads = new Map<string, string>();
 
   constructor(private readonly deps: PolicyServiceDeps) {}
 
@@ -122,7 +153,7 @@ export class PolicyService {
   private async load(): Promise<PolicySnapshot> {
     const { db, keyRing, clock, log } = this.deps;
     const previous = this.snapshot;
-    const trusted = keyRing.trustedDids;
+    const trusted = keyRing.trusts;
     const fingerprint = await this.fingerprint();
     const dir = await loadPolicyDir(this.deps.policiesDir);
     const groups = dir.groups.ok ? dir.groups.value : null;
@@ -181,7 +212,8 @@ export class PolicyService {
       }
     }
 
-    const pinState = await readPins(db, trusted);
+    const knownHeads = new Map([...(await readHeads(this.deps.pinHeadsFile)), ...this.heads]);
+    const pinState = await readPins(db, trusted, knownHeads);
     const pinned: ResolveInput['pinned'] = new Map();
     for (const hash of new Set(pinState.pins.values())) {
       try {
@@ -203,6 +235,22 @@ export class PolicyService {
         });
       }
     }
+    for (const [name, hash] of pinState.pins) {
+      const check = pinned.get(hash);
+      if (check?.ok && check.policy.policy_name !== name) {
+        // A version of another policy pinned under this name would carry its rules elsewhere.
+        pinState.broken.set(name, `pinned version ${hash} is a version of "${check.policy.policy_name}"`);
+        continue;
+      }
+      if (check?.ok && check.policy.policy_name === name) continue;
+      failedFiles.push({
+        file: `pinned ${name}`,
+        name: null,
+        claimedChannels: claimedBy(name),
+        reason: `policy "${name}": pinned version ${hash} failed verification: ${check && !check.ok ? check.reason : 'not loaded'}`,
+      });
+    }
+
     // A name whose pin history or pinned version cannot be trusted closes every channel any
     // of its versions ever claimed, so no other policy can quietly take them over.
     for (const [name, reason] of pinState.broken) {
@@ -211,19 +259,13 @@ export class PolicyService {
         file: `pins of ${name}`,
         name: null,
         claimedChannels: claimedBy(name),
-        reason: `policy "${name}": pin history failed verification`,
+        reason: `policy "${name}": ${reason}`,
       });
     }
-    for (const [name, hash] of pinState.pins) {
-      const check = pinned.get(hash);
-      if (check?.ok) continue;
-      failedFiles.push({
-        file: `pinned ${name}`,
-        name: null,
-        claimedChannels: claimedBy(name),
-        reason: `policy "${name}": pinned version ${hash} failed verification: ${check?.reason ?? 'not loaded'}`,
-      });
-    }
+    // Remember verified heads (broken names keep their old head, so they stay broken).
+    for (const [name, head] of pinState.heads) if (!pinState.broken.has(name)) this.heads.set(name, head);
+    if (this.deps.pinHeadsFile && !this.deps.readOnly)
+      await writeHeads(this.deps.pinHeadsFile, knownHeadsAfter(knownHeads, this.heads));
 
     const resolution = resolveChannels({
       files,
@@ -254,7 +296,7 @@ export class PolicyService {
   /** Changes when a pin lands or any file in POLICIES_DIR changes content (not just mtime). */
   private async fingerprint(): Promise<string> {
     const hash = createHash('sha256');
-    hash.update(`pins:${await latestPinId(this.deps.db)}\n`);
+    hash.update(`pins:${await pinsDigest(this.deps.db)}\n`);
     try {
       for (const name of (await fs.readdir(this.deps.policiesDir)).sort()) {
         const content = await fs.readFile(path.join(this.deps.policiesDir, name)).catch(() => null);

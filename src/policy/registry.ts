@@ -5,6 +5,7 @@ import { canonicalJson } from '../crypto/jcs.js';
 import type { Db } from '../db/database.js';
 import type { WpcRegistryRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
+import type { TrustCheck } from '../tokens/key-ring.js';
 import type { SigningKey } from '../tokens/signing-key.js';
 import type { HashedPolicy } from './hash-policy.js';
 import type { Wpc } from './types.js';
@@ -65,7 +66,7 @@ export function assertHashFormat(hash: string): void {
  * of its payload, hash to the row's key, and carry a valid signature from a trusted key.
  * Anything else is corruption: the bad payload is never returned.
  */
-export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet<string>): WpcEnvelope {
+export function envelopeFromRow(row: WpcRegistryRow, trusts: TrustCheck): WpcEnvelope {
   const corrupted = (why: string) =>
     new AppError('ERR_WPC_CORRUPTED', `stored policy ${row.policy_hash_b64u} failed verification: ${why}`);
   let payload: Wpc;
@@ -90,7 +91,7 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
   const check = verifyEnvelope(envelope, {
     type: 'work_policy_contract',
     hashPayload: () => sha256B64u(row.canonical_payload),
-    trustedSigners,
+    trustedSigners: new Set(trusts(row.signer_did, new Date(row.issued_at)) ? [row.signer_did] : []),
   });
   if (!check.ok) throw corrupted(check.message);
   if (payload?.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
@@ -101,13 +102,13 @@ export function envelopeFromRow(row: WpcRegistryRow, trustedSigners: ReadonlySet
 export function verifiedEnvelope(
   hash: string,
   rows: readonly WpcRegistryRow[],
-  trustedSigners: ReadonlySet<string>,
+  trusts: TrustCheck,
 ): WpcEnvelope {
   if (rows.length === 0) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
   const reasons: string[] = [];
   for (const row of [...rows].sort((a, b) => +new Date(b.registered_at) - +new Date(a.registered_at))) {
     try {
-      return envelopeFromRow(row, trustedSigners);
+      return envelopeFromRow(row, trusts);
     } catch (err) {
       reasons.push((err as Error).message);
     }
@@ -116,14 +117,10 @@ export function verifiedEnvelope(
 }
 
 /** Reads one version and verifies it before returning it. */
-export async function getVerifiedPolicy(
-  db: Db,
-  hash: string,
-  trustedSigners: ReadonlySet<string>,
-): Promise<WpcEnvelope> {
+export async function getVerifiedPolicy(db: Db, hash: string, trusts: TrustCheck): Promise<WpcEnvelope> {
   assertHashFormat(hash);
   const rows = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).execute();
-  return verifiedEnvelope(hash, rows, trustedSigners);
+  return verifiedEnvelope(hash, rows, trusts);
 }
 
 /** Every registered version (one entry per hash, first registration), oldest first. */

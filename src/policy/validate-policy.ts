@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { GROUPS_SCHEMA_FILE, WPC_SCHEMA_FILE } from '../paths.js';
 import { matchesAny, matchesPattern } from './tool-pattern.js';
-import type { ApprovalRule, GroupsFile, Runbook, Wpc } from './types.js';
+import type { ApprovalOverride, ApprovalRule, GroupsFile, Runbook, Wpc } from './types.js';
 
 /** One reason a policy is refused: where (JSONPath), which rule, and in words. */
 export interface PolicyProblem {
@@ -88,15 +88,34 @@ function bySpecificity(a: string, b: string): number {
 }
 
 /**
- * The effective approval rule for a tool: the most specific matching step_overrides key
- * (an exact tool name always beats a wildcard, so `ticket.*` cannot weaken `ticket.close`).
+ * The effective approval rule for a tool. When several step_overrides keys match, each field
+ * takes the strictest value among them, so no broad pattern can weaken a narrower gate: the
+ * most approvals, the shortest TTL, distinct groups if any asks for them, requester approval
+ * only if every one allows it. Approver groups come from the most specific key that names
+ * them (an exact tool name, else the pattern with the most literal characters).
  */
 export function approvalRuleFor(policy: Wpc, tool: string): ApprovalRule {
   const overrides = policy.execution.step_overrides ?? {};
-  const key = Object.keys(overrides)
+  const matching = Object.keys(overrides)
     .sort(bySpecificity)
-    .find((k) => matchesPattern(k, tool));
-  return key ? { ...policy.execution.approval_rule, ...overrides[key] } : policy.execution.approval_rule;
+    .filter((k) => matchesPattern(k, tool))
+    .map((k) => overrides[k]!);
+  if (matching.length === 0) return policy.execution.approval_rule;
+  const set = <K extends keyof ApprovalOverride>(field: K) =>
+    matching.map((o) => o[field]).filter((v): v is NonNullable<ApprovalOverride[K]> => v !== undefined);
+  const base = policy.execution.approval_rule;
+  const approvals = set('required_approvals');
+  const ttls = set('approval_ttl_seconds');
+  const distinct = set('distinct_groups');
+  const requester = set('allow_requester_approval');
+  return {
+    ...base,
+    allowed_approver_groups: set('allowed_approver_groups')[0] ?? base.allowed_approver_groups,
+    required_approvals: approvals.length ? Math.max(...approvals) : base.required_approvals,
+    approval_ttl_seconds: ttls.length ? Math.min(...ttls) : base.approval_ttl_seconds,
+    distinct_groups: distinct.length ? distinct.some(Boolean) : base.distinct_groups,
+    allow_requester_approval: requester.length ? requester.every(Boolean) : base.allow_requester_approval,
+  };
 }
 
 export function isToolAllowed(policy: Wpc, tool: string): boolean {
@@ -253,6 +272,17 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
       const at = `${base}.steps[${i}]`;
       if (seen.has(step.id)) push(`${at}.id`, 'lint:duplicate-step-id', `step id "${step.id}" is used twice`);
       seen.add(step.id);
+      const effective = approvalRuleFor(policy, step.tool);
+      if (
+        effective.distinct_groups &&
+        effective.required_approvals > effective.allowed_approver_groups.length
+      ) {
+        push(
+          `${at}.tool`,
+          'lint:quorum-unsatisfiable',
+          `"${step.tool}" needs ${effective.required_approvals} approvals from distinct groups but its effective rule allows only ${effective.allowed_approver_groups.length} group(s)`,
+        );
+      }
       if (!isToolAllowed(policy, step.tool)) {
         push(
           `${at}.tool`,

@@ -23,11 +23,19 @@ export interface RetiredKey extends PublicJwk {
  * rotated out. Trust comes only from these files, never from the database, so a database
  * writer cannot make the bot accept a signature of their own.
  */
+/** Whether a record signed by `did` and dated `at` is acceptable. */
+export type TrustCheck = (did: string, at: Date) => boolean;
+
 export interface KeyRing {
   active: SigningKey;
   retired: RetiredKey[];
   /** did:key of every trusted key, active first. */
   trustedDids: ReadonlySet<string>;
+  /**
+   * The active key is trusted for anything; a retired key only for records dated no later
+   * than its retirement, so a leaked old key cannot vouch for anything new.
+   */
+  trusts: TrustCheck;
   /** Public keys for `/.well-known/jwks.json`. */
   jwks: { keys: PublicJwk[] };
 }
@@ -42,10 +50,19 @@ export function buildKeyRing(active: SigningKey, retired: RetiredKey[]): KeyRing
     use: k.use,
   });
   const others = retired.filter((k) => k.kid !== active.kid);
+  const retiredAt = new Map(
+    others.map((k) => [didKeyFromPublicKey(fromB64u(k.x)), Date.parse(k.retired_at)] as const),
+  );
   return {
     active,
     retired: others,
-    trustedDids: new Set([active.did, ...others.map((k) => didKeyFromPublicKey(fromB64u(k.x)))]),
+    trustedDids: new Set([active.did, ...retiredAt.keys()]),
+    trusts: (did, at) => {
+      if (did === active.did) return true;
+      const until = retiredAt.get(did);
+      // A retired key without a readable retirement date is trusted for nothing new.
+      return until !== undefined && !Number.isNaN(until) && at.getTime() <= until;
+    },
     jwks: { keys: [active.publicJwk, ...others.map(publicOnly)] },
   };
 }

@@ -8,7 +8,7 @@ import { generateSigningJwk, type SigningKey, signingKeyFromJwk } from '../../sr
 import { BASE58_ALPHABET as ALPHABET, base58Decode } from '../helpers/base58.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const fixturesDir = path.resolve(here, '../../../shared/schemas/clawbureau/fixtures');
+const fixturesDir = path.resolve(here, '../fixtures/clawbureau');
 const fixture = (name: string): unknown => JSON.parse(readFileSync(path.join(fixturesDir, name), 'utf8'));
 
 interface Allowlists {

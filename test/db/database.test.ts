@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { type Migration, type MigrationProvider, sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -177,26 +178,35 @@ describe('database targets', () => {
 
   it('takes over a lock left by a process that no longer exists', async () => {
     const dir = await tempDir();
-    await fs.writeFile(path.join(dir, 'pglite.lock'), '2147483646:old');
+    await fs.writeFile(path.join(dir, 'pglite.lock'), `2147483646 ${os.hostname()} old`);
     const lock = await lockDataDir(dir);
-    expect(await fs.readFile(path.join(dir, 'pglite.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid}:`));
+    expect(await fs.readFile(path.join(dir, 'pglite.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} `));
     await lock.release();
     await expect(fs.stat(path.join(dir, 'pglite.lock'))).rejects.toThrow();
   });
 
   it('takes over a lock holding our own PID that this process does not hold (PID 1 after a crash)', async () => {
     const dir = await tempDir();
-    await fs.writeFile(path.join(dir, 'pglite.lock'), `${process.pid}:previous-incarnation`);
+    await fs.writeFile(path.join(dir, 'pglite.lock'), `${process.pid} ${os.hostname()} previous-incarnation`);
     const lock = await lockDataDir(dir);
     await expect(lockDataDir(dir)).rejects.toMatchObject({ code: 'ERR_DB_LOCKED' });
     await lock.release();
+  });
+
+  it('never judges a lock from another host (or PID namespace) dead', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, 'pglite.lock'), `1 some-other-container token`);
+    await expect(lockDataDir(dir)).rejects.toMatchObject({
+      code: 'ERR_DB_LOCKED',
+      message: expect.stringContaining('on host some-other-container'),
+    });
   });
 
   it('refuses a lock held by a live process', async () => {
     const dir = await tempDir();
     const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
     try {
-      await fs.writeFile(path.join(dir, 'pglite.lock'), `${other.pid}:live`);
+      await fs.writeFile(path.join(dir, 'pglite.lock'), `${other.pid} ${os.hostname()} live`);
       await expect(lockDataDir(dir)).rejects.toMatchObject({
         code: 'ERR_DB_LOCKED',
         message: expect.stringContaining(`process ${other.pid}`),
@@ -208,7 +218,7 @@ describe('database targets', () => {
 
   it('lets exactly one of several processes racing for a stale lock win', async () => {
     const dir = await tempDir();
-    await fs.writeFile(path.join(dir, 'pglite.lock'), '2147483646:stale');
+    await fs.writeFile(path.join(dir, 'pglite.lock'), `2147483646 ${os.hostname()} stale`);
     const script = `
       const { lockDataDir } = await import(${JSON.stringify(new URL('../../src/db/data-dir-lock.ts', import.meta.url).pathname)});
       try { await lockDataDir(process.argv[1]); console.log('won'); await new Promise((r) => setTimeout(r, 1500)); }

@@ -9,8 +9,12 @@ import { pinHistory, pinPolicy, readPins } from '../../src/policy/pins.js';
 import { getVerifiedPolicy, registerPolicy } from '../../src/policy/registry.js';
 import type { Wpc } from '../../src/policy/types.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
-import { copyPolicies } from '../helpers/fs.js';
+import { copyPolicies, tempDir } from '../helpers/fs.js';
 import { createState, newKey, ringOf, testClock } from '../helpers/state.js';
+import { PolicyService } from '../../src/policy/policy-service.js';
+import { verifyEd25519 } from '../../src/tokens/signing-key.js';
+import { fromB64u } from '../../src/crypto/hash.js';
+import { fixedClock } from '../../src/clock.js';
 
 const opened: TestDb[] = [];
 afterEach(async () => {
@@ -60,7 +64,7 @@ describe(`policy registry (${dialectName})`, () => {
     expect(first.created).toBe(true);
     expect(again.created).toBe(false);
     expect(again.row.source).toBe('invoice-triage.json');
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids);
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trusts);
     expect(envelope.payload_hash_b64u).toBe(hashed.hash);
     expect(envelope.payload).toEqual(policy);
     expect(envelope.signer_did).toBe(s.key.did);
@@ -76,7 +80,7 @@ describe(`policy registry (${dialectName})`, () => {
     const evil = hashed.canonical.replace('"required_approvals":2', '"required_approvals":1');
     expect(evil).not.toBe(hashed.canonical);
     await tamper(s.d, hashed.hash, evil);
-    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -86,7 +90,7 @@ describe(`policy registry (${dialectName})`, () => {
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
     await tamper(s.d, hashed.hash, JSON.stringify(hashed.policy, null, 1));
-    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -95,7 +99,7 @@ describe(`policy registry (${dialectName})`, () => {
     const s = await state();
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: newKey(), clock: testClock, source: null });
-    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -105,9 +109,9 @@ describe(`policy registry (${dialectName})`, () => {
     const hashed = hashPolicy(await readPolicy(await copyPolicies(), 'invoice-triage.json'));
     await registerPolicy(s.db, { hashed, key: s.key, clock: testClock, source: null });
     const rotated = ringOf(newKey(), s.key);
-    const envelope = await getVerifiedPolicy(s.db, hashed.hash, rotated.trustedDids);
+    const envelope = await getVerifiedPolicy(s.db, hashed.hash, rotated.trusts);
     expect(envelope.signer_did).toBe(s.key.did);
-    await expect(getVerifiedPolicy(s.db, hashed.hash, ringOf(newKey()).trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashed.hash, ringOf(newKey()).trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -124,18 +128,18 @@ describe(`policy registry (${dialectName})`, () => {
       .where('policy_hash_b64u', '=', hashed.hash)
       .execute();
     expect(rows.map((r) => r.signer_did).sort()).toEqual([s.key.did, next.did].sort());
-    expect((await getVerifiedPolicy(s.db, hashed.hash, ringOf(next).trustedDids)).signer_did).toBe(next.did);
+    expect((await getVerifiedPolicy(s.db, hashed.hash, ringOf(next).trusts)).signer_did).toBe(next.did);
   });
 
   it('distinguishes a malformed hash from an unknown one', async () => {
     const s = await state();
-    await expect(getVerifiedPolicy(s.db, 'abc', s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'abc', s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`, s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, `${'A'.repeat(42)}=`, s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_HASH_MALFORMED',
     });
-    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43), s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, 'A'.repeat(43), s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_NOT_FOUND',
     });
   });
@@ -149,6 +153,7 @@ describe(`policy pins (${dialectName})`, () => {
     const other = snap.resolution.active.get('mattermost-agent-prod')!;
     await expect(
       pinPolicy(s.db, {
+        trusts: s.keyRing.trusts,
         key: s.key,
         clock: testClock,
         name: 'invoice-triage',
@@ -161,6 +166,7 @@ describe(`policy pins (${dialectName})`, () => {
     });
     await expect(
       pinPolicy(s.db, {
+        trusts: s.keyRing.trusts,
         key: s.key,
         clock: testClock,
         name: 'invoice-triage',
@@ -173,6 +179,7 @@ describe(`policy pins (${dialectName})`, () => {
     });
     await expect(
       pinPolicy(s.db, {
+        trusts: s.keyRing.trusts,
         key: s.key,
         clock: testClock,
         name: 'invoice-triage',
@@ -185,6 +192,7 @@ describe(`policy pins (${dialectName})`, () => {
     });
     await expect(
       pinPolicy(s.db, {
+        trusts: s.keyRing.trusts,
         key: s.key,
         clock: testClock,
         name: 'no-such-policy',
@@ -196,6 +204,7 @@ describe(`policy pins (${dialectName})`, () => {
       code: 'ERR_POLICY_NOT_FOUND',
     });
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -203,8 +212,9 @@ describe(`policy pins (${dialectName})`, () => {
       actor: 'ops',
       reason: 'freeze',
     });
-    expect((await readPins(s.db, s.keyRing.trustedDids)).pins.get('invoice-triage')).toBe(invoice.hash);
+    expect((await readPins(s.db, s.keyRing.trusts)).pins.get('invoice-triage')).toBe(invoice.hash);
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -212,7 +222,7 @@ describe(`policy pins (${dialectName})`, () => {
       actor: 'ops',
       reason: 'thaw',
     });
-    expect((await readPins(s.db, s.keyRing.trustedDids)).pins.has('invoice-triage')).toBe(false);
+    expect((await readPins(s.db, s.keyRing.trusts)).pins.has('invoice-triage')).toBe(false);
     expect((await pinHistory(s.db, 'invoice-triage')).map((p) => p.reason)).toEqual(['freeze', 'thaw']);
   });
 });
@@ -241,6 +251,7 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -263,6 +274,7 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
         .executeTakeFirst(),
     ).toBeTruthy();
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -283,6 +295,7 @@ describe(`channel resolution through the policy service (${dialectName})`, () =>
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -378,6 +391,7 @@ describe(`a database writer cannot open channels (${dialectName})`, () => {
     const hashedWeak = hashPolicy(weak);
     await registerPolicy(s.db, { hashed: hashedWeak, key: attacker, clock: testClock, source: null });
     await pinPolicy(s.db, {
+      trusts: ringOf(attacker).trusts,
       key: attacker,
       clock: testClock,
       name: 'invoice-triage',
@@ -394,7 +408,7 @@ describe(`a database writer cannot open channels (${dialectName})`, () => {
       });
     }
     expect(after.problems.join('\n')).toContain('signed by an untrusted key');
-    await expect(getVerifiedPolicy(s.db, hashedWeak.hash, s.keyRing.trustedDids)).rejects.toMatchObject({
+    await expect(getVerifiedPolicy(s.db, hashedWeak.hash, s.keyRing.trusts)).rejects.toMatchObject({
       code: 'ERR_WPC_CORRUPTED',
     });
   });
@@ -404,6 +418,7 @@ describe(`a database writer cannot open channels (${dialectName})`, () => {
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -431,6 +446,7 @@ describe(`a database writer cannot open channels (${dialectName})`, () => {
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
     const x = v1.policy.channel_context.allowed_channel_ids[0]!;
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -461,6 +477,7 @@ describe(`a database writer cannot open channels (${dialectName})`, () => {
     const s = await state(dir);
     const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
     await pinPolicy(s.db, {
+      trusts: s.keyRing.trusts,
       key: s.key,
       clock: testClock,
       name: 'invoice-triage',
@@ -513,5 +530,144 @@ describe(`reloading (${dialectName})`, () => {
     expect(s.policies.reloadError()).toBeTruthy();
     // The previous snapshot stays readable, but readiness reports the failure.
     expect(s.policies.current()).not.toBeNull();
+  });
+});
+
+describe(`pin history outside-the-database checks (${dialectName})`, () => {
+  async function withPinnedRollback() {
+    const dir = await copyPolicies();
+    const data = await tempDir();
+    const heads = path.join(data, 'pin-heads.json');
+    const s = await state(dir);
+    const service = (readOnly = false) =>
+      new PolicyService({
+        db: s.db,
+        keyRing: s.keyRing,
+        clock: testClock,
+        log: s.log,
+        policiesDir: dir,
+        pinHeadsFile: heads,
+        readOnly,
+      });
+    const live = service();
+    const v1 = (await live.reload()).resolution.active.get('invoice-triage')!;
+    const weaker = await readPolicy(dir, 'invoice-triage.json');
+    weaker.execution.approval_rule.approval_ttl_seconds = 600;
+    await writePolicy(dir, 'invoice-triage.json', weaker);
+    await live.reload();
+    await pinPolicy(s.db, {
+      key: s.key,
+      trusts: s.keyRing.trusts,
+      clock: testClock,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'ops',
+      reason: 'roll back',
+    });
+    expect(await live.refreshIfChanged()).toBe(true);
+    expect(live.current()!.resolution.active.get('invoice-triage')).toMatchObject({
+      hash: v1.hash,
+      origin: 'pin',
+    });
+    return { s, live, service, v1, heads };
+  }
+
+  const deleteNewestPin = (db: TestDb['db']) =>
+    db.transaction().execute(async (trx) => {
+      await sql`alter table policy_pins disable trigger policy_pins_append_only`.execute(trx);
+      await sql`delete from policy_pins where id = (select max(id) from policy_pins)`.execute(trx);
+      await sql`alter table policy_pins enable trigger policy_pins_append_only`.execute(trx);
+    });
+
+  it('deleting the newest pin is noticed by a running server and closes the policy', async () => {
+    const { s, live, v1 } = await withPinnedRollback();
+    await deleteNewestPin(s.db);
+    expect(await live.refreshIfChanged()).toBe(true);
+    const snap = live.current()!;
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    expect(snap.problems.join('\n')).toContain('pins seen before are missing');
+    expect(live.channelPolicy(v1.policy.channel_context.allowed_channel_ids[0]!).open).toBe(false);
+  });
+
+  it('…and after a restart, through the pin heads file', async () => {
+    const { s, service, v1, heads } = await withPinnedRollback();
+    expect(JSON.parse(await fs.readFile(heads, 'utf8'))).toHaveProperty('invoice-triage');
+    expect((await fs.stat(heads)).mode & 0o777).toBe(0o600);
+    await deleteNewestPin(s.db);
+    const restarted = service();
+    const snap = await restarted.reload();
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    expect(restarted.channelPolicy(v1.policy.channel_context.allowed_channel_ids[0]!).open).toBe(false);
+  });
+
+  it('TRUNCATE is refused on the registry and the pin history', async () => {
+    const { s } = await withPinnedRollback();
+    await expect(sql`truncate policy_pins`.execute(s.db)).rejects.toThrow(/append-only/);
+    await expect(sql`truncate wpc_registry cascade`.execute(s.db)).rejects.toThrow(/append-only/);
+  });
+
+  it('a pin signature never verifies as a policy envelope signature', async () => {
+    const { s } = await withPinnedRollback();
+    const pin = (await pinHistory(s.db, 'invoice-triage')).at(-1)!;
+    expect(verifyEd25519(s.key.publicRaw, pin.pin_hash_b64u, fromB64u(pin.signature_b64u))).toBe(false);
+  });
+
+  it('pinning refuses a hash whose row claims the name but whose verified payload is another policy', async () => {
+    const s = await state();
+    const snap = await s.policies.reload();
+    const refund = snap.resolution.active.get('customer-support-refund-assistant')!;
+    // A database writer files refund's version under "invoice-triage" with a signer of their own.
+    const fake = newKey();
+    await s.db
+      .insertInto('wpc_registry')
+      .values({
+        policy_hash_b64u: refund.hash,
+        policy_name: 'invoice-triage',
+        canonical_payload: hashPolicy(refund.policy).canonical,
+        signature_b64u: 'A'.repeat(86),
+        signer_did: fake.did,
+        issued_at: new Date('2030-01-01T00:00:00Z'),
+        source: null,
+      })
+      .execute();
+    await expect(
+      pinPolicy(s.db, {
+        key: s.key,
+        trusts: s.keyRing.trusts,
+        clock: testClock,
+        name: 'invoice-triage',
+        hash: refund.hash,
+        actor: 'ops',
+        reason: 'x',
+      }),
+    ).rejects.toMatchObject({ code: 'ERR_POLICY_CONFLICT' });
+  });
+
+  it('a retired key is not trusted for pins dated after its retirement', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const v1 = (await s.policies.reload()).resolution.active.get('invoice-triage')!;
+    const after = fixedClock('2027-01-01T00:00:00Z');
+    // s.key is retired at testClock(); a pin it signs a year later must not count.
+    const rotated = ringOf(newKey(), s.key);
+    await pinPolicy(s.db, {
+      key: s.key,
+      trusts: rotated.trusts,
+      clock: after,
+      name: 'invoice-triage',
+      hash: v1.hash,
+      actor: 'leaked',
+      reason: 'x',
+    });
+    const service = new PolicyService({
+      db: s.db,
+      keyRing: rotated,
+      clock: after,
+      log: s.log,
+      policiesDir: dir,
+    });
+    const snap = await service.reload();
+    expect(snap.resolution.active.has('invoice-triage')).toBe(false);
+    expect(snap.problems.join('\n')).toContain('signed by an untrusted key');
   });
 });

@@ -949,7 +949,7 @@ describe('approvalRuleFor', () => {
     });
   });
 
-  it('applies the most specific matching key: exact beats wildcard, more literal characters beat fewer', () => {
+  it('combines every matching key strictly, so a broad pattern cannot weaken a narrower gate', () => {
     const p = base();
     p.execution.step_overrides = {
       'ticket.*': { required_approvals: 1 },
@@ -965,15 +965,26 @@ describe('approvalRuleFor', () => {
     expect(approvalRuleFor(p, 'exec').approval_ttl_seconds).toBe(
       p.execution.approval_rule.approval_ttl_seconds,
     );
-    // Equally specific wildcards fall back to lexical order, independent of insertion order.
+    // The review's case: a looser broad key and a stricter narrower one both match.
     p.execution.step_overrides = {
-      'x*y': { approval_ttl_seconds: 2 },
-      'x*': { approval_ttl_seconds: 1 },
-      '*y': { approval_ttl_seconds: 3 },
+      'ticket.*': { required_approvals: 1, allow_requester_approval: true, approval_ttl_seconds: 7200 },
+      '*.close': { required_approvals: 2, allow_requester_approval: false, distinct_groups: true },
     };
-    expect(approvalRuleFor(p, 'xy').approval_ttl_seconds).toBe(2);
-    p.execution.step_overrides = { 'b*': { approval_ttl_seconds: 2 }, '*b': { approval_ttl_seconds: 1 } };
-    expect(approvalRuleFor(p, 'bb').approval_ttl_seconds).toBe(1);
+    expect(approvalRuleFor(p, 'ticket.close')).toMatchObject({
+      required_approvals: 2,
+      allow_requester_approval: false,
+      distinct_groups: true,
+      approval_ttl_seconds: 7200,
+    });
+    // Approver groups come from the most specific key that names them, whatever the insertion order.
+    p.execution.step_overrides = {
+      'x*': { allowed_approver_groups: ['broad'] },
+      'x*y': { allowed_approver_groups: ['narrow'] },
+      xy: { approval_ttl_seconds: 60 },
+    };
+    expect(approvalRuleFor(p, 'xy').allowed_approver_groups).toEqual(['narrow']);
+    expect(approvalRuleFor(p, 'xay').allowed_approver_groups).toEqual(['narrow']);
+    expect(approvalRuleFor(p, 'xa').allowed_approver_groups).toEqual(['broad']);
   });
 
   it('uses the shipped overrides of the base policy', () => {

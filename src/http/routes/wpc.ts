@@ -59,7 +59,7 @@ export function wpcRoutes(app: FastifyInstance, deps: { db: Db; keyRing: KeyRing
     },
     async (req, reply) => {
       // Re-hashed and signature-checked on every read: the database is not trusted blindly.
-      const envelope = await getVerifiedPolicy(deps.db, req.params.hash, deps.keyRing.trustedDids);
+      const envelope = await getVerifiedPolicy(deps.db, req.params.hash, deps.keyRing.trusts);
       reply.header('cache-control', 'public, max-age=31536000, immutable');
       return { ok: true, policy_hash_b64u: envelope.payload_hash_b64u, envelope };
     },
