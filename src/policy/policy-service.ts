@@ -176,11 +176,16 @@ export class PolicyService {
       const source = path.basename(f.file);
       if (!f.ok) {
         problems.push(...f.problems.map((p) => `${source} ${p.path}: ${p.message} [${p.rule}]`));
+        // What it claims now, what versions from this file claimed, and what its name claimed.
         const earlier = channelsOf(rowsBy((r) => r.source === source));
         failedFiles.push({
           file: source,
           name: f.policyName,
-          claimedChannels: [...f.claimedChannels, ...earlier],
+          claimedChannels: [
+            ...f.claimedChannels,
+            ...earlier,
+            ...(f.policyName ? claimedBy(f.policyName) : []),
+          ],
         });
         continue;
       }
@@ -214,7 +219,7 @@ export class PolicyService {
 
     const knownHeads = new Map([...(await readHeads(this.deps.pinHeadsFile)), ...this.heads]);
     const pinState = await readPins(db, trusted, knownHeads);
-    const pinned: ResolveInput['pinned'] = new Map();
+    const pinned = new Map<string, { ok: true; policy: Wpc } | { ok: false; reason: string }>();
     for (const hash of new Set(pinState.pins.values())) {
       try {
         const policy = verifiedEnvelope(
@@ -227,12 +232,9 @@ export class PolicyService {
         if (!checked.ok)
           throw new Error(`no longer valid: ${formatProblems(checked.problems).replace(/\n/g, '; ')}`);
         if (!groups) throw new Error('groups.json is missing or invalid');
-        (pinned as Map<string, { ok: true; policy: Wpc }>).set(hash, { ok: true, policy });
+        pinned.set(hash, { ok: true, policy });
       } catch (err) {
-        (pinned as Map<string, { ok: false; reason: string }>).set(hash, {
-          ok: false,
-          reason: (err as Error).message,
-        });
+        pinned.set(hash, { ok: false, reason: (err as Error).message });
       }
     }
     for (const [name, hash] of pinState.pins) {

@@ -671,3 +671,27 @@ describe(`pin history outside-the-database checks (${dialectName})`, () => {
     expect(snap.problems.join('\n')).toContain('signed by an untrusted key');
   });
 });
+
+describe(`broken files after a rename (${dialectName})`, () => {
+  it('a policy file that is renamed and then breaks still closes every channel its name claimed', async () => {
+    const dir = await copyPolicies();
+    const s = await state(dir);
+    const prod = await readPolicy(dir, 'mattermost-agent-prod.json');
+    await s.policies.reload();
+    await fs.rename(path.join(dir, 'mattermost-agent-prod.json'), path.join(dir, 'prod-renamed.json'));
+    // Broken, but its name is still readable; it no longer lists one of its old channels.
+    const broken = structuredClone(prod) as unknown as Record<string, unknown>;
+    (broken.channel_context as { allowed_channel_ids: string[] }).allowed_channel_ids = [
+      'zzzzzzzzzzzzzzzzzzzzzzzzzz',
+    ];
+    broken.unexpected = true;
+    await writePolicy(dir, 'prod-renamed.json', broken);
+    // Meanwhile another policy claims the dropped channel.
+    const invoice = await readPolicy(dir, 'invoice-triage.json');
+    invoice.channel_context.allowed_channel_ids.push(prod.channel_context.allowed_channel_ids[0]!);
+    await writePolicy(dir, 'invoice-triage.json', invoice);
+    await s.policies.reload();
+    for (const c of prod.channel_context.allowed_channel_ids)
+      expect(s.policies.channelPolicy(c).open).toBe(false);
+  });
+});
