@@ -4,6 +4,7 @@ import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import { PolicyService } from './policy/policy-service.js';
 import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
 
 /** The pieces every command that touches state needs, opened in a fixed order. */
@@ -17,9 +18,21 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-/** Newest verified pin per policy, remembered outside the database (see PolicyService). */
-export function pinHeadsFile(config: Config): string {
-  return path.join(config.dataDir, 'pin-heads.json');
+/**
+ * The policy service over this runtime's database, keys and POLICIES_DIR. `readOnly`
+ * inspects without registering anything (CLI read commands).
+ */
+export function policyServiceFor(rt: Runtime, opts: { readOnly?: boolean } = {}): PolicyService {
+  return new PolicyService({
+    db: rt.database.db,
+    keyRing: rt.keyRing,
+    clock: rt.clock,
+    log: rt.log,
+    policiesDir: rt.config.policiesDir,
+    // Newest verified pin per policy, remembered outside the database.
+    pinHeadsFile: path.join(rt.config.dataDir, 'pin-heads.json'),
+    readOnly: opts.readOnly === true,
+  });
 }
 
 export function databaseTarget(config: Config) {

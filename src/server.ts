@@ -3,8 +3,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
-import { PolicyService } from './policy/policy-service.js';
-import { openRuntime, pinHeadsFile, type Runtime } from './runtime.js';
+import type { PolicyService } from './policy/policy-service.js';
+import { openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -39,14 +39,7 @@ export async function startServer(
     'state opened',
   );
 
-  const policies = new PolicyService({
-    db: database.db,
-    keyRing,
-    clock: runtime.clock,
-    log,
-    policiesDir: config.policiesDir,
-    pinHeadsFile: pinHeadsFile(config),
-  });
+  const policies = policyServiceFor(runtime);
   await policies.reload();
 
   const app = buildApp({ db: database.db, keyRing, policies, log });

@@ -5,26 +5,17 @@ import { AppError } from '../errors.js';
 import { diffPolicies, formatChanges } from '../policy/diff-policy.js';
 import { loadPolicyDir, loadPolicyFile, readJsonFile } from '../policy/load-policy-dir.js';
 import { pinHistory, pinPolicy } from '../policy/pins.js';
-import { PolicyService } from '../policy/policy-service.js';
 import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js';
 import { resolveChannels } from '../policy/resolve-channels.js';
 import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
-import { pinHeadsFile, type Runtime } from '../runtime.js';
+import { policyServiceFor, type Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 
 /** The live resolution as a server would compute it, without registering anything. */
 function inspectPolicies(rt: Runtime) {
-  return new PolicyService({
-    db: rt.database.db,
-    keyRing: rt.keyRing,
-    clock: rt.clock,
-    log: rt.log,
-    policiesDir: rt.config.policiesDir,
-    pinHeadsFile: pinHeadsFile(rt.config),
-    readOnly: true,
-  }).reload();
+  return policyServiceFor(rt, { readOnly: true }).reload();
 }
 
 export function policyCommands(program: Command, ctx: CliContext): void {
@@ -111,14 +102,7 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .action(async () => {
       await ctx.withRuntime(async (rt) => {
         const before = new Set((await listRegisteredPolicies(rt.database.db)).map((r) => r.policy_hash_b64u));
-        const snap = await new PolicyService({
-          db: rt.database.db,
-          keyRing: rt.keyRing,
-          clock: rt.clock,
-          log: rt.log,
-          policiesDir: rt.config.policiesDir,
-          pinHeadsFile: pinHeadsFile(rt.config),
-        }).reload();
+        const snap = await policyServiceFor(rt).reload();
         for (const c of snap.resolution.active.values()) {
           const state =
             c.origin === 'pin' ? 'pinned' : before.has(c.hash) ? 'already registered' : 'registered';

@@ -1,4 +1,4 @@
-import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, never>;
 
@@ -39,5 +39,4 @@ export interface Database {
 }
 
 export type WpcRegistryRow = Selectable<WpcRegistryTable>;
-export type NewWpcRegistryRow = Insertable<WpcRegistryTable>;
 export type PolicyPinRow = Selectable<PolicyPinsTable>;

@@ -56,10 +56,6 @@ async function readHeads(file: string | undefined): Promise<Map<string, string>>
   }
 }
 
-function knownHeadsAfter(before: ReadonlyMap<string, string>, now: ReadonlyMap<string, string>) {
-  return new Map([...before, ...now]);
-}
-
 async function writeHeads(file: string, heads: ReadonlyMap<string, string>): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp`;
@@ -267,7 +263,7 @@ export class PolicyService {
     // Remember verified heads (broken names keep their old head, so they stay broken).
     for (const [name, head] of pinState.heads) if (!pinState.broken.has(name)) this.heads.set(name, head);
     if (this.deps.pinHeadsFile && !this.deps.readOnly)
-      await writeHeads(this.deps.pinHeadsFile, knownHeadsAfter(knownHeads, this.heads));
+      await writeHeads(this.deps.pinHeadsFile, new Map([...knownHeads, ...this.heads]));
 
     const resolution = resolveChannels({
       files,
