@@ -1,5 +1,6 @@
 import type { Migration } from 'kysely';
 import * as foundation from './20261121090000_foundation.js';
+import * as coreEngine from './20261121120000_core_engine.js';
 
 /**
  * Every migration, by name (timestamp first, so names sort in apply order). A test checks
@@ -7,4 +8,5 @@ import * as foundation from './20261121090000_foundation.js';
  */
 export const migrations: Record<string, Migration> = {
   '20261121090000_foundation': foundation,
+  '20261121120000_core_engine': coreEngine,
 };

@@ -54,6 +54,16 @@ const envSchema = z
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
     SIGNING_KEY_FILE: optionalString,
+    GATEWAY_SIGNER_DIDS: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .refine(
+          (v) => v.split(',').every((d) => /^did:key:z[1-9A-HJ-NP-Za-km-z]{40,60}$/.test(d.trim())),
+          'must be a comma-separated list of did:key identifiers',
+        )
+        .optional(),
+    ),
     SIGNING_KEY_JWK: z.preprocess(
       emptyToUndefined,
       z
@@ -109,6 +119,8 @@ export interface Config {
     { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
   /** Public keys rotated out, still trusted for verification and published in JWKS; beside the key file. */
   retiredKeysFile: string;
+  /** Gateways (clawproxy) whose signed receipts count as verified evidence. */
+  gatewaySignerDids: string[];
 }
 
 export interface ConfigProblem {
@@ -160,5 +172,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       e.SIGNING_KEY_JWK ? path.join(dataDir, 'keys') : path.dirname(keyFile),
       'retired.jwks.json',
     ),
+    gatewaySignerDids: (e.GATEWAY_SIGNER_DIDS ?? '')
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean),
   };
 }

@@ -17,7 +17,14 @@ describe('loadConfig', () => {
       adminToken: null,
       signingKey: { kind: 'generated', file: path.join('/srv/app/data', 'keys', 'signing-key.jwk.json') },
       retiredKeysFile: path.join('/srv/app/data', 'keys', 'retired.jwks.json'),
+      gatewaySignerDids: [],
     });
+  });
+
+  it('reads the gateway signer allowlist and refuses anything but did:key', () => {
+    const did = 'did:key:z6MkfF4ykuxdK3Cea9xDqWgLLgMBvxcypy6Tv1K45Eahxy3m';
+    expect(loadConfig({ GATEWAY_SIGNER_DIDS: ` ${did} ` }, '/srv').gatewaySignerDids).toEqual([did]);
+    expect(() => loadConfig({ GATEWAY_SIGNER_DIDS: 'did:web:example.com' }, '/srv')).toThrow(/GATEWAY_SIGNER_DIDS/);
   });
 
   it('reads every setting', () => {

@@ -33,10 +33,156 @@ export interface PolicyPinsTable {
   signer_did: string;
 }
 
+type Moment = ColumnType<Date, Date | string, Date | string>;
+type MaybeMoment = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export type JobStatus = 'open' | 'completed' | 'failed' | 'denied' | 'expired' | 'revoked' | 'cancelled';
+export type StepStatus =
+  | 'awaiting_approval'
+  | 'approved'
+  | 'claimed'
+  | 'succeeded'
+  | 'failed'
+  | 'denied'
+  | 'revoked'
+  | 'cancelled';
+
+/** Agents authenticate with a bearer key; only its SHA-256 is stored. */
+export interface AgentsTable {
+  id: string;
+  key_hash: string;
+  key_hint: string;
+  description: ColumnType<string, string | undefined, string>;
+  created_at: Moment;
+  revoked_at: MaybeMoment;
+}
+
+export interface JobsTable {
+  id: Generated<number>;
+  status: JobStatus;
+  origin: 'mattermost' | 'api';
+  team_id: string | null;
+  channel_id: string | null;
+  root_post_id: string | null;
+  submitted_by: string | null;
+  executor: string;
+  requester_id: string;
+  policy_name: string;
+  policy_hash_b64u: string;
+  runbook: string | null;
+  params: string | null;
+  plan: string;
+  plan_hash_b64u: string;
+  created_at: Moment;
+  expires_at: Moment;
+  ended_at: MaybeMoment;
+  end_reason: string | null;
+  bundle_id: string | null;
+  updated_at: Moment;
+}
+
+export interface JobStepsTable {
+  job_id: number;
+  step_id: string;
+  position: number;
+  tool: string;
+  gate: 'auto' | 'gated';
+  rule: string | null;
+  simulation_step: string | null;
+  status: StepStatus;
+  result_summary: string | null;
+  updated_at: Moment;
+}
+
+export type DecisionKind = 'approve' | 'deny' | 'revoke' | 'cancel';
+
+/** Every approval, deny, revoke and cancel, accepted or rejected, with its reason code. */
+export interface DecisionsTable {
+  id: Generated<number>;
+  job_id: number | null;
+  named_job: number | null;
+  step_id: string | null;
+  kind: DecisionKind;
+  user_id: string;
+  post_id: string | null;
+  outcome: 'accepted' | 'rejected';
+  reason_code: string;
+  reason: string | null;
+  groups: ColumnType<string, string | undefined, string>;
+  created_at: Moment;
+  withdrawn_at: MaybeMoment;
+  withdrawn_reason: string | null;
+}
+
+export interface TokensTable {
+  jti: string;
+  job_id: number;
+  step_id: string;
+  sub: string;
+  kid: string;
+  token_hash: string;
+  scope_hash_b64u: string;
+  compact: string | null;
+  issued_at: Moment;
+  expires_at: Moment;
+  claimed_at: MaybeMoment;
+  redeemed_at: MaybeMoment;
+  revoked_at: MaybeMoment;
+  revoke_reason: string | null;
+}
+
+/** Append-only hash chain of everything that happened to a job. */
+export interface JobEventsTable {
+  job_id: number;
+  seq: number;
+  event_id: string;
+  event_type: string;
+  timestamp: string;
+  payload: string;
+  payload_hash_b64u: string;
+  prev_hash_b64u: string | null;
+  event_hash_b64u: string;
+}
+
+export interface GatewayReceiptsTable {
+  job_id: number;
+  step_id: string;
+  position: number;
+  envelope: string;
+  signer_did: string | null;
+  verified: boolean;
+  failure: string | null;
+  created_at: Moment;
+}
+
+/** Sealed proof bundles; append-only. */
+export interface BundlesTable {
+  bundle_id: string;
+  job_id: number;
+  envelope: string;
+  payload_hash_b64u: string;
+  created_at: Moment;
+}
+
 export interface Database {
   wpc_registry: WpcRegistryTable;
   policy_pins: PolicyPinsTable;
+  agents: AgentsTable;
+  jobs: JobsTable;
+  job_steps: JobStepsTable;
+  decisions: DecisionsTable;
+  tokens: TokensTable;
+  job_events: JobEventsTable;
+  gateway_receipts: GatewayReceiptsTable;
+  bundles: BundlesTable;
 }
 
 export type WpcRegistryRow = Selectable<WpcRegistryTable>;
 export type PolicyPinRow = Selectable<PolicyPinsTable>;
+export type AgentRow = Selectable<AgentsTable>;
+export type JobRow = Selectable<JobsTable>;
+export type JobStepRow = Selectable<JobStepsTable>;
+export type DecisionRow = Selectable<DecisionsTable>;
+export type TokenRow = Selectable<TokensTable>;
+export type JobEventRow = Selectable<JobEventsTable>;
+export type BundleRow = Selectable<BundlesTable>;

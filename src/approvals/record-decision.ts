@@ -1,0 +1,374 @@
+import type { Db } from '../db/database.js';
+import type { DecisionKind, JobRow } from '../db/schema.js';
+import type { AppErrorCode } from '../errors.js';
+import type { EngineContext } from '../jobs/context.js';
+import { type JobEnded, endJob } from '../jobs/end-job.js';
+import { jobSteps, setStepStatus, stepRule } from '../jobs/job-repository.js';
+import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
+import { appendEvent } from '../proofs/event-chain.js';
+import { currentQuorum, type MintedToken, tryMintStep } from '../tokens/mint-step-token.js';
+
+/** Where a chat command was posted; the job's thread is the only place a decision counts. */
+export interface PostContext {
+  postId: string;
+  channelId: string;
+  /** The thread root (`root_id`), or the post itself when it is a root. */
+  rootId: string;
+}
+
+export interface StepDecisionInput {
+  kind: 'approve' | 'deny';
+  jobId: number;
+  step: string;
+  userId: string;
+  reason?: string;
+  post?: PostContext;
+}
+
+export type AcceptedCode = 'APPROVAL_COUNTED' | 'QUORUM_MET' | 'STEP_DENIED' | 'JOB_REVOKED' | 'JOB_CANCELLED';
+
+export interface DecisionOutcome {
+  accepted: boolean;
+  code: AcceptedCode | AppErrorCode;
+  message: string;
+  jobId: number;
+  step: string | null;
+  /** True when this post was already decided: nothing changed, nothing to answer twice. */
+  replayed: boolean;
+  decisionId: number | null;
+  /** After an approval that did not mint: what is still missing. */
+  missing?: { approvals: number; openGroups: string[]; simulationStep: string | null };
+  minted?: MintedToken;
+  ended?: JobEnded;
+}
+
+export class Rejection extends Error {
+  constructor(
+    readonly code: AppErrorCode,
+    message: string,
+    readonly jobExists: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export async function previousDecision(db: Db, postId: string | undefined): Promise<DecisionOutcome | null> {
+  if (postId === undefined) return null;
+  const d = await db.selectFrom('decisions').selectAll().where('post_id', '=', postId).executeTakeFirst();
+  if (!d) return null;
+  return {
+    accepted: d.outcome === 'accepted',
+    code: d.reason_code as DecisionOutcome['code'],
+    message: 'this post was already decided',
+    jobId: d.job_id ?? d.named_job ?? 0,
+    step: d.step_id,
+    replayed: true,
+    decisionId: d.id,
+  };
+}
+
+/** Records a decision row (and, for an existing job, its event). */
+export async function recordDecision(
+  trx: Db,
+  at: Date,
+  d: {
+    job: JobRow | null;
+    namedJob: number;
+    step: string | null;
+    kind: DecisionKind;
+    userId: string;
+    post?: PostContext;
+    outcome: 'accepted' | 'rejected';
+    code: string;
+    reason?: string | null;
+    groups?: readonly string[];
+  },
+): Promise<number> {
+  const row = await trx
+    .insertInto('decisions')
+    .values({
+      job_id: d.job?.id ?? null,
+      named_job: d.namedJob,
+      step_id: d.step,
+      kind: d.kind,
+      user_id: d.userId,
+      post_id: d.post?.postId ?? null,
+      outcome: d.outcome,
+      reason_code: d.code,
+      reason: d.reason ?? null,
+      groups: JSON.stringify([...(d.groups ?? [])].sort()),
+      created_at: at,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  // A closed job's chain is sealed in its bundle; later attempts are kept in decisions only.
+  if (d.job && d.job.status === 'open' && d.outcome === 'rejected') {
+    await appendEvent(
+      trx,
+      d.job.id,
+      'approval_rejected',
+      { decision_id: row.id, kind: d.kind, step: d.step, user_id: d.userId, post_id: d.post?.postId ?? null, code: d.code },
+      at,
+    );
+  }
+  return row.id;
+}
+
+/**
+ * Checks common to every decision on an open job: the job exists, the post is in its thread,
+ * it has not expired (expiring it now if its deadline passed), and it is still open.
+ */
+export async function openJobFor(
+  ctx: EngineContext,
+  trx: Db,
+  jobId: number,
+  post: PostContext | undefined,
+  at: Date,
+): Promise<{ job: JobRow; expired?: JobEnded }> {
+  const job = await trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
+  if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
+  if (post && (post.channelId !== job.channel_id || (job.root_post_id !== null && post.rootId !== job.root_post_id))) {
+    throw new Rejection('ERR_WRONG_THREAD', `decisions for job:${jobId} count only in its own thread`, true);
+  }
+  if (isExpired(job, at)) {
+    const expired = await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);
+    return { job: { ...job, status: 'expired' }, expired };
+  }
+  return { job };
+}
+
+export function closedCode(job: JobRow): AppErrorCode {
+  return job.status === 'revoked' ? 'ERR_JOB_REVOKED' : job.status === 'expired' ? 'ERR_JOB_EXPIRED' : 'ERR_JOB_CLOSED';
+}
+
+/**
+ * An APPROVE or DENY for one step (SPEC section 2). Everything happens in one transaction
+ * with the job row locked: eligibility, the decision row, quorum with current memberships,
+ * and, when quorum is met, the CST. Rejections are recorded too, with their reason code.
+ */
+export async function decideStep(ctx: EngineContext, input: StepDecisionInput): Promise<DecisionOutcome> {
+  const outcome = await ctx.db.transaction().execute(async (trx): Promise<DecisionOutcome> => {
+    const replay = await previousDecision(trx, input.post?.postId);
+    if (replay) return replay;
+    const at = ctx.clock();
+    let job: JobRow | null = null;
+    let groups: string[] = [];
+    let expired: JobEnded | undefined;
+    try {
+      ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
+      if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
+      if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
+      const steps = await jobSteps(trx, job.id);
+      const step = steps.find((s) => s.step_id === input.step);
+      if (!step) {
+        throw new Rejection(
+          'ERR_STEP_NOT_FOUND',
+          `job:${job.id} has no step ${input.step}; its steps are ${steps.map((s) => s.step_id).join(', ')}`,
+          true,
+        );
+      }
+      const rule = stepRule(step);
+      if (!rule) throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
+      if (step.status !== 'awaiting_approval') {
+        throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
+      }
+      groups = [...(await ctx.directory.groupsOf(input.userId, rule.allowed_approver_groups))];
+      if (groups.length === 0) {
+        throw new Rejection(
+          'ERR_NOT_ELIGIBLE',
+          `only members of ${rule.allowed_approver_groups.join(' or ')} may decide step ${step.step_id}`,
+          true,
+        );
+      }
+      if (input.userId === job.requester_id && !rule.allow_requester_approval) {
+        throw new Rejection('ERR_SELF_APPROVAL', 'the requester cannot approve or deny their own job', true);
+      }
+
+      if (input.kind === 'deny') {
+        const decisionId = await recordDecision(trx, at, {
+          job,
+          namedJob: input.jobId,
+          step: step.step_id,
+          kind: 'deny',
+          userId: input.userId,
+          post: input.post,
+          outcome: 'accepted',
+          code: 'STEP_DENIED',
+          reason: input.reason ?? null,
+          groups,
+        });
+        const t = stepTransition(step.status, 'deny');
+        if (!t.ok) throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
+        await setStepStatus(trx, job.id, step.step_id, t.next, at);
+        await appendEvent(
+          trx,
+          job.id,
+          'step_denied',
+          {
+            decision_id: decisionId,
+            step: step.step_id,
+            user_id: input.userId,
+            post_id: input.post?.postId ?? null,
+            groups,
+            reason: input.reason ?? null,
+          },
+          at,
+        );
+        const after = (await jobSteps(trx, job.id)).map((s) => s.status);
+        const settled = settledStatus(after) ?? 'denied';
+        const ended = await endJob(ctx, trx, job, settled, `step ${step.step_id} denied by ${input.userId}`, at);
+        return {
+          accepted: true,
+          code: 'STEP_DENIED',
+          message: `step ${step.step_id} denied; job:${job.id} is closed`,
+          jobId: job.id,
+          step: step.step_id,
+          replayed: false,
+          decisionId,
+          ended,
+        };
+      }
+
+      const already = await trx
+        .selectFrom('decisions')
+        .select('id')
+        .where('job_id', '=', job.id)
+        .where('step_id', '=', step.step_id)
+        .where('user_id', '=', input.userId)
+        .where('kind', '=', 'approve')
+        .where('outcome', '=', 'accepted')
+        .where('withdrawn_at', 'is', null)
+        .executeTakeFirst();
+      if (already) {
+        throw new Rejection('ERR_DUPLICATE_APPROVAL', `your approval of step ${step.step_id} already counts`, true);
+      }
+      const decisionId = await recordDecision(trx, at, {
+        job,
+        namedJob: input.jobId,
+        step: step.step_id,
+        kind: 'approve',
+        userId: input.userId,
+        post: input.post,
+        outcome: 'accepted',
+        code: 'APPROVAL_COUNTED',
+        groups,
+      });
+      await appendEvent(
+        trx,
+        job.id,
+        'approval_recorded',
+        { decision_id: decisionId, step: step.step_id, user_id: input.userId, post_id: input.post?.postId ?? null, groups },
+        at,
+      );
+      const attempt = await tryMintStep(ctx, trx, job, step, at);
+      if (attempt.minted) {
+        return {
+          accepted: true,
+          code: 'QUORUM_MET',
+          message: `step ${step.step_id} approved; CST ${attempt.token.jti} minted for ${attempt.token.sub}`,
+          jobId: job.id,
+          step: step.step_id,
+          replayed: false,
+          decisionId,
+          minted: attempt.token,
+        };
+      }
+      const quorum = attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step);
+      return {
+        accepted: true,
+        code: 'APPROVAL_COUNTED',
+        message:
+          attempt.waiting === 'simulation'
+            ? `approval counted; step ${step.step_id} waits for simulation step ${attempt.simulationStep} to succeed`
+            : `approval counted; ${quorum.missing} more needed`,
+        jobId: job.id,
+        step: step.step_id,
+        replayed: false,
+        decisionId,
+        missing: {
+          approvals: quorum.missing,
+          openGroups: quorum.openGroups,
+          simulationStep: attempt.waiting === 'simulation' ? attempt.simulationStep : null,
+        },
+      };
+    } catch (err) {
+      if (!(err instanceof Rejection)) throw err;
+      const decisionId = await recordDecision(trx, at, {
+        job: err.jobExists ? job : null,
+        namedJob: input.jobId,
+        step: input.step,
+        kind: input.kind,
+        userId: input.userId,
+        post: input.post,
+        outcome: 'rejected',
+        code: err.code,
+        reason: input.reason ?? null,
+        groups,
+      });
+      return {
+        accepted: false,
+        code: err.code,
+        message: err.message,
+        jobId: input.jobId,
+        step: input.step,
+        replayed: false,
+        decisionId,
+        ...(expired ? { ended: expired } : {}),
+      };
+    }
+  });
+  if (!outcome.replayed) ctx.notifier.changed(outcome.jobId);
+  ctx.log.info(
+    { jobId: outcome.jobId, step: outcome.step, kind: input.kind, code: outcome.code, userId: input.userId },
+    outcome.accepted ? 'decision accepted' : 'decision rejected',
+  );
+  return outcome;
+}
+
+/**
+ * An approval whose post was edited or deleted before its step was minted no longer counts
+ * (SPEC section 2 rule 5). After minting it is too late; the edit is recorded in the log only.
+ */
+export async function withdrawApproval(
+  ctx: EngineContext,
+  input: { postId: string; why: 'edited' | 'deleted' },
+): Promise<{ withdrawn: boolean; jobId: number | null; step: string | null; reason: string }> {
+  const result = await ctx.db.transaction().execute(async (trx) => {
+    const d = await trx
+      .selectFrom('decisions')
+      .selectAll()
+      .where('post_id', '=', input.postId)
+      .executeTakeFirst();
+    if (!d || d.job_id === null || d.kind !== 'approve' || d.outcome !== 'accepted') {
+      return { withdrawn: false, jobId: d?.job_id ?? null, step: d?.step_id ?? null, reason: 'no counted approval on this post' };
+    }
+    const job = await trx.selectFrom('jobs').selectAll().where('id', '=', d.job_id).forUpdate().executeTakeFirstOrThrow();
+    const fresh = await trx.selectFrom('decisions').selectAll().where('id', '=', d.id).executeTakeFirstOrThrow();
+    if (fresh.withdrawn_at !== null) return { withdrawn: false, jobId: job.id, step: d.step_id, reason: 'already withdrawn' };
+    const step = await trx
+      .selectFrom('job_steps')
+      .select('status')
+      .where('job_id', '=', job.id)
+      .where('step_id', '=', d.step_id ?? '')
+      .executeTakeFirst();
+    if (job.status !== 'open' || step?.status !== 'awaiting_approval') {
+      return { withdrawn: false, jobId: job.id, step: d.step_id, reason: 'the step was already decided' };
+    }
+    const at = ctx.clock();
+    await trx
+      .updateTable('decisions')
+      .set({ withdrawn_at: at, withdrawn_reason: `post ${input.why}` })
+      .where('id', '=', d.id)
+      .execute();
+    await appendEvent(
+      trx,
+      job.id,
+      'approval_withdrawn',
+      { decision_id: d.id, step: d.step_id, user_id: d.user_id, post_id: input.postId, why: input.why },
+      at,
+    );
+    return { withdrawn: true, jobId: job.id, step: d.step_id, reason: `approval withdrawn: post ${input.why}` };
+  });
+  if (result.withdrawn && result.jobId !== null) ctx.notifier.changed(result.jobId);
+  return result;
+}

@@ -1,0 +1,53 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Directory } from '../approvals/directory.js';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/database.js';
+import type { PolicyService } from '../policy/policy-service.js';
+import type { KeyRing } from '../tokens/key-ring.js';
+import type { TokenVerifier } from '../tokens/verify-token.js';
+
+/** Wakes long-polls in this process after a job change commits. */
+export class JobNotifier {
+  private readonly emitter = new EventEmitter().setMaxListeners(0);
+
+  changed(jobId: number): void {
+    this.emitter.emit('job', jobId);
+  }
+
+  /** Resolves on the next change (to `jobId` if given) or after `ms`, whichever is first. */
+  async next(ms: number, jobId?: number, signal?: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.emitter.off('job', onJob);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const onJob = (id: number) => {
+        if (jobId === undefined || id === jobId) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.emitter.on('job', onJob);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+/** Everything the core engine needs, passed in: no globals, no environment. */
+export interface EngineContext {
+  db: Db;
+  keyRing: KeyRing;
+  verifier: TokenVerifier;
+  policies: PolicyService;
+  directory: Directory;
+  clock: Clock;
+  log: Logger;
+  notifier: JobNotifier;
+  /** did:key of every gateway whose receipts are accepted as verified. */
+  gatewaySigners: ReadonlySet<string>;
+  /** Group whose members may REVOKE any job (SPEC section 1). */
+  securityGroup: string;
+  /** Reported in bundle metadata (harness version). */
+  version: string;
+}

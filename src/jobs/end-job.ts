@@ -1,0 +1,75 @@
+import type { Db } from '../db/database.js';
+import type { JobRow, JobStatus } from '../db/schema.js';
+import { appendEvent, type EventType } from '../proofs/event-chain.js';
+import { sealBundle } from '../proofs/seal-bundle.js';
+import type { EngineContext } from './context.js';
+import { jobSteps, setStepStatus } from './job-repository.js';
+import { stepActionOnJobEnd, stepTransition, TERMINAL_JOB } from './state-machine.js';
+
+export interface JobEnded {
+  jobId: number;
+  status: JobStatus;
+  reason: string;
+  bundleId: string;
+}
+
+const ENDING_EVENT: Partial<Record<JobStatus, EventType>> = {
+  revoked: 'job_revoked',
+  cancelled: 'job_cancelled',
+  expired: 'job_expired',
+};
+
+/**
+ * Ends an open job in the caller's transaction (job row locked): closes its open steps,
+ * revokes every token not yet redeemed, appends the final events and seals the proof bundle.
+ * A job never ends without its bundle, because both commit together.
+ */
+export async function endJob(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  status: Exclude<JobStatus, 'open'>,
+  reason: string,
+  at: Date,
+  actor?: { userId: string; decisionId?: number },
+): Promise<JobEnded> {
+  if (!TERMINAL_JOB.has(status) || job.status !== 'open') {
+    throw new Error(`job:${job.id} cannot end as ${status} from ${job.status}`);
+  }
+  const action = stepActionOnJobEnd(status);
+  for (const step of await jobSteps(trx, job.id)) {
+    const t = stepTransition(step.status, action);
+    if (t.ok) await setStepStatus(trx, job.id, step.step_id, t.next, at);
+  }
+  const revoked = await trx
+    .updateTable('tokens')
+    .set({ revoked_at: at, revoke_reason: `job ${status}: ${reason}`, compact: null })
+    .where('job_id', '=', job.id)
+    .where('revoked_at', 'is', null)
+    .where('redeemed_at', 'is', null)
+    .returning(['jti', 'token_hash'])
+    .execute();
+  const ending = ENDING_EVENT[status];
+  if (ending) {
+    await appendEvent(
+      trx,
+      job.id,
+      ending,
+      { reason, ...(actor ? { user_id: actor.userId, decision_id: actor.decisionId ?? null } : {}) },
+      at,
+    );
+  }
+  for (const t of revoked) {
+    await appendEvent(trx, job.id, 'token_revoked', { jti: t.jti, token_hash: t.token_hash, reason: `job ${status}` }, at);
+  }
+  await appendEvent(trx, job.id, 'job_ended', { status, reason }, at);
+  const ended: JobRow = { ...job, status, end_reason: reason, ended_at: at, updated_at: at };
+  const { bundleId } = await sealBundle(ctx, trx, ended, at);
+  await trx
+    .updateTable('jobs')
+    .set({ status, end_reason: reason, ended_at: at, updated_at: at, bundle_id: bundleId })
+    .where('id', '=', job.id)
+    .execute();
+  ctx.log.info({ jobId: job.id, status, bundleId }, 'job ended');
+  return { jobId: job.id, status, reason, bundleId };
+}

@@ -1,0 +1,130 @@
+import {
+  closedCode,
+  type DecisionOutcome,
+  openJobFor,
+  type PostContext,
+  previousDecision,
+  Rejection,
+  recordDecision,
+} from '../approvals/record-decision.js';
+import type { JobRow } from '../db/schema.js';
+import type { EngineContext } from './context.js';
+import { endJob, type JobEnded } from './end-job.js';
+import { isExpired } from './state-machine.js';
+
+/** Who ends a job from outside: a chat user (checked against groups) or an operator with admin rights. */
+export type Actor = { kind: 'user'; userId: string } | { kind: 'admin'; name: string };
+
+/**
+ * REVOKE (security group, or an operator) and cancel (the requester, or security): end an
+ * open job, revoke its unredeemed tokens and seal its bundle, in one transaction.
+ */
+export async function endJobByCommand(
+  ctx: EngineContext,
+  input: { kind: 'revoke' | 'cancel'; jobId: number; actor: Actor; reason: string; post?: PostContext },
+): Promise<DecisionOutcome> {
+  const userId = input.actor.kind === 'user' ? input.actor.userId : `admin:${input.actor.name}`;
+  const outcome = await ctx.db.transaction().execute(async (trx): Promise<DecisionOutcome> => {
+    const replay = await previousDecision(trx, input.post?.postId);
+    if (replay) return replay;
+    const at = ctx.clock();
+    let job: JobRow | null = null;
+    let expired: JobEnded | undefined;
+    try {
+      ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
+      if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has already expired`, true);
+      if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
+      let groups: string[] = [];
+      if (input.actor.kind === 'user') {
+        groups = [...(await ctx.directory.groupsOf(userId, [ctx.securityGroup]))];
+        const allowed = groups.length > 0 || (input.kind === 'cancel' && userId === job.requester_id);
+        if (!allowed) {
+          throw new Rejection(
+            'ERR_NOT_ELIGIBLE',
+            input.kind === 'revoke'
+              ? `only the ${ctx.securityGroup} group may revoke a job`
+              : `only the requester or the ${ctx.securityGroup} group may cancel job:${job.id}`,
+            true,
+          );
+        }
+      }
+      const decisionId = await recordDecision(trx, at, {
+        job,
+        namedJob: input.jobId,
+        step: null,
+        kind: input.kind,
+        userId,
+        post: input.post,
+        outcome: 'accepted',
+        code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
+        reason: input.reason,
+        groups,
+      });
+      const ended = await endJob(ctx, trx, job, input.kind === 'revoke' ? 'revoked' : 'cancelled', input.reason, at, {
+        userId,
+        decisionId,
+      });
+      return {
+        accepted: true,
+        code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
+        message: `job:${job.id} ${ended.status}`,
+        jobId: job.id,
+        step: null,
+        replayed: false,
+        decisionId,
+        ended,
+      };
+    } catch (err) {
+      if (!(err instanceof Rejection)) throw err;
+      const decisionId = await recordDecision(trx, at, {
+        job: err.jobExists ? job : null,
+        namedJob: input.jobId,
+        step: null,
+        kind: input.kind,
+        userId,
+        post: input.post,
+        outcome: 'rejected',
+        code: err.code,
+        reason: input.reason,
+      });
+      return {
+        accepted: false,
+        code: err.code,
+        message: err.message,
+        jobId: input.jobId,
+        step: null,
+        replayed: false,
+        decisionId,
+        ...(expired ? { ended: expired } : {}),
+      };
+    }
+  });
+  if (!outcome.replayed) ctx.notifier.changed(outcome.jobId);
+  return outcome;
+}
+
+/** Expires every open job whose deadline has passed; each in its own transaction. */
+export async function expireDueJobs(ctx: EngineContext): Promise<JobEnded[]> {
+  const now = ctx.clock();
+  const due = await ctx.db
+    .selectFrom('jobs')
+    .select('id')
+    .where('status', '=', 'open')
+    .where('expires_at', '<=', now)
+    .orderBy('id')
+    .limit(100)
+    .execute();
+  const ended: JobEnded[] = [];
+  for (const { id } of due) {
+    const result = await ctx.db.transaction().execute(async (trx) => {
+      const job = await trx.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+      if (!isExpired(job, ctx.clock())) return null;
+      return endJob(ctx, trx, job, 'expired', 'approval window elapsed', ctx.clock());
+    });
+    if (result) {
+      ended.push(result);
+      ctx.notifier.changed(id);
+    }
+  }
+  return ended;
+}

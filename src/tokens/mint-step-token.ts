@@ -1,0 +1,181 @@
+import type { Db } from '../db/database.js';
+import type { JobRow, JobStepRow } from '../db/schema.js';
+import { AppError } from '../errors.js';
+import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
+import type { EngineContext } from '../jobs/context.js';
+import { setStepStatus, stepRule } from '../jobs/job-repository.js';
+import { stepTransition } from '../jobs/state-machine.js';
+import { appendEvent } from '../proofs/event-chain.js';
+import { getVerifiedPolicy } from '../policy/registry.js';
+import { matchesPattern } from '../policy/tool-pattern.js';
+import type { Wpc } from '../policy/types.js';
+import { missionId, stepScope } from './cst-claims.js';
+import { issueToken } from './issue-token.js';
+
+export interface MintedToken {
+  step: string;
+  jti: string;
+  sub: string;
+  expiresAt: Date;
+  scopeHash: string;
+  counted: { userId: string; group: string }[];
+}
+
+export type MintAttempt =
+  | { minted: true; token: MintedToken }
+  | { minted: false; waiting: 'approvals'; quorum: QuorumResult }
+  | { minted: false; waiting: 'simulation'; simulationStep: string }
+  | { minted: false; waiting: 'nothing' };
+
+/** The job's pinned policy, re-verified from the registry (signature and hash) on every use. */
+export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Promise<Wpc> {
+  try {
+    return (await getVerifiedPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts)).payload;
+  } catch (err) {
+    throw new AppError('ERR_POLICY_UNAVAILABLE', `job:${job.id}'s pinned policy cannot be verified; nothing is minted`, {
+      cause: err,
+    });
+  }
+}
+
+/** Live approvals for a step, re-checked against the directory now (SPEC section 2: "at the moment quorum is evaluated"). */
+export async function currentQuorum(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  step: JobStepRow,
+): Promise<QuorumResult & { decisionIds: Map<string, number> }> {
+  const rule = stepRule(step);
+  if (!rule) return { met: true, counted: [], missing: 0, openGroups: [], decisionIds: new Map() };
+  const live = await trx
+    .selectFrom('decisions')
+    .select(['id', 'user_id'])
+    .where('job_id', '=', job.id)
+    .where('step_id', '=', step.step_id)
+    .where('kind', '=', 'approve')
+    .where('outcome', '=', 'accepted')
+    .where('withdrawn_at', 'is', null)
+    .orderBy('id')
+    .execute();
+  const approvals = [];
+  for (const d of live) {
+    if (d.user_id === job.requester_id && !rule.allow_requester_approval) continue;
+    approvals.push({ userId: d.user_id, groups: await ctx.directory.groupsOf(d.user_id, rule.allowed_approver_groups) });
+  }
+  const quorum = evaluateQuorum(
+    {
+      requiredApprovals: rule.required_approvals,
+      distinctGroups: rule.distinct_groups,
+      allowedGroups: rule.allowed_approver_groups,
+    },
+    approvals,
+  );
+  return { ...quorum, decisionIds: new Map(live.map((d) => [d.user_id, d.id])) };
+}
+
+/**
+ * Mints the step's CST if everything SPEC section 2 asks holds now: the step still awaits
+ * approval, its simulation (if any) succeeded, and the quorum is met with current
+ * memberships. Runs inside the caller's transaction with the job row locked; the unique
+ * (job, step) constraint on tokens makes a second token impossible even if that were broken.
+ */
+export async function tryMintStep(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  step: JobStepRow,
+  at: Date,
+): Promise<MintAttempt> {
+  if (step.status !== 'awaiting_approval') return { minted: false, waiting: 'nothing' };
+  if (step.simulation_step !== null) {
+    const sim = await trx
+      .selectFrom('job_steps')
+      .select('status')
+      .where('job_id', '=', job.id)
+      .where('step_id', '=', step.simulation_step)
+      .executeTakeFirst();
+    if (sim?.status !== 'succeeded') return { minted: false, waiting: 'simulation', simulationStep: step.simulation_step };
+  }
+  const quorum = await currentQuorum(ctx, trx, job, step);
+  if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
+
+  const policy = await pinnedPolicy(ctx, trx, job);
+  const req = policy.token_requirements;
+  if (!matchesPattern(req.subject, job.executor)) {
+    throw new AppError('ERR_FORBIDDEN', `executor ${job.executor} does not match the policy's token subject ${req.subject}`);
+  }
+  const transition = stepTransition(step.status, 'mint');
+  if (!transition.ok) throw new AppError('ERR_STEP_STATE', `step ${step.step_id} cannot be minted from ${step.status}`);
+  const remaining = Math.floor((job.expires_at.getTime() - at.getTime()) / 1000);
+  const ttl = Math.min(req.cst_ttl_seconds_max, remaining);
+  if (ttl < 1) throw new AppError('ERR_JOB_EXPIRED', `job:${job.id} has expired`);
+
+  const issued = await issueToken({
+    key: ctx.keyRing.active,
+    scope: {
+      sub: job.executor,
+      aud: req.audience,
+      scope: stepScope({ id: step.step_id, tool: step.tool }, job.plan_hash_b64u, req.extra_scopes),
+      policy_hash_b64u: job.policy_hash_b64u,
+      mission_id: missionId(job.id),
+    },
+    issuedAt: at,
+    ttlSeconds: ttl,
+  });
+  const c = issued.claims;
+  await trx
+    .insertInto('tokens')
+    .values({
+      jti: c.jti,
+      job_id: job.id,
+      step_id: step.step_id,
+      sub: c.sub,
+      kid: issued.kid,
+      token_hash: issued.tokenHash,
+      scope_hash_b64u: c.token_scope_hash_b64u,
+      compact: issued.compact,
+      issued_at: new Date(c.iat * 1000),
+      expires_at: new Date(c.exp * 1000),
+    })
+    .execute();
+  await setStepStatus(trx, job.id, step.step_id, transition.next, at);
+  await appendEvent(
+    trx,
+    job.id,
+    'token_minted',
+    {
+      step: step.step_id,
+      tool: step.tool,
+      gate: step.gate,
+      jti: c.jti,
+      token_hash: issued.tokenHash,
+      kid: issued.kid,
+      sub: c.sub,
+      aud: c.aud,
+      scope: c.scope,
+      iat: c.iat,
+      exp: c.exp,
+      token_scope_hash_b64u: c.token_scope_hash_b64u,
+      policy_hash_b64u: c.policy_hash_b64u,
+      plan_hash_b64u: job.plan_hash_b64u,
+      counted: quorum.counted.map((q) => ({
+        user_id: q.userId,
+        group: q.group,
+        decision_id: quorum.decisionIds.get(q.userId) ?? null,
+      })),
+    },
+    at,
+  );
+  ctx.log.info({ jobId: job.id, step: step.step_id, jti: c.jti, sub: c.sub }, 'token minted');
+  return {
+    minted: true,
+    token: {
+      step: step.step_id,
+      jti: c.jti,
+      sub: c.sub,
+      expiresAt: new Date(c.exp * 1000),
+      scopeHash: c.token_scope_hash_b64u,
+      counted: quorum.counted,
+    },
+  };
+}
