@@ -18,7 +18,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .createTable('jobs')
     .addColumn('id', 'bigserial', (c) => c.primaryKey())
     .addColumn('status', 'text', (c) =>
-      c.notNull().check(sql`status in ('open','completed','failed','denied','expired','revoked','cancelled')`),
+      c
+        .notNull()
+        .check(sql`status in ('open','completed','failed','denied','expired','revoked','cancelled')`),
     )
     .addColumn('origin', 'text', (c) => c.notNull().check(sql`origin in ('mattermost','api')`))
     .addColumn('team_id', 'text')
@@ -82,9 +84,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('job_id', 'bigint', (c) => c.references('jobs.id'))
     .addColumn('named_job', 'bigint')
     .addColumn('step_id', 'text')
-    .addColumn('kind', 'text', (c) =>
-      c.notNull().check(sql`kind in ('approve','deny','revoke','cancel')`),
-    )
+    .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('approve','deny','revoke','cancel')`))
     .addColumn('user_id', 'text', (c) => c.notNull())
     .addColumn('post_id', 'text')
     .addColumn('outcome', 'text', (c) => c.notNull().check(sql`outcome in ('accepted','rejected')`))
@@ -99,7 +99,9 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`create unique index decisions_one_live_approval on decisions (job_id, step_id, user_id)
     where kind = 'approve' and outcome = 'accepted' and withdrawn_at is null`.execute(db);
   // A chat post is decided once.
-  await sql`create unique index decisions_post_unique on decisions (post_id) where post_id is not null`.execute(db);
+  await sql`create unique index decisions_post_unique on decisions (post_id) where post_id is not null`.execute(
+    db,
+  );
   await db.schema.createIndex('decisions_job_idx').on('decisions').columns(['job_id', 'step_id']).execute();
 
   await db.schema
@@ -109,7 +111,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('step_id', 'text', (c) => c.notNull())
     .addColumn('sub', 'text', (c) => c.notNull())
     .addColumn('kid', 'text', (c) => c.notNull())
-    .addColumn('token_hash', 'text', (c) => c.notNull().unique().check(sql`token_hash ~ '^[0-9a-f]{64}$'`))
+    .addColumn('token_hash', 'text', (c) =>
+      c
+        .notNull()
+        .unique()
+        .check(sql`token_hash ~ '^[0-9a-f]{64}$'`),
+    )
     .addColumn('scope_hash_b64u', 'text', (c) => c.notNull())
     // The compact JWS until the agent claims it; erased at claim, so the database holds
     // a usable token only while nobody has it yet.
@@ -173,7 +180,16 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see up().
 export async function down(db: Kysely<any>): Promise<void> {
-  for (const table of ['bundles', 'gateway_receipts', 'job_events', 'tokens', 'decisions', 'job_steps', 'jobs', 'agents']) {
+  for (const table of [
+    'bundles',
+    'gateway_receipts',
+    'job_events',
+    'tokens',
+    'decisions',
+    'job_steps',
+    'jobs',
+    'agents',
+  ]) {
     await db.schema.dropTable(table).execute();
   }
 }

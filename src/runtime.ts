@@ -4,7 +4,10 @@ import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import { type ChatMembership, groupsDirectory } from './approvals/directory.js';
+import { type EngineContext, JobNotifier } from './jobs/context.js';
 import { PolicyService } from './policy/policy-service.js';
+import { tokenVerifier } from './tokens/verify-token.js';
 import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
 
 /** The pieces every command that touches state needs, opened in a fixed order. */
@@ -33,6 +36,27 @@ export function policyServiceFor(rt: Runtime, opts: { readOnly?: boolean } = {})
     pinHeadsFile: path.join(rt.config.dataDir, 'pin-heads.json'),
     readOnly: opts.readOnly === true,
   });
+}
+
+/** Members of this group may REVOKE any job (SPEC section 1); it is defined in `policies/groups.json`. */
+export const SECURITY_GROUP = 'security';
+export const VERSION = '0.1.0';
+
+/** The core engine over this runtime's state and a loaded policy service. */
+export function engineFor(rt: Runtime, policies: PolicyService, chat?: ChatMembership): EngineContext {
+  return {
+    db: rt.database.db,
+    keyRing: rt.keyRing,
+    verifier: tokenVerifier(rt.keyRing),
+    policies,
+    directory: groupsDirectory(() => policies.current()?.groups ?? null, chat),
+    clock: rt.clock,
+    log: rt.log,
+    notifier: new JobNotifier(),
+    gatewaySigners: new Set(rt.config.gatewaySignerDids),
+    securityGroup: SECURITY_GROUP,
+    version: VERSION,
+  };
 }
 
 export function databaseTarget(config: Config) {

@@ -4,17 +4,21 @@ import type { Logger } from 'pino';
 import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import type { PolicyService } from './policy/policy-service.js';
-import { openRuntime, policyServiceFor, type Runtime } from './runtime.js';
+import type { EngineContext } from './jobs/context.js';
+import { expireDueJobs } from './jobs/revoke-job.js';
+import { engineFor, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
   runtime: Runtime;
   policies: PolicyService;
+  engine: EngineContext;
   url: string;
   stop(): Promise<void>;
 }
 
 const POLICY_REFRESH_MS = 5_000;
+const EXPIRY_SWEEP_MS = 10_000;
 
 /** `claw-approvals serve`: database, key, policies, HTTP; stops gracefully on SIGINT/SIGTERM. */
 export async function startServer(
@@ -42,7 +46,8 @@ export async function startServer(
   const policies = policyServiceFor(runtime);
   await policies.reload();
 
-  const app = buildApp({ db: database.db, keyRing, policies, log });
+  const engine = engineFor(runtime, policies);
+  const app = buildApp({ db: database.db, keyRing, policies, log, engine, adminToken: config.adminToken });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
@@ -53,11 +58,17 @@ export async function startServer(
     policies.refreshIfChanged().catch((err) => log.error({ err }, 'policy refresh failed'));
   }, POLICY_REFRESH_MS);
   refresh.unref();
+  // Jobs past their deadline are expired and sealed even if nobody touches them again.
+  const sweep = setInterval(() => {
+    expireDueJobs(engine).catch((err) => log.error({ err }, 'expiry sweep failed'));
+  }, EXPIRY_SWEEP_MS);
+  sweep.unref();
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(refresh);
+      clearInterval(sweep);
       await app.close();
       await runtime.close();
       log.info('stopped');
@@ -76,5 +87,5 @@ export async function startServer(
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url, publicUrl: config.publicUrl }, 'listening');
-  return { app, runtime, policies, url, stop };
+  return { app, runtime, policies, engine, url, stop };
 }

@@ -24,7 +24,9 @@ describe('loadConfig', () => {
   it('reads the gateway signer allowlist and refuses anything but did:key', () => {
     const did = 'did:key:z6MkfF4ykuxdK3Cea9xDqWgLLgMBvxcypy6Tv1K45Eahxy3m';
     expect(loadConfig({ GATEWAY_SIGNER_DIDS: ` ${did} ` }, '/srv').gatewaySignerDids).toEqual([did]);
-    expect(() => loadConfig({ GATEWAY_SIGNER_DIDS: 'did:web:example.com' }, '/srv')).toThrow(/GATEWAY_SIGNER_DIDS/);
+    expect(() => loadConfig({ GATEWAY_SIGNER_DIDS: 'did:web:example.com' }, '/srv')).toThrow(
+      /GATEWAY_SIGNER_DIDS/,
+    );
   });
 
   it('reads every setting', () => {

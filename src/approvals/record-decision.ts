@@ -25,7 +25,8 @@ export interface StepDecisionInput {
   post?: PostContext;
 }
 
-export type AcceptedCode = 'APPROVAL_COUNTED' | 'QUORUM_MET' | 'STEP_DENIED' | 'JOB_REVOKED' | 'JOB_CANCELLED';
+export type AcceptedCode =
+  'APPROVAL_COUNTED' | 'QUORUM_MET' | 'STEP_DENIED' | 'JOB_REVOKED' | 'JOB_CANCELLED';
 
 export interface DecisionOutcome {
   accepted: boolean;
@@ -107,7 +108,14 @@ export async function recordDecision(
       trx,
       d.job.id,
       'approval_rejected',
-      { decision_id: row.id, kind: d.kind, step: d.step, user_id: d.userId, post_id: d.post?.postId ?? null, code: d.code },
+      {
+        decision_id: row.id,
+        kind: d.kind,
+        step: d.step,
+        user_id: d.userId,
+        post_id: d.post?.postId ?? null,
+        code: d.code,
+      },
       at,
     );
   }
@@ -127,7 +135,10 @@ export async function openJobFor(
 ): Promise<{ job: JobRow; expired?: JobEnded }> {
   const job = await trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
   if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
-  if (post && (post.channelId !== job.channel_id || (job.root_post_id !== null && post.rootId !== job.root_post_id))) {
+  if (
+    post &&
+    (post.channelId !== job.channel_id || (job.root_post_id !== null && post.rootId !== job.root_post_id))
+  ) {
     throw new Rejection('ERR_WRONG_THREAD', `decisions for job:${jobId} count only in its own thread`, true);
   }
   if (isExpired(job, at)) {
@@ -138,7 +149,11 @@ export async function openJobFor(
 }
 
 export function closedCode(job: JobRow): AppErrorCode {
-  return job.status === 'revoked' ? 'ERR_JOB_REVOKED' : job.status === 'expired' ? 'ERR_JOB_EXPIRED' : 'ERR_JOB_CLOSED';
+  return job.status === 'revoked'
+    ? 'ERR_JOB_REVOKED'
+    : job.status === 'expired'
+      ? 'ERR_JOB_EXPIRED'
+      : 'ERR_JOB_CLOSED';
 }
 
 /**
@@ -168,7 +183,8 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
         );
       }
       const rule = stepRule(step);
-      if (!rule) throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
+      if (!rule)
+        throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
       if (step.status !== 'awaiting_approval') {
         throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
       }
@@ -198,7 +214,8 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
           groups,
         });
         const t = stepTransition(step.status, 'deny');
-        if (!t.ok) throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
+        if (!t.ok)
+          throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
         await setStepStatus(trx, job.id, step.step_id, t.next, at);
         await appendEvent(
           trx,
@@ -216,7 +233,14 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
         );
         const after = (await jobSteps(trx, job.id)).map((s) => s.status);
         const settled = settledStatus(after) ?? 'denied';
-        const ended = await endJob(ctx, trx, job, settled, `step ${step.step_id} denied by ${input.userId}`, at);
+        const ended = await endJob(
+          ctx,
+          trx,
+          job,
+          settled,
+          `step ${step.step_id} denied by ${input.userId}`,
+          at,
+        );
         return {
           accepted: true,
           code: 'STEP_DENIED',
@@ -240,7 +264,11 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
         .where('withdrawn_at', 'is', null)
         .executeTakeFirst();
       if (already) {
-        throw new Rejection('ERR_DUPLICATE_APPROVAL', `your approval of step ${step.step_id} already counts`, true);
+        throw new Rejection(
+          'ERR_DUPLICATE_APPROVAL',
+          `your approval of step ${step.step_id} already counts`,
+          true,
+        );
       }
       const decisionId = await recordDecision(trx, at, {
         job,
@@ -257,7 +285,13 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
         trx,
         job.id,
         'approval_recorded',
-        { decision_id: decisionId, step: step.step_id, user_id: input.userId, post_id: input.post?.postId ?? null, groups },
+        {
+          decision_id: decisionId,
+          step: step.step_id,
+          user_id: input.userId,
+          post_id: input.post?.postId ?? null,
+          groups,
+        },
         at,
       );
       const attempt = await tryMintStep(ctx, trx, job, step, at);
@@ -273,7 +307,8 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
           minted: attempt.token,
         };
       }
-      const quorum = attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step);
+      const quorum =
+        attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step);
       return {
         accepted: true,
         code: 'APPROVAL_COUNTED',
@@ -340,11 +375,26 @@ export async function withdrawApproval(
       .where('post_id', '=', input.postId)
       .executeTakeFirst();
     if (!d || d.job_id === null || d.kind !== 'approve' || d.outcome !== 'accepted') {
-      return { withdrawn: false, jobId: d?.job_id ?? null, step: d?.step_id ?? null, reason: 'no counted approval on this post' };
+      return {
+        withdrawn: false,
+        jobId: d?.job_id ?? null,
+        step: d?.step_id ?? null,
+        reason: 'no counted approval on this post',
+      };
     }
-    const job = await trx.selectFrom('jobs').selectAll().where('id', '=', d.job_id).forUpdate().executeTakeFirstOrThrow();
-    const fresh = await trx.selectFrom('decisions').selectAll().where('id', '=', d.id).executeTakeFirstOrThrow();
-    if (fresh.withdrawn_at !== null) return { withdrawn: false, jobId: job.id, step: d.step_id, reason: 'already withdrawn' };
+    const job = await trx
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', d.job_id)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const fresh = await trx
+      .selectFrom('decisions')
+      .selectAll()
+      .where('id', '=', d.id)
+      .executeTakeFirstOrThrow();
+    if (fresh.withdrawn_at !== null)
+      return { withdrawn: false, jobId: job.id, step: d.step_id, reason: 'already withdrawn' };
     const step = await trx
       .selectFrom('job_steps')
       .select('status')
@@ -367,7 +417,12 @@ export async function withdrawApproval(
       { decision_id: d.id, step: d.step_id, user_id: d.user_id, post_id: input.postId, why: input.why },
       at,
     );
-    return { withdrawn: true, jobId: job.id, step: d.step_id, reason: `approval withdrawn: post ${input.why}` };
+    return {
+      withdrawn: true,
+      jobId: job.id,
+      step: d.step_id,
+      reason: `approval withdrawn: post ${input.why}`,
+    };
   });
   if (result.withdrawn && result.jobId !== null) ctx.notifier.changed(result.jobId);
   return result;

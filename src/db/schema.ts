@@ -38,14 +38,7 @@ type MaybeMoment = ColumnType<Date | null, Date | string | null | undefined, Dat
 
 export type JobStatus = 'open' | 'completed' | 'failed' | 'denied' | 'expired' | 'revoked' | 'cancelled';
 export type StepStatus =
-  | 'awaiting_approval'
-  | 'approved'
-  | 'claimed'
-  | 'succeeded'
-  | 'failed'
-  | 'denied'
-  | 'revoked'
-  | 'cancelled';
+  'awaiting_approval' | 'approved' | 'claimed' | 'succeeded' | 'failed' | 'denied' | 'revoked' | 'cancelled';
 
 /** Agents authenticate with a bearer key; only its SHA-256 is stored. */
 export interface AgentsTable {

@@ -26,15 +26,26 @@ export async function withOwnOpenJob<T>(
   fn: (trx: Db, job: JobRow, at: Date) => Promise<T>,
 ): Promise<T> {
   const result = await ctx.db.transaction().execute(async (trx) => {
-    const job = await trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
-    if (!job || job.executor !== agentId) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
+    const job = await trx
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', jobId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!job || job.executor !== agentId)
+      throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
     const at = ctx.clock();
     if (isExpired(job, at)) {
       await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);
       return { expired: true as const };
     }
     if (job.status !== 'open') {
-      const code = job.status === 'revoked' ? 'ERR_JOB_REVOKED' : job.status === 'expired' ? 'ERR_JOB_EXPIRED' : 'ERR_JOB_CLOSED';
+      const code =
+        job.status === 'revoked'
+          ? 'ERR_JOB_REVOKED'
+          : job.status === 'expired'
+            ? 'ERR_JOB_EXPIRED'
+            : 'ERR_JOB_CLOSED';
       throw new AppError(code, `job:${jobId} is ${job.status}`);
     }
     return { expired: false as const, value: await fn(trx, job, at) };
@@ -71,13 +82,21 @@ export async function claimToken(
       .where('step_id', '=', step.step_id)
       .executeTakeFirst();
     if (!token || token.compact === null || step.status !== 'approved') {
-      throw new AppError('ERR_TOKEN_ALREADY_CLAIMED', `the token of step ${step.step_id} was already claimed`);
+      throw new AppError(
+        'ERR_TOKEN_ALREADY_CLAIMED',
+        `the token of step ${step.step_id} was already claimed`,
+      );
     }
     if (token.revoked_at !== null) throw new AppError('ERR_TOKEN_REVOKED', 'the token was revoked');
-    if (token.expires_at.getTime() <= at.getTime()) throw new AppError('ERR_TOKEN_EXPIRED', 'the token has expired');
+    if (token.expires_at.getTime() <= at.getTime())
+      throw new AppError('ERR_TOKEN_EXPIRED', 'the token has expired');
     const t = stepTransition(step.status, 'claim');
     if (!t.ok) throw new AppError('ERR_STEP_STATE', `step ${step.step_id} is ${step.status}`);
-    await trx.updateTable('tokens').set({ compact: null, claimed_at: at }).where('jti', '=', token.jti).execute();
+    await trx
+      .updateTable('tokens')
+      .set({ compact: null, claimed_at: at })
+      .where('jti', '=', token.jti)
+      .execute();
     await setStepStatus(trx, job.id, step.step_id, t.next, at);
     const event = await appendEvent(
       trx,
@@ -114,7 +133,10 @@ export function checkGatewayReceipt(
   chainHashes: ReadonlySet<string>,
 ): ReceiptCheck {
   const env = (typeof receipt === 'object' && receipt !== null ? receipt : {}) as Record<string, unknown>;
-  const payload = (typeof env.payload === 'object' && env.payload !== null ? env.payload : {}) as Record<string, unknown>;
+  const payload = (typeof env.payload === 'object' && env.payload !== null ? env.payload : {}) as Record<
+    string,
+    unknown
+  >;
   const base = {
     receiptId: typeof payload.receipt_id === 'string' ? payload.receipt_id.slice(0, 200) : null,
     signerDid: typeof env.signer_did === 'string' ? env.signer_did.slice(0, 200) : null,
@@ -126,7 +148,12 @@ export function checkGatewayReceipt(
   });
   if (!check.ok) return { ...base, verified: false, failure: `RECEIPT_${check.reason}` };
   const binding = (payload.binding ?? null) as Record<string, unknown> | null;
-  if (!binding || binding.run_id !== runId || typeof binding.event_hash_b64u !== 'string' || !chainHashes.has(binding.event_hash_b64u)) {
+  if (
+    !binding ||
+    binding.run_id !== runId ||
+    typeof binding.event_hash_b64u !== 'string' ||
+    !chainHashes.has(binding.event_hash_b64u)
+  ) {
     return { ...base, verified: false, failure: 'RECEIPT_BINDING_MISMATCH' };
   }
   return { ...base, verified: true, failure: null };
@@ -167,9 +194,16 @@ export async function reportResult(
     if (!step) throw new AppError('ERR_STEP_NOT_FOUND', `job:${job.id} has no step ${input.step}`);
     const t = stepTransition(step.status, input.status === 'succeeded' ? 'succeed' : 'fail');
     if (!t.ok || step.status !== 'claimed') {
-      throw new AppError('ERR_STEP_STATE', `step ${step.step_id} is ${step.status}; claim its token before reporting`);
+      throw new AppError(
+        'ERR_STEP_STATE',
+        `step ${step.step_id} is ${step.status}; claim its token before reporting`,
+      );
     }
-    const chain = await trx.selectFrom('job_events').select('event_hash_b64u').where('job_id', '=', job.id).execute();
+    const chain = await trx
+      .selectFrom('job_events')
+      .select('event_hash_b64u')
+      .where('job_id', '=', job.id)
+      .execute();
     const hashes = new Set(chain.map((e) => e.event_hash_b64u));
     const runId = missionId(job.id);
     const checks = receipts.map((r) => checkGatewayReceipt(r, ctx, runId, hashes));
@@ -231,9 +265,22 @@ export async function reportResult(
     const after = (await jobSteps(trx, job.id)).map((s) => s.status);
     const settled = settledStatus(after);
     const ended = settled
-      ? await endJob(ctx, trx, job, settled, settled === 'completed' ? 'all steps succeeded' : `step ${step.step_id} failed`, at)
+      ? await endJob(
+          ctx,
+          trx,
+          job,
+          settled,
+          settled === 'completed' ? 'all steps succeeded' : `step ${step.step_id} failed`,
+          at,
+        )
       : undefined;
-    return { step: step.step_id, status: input.status, receipts: checks, minted, ...(ended ? { ended } : {}) };
+    return {
+      step: step.step_id,
+      status: input.status,
+      receipts: checks,
+      minted,
+      ...(ended ? { ended } : {}),
+    };
   });
 }
 

@@ -50,34 +50,51 @@ export async function createJob(ctx: EngineContext, input: CreateJobInput): Prom
   const { origin } = input;
   const binding = ctx.policies.channelPolicy(origin.channelId);
   if (!binding.open) {
-    throw new AppError('ERR_CHANNEL_CLOSED', `channel ${origin.channelId} takes no jobs: ${binding.reasons.join('; ')}`);
+    throw new AppError(
+      'ERR_CHANNEL_CLOSED',
+      `channel ${origin.channelId} takes no jobs: ${binding.reasons.join('; ')}`,
+    );
   }
   const policy = binding.policy;
   const teamId = origin.teamId;
   if (teamId !== undefined && !policy.channel_context.allowed_team_ids.includes(teamId)) {
     throw new AppError('ERR_CHANNEL_CLOSED', `team ${teamId} is not allowed by policy ${binding.policyName}`);
   }
-  const requesterGroups = await ctx.directory.groupsOf(input.requesterId, policy.channel_context.requester_groups);
+  const requesterGroups = await ctx.directory.groupsOf(
+    input.requesterId,
+    policy.channel_context.requester_groups,
+  );
   if (requesterGroups.size === 0) {
-    throw new AppError('ERR_NOT_A_REQUESTER', `user ${input.requesterId} is not in a requester group of ${binding.policyName}`);
+    throw new AppError(
+      'ERR_NOT_A_REQUESTER',
+      `user ${input.requesterId} is not in a requester group of ${binding.policyName}`,
+    );
   }
 
   let plan: Plan;
   let executor: string;
   let params: Record<string, ArgValue> | null = null;
-  if (input.runbook && input.steps) throw new AppError('ERR_PLAN_INVALID', 'give either a runbook or steps, not both');
+  if (input.runbook && input.steps)
+    throw new AppError('ERR_PLAN_INVALID', 'give either a runbook or steps, not both');
   if (input.runbook) {
     const expansion = expandRunbook(policy, input.runbook.name, input.runbook.params);
-    if (!expansion.ok) throw new AppError('ERR_PLAN_INVALID', expansion.problems.join('; '), { details: expansion.problems });
+    if (!expansion.ok)
+      throw new AppError('ERR_PLAN_INVALID', expansion.problems.join('; '), { details: expansion.problems });
     ({ plan, executor, params } = expansion);
     if (origin.kind === 'api' && executor !== origin.agentId) {
-      throw new AppError('ERR_FORBIDDEN', `runbook ${input.runbook.name} is executed by ${executor}, not by ${origin.agentId}`);
+      throw new AppError(
+        'ERR_FORBIDDEN',
+        `runbook ${input.runbook.name} is executed by ${executor}, not by ${origin.agentId}`,
+      );
     }
   } else if (input.steps && origin.kind === 'api') {
     plan = input.steps.map((s) => ({ id: s.id, tool: s.tool, args: s.args ?? {}, summary: s.summary }));
     executor = origin.agentId;
   } else {
-    throw new AppError('ERR_PLAN_INVALID', origin.kind === 'api' ? 'a runbook or steps are required' : 'a runbook is required');
+    throw new AppError(
+      'ERR_PLAN_INVALID',
+      origin.kind === 'api' ? 'a runbook or steps are required' : 'a runbook is required',
+    );
   }
   const shape = planShapeProblems(plan);
   if (shape.length > 0) throw new AppError('ERR_PLAN_INVALID', shape.join('; '), { details: shape });
@@ -89,13 +106,19 @@ export async function createJob(ctx: EngineContext, input: CreateJobInput): Prom
   }
   const classified = classifyPlan(policy, plan);
   if (!classified.ok) {
-    throw new AppError('ERR_PLAN_DENIED', classified.denied.map((d) => `step ${d.step}: ${d.reason}`).join('; '), {
-      details: classified.denied,
-    });
+    throw new AppError(
+      'ERR_PLAN_DENIED',
+      classified.denied.map((d) => `step ${d.step}: ${d.reason}`).join('; '),
+      {
+        details: classified.denied,
+      },
+    );
   }
   const hash = planHash(plan);
   const at = ctx.clock();
-  const ttls = classified.steps.flatMap((s) => (s.classification.gate === 'gated' ? [s.classification.rule.approval_ttl_seconds] : []));
+  const ttls = classified.steps.flatMap((s) =>
+    s.classification.gate === 'gated' ? [s.classification.rule.approval_ttl_seconds] : [],
+  );
   const ttl = ttls.length > 0 ? Math.max(...ttls) : policy.execution.approval_rule.approval_ttl_seconds;
   const expiresAt = new Date(at.getTime() + ttl * 1000);
 

@@ -60,7 +60,13 @@ export async function endJob(
     );
   }
   for (const t of revoked) {
-    await appendEvent(trx, job.id, 'token_revoked', { jti: t.jti, token_hash: t.token_hash, reason: `job ${status}` }, at);
+    await appendEvent(
+      trx,
+      job.id,
+      'token_revoked',
+      { jti: t.jti, token_hash: t.token_hash, reason: `job ${status}` },
+      at,
+    );
   }
   await appendEvent(trx, job.id, 'job_ended', { status, reason }, at);
   const ended: JobRow = { ...job, status, end_reason: reason, ended_at: at, updated_at: at };

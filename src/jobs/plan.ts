@@ -39,8 +39,10 @@ function coerce(name: string, spec: RunbookParam, raw: unknown): { value?: ArgVa
     else if (typeof raw === 'string' && /^-?(0|[1-9][0-9]{0,15})$/.test(raw)) value = Number(raw);
     else return { problem: `${name} must be an integer` };
     if (!Number.isSafeInteger(value)) return { problem: `${name} must be an integer` };
-    if (spec.minimum !== undefined && value < spec.minimum) return { problem: `${name} must be ≥ ${spec.minimum}` };
-    if (spec.maximum !== undefined && value > spec.maximum) return { problem: `${name} must be ≤ ${spec.maximum}` };
+    if (spec.minimum !== undefined && value < spec.minimum)
+      return { problem: `${name} must be ≥ ${spec.minimum}` };
+    if (spec.maximum !== undefined && value > spec.maximum)
+      return { problem: `${name} must be ≤ ${spec.maximum}` };
   } else if (spec.type === 'boolean') {
     if (typeof raw === 'boolean') value = raw;
     else if (raw === 'true' || raw === 'false') value = raw === 'true';
@@ -81,7 +83,9 @@ export function expandRunbook(policy: Wpc, name: string, raw: Readonly<Record<st
     const known = Object.keys(runbooks).sort();
     return {
       ok: false,
-      problems: [`unknown runbook "${name}"; this channel offers: ${known.length ? known.join(', ') : '(none)'}`],
+      problems: [
+        `unknown runbook "${name}"; this channel offers: ${known.length ? known.join(', ') : '(none)'}`,
+      ],
     };
   }
   const runbook: Runbook = runbooks[name]!;
@@ -134,9 +138,7 @@ export function planShapeProblems(plan: Plan): string[] {
   return problems;
 }
 
-export type StepGate =
-  | { gate: 'auto' }
-  | { gate: 'gated'; rule: ApprovalRule };
+export type StepGate = { gate: 'auto' } | { gate: 'gated'; rule: ApprovalRule };
 
 export interface ClassifiedStep extends PlanStep {
   classification: StepGate;
@@ -161,11 +163,19 @@ export function classifyPlan(policy: Wpc, plan: Plan): Classification {
   let lastSimulation: string | null = null;
   for (const step of plan) {
     if (matchesAny(policy.tools.deny, step.tool)) {
-      denied.push({ step: step.id, tool: step.tool, reason: `tool ${step.tool} is on the policy's deny list` });
+      denied.push({
+        step: step.id,
+        tool: step.tool,
+        reason: `tool ${step.tool} is on the policy's deny list`,
+      });
       continue;
     }
     if (!isToolAllowed(policy, step.tool)) {
-      denied.push({ step: step.id, tool: step.tool, reason: `tool ${step.tool} is not on the policy's allow list` });
+      denied.push({
+        step: step.id,
+        tool: step.tool,
+        reason: `tool ${step.tool} is not on the policy's allow list`,
+      });
       continue;
     }
     let simulationStep: string | null = null;

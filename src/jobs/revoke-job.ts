@@ -33,7 +33,8 @@ export async function endJobByCommand(
     try {
       ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
       if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has already expired`, true);
-      if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
+      if (job.status !== 'open')
+        throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
       let groups: string[] = [];
       if (input.actor.kind === 'user') {
         groups = [...(await ctx.directory.groupsOf(userId, [ctx.securityGroup]))];
@@ -60,10 +61,18 @@ export async function endJobByCommand(
         reason: input.reason,
         groups,
       });
-      const ended = await endJob(ctx, trx, job, input.kind === 'revoke' ? 'revoked' : 'cancelled', input.reason, at, {
-        userId,
-        decisionId,
-      });
+      const ended = await endJob(
+        ctx,
+        trx,
+        job,
+        input.kind === 'revoke' ? 'revoked' : 'cancelled',
+        input.reason,
+        at,
+        {
+          userId,
+          decisionId,
+        },
+      );
       return {
         accepted: true,
         code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
@@ -117,7 +126,12 @@ export async function expireDueJobs(ctx: EngineContext): Promise<JobEnded[]> {
   const ended: JobEnded[] = [];
   for (const { id } of due) {
     const result = await ctx.db.transaction().execute(async (trx) => {
-      const job = await trx.selectFrom('jobs').selectAll().where('id', '=', id).forUpdate().executeTakeFirstOrThrow();
+      const job = await trx
+        .selectFrom('jobs')
+        .selectAll()
+        .where('id', '=', id)
+        .forUpdate()
+        .executeTakeFirstOrThrow();
       if (!isExpired(job, ctx.clock())) return null;
       return endJob(ctx, trx, job, 'expired', 'approval window elapsed', ctx.clock());
     });

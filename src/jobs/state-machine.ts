@@ -47,7 +47,9 @@ export function stepTransition(current: StepStatus, action: StepAction): Transit
 }
 
 /** How a job ends on its own, from its steps: null while it is still open. */
-export function settledStatus(steps: readonly StepStatus[]): Extract<JobStatus, 'completed' | 'failed' | 'denied'> | null {
+export function settledStatus(
+  steps: readonly StepStatus[],
+): Extract<JobStatus, 'completed' | 'failed' | 'denied'> | null {
   if (steps.includes('failed')) return 'failed';
   if (steps.includes('denied')) return 'denied';
   if (steps.length > 0 && steps.every((s) => s === 'succeeded')) return 'completed';

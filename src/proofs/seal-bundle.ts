@@ -186,7 +186,12 @@ export async function sealBundle(
       }),
       unverified_receipts: receipts
         .filter((r) => !r.verified)
-        .map((r) => ({ step: r.step_id, failure: r.failure, signer_did: r.signer_did, envelope_json: r.envelope })),
+        .map((r) => ({
+          step: r.step_id,
+          failure: r.failure,
+          signer_did: r.signer_did,
+          envelope_json: r.envelope,
+        })),
     },
     event_payloads: events.map((e) => ({ event_id: e.event_id, payload: parse(e) })),
     harness: { id: 'claw-approvals', version: ctx.version, runtime: 'host' },
@@ -215,7 +220,8 @@ export async function sealBundle(
   };
   const text = JSON.stringify(payload);
   // What a verifier re-parses must hash the same: refuse to seal anything that would not.
-  if (JSON.stringify(JSON.parse(text)) !== text) throw new Error('bundle payload does not survive a JSON round trip');
+  if (JSON.stringify(JSON.parse(text)) !== text)
+    throw new Error('bundle payload does not survive a JSON round trip');
   const envelope = sealEnvelope({
     type: 'proof_bundle',
     payload,

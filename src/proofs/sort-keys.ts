@@ -8,7 +8,8 @@ export function sortKeysDeep<T>(value: T): T {
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
-      if (/^(0|[1-9][0-9]*)$/.test(key)) throw new TypeError(`integer-like key "${key}" cannot keep its order`);
+      if (/^(0|[1-9][0-9]*)$/.test(key))
+        throw new TypeError(`integer-like key "${key}" cannot keep its order`);
       const v = (value as Record<string, unknown>)[key];
       if (v !== undefined) out[key] = sortKeysDeep(v);
     }

@@ -56,7 +56,11 @@ export function tokenScopeHash(s: TokenScope): string {
 }
 
 /** The scope of a step's CST: step, tool and plan, plus the policy's extra scopes. */
-export function stepScope(step: { id: string; tool: string }, planHashB64u: string, extra: readonly string[] = []) {
+export function stepScope(
+  step: { id: string; tool: string },
+  planHashB64u: string,
+  extra: readonly string[] = [],
+) {
   return sortedUnique([`step:${step.id}`, `tool:${step.tool}`, `plan:${planHashB64u}`, ...extra]);
 }
 

@@ -32,9 +32,13 @@ export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Pr
   try {
     return (await getVerifiedPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts)).payload;
   } catch (err) {
-    throw new AppError('ERR_POLICY_UNAVAILABLE', `job:${job.id}'s pinned policy cannot be verified; nothing is minted`, {
-      cause: err,
-    });
+    throw new AppError(
+      'ERR_POLICY_UNAVAILABLE',
+      `job:${job.id}'s pinned policy cannot be verified; nothing is minted`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -60,7 +64,10 @@ export async function currentQuorum(
   const approvals = [];
   for (const d of live) {
     if (d.user_id === job.requester_id && !rule.allow_requester_approval) continue;
-    approvals.push({ userId: d.user_id, groups: await ctx.directory.groupsOf(d.user_id, rule.allowed_approver_groups) });
+    approvals.push({
+      userId: d.user_id,
+      groups: await ctx.directory.groupsOf(d.user_id, rule.allowed_approver_groups),
+    });
   }
   const quorum = evaluateQuorum(
     {
@@ -94,7 +101,8 @@ export async function tryMintStep(
       .where('job_id', '=', job.id)
       .where('step_id', '=', step.simulation_step)
       .executeTakeFirst();
-    if (sim?.status !== 'succeeded') return { minted: false, waiting: 'simulation', simulationStep: step.simulation_step };
+    if (sim?.status !== 'succeeded')
+      return { minted: false, waiting: 'simulation', simulationStep: step.simulation_step };
   }
   const quorum = await currentQuorum(ctx, trx, job, step);
   if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
@@ -102,10 +110,14 @@ export async function tryMintStep(
   const policy = await pinnedPolicy(ctx, trx, job);
   const req = policy.token_requirements;
   if (!matchesPattern(req.subject, job.executor)) {
-    throw new AppError('ERR_FORBIDDEN', `executor ${job.executor} does not match the policy's token subject ${req.subject}`);
+    throw new AppError(
+      'ERR_FORBIDDEN',
+      `executor ${job.executor} does not match the policy's token subject ${req.subject}`,
+    );
   }
   const transition = stepTransition(step.status, 'mint');
-  if (!transition.ok) throw new AppError('ERR_STEP_STATE', `step ${step.step_id} cannot be minted from ${step.status}`);
+  if (!transition.ok)
+    throw new AppError('ERR_STEP_STATE', `step ${step.step_id} cannot be minted from ${step.status}`);
   const remaining = Math.floor((job.expires_at.getTime() - at.getTime()) / 1000);
   const ttl = Math.min(req.cst_ttl_seconds_max, remaining);
   if (ttl < 1) throw new AppError('ERR_JOB_EXPIRED', `job:${job.id} has expired`);

@@ -25,20 +25,36 @@ async function checkToken(
   const now = ctx.clock();
   const claims = await ctx.verifier.verify(compact, { now, ...(audience === undefined ? {} : { audience }) });
   const m = JOB_ID.exec(claims.mission_id);
-  const row = await db.selectFrom('tokens').selectAll().where('token_hash', '=', tokenHash(compact)).executeTakeFirst();
+  const row = await db
+    .selectFrom('tokens')
+    .selectAll()
+    .where('token_hash', '=', tokenHash(compact))
+    .executeTakeFirst();
   if (!m || !row) throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
   const jobId = Number(m[1]);
   // The row must describe the very token presented; anything else means tampering.
-  if (row.jti !== claims.jti || row.job_id !== jobId || row.sub !== claims.sub || row.scope_hash_b64u !== claims.token_scope_hash_b64u) {
+  if (
+    row.jti !== claims.jti ||
+    row.job_id !== jobId ||
+    row.sub !== claims.sub ||
+    row.scope_hash_b64u !== claims.token_scope_hash_b64u
+  ) {
     throw new AppError('ERR_TOKEN_INVALID', 'token does not match its issuance record');
   }
   if (row.revoked_at !== null) throw new AppError('ERR_TOKEN_REVOKED', 'token has been revoked');
-  const job = await db.selectFrom('jobs').select(['status', 'policy_hash_b64u']).where('id', '=', jobId).executeTakeFirst();
+  const job = await db
+    .selectFrom('jobs')
+    .select(['status', 'policy_hash_b64u'])
+    .where('id', '=', jobId)
+    .executeTakeFirst();
   if (!job || job.policy_hash_b64u !== claims.policy_hash_b64u) {
     throw new AppError('ERR_TOKEN_INVALID', 'token does not match its job');
   }
   if (job.status !== 'open') {
-    throw new AppError(job.status === 'revoked' ? 'ERR_TOKEN_REVOKED' : 'ERR_JOB_CLOSED', `job:${jobId} is ${job.status}`);
+    throw new AppError(
+      job.status === 'revoked' ? 'ERR_TOKEN_REVOKED' : 'ERR_JOB_CLOSED',
+      `job:${jobId} is ${job.status}`,
+    );
   }
   return { claims, row, jobId };
 }
@@ -51,7 +67,8 @@ export async function introspectToken(
 ): Promise<Introspection> {
   try {
     const { claims, row, jobId } = await checkToken(ctx, ctx.db, compact, opts.audience);
-    if (row.redeemed_at !== null) return { active: false, code: 'ERR_TOKEN_REPLAYED', message: 'token was already redeemed' };
+    if (row.redeemed_at !== null)
+      return { active: false, code: 'ERR_TOKEN_REPLAYED', message: 'token was already redeemed' };
     return { active: true, claims, tokenHash: row.token_hash, jobId, step: row.step_id };
   } catch (err) {
     if (isAppError(err)) return { active: false, code: err.code, message: err.message };
@@ -79,7 +96,13 @@ export async function redeemToken(
       .returning('jti')
       .executeTakeFirst();
     if (!spent) return null;
-    await appendEvent(trx, jobId, 'token_redeemed', { step: row.step_id, jti: row.jti, token_hash: row.token_hash }, at);
+    await appendEvent(
+      trx,
+      jobId,
+      'token_redeemed',
+      { step: row.step_id, jti: row.jti, token_hash: row.token_hash },
+      at,
+    );
     return { claims, tokenHash: row.token_hash, jobId, step: row.step_id };
   });
   if (!result) throw new AppError('ERR_TOKEN_REPLAYED', 'token was already redeemed');
@@ -108,9 +131,19 @@ export async function revokeToken(
     throw new AppError('ERR_TOKEN_NOT_FOUND', 'no such token');
   }
   const result = await ctx.db.transaction().execute(async (trx) => {
-    const job = await trx.selectFrom('jobs').selectAll().where('id', '=', found.job_id).forUpdate().executeTakeFirstOrThrow();
-    const row = await trx.selectFrom('tokens').selectAll().where('jti', '=', found.jti).executeTakeFirstOrThrow();
-    if (row.revoked_at !== null) return { jti: row.jti, jobId: job.id, alreadyRevoked: true, jobEnded: false };
+    const job = await trx
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', found.job_id)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+    const row = await trx
+      .selectFrom('tokens')
+      .selectAll()
+      .where('jti', '=', found.jti)
+      .executeTakeFirstOrThrow();
+    if (row.revoked_at !== null)
+      return { jti: row.jti, jobId: job.id, alreadyRevoked: true, jobEnded: false };
     const at = ctx.clock();
     const by = 'agentId' in input.actor ? input.actor.agentId : `admin:${input.actor.admin}`;
     await trx
@@ -119,7 +152,13 @@ export async function revokeToken(
       .where('jti', '=', row.jti)
       .execute();
     if (job.status !== 'open') return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: false };
-    await appendEvent(trx, job.id, 'token_revoked', { jti: row.jti, token_hash: row.token_hash, reason: input.reason, by }, at);
+    await appendEvent(
+      trx,
+      job.id,
+      'token_revoked',
+      { jti: row.jti, token_hash: row.token_hash, reason: input.reason, by },
+      at,
+    );
     const step = await trx
       .selectFrom('job_steps')
       .select('status')
@@ -127,7 +166,14 @@ export async function revokeToken(
       .where('step_id', '=', row.step_id)
       .executeTakeFirstOrThrow();
     if (step.status === 'approved' || step.status === 'claimed') {
-      await endJob(ctx, trx, job, 'revoked', `token ${row.jti} of step ${row.step_id} revoked by ${by}: ${input.reason}`, at);
+      await endJob(
+        ctx,
+        trx,
+        job,
+        'revoked',
+        `token ${row.jti} of step ${row.step_id} revoked by ${by}: ${input.reason}`,
+        at,
+      );
       return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: true };
     }
     return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: false };
@@ -135,5 +181,3 @@ export async function revokeToken(
   ctx.notifier.changed(result.jobId);
   return result;
 }
-
-

@@ -30,7 +30,8 @@ export function tokenVerifier(keyRing: KeyRing): TokenVerifier {
 
   return {
     async verify(compact, { now, audience }) {
-      if (typeof compact !== 'string' || compact.length > MAX_TOKEN_LENGTH) throw invalid('token is malformed');
+      if (typeof compact !== 'string' || compact.length > MAX_TOKEN_LENGTH)
+        throw invalid('token is malformed');
       let header;
       try {
         header = decodeProtectedHeader(compact);
@@ -51,9 +52,12 @@ export function tokenVerifier(keyRing: KeyRing): TokenVerifier {
           ...(audience === undefined ? {} : { audience }),
         }));
       } catch (err) {
-        if (err instanceof joseErrors.JWTExpired) throw new AppError('ERR_TOKEN_EXPIRED', 'token has expired');
+        if (err instanceof joseErrors.JWTExpired)
+          throw new AppError('ERR_TOKEN_EXPIRED', 'token has expired');
         throw invalid(
-          err instanceof joseErrors.JWTClaimValidationFailed ? `token claim ${err.claim} is not acceptable` : 'token signature or format is invalid',
+          err instanceof joseErrors.JWTClaimValidationFailed
+            ? `token claim ${err.claim} is not acceptable`
+            : 'token signature or format is invalid',
           err,
         );
       }
@@ -78,8 +82,10 @@ export function tokenVerifier(keyRing: KeyRing): TokenVerifier {
       if (!keyRing.trusts(entry.did, new Date(c.iat * 1000))) {
         throw invalid('token was issued after its signing key was retired');
       }
-      if (c.iat > Math.floor(now.getTime() / 1000) + CLOCK_SKEW_SECONDS) throw invalid('token is issued in the future');
-      if (tokenScopeHash(c) !== c.token_scope_hash_b64u) throw invalid('token_scope_hash_b64u does not match the claims');
+      if (c.iat > Math.floor(now.getTime() / 1000) + CLOCK_SKEW_SECONDS)
+        throw invalid('token is issued in the future');
+      if (tokenScopeHash(c) !== c.token_scope_hash_b64u)
+        throw invalid('token_scope_hash_b64u does not match the claims');
       return c;
     },
   };

@@ -1,0 +1,448 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { STEP_ID } from '../../approvals/parse-command.js';
+import { AppError } from '../../errors.js';
+import { closeJob, claimToken, MAX_RECEIPTS_PER_RESULT, reportResult } from '../../jobs/agent-job-ops.js';
+import type { EngineContext } from '../../jobs/context.js';
+import { createJob } from '../../jobs/create-job.js';
+import { findJob } from '../../jobs/job-repository.js';
+import { jobView } from '../../jobs/job-view.js';
+import { MAX_PLAN_STEPS } from '../../jobs/plan.js';
+import { authenticateAgentOnly } from '../auth.js';
+import { errorBodySchema } from '../error-handler.js';
+
+export const MAX_WAIT_SECONDS = 30;
+const MM_ID = '^[a-z0-9]{26}$';
+const JOB_ID = '^[1-9][0-9]{0,15}$';
+const scalar = {
+  anyOf: [{ type: 'string', maxLength: 4000 }, { type: 'integer' }, { type: 'boolean' }],
+} as const;
+const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+
+const jobViewSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    job_id: { type: 'integer' },
+    version: { type: 'integer' },
+    status: { type: 'string' },
+    origin: { type: 'string' },
+    channel_id: { type: ['string', 'null'] },
+    root_post_id: { type: ['string', 'null'] },
+    requester_id: { type: 'string' },
+    executor: { type: 'string' },
+    runbook: { type: ['string', 'null'] },
+    policy: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { name: { type: 'string' }, policy_hash_b64u: { type: 'string' } },
+    },
+    plan_hash_b64u: { type: 'string' },
+    created_at: { type: 'string' },
+    expires_at: { type: 'string' },
+    ended_at: { type: ['string', 'null'] },
+    end_reason: { type: ['string', 'null'] },
+    bundle_id: { type: ['string', 'null'] },
+    steps: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string' },
+          tool: { type: 'string' },
+          args: { type: 'object', additionalProperties: true },
+          summary: { type: 'string' },
+          gate: { type: 'string' },
+          status: { type: 'string' },
+          required_approvals: { type: 'integer' },
+          approver_groups: { type: 'array', items: { type: 'string' } },
+          distinct_groups: { type: 'boolean' },
+          approvals: { type: 'integer' },
+          simulation_step: { type: ['string', 'null'] },
+          token: {
+            type: ['object', 'null'],
+            additionalProperties: false,
+            properties: {
+              jti: { type: 'string' },
+              expires_at: { type: 'string' },
+              claimable: { type: 'boolean' },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const jobParams = {
+  type: 'object',
+  required: ['id'],
+  additionalProperties: false,
+  properties: { id: { type: 'string', pattern: JOB_ID } },
+} as const;
+const stepParams = {
+  type: 'object',
+  required: ['id', 'step'],
+  additionalProperties: false,
+  properties: { id: { type: 'string', pattern: JOB_ID }, step: { type: 'string', pattern: STEP_ID.source } },
+} as const;
+
+async function versionOf(ctx: EngineContext, jobId: number): Promise<number> {
+  const row = await ctx.db
+    .selectFrom('job_events')
+    .select((eb) => eb.fn.max('seq').as('v'))
+    .where('job_id', '=', jobId)
+    .executeTakeFirst();
+  return Number(row?.v ?? 0);
+}
+
+/** Aborts when the client goes away, so a long-poll never outlives its request. */
+function abortOnClose(req: FastifyRequest): AbortSignal {
+  const controller = new AbortController();
+  req.raw.once('close', () => controller.abort());
+  return controller.signal;
+}
+
+/**
+ * Waits until `ready()` holds or `seconds` pass. Changes in this process wake it at once;
+ * changes made by another replica are seen within a second.
+ */
+async function longPoll(
+  ctx: EngineContext,
+  seconds: number,
+  signal: AbortSignal,
+  ready: () => Promise<boolean>,
+  jobId?: number,
+) {
+  const deadline = Date.now() + seconds * 1000;
+  while (!(await ready())) {
+    const left = deadline - Date.now();
+    if (left <= 0 || signal.aborted) return;
+    await ctx.notifier.next(Math.min(left, 1000), jobId, signal);
+  }
+}
+
+export function jobRoutes(
+  app: FastifyInstance,
+  deps: { engine: EngineContext; adminToken: string | null },
+): void {
+  const ctx = deps.engine;
+  const auth = (req: FastifyRequest) =>
+    authenticateAgentOnly(req, { db: ctx.db, adminToken: deps.adminToken });
+  const view = async (jobId: number) => {
+    const job = await findJob(ctx.db, jobId);
+    if (!job) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
+    return { ...(await jobView(ctx.db, job)), version: await versionOf(ctx, jobId) };
+  };
+
+  app.post<{
+    Body: {
+      channel_id: string;
+      team_id?: string;
+      requester_id: string;
+      runbook?: { name: string; params?: Record<string, string | number | boolean> };
+      steps?: {
+        id: string;
+        tool: string;
+        args?: Record<string, string | number | boolean>;
+        summary: string;
+      }[];
+    };
+  }>(
+    '/v1/jobs',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['channel_id', 'requester_id'],
+          properties: {
+            channel_id: { type: 'string', pattern: MM_ID },
+            team_id: { type: 'string', pattern: MM_ID },
+            requester_id: { type: 'string', pattern: MM_ID },
+            runbook: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['name'],
+              properties: {
+                name: { type: 'string', minLength: 1, maxLength: 64 },
+                params: { type: 'object', maxProperties: 32, additionalProperties: scalar },
+              },
+            },
+            steps: {
+              type: 'array',
+              minItems: 1,
+              maxItems: MAX_PLAN_STEPS,
+              items: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['id', 'tool', 'summary'],
+                properties: {
+                  id: { type: 'string', maxLength: 64 },
+                  tool: { type: 'string', maxLength: 128 },
+                  args: { type: 'object', maxProperties: 32, additionalProperties: scalar },
+                  summary: { type: 'string', minLength: 1, maxLength: 500 },
+                },
+              },
+            },
+          },
+        },
+        response: { 201: jobViewSchema, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const agent = await auth(req);
+      const b = req.body;
+      const created = await createJob(ctx, {
+        origin: {
+          kind: 'api',
+          agentId: agent.id,
+          channelId: b.channel_id,
+          ...(b.team_id ? { teamId: b.team_id } : {}),
+        },
+        requesterId: b.requester_id,
+        ...(b.runbook ? { runbook: { name: b.runbook.name, params: b.runbook.params ?? {} } } : {}),
+        ...(b.steps ? { steps: b.steps.map((s) => ({ ...s, args: s.args ?? {} })) } : {}),
+      });
+      reply.status(201);
+      return view(created.jobId);
+    },
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { wait?: number; after?: number } }>(
+    '/v1/jobs/:id',
+    {
+      schema: {
+        params: jobParams,
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS },
+            after: { type: 'integer', minimum: 0 },
+          },
+        },
+        response: { 200: jobViewSchema, ...errors },
+      },
+    },
+    async (req) => {
+      const agent = await auth(req);
+      const jobId = Number(req.params.id);
+      const job = await findJob(ctx.db, jobId);
+      if (!job || job.executor !== agent.id)
+        throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
+      const wait = req.query.wait ?? 0;
+      if (wait > 0) {
+        const start = req.query.after ?? (await versionOf(ctx, jobId));
+        await longPoll(
+          ctx,
+          wait,
+          abortOnClose(req),
+          async () => (await versionOf(ctx, jobId)) > start,
+          jobId,
+        );
+      }
+      return view(jobId);
+    },
+  );
+
+  app.get<{ Querystring: { ready?: number; wait?: number } }>(
+    '/v1/jobs',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            ready: { type: 'integer', enum: [0, 1] },
+            wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: { jobs: { type: 'array', items: jobViewSchema } },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const agent = await auth(req);
+      const ready = req.query.ready === 1;
+      const find = async () => {
+        let q = ctx.db
+          .selectFrom('jobs')
+          .select('id')
+          .where('executor', '=', agent.id)
+          .where('status', '=', 'open')
+          .orderBy('id')
+          .limit(50);
+        if (ready) {
+          q = q.where((eb) =>
+            eb.exists(
+              eb
+                .selectFrom('job_steps')
+                .select('job_steps.step_id')
+                .whereRef('job_steps.job_id', '=', 'jobs.id')
+                .where('job_steps.status', '=', 'approved'),
+            ),
+          );
+        }
+        return (await q.execute()).map((r) => r.id);
+      };
+      let ids = await find();
+      const wait = req.query.wait ?? 0;
+      if (ids.length === 0 && wait > 0) {
+        await longPoll(ctx, wait, abortOnClose(req), async () => (ids = await find()).length > 0);
+      }
+      return { jobs: await Promise.all(ids.map(view)) };
+    },
+  );
+
+  app.post<{ Params: { id: string; step: string } }>(
+    '/v1/jobs/:id/steps/:step/token',
+    {
+      schema: {
+        params: stepParams,
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['token', 'jti', 'expires_at', 'run_id', 'event_hash_b64u'],
+            properties: {
+              token: { type: 'string' },
+              jti: { type: 'string' },
+              expires_at: { type: 'string' },
+              run_id: { type: 'string' },
+              event_hash_b64u: { type: 'string' },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req, reply) => {
+      const agent = await auth(req);
+      const claimed = await claimToken(ctx, {
+        jobId: Number(req.params.id),
+        step: req.params.step,
+        agentId: agent.id,
+      });
+      reply.header('cache-control', 'no-store');
+      return {
+        token: claimed.token,
+        jti: claimed.jti,
+        expires_at: claimed.expiresAt.toISOString(),
+        run_id: claimed.runId,
+        event_hash_b64u: claimed.eventHash,
+      };
+    },
+  );
+
+  app.post<{
+    Params: { id: string; step: string };
+    Body: { status: 'succeeded' | 'failed'; summary?: string; receipts?: unknown[] };
+  }>(
+    '/v1/jobs/:id/steps/:step/result',
+    {
+      schema: {
+        params: stepParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['status'],
+          properties: {
+            status: { type: 'string', enum: ['succeeded', 'failed'] },
+            summary: { type: 'string', maxLength: 2000 },
+            receipts: { type: 'array', maxItems: MAX_RECEIPTS_PER_RESULT, items: { type: 'object' } },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              step: { type: 'string' },
+              status: { type: 'string' },
+              receipts: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: false,
+                  properties: {
+                    receipt_id: { type: ['string', 'null'] },
+                    verified: { type: 'boolean' },
+                    failure: { type: ['string', 'null'] },
+                  },
+                },
+              },
+              job_status: { type: 'string' },
+              bundle_id: { type: ['string', 'null'] },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const agent = await auth(req);
+      const r = await reportResult(ctx, {
+        jobId: Number(req.params.id),
+        step: req.params.step,
+        agentId: agent.id,
+        status: req.body.status,
+        ...(req.body.summary === undefined ? {} : { summary: req.body.summary }),
+        ...(req.body.receipts === undefined ? {} : { receipts: req.body.receipts }),
+      });
+      return {
+        step: r.step,
+        status: r.status,
+        receipts: r.receipts.map((c) => ({
+          receipt_id: c.receiptId,
+          verified: c.verified,
+          failure: c.failure,
+        })),
+        job_status: r.ended?.status ?? 'open',
+        bundle_id: r.ended?.bundleId ?? null,
+      };
+    },
+  );
+
+  app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
+    '/v1/jobs/:id/close',
+    {
+      schema: {
+        params: jobParams,
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { reason: { type: 'string', maxLength: 500 } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              job_status: { type: 'string' },
+              bundle_id: { type: 'string' },
+              reason: { type: 'string' },
+            },
+          },
+          ...errors,
+        },
+      },
+    },
+    async (req) => {
+      const agent = await auth(req);
+      const ended = await closeJob(ctx, {
+        jobId: Number(req.params.id),
+        agentId: agent.id,
+        ...(req.body?.reason === undefined ? {} : { reason: req.body.reason }),
+      });
+      return { job_status: ended.status, bundle_id: ended.bundleId, reason: ended.reason };
+    },
+  );
+}
