@@ -19,8 +19,8 @@ export type Plan = PlanStep[];
 export const MAX_PLAN_STEPS = 32;
 export const MAX_PARAM_LENGTH = 1000;
 const TOOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
-const PARAM_NAME = /^[a-z][a-z0-9_]{0,63}$/;
 // Control characters (C0, DEL, C1) and Unicode bidi/zero-width controls never belong in a param.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point.
 const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;
 
 /** plan_hash_b64u = base64url(SHA-256(JCS(plan))). */
