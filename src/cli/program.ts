@@ -5,9 +5,12 @@ import { isAppError } from '../errors.js';
 import { databaseTarget } from '../runtime.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
+import { agentCommands } from './agent-commands.js';
+import { bundleCommands } from './bundle-commands.js';
 import { demoCommand } from './demo-command.js';
 import { keysCommands } from './keys-commands.js';
 import { policyCommands } from './policy-commands.js';
+import { tokenCommands } from './token-commands.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('claw-approvals')
@@ -47,6 +50,9 @@ export function buildProgram(ctx: CliContext): Command {
 
   policyCommands(program, ctx);
   keysCommands(program, ctx);
+  agentCommands(program, ctx);
+  tokenCommands(program, ctx);
+  bundleCommands(program, ctx);
   demoCommand(program, ctx);
   return program;
 }
