@@ -34,3 +34,32 @@ export async function measure(fn: () => unknown | Promise<unknown>, budgetMs = 1
     samples: times.length,
   };
 }
+
+/**
+ * Times `run(input)` for `count` inputs made by `prepare()` beforehand, one at a time, so
+ * set-up cost (creating a job to approve, say) never enters the figure.
+ */
+export async function measurePrepared<T>(
+  prepare: () => Promise<T>,
+  run: (input: T) => Promise<unknown>,
+  count: number,
+): Promise<Measurement> {
+  const inputs: T[] = [];
+  for (let i = 0; i < count; i++) inputs.push(await prepare());
+  const times: number[] = [];
+  const start = performance.now();
+  for (const input of inputs) {
+    const t0 = performance.now();
+    await run(input);
+    times.push(performance.now() - t0);
+  }
+  const elapsed = performance.now() - start;
+  times.sort((a, b) => a - b);
+  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
+  return {
+    ops_per_sec: round(times.length / (elapsed / 1000), 1),
+    p50_ms: round(pct(0.5), 4),
+    p99_ms: round(pct(0.99), 4),
+    samples: times.length,
+  };
+}

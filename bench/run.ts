@@ -20,6 +20,8 @@ import { hashPolicy } from '../src/policy/hash-policy.js';
 import { PolicyService } from '../src/policy/policy-service.js';
 import { buildKeyRing } from '../src/tokens/key-ring.js';
 import { generateSigningJwk, signingKeyFromJwk } from '../src/tokens/signing-key.js';
+import { engineFor } from '../src/runtime.js';
+import { benchEngine } from './engine-bench.js';
 import { measure } from './measure.js';
 import { createScratchDatabase } from './scratch-database.js';
 
@@ -135,16 +137,33 @@ try {
   };
   await app.close();
 
+  const engine = engineFor({ db, keyRing, clock: systemClock, log, gatewaySignerDids: [] }, policies);
+  const tokens = await benchEngine(
+    engine,
+    budgetMs,
+    Number(process.argv.find((a) => a.startsWith('--samples='))?.split('=')[1] ?? 100),
+  );
+  const approval = tokens.approval_to_committed_token;
+  const raw_commit = await measure(
+    () => db.transaction().execute((trx) => sql`insert into bench_commit (v) values ('x')`.execute(trx)),
+    budgetMs,
+  );
+
   process.stdout.write(
     `${JSON.stringify(
       {
-        bench: 'claw-approvals foundation',
+        bench: 'claw-approvals core',
         at: new Date().toISOString(),
         machine: { node: process.version, cpus: os.cpus().length, platform: `${os.platform()}-${os.arch()}` },
         database: database.kind === 'postgres' ? 'postgres (DATABASE_URL)' : 'pglite (in memory)',
         budget_ms_per_figure: budgetMs,
         crypto,
         http,
+        tokens: {
+          cst_mint: tokens.cst_mint,
+          cst_introspect: tokens.cst_introspect,
+          approval_to_committed_token: { ...approval, raw_single_row_commit: raw_commit },
+        },
       },
       null,
       2,

@@ -2,7 +2,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from './clock.js';
 import type { Config } from './config.js';
-import { type DatabaseHandle, openDatabase } from './db/database.js';
+import { type Db, type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { type ChatMembership, groupsDirectory } from './approvals/directory.js';
 import { type EngineContext, JobNotifier } from './jobs/context.js';
@@ -42,18 +42,37 @@ export function policyServiceFor(rt: Runtime, opts: { readOnly?: boolean } = {})
 export const SECURITY_GROUP = 'security';
 export const VERSION = '0.1.0';
 
-/** The core engine over this runtime's state and a loaded policy service. */
-export function engineFor(rt: Runtime, policies: PolicyService, chat?: ChatMembership): EngineContext {
+export interface EngineParts {
+  db: Db;
+  keyRing: KeyRing;
+  clock: Clock;
+  log: Logger;
+  gatewaySignerDids: readonly string[];
+}
+
+/** The state of a runtime, as the engine needs it. */
+export function engineParts(rt: Runtime): EngineParts {
   return {
     db: rt.database.db,
     keyRing: rt.keyRing,
-    verifier: tokenVerifier(rt.keyRing),
-    policies,
-    directory: groupsDirectory(() => policies.current()?.groups ?? null, chat),
     clock: rt.clock,
     log: rt.log,
+    gatewaySignerDids: rt.config.gatewaySignerDids,
+  };
+}
+
+/** The core engine over opened state and a loaded policy service. */
+export function engineFor(parts: EngineParts, policies: PolicyService, chat?: ChatMembership): EngineContext {
+  return {
+    db: parts.db,
+    keyRing: parts.keyRing,
+    verifier: tokenVerifier(parts.keyRing),
+    policies,
+    directory: groupsDirectory(() => policies.current()?.groups ?? null, chat),
+    clock: parts.clock,
+    log: parts.log,
     notifier: new JobNotifier(),
-    gatewaySigners: new Set(rt.config.gatewaySignerDids),
+    gatewaySigners: new Set(parts.gatewaySignerDids),
     securityGroup: SECURITY_GROUP,
     version: VERSION,
   };

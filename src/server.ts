@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { EngineContext } from './jobs/context.js';
 import { expireDueJobs } from './jobs/revoke-job.js';
-import { engineFor, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
+import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -46,7 +46,7 @@ export async function startServer(
   const policies = policyServiceFor(runtime);
   await policies.reload();
 
-  const engine = engineFor(runtime, policies);
+  const engine = engineFor(engineParts(runtime), policies);
   const app = buildApp({ db: database.db, keyRing, policies, log, engine, adminToken: config.adminToken });
   try {
     await app.listen({ host: config.host, port: config.port });

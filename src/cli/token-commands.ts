@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { AppError } from '../errors.js';
-import { policyServiceFor, engineFor } from '../runtime.js';
+import { engineFor, engineParts, policyServiceFor } from '../runtime.js';
 import { introspectToken, revokeToken } from '../tokens/token-lifecycle.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
@@ -28,7 +28,7 @@ export function tokenCommands(
       await ctx.withRuntime(async (rt) => {
         const policies = policyServiceFor(rt, { readOnly: true });
         const r = await introspectToken(
-          engineFor(rt, policies),
+          engineFor(engineParts(rt), policies),
           compact,
           opts.audience ? { audience: opts.audience } : {},
         );
@@ -49,7 +49,7 @@ export function tokenCommands(
         throw new AppError('ERR_VALIDATION', 'give exactly one of --jti and --token-hash');
       }
       await ctx.withRuntime(async (rt) => {
-        const engine = engineFor(rt, policyServiceFor(rt, { readOnly: true }));
+        const engine = engineFor(engineParts(rt), policyServiceFor(rt, { readOnly: true }));
         const r = await revokeToken(engine, {
           ...(opts.jti ? { jti: opts.jti } : {}),
           ...(opts.tokenHash ? { tokenHash: opts.tokenHash } : {}),

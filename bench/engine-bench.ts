@@ -1,0 +1,100 @@
+import { jwtVerify, SignJWT } from 'jose';
+import { decideStep } from '../src/approvals/record-decision.js';
+import { createJob } from '../src/jobs/create-job.js';
+import type { EngineContext } from '../src/jobs/context.js';
+import { issueToken } from '../src/tokens/issue-token.js';
+import { introspectToken } from '../src/tokens/token-lifecycle.js';
+import { measure, measurePrepared } from './measure.js';
+
+// mattermost-agent-prod: its post-summary step needs ops-oncall + sec-reviewers.
+const TEAM = '9d3bnaiagttz34jro16b6815ia';
+const CHANNEL = '7sczj5rye83784zqootng6sb48';
+const REQUESTER = 'dse6eipg5ijztcxx8bhb384g5d';
+const FIRST = 'fn5tnqd3rq1k6a6rjes4egzp8n';
+const DECIDING = 'e8t3kac4ppqwfhe17uzapx175t';
+
+let roots = 0;
+async function jobAwaitingOneApproval(ctx: EngineContext): Promise<number> {
+  roots += 1;
+  const job = await createJob(ctx, {
+    origin: {
+      kind: 'mattermost',
+      teamId: TEAM,
+      channelId: CHANNEL,
+      rootPostId: `bench${String(roots).padStart(21, '0')}`,
+    },
+    requesterId: REQUESTER,
+    runbook: {
+      name: 'service-context',
+      params: { service: 'payments-api', query: 'q', notify_channel: 'payments-oncall' },
+    },
+  });
+  await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: FIRST });
+  return job.jobId;
+}
+
+/** CST mint/introspect next to raw jose, and deciding approval → committed token next to a raw commit. */
+export async function benchEngine(ctx: EngineContext, budgetMs: number, samples: number) {
+  const key = ctx.keyRing.active;
+  const scope = {
+    sub: 'agent:ops-mattermost-1',
+    aud: 'clawproxy',
+    scope: ['step:post-summary', 'tool:send_message', 'plan:x', 'proxy:call'],
+    policy_hash_b64u: 'A'.repeat(43),
+    mission_id: 'job:1',
+  };
+  const sample = await issueToken({ key, scope, issuedAt: new Date(), ttlSeconds: 900 });
+
+  const jobId = await jobAwaitingOneApproval(ctx);
+  const minted = await decideStep(ctx, { kind: 'approve', jobId, step: 'post-summary', userId: DECIDING });
+  if (minted.code !== 'QUORUM_MET') throw new Error(`bench set-up did not mint: ${minted.code}`);
+  const stored = await ctx.db
+    .selectFrom('tokens')
+    .select('compact')
+    .where('jti', '=', minted.minted!.jti)
+    .executeTakeFirstOrThrow();
+  const live = stored.compact!;
+  if (!(await introspectToken(ctx, live)).active) throw new Error('bench token is not active');
+
+  return {
+    cst_mint: {
+      what: 'issue a CST (claims, scope hash, EdDSA JWS)',
+      ours: await measure(() => issueToken({ key, scope, issuedAt: new Date(), ttlSeconds: 900 }), budgetMs),
+      raw_jose_eddsa_sign: await measure(
+        () =>
+          new SignJWT({ ...sample.claims })
+            .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: key.kid })
+            .sign(key.privateKey),
+        budgetMs,
+      ),
+    },
+    cst_introspect: {
+      what: 'introspect a live CST: strict verify + issuance row + job status (database round trips)',
+      ours: await measure(() => introspectToken(ctx, live), budgetMs),
+      ours_signature_and_claims_only: await measure(
+        () => ctx.verifier.verify(live, { now: new Date() }),
+        budgetMs,
+      ),
+      raw_jose_eddsa_verify: await measure(
+        () => jwtVerify(live, key.publicKey, { algorithms: ['EdDSA'] }),
+        budgetMs,
+      ),
+    },
+    approval_to_committed_token: {
+      what: `deciding APPROVE → quorum re-checked, CST minted and committed (one transaction), ${samples} jobs`,
+      ours: await measurePrepared(
+        () => jobAwaitingOneApproval(ctx),
+        async (id) => {
+          const r = await decideStep(ctx, {
+            kind: 'approve',
+            jobId: id,
+            step: 'post-summary',
+            userId: DECIDING,
+          });
+          if (r.code !== 'QUORUM_MET') throw new Error(`unexpected ${r.code}`);
+        },
+        samples,
+      ),
+    },
+  };
+}
