@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { DecisionKind, JobRow } from '../db/schema.js';
 import type { AppErrorCode } from '../errors.js';
@@ -53,8 +54,14 @@ export class Rejection extends Error {
   }
 }
 
+/**
+ * The earlier decision on this chat post, if any. Call it first in the deciding transaction:
+ * it holds a lock on the post id until commit, so the same post delivered twice at once (two
+ * bot replicas, a catch-up overlapping the WebSocket) is decided by one and replayed by the other.
+ */
 export async function previousDecision(db: Db, postId: string | undefined): Promise<DecisionOutcome | null> {
   if (postId === undefined) return null;
+  await sql`select pg_advisory_xact_lock(hashtextextended(${postId}, 0))`.execute(db);
   const d = await db.selectFrom('decisions').selectAll().where('post_id', '=', postId).executeTakeFirst();
   if (!d) return null;
   return {
@@ -315,7 +322,9 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
         message:
           attempt.waiting === 'simulation'
             ? `approval counted; step ${step.step_id} waits for simulation step ${attempt.simulationStep} to succeed`
-            : `approval counted; ${quorum.missing} more needed`,
+            : attempt.waiting === 'deadline'
+              ? `approval counted, but job:${job.id} expires before a token could be used; none was minted`
+              : `approval counted; ${quorum.missing} more needed`,
         jobId: job.id,
         step: step.step_id,
         replayed: false,

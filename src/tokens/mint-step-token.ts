@@ -25,7 +25,9 @@ export type MintAttempt =
   | { minted: true; token: MintedToken }
   | { minted: false; waiting: 'approvals'; quorum: QuorumResult }
   | { minted: false; waiting: 'simulation'; simulationStep: string }
-  | { minted: false; waiting: 'nothing' };
+  | { minted: false; waiting: 'nothing' }
+  /** Less than a whole second of the job is left: no token could outlive it, so none is minted. */
+  | { minted: false; waiting: 'deadline' };
 
 /** The job's pinned policy, re-verified from the registry (signature and hash) on every use. */
 export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Promise<Wpc> {
@@ -118,9 +120,10 @@ export async function tryMintStep(
   const transition = stepTransition(step.status, 'mint');
   if (!transition.ok)
     throw new AppError('ERR_STEP_STATE', `step ${step.step_id} cannot be minted from ${step.status}`);
-  const remaining = Math.floor((job.expires_at.getTime() - at.getTime()) / 1000);
+  // In whole seconds as the token states them: exp never passes the job's deadline.
+  const remaining = Math.floor(job.expires_at.getTime() / 1000) - Math.floor(at.getTime() / 1000);
   const ttl = Math.min(req.cst_ttl_seconds_max, remaining);
-  if (ttl < 1) throw new AppError('ERR_JOB_EXPIRED', `job:${job.id} has expired`);
+  if (ttl < 1) return { minted: false, waiting: 'deadline' };
 
   const issued = await issueToken({
     key: ctx.keyRing.active,
