@@ -8,6 +8,7 @@ import { bundlePayloadHash } from './seal-bundle.js';
 export type BundleFailure =
   | `BUNDLE_${EnvelopeFailure}`
   | 'BUNDLE_SIGNER_UNTRUSTED'
+  | 'BUNDLE_ISSUED_AT_MISMATCH'
   | 'BUNDLE_PAYLOAD_INVALID'
   | 'AGENT_DID_MISMATCH'
   | 'EVENT_CHAIN_INVALID'
@@ -158,6 +159,7 @@ function checkOurBindings(
   payload: Record<string, unknown>,
   runId: string | null,
   list: ChainedEvent[],
+  issuedAt: string,
 ): void {
   const metadata = isObject(payload.metadata) ? payload.metadata : {};
   const ours = metadata.claw_approvals as OurMetadata | undefined;
@@ -171,6 +173,10 @@ function checkOurBindings(
   }
   if (ours.job_id !== runId)
     throw new Failure('EVENT_RUN_ID_MISMATCH', 'metadata names another job than the event chain');
+  // issued_at is outside the signed payload; a bundle is sealed at its last event, so tie the
+  // one to the other (and thereby the date the signer's trust is judged at).
+  if (list.at(-1)?.timestamp !== issuedAt)
+    throw new Failure('BUNDLE_ISSUED_AT_MISMATCH', 'issued_at is not the time of the last event');
   const payloadOf = new Map<string, unknown>();
   for (const p of payloads) payloadOf.set(p.event_id, p.payload);
   const decoded = new Map<string, Record<string, unknown>>();
@@ -292,7 +298,7 @@ export function verifyBundle(envelope: unknown, trust: BundleTrust): BundleVerdi
       throw new Failure('AGENT_DID_MISMATCH', 'payload agent_did is not the envelope signer');
     const { runId, byHash, list } = checkChain(p.event_chain);
     const receipts = checkGatewayReceipts(p.receipts, trust, runId, byHash);
-    checkOurBindings(p, runId, list);
+    checkOurBindings(p, runId, list, env.issued_at);
     const approvals = Array.isArray(p.human_approval_receipts) ? p.human_approval_receipts.length : 0;
     return {
       ok: true,
@@ -304,6 +310,11 @@ export function verifyBundle(envelope: unknown, trust: BundleTrust): BundleVerdi
     };
   } catch (err) {
     if (err instanceof Failure) return { ok: false, reason: err.reason, message: err.message };
-    throw err;
+    // A payload of unexpected shape (a signed bundle can still hold anything): fail closed, named.
+    return {
+      ok: false,
+      reason: 'BUNDLE_PAYLOAD_INVALID',
+      message: `payload is malformed: ${err instanceof Error ? err.message : String(err)}`,
+    };
   }
 }

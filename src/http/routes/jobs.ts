@@ -17,6 +17,17 @@ const scalar = {
   anyOf: [{ type: 'string', maxLength: 4000 }, { type: 'integer' }, { type: 'boolean' }],
 } as const;
 const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+// Query strings arrive as text and the app's ajv does not coerce types, so numbers are
+// declared as digit strings and converted here.
+const DIGITS = { type: 'string', pattern: '^(0|[1-9][0-9]{0,15})$' } as const;
+
+/** `?wait=` in seconds, at most MAX_WAIT_SECONDS. */
+function waitSeconds(raw: string | undefined): number {
+  const wait = Number(raw ?? 0);
+  if (wait > MAX_WAIT_SECONDS)
+    throw new AppError('ERR_VALIDATION', `request querystring/wait must be <= ${MAX_WAIT_SECONDS}`);
+  return wait;
+}
 
 const jobViewSchema = {
   type: 'object',
@@ -210,7 +221,7 @@ export function jobRoutes(
     },
   );
 
-  app.get<{ Params: { id: string }; Querystring: { wait?: number; after?: number } }>(
+  app.get<{ Params: { id: string }; Querystring: { wait?: string; after?: string } }>(
     '/v1/jobs/:id',
     {
       schema: {
@@ -218,23 +229,20 @@ export function jobRoutes(
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: {
-            wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS },
-            after: { type: 'integer', minimum: 0 },
-          },
+          properties: { wait: DIGITS, after: DIGITS },
         },
         response: { 200: jobViewSchema, ...errors },
       },
     },
     async (req) => {
       const agent = await auth(req);
+      const wait = waitSeconds(req.query.wait);
       const jobId = Number(req.params.id);
       const job = await findJob(ctx.db, jobId);
       if (!job || job.executor !== agent.id)
         throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
-      const wait = req.query.wait ?? 0;
       if (wait > 0) {
-        const start = req.query.after ?? (await versionOf(ctx, jobId));
+        const start = req.query.after === undefined ? await versionOf(ctx, jobId) : Number(req.query.after);
         await longPoll(
           ctx,
           wait,
@@ -247,17 +255,14 @@ export function jobRoutes(
     },
   );
 
-  app.get<{ Querystring: { ready?: number; wait?: number } }>(
+  app.get<{ Querystring: { ready?: '0' | '1'; wait?: string } }>(
     '/v1/jobs',
     {
       schema: {
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: {
-            ready: { type: 'integer', enum: [0, 1] },
-            wait: { type: 'integer', minimum: 0, maximum: MAX_WAIT_SECONDS },
-          },
+          properties: { ready: { type: 'string', enum: ['0', '1'] }, wait: DIGITS },
         },
         response: {
           200: {
@@ -271,7 +276,8 @@ export function jobRoutes(
     },
     async (req) => {
       const agent = await auth(req);
-      const ready = req.query.ready === 1;
+      const ready = req.query.ready === '1';
+      const wait = waitSeconds(req.query.wait);
       const find = async () => {
         let q = ctx.db
           .selectFrom('jobs')
@@ -294,7 +300,6 @@ export function jobRoutes(
         return (await q.execute()).map((r) => r.id);
       };
       let ids = await find();
-      const wait = req.query.wait ?? 0;
       if (ids.length === 0 && wait > 0) {
         await longPoll(ctx, wait, abortOnClose(req), async () => (ids = await find()).length > 0);
       }
@@ -414,6 +419,10 @@ export function jobRoutes(
   app.post<{ Params: { id: string }; Body: { reason?: string } | undefined }>(
     '/v1/jobs/:id/close',
     {
+      // The body is optional: a bare POST closes with the default reason.
+      preValidation: async (req) => {
+        req.body ??= {};
+      },
       schema: {
         params: jobParams,
         body: {
