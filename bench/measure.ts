@@ -9,6 +9,17 @@ export interface Measurement {
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
+function summarize(times: number[], elapsedMs: number): Measurement {
+  times.sort((a, b) => a - b);
+  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
+  return {
+    ops_per_sec: round(times.length / (elapsedMs / 1000), 1),
+    p50_ms: round(pct(0.5), 4),
+    p99_ms: round(pct(0.99), 4),
+    samples: times.length,
+  };
+}
+
 /**
  * Runs `fn` one call at a time for about `budgetMs` (after a short warm-up) and reports
  * throughput and latency percentiles. Bounded in time whatever the machine does.
@@ -24,15 +35,7 @@ export async function measure(fn: () => unknown | Promise<unknown>, budgetMs = 1
     await fn();
     times.push(performance.now() - t0);
   }
-  const elapsed = performance.now() - start;
-  times.sort((a, b) => a - b);
-  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
-  return {
-    ops_per_sec: round(times.length / (elapsed / 1000), 1),
-    p50_ms: round(pct(0.5), 4),
-    p99_ms: round(pct(0.99), 4),
-    samples: times.length,
-  };
+  return summarize(times, performance.now() - start);
 }
 
 /**
@@ -53,13 +56,5 @@ export async function measurePrepared<T>(
     await run(input);
     times.push(performance.now() - t0);
   }
-  const elapsed = performance.now() - start;
-  times.sort((a, b) => a - b);
-  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
-  return {
-    ops_per_sec: round(times.length / (elapsed / 1000), 1),
-    p50_ms: round(pct(0.5), 4),
-    p99_ms: round(pct(0.99), 4),
-    samples: times.length,
-  };
+  return summarize(times, performance.now() - start);
 }
