@@ -4,7 +4,14 @@ import type { DecisionKind, JobRow } from '../db/schema.js';
 import type { AppErrorCode } from '../errors.js';
 import type { EngineContext } from '../jobs/context.js';
 import { type JobEnded, endJob } from '../jobs/end-job.js';
-import { jobSteps, setStepStatus, stepRule } from '../jobs/job-repository.js';
+import {
+  closedCode,
+  jobSteps,
+  lockExistingJob,
+  lockJob,
+  setStepStatus,
+  stepRule,
+} from '../jobs/job-repository.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { currentQuorum, type MintedToken, tryMintStep } from '../tokens/mint-step-token.js';
@@ -140,7 +147,7 @@ export async function openJobFor(
   post: PostContext | undefined,
   at: Date,
 ): Promise<{ job: JobRow; expired?: JobEnded }> {
-  const job = await trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
+  const job = await lockJob(trx, jobId);
   if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
   if (
     post &&
@@ -153,14 +160,6 @@ export async function openJobFor(
     return { job: { ...job, status: 'expired' }, expired };
   }
   return { job };
-}
-
-export function closedCode(job: JobRow): AppErrorCode {
-  return job.status === 'revoked'
-    ? 'ERR_JOB_REVOKED'
-    : job.status === 'expired'
-      ? 'ERR_JOB_EXPIRED'
-      : 'ERR_JOB_CLOSED';
 }
 
 /**
@@ -391,12 +390,7 @@ export async function withdrawApproval(
         reason: 'no counted approval on this post',
       };
     }
-    const job = await trx
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', '=', d.job_id)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
+    const job = await lockExistingJob(trx, d.job_id);
     const fresh = await trx
       .selectFrom('decisions')
       .selectAll()

@@ -8,7 +8,7 @@ import { missionId } from '../tokens/cst-claims.js';
 import { tryMintStep } from '../tokens/mint-step-token.js';
 import type { EngineContext } from './context.js';
 import { endJob, type JobEnded } from './end-job.js';
-import { jobSteps, setStepStatus } from './job-repository.js';
+import { closedCode, jobSteps, lockJob, setStepStatus } from './job-repository.js';
 import { isExpired, settledStatus, stepTransition, TERMINAL_STEP } from './state-machine.js';
 
 export const MAX_RECEIPTS_PER_RESULT = 100;
@@ -26,12 +26,7 @@ export async function withOwnOpenJob<T>(
   fn: (trx: Db, job: JobRow, at: Date) => Promise<T>,
 ): Promise<T> {
   const result = await ctx.db.transaction().execute(async (trx) => {
-    const job = await trx
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', '=', jobId)
-      .forUpdate()
-      .executeTakeFirst();
+    const job = await lockJob(trx, jobId);
     if (!job || job.executor !== agentId)
       throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
     const at = ctx.clock();
@@ -39,15 +34,7 @@ export async function withOwnOpenJob<T>(
       await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);
       return { expired: true as const };
     }
-    if (job.status !== 'open') {
-      const code =
-        job.status === 'revoked'
-          ? 'ERR_JOB_REVOKED'
-          : job.status === 'expired'
-            ? 'ERR_JOB_EXPIRED'
-            : 'ERR_JOB_CLOSED';
-      throw new AppError(code, `job:${jobId} is ${job.status}`);
-    }
+    if (job.status !== 'open') throw new AppError(closedCode(job), `job:${jobId} is ${job.status}`);
     return { expired: false as const, value: await fn(trx, job, at) };
   });
   ctx.notifier.changed(jobId);

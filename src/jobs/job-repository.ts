@@ -1,14 +1,30 @@
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow, StepStatus } from '../db/schema.js';
-import { AppError } from '../errors.js';
 import type { ApprovalRule } from '../policy/types.js';
 import type { Plan } from './plan.js';
 
-/** Reads a job and takes its row lock for the rest of the transaction: every decision about a job starts here. */
-export async function lockJob(trx: Db, jobId: number): Promise<JobRow> {
-  const job = await trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
-  if (!job) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
+/**
+ * Reads a job and takes its row lock for the rest of the transaction: every decision about a
+ * job starts here, so decisions on one job are serialized. Undefined when there is no such job.
+ */
+export async function lockJob(trx: Db, jobId: number): Promise<JobRow | undefined> {
+  return trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
+}
+
+/** `lockJob` for a job that must exist (a row referencing it was just read). */
+export async function lockExistingJob(trx: Db, jobId: number): Promise<JobRow> {
+  const job = await lockJob(trx, jobId);
+  if (!job) throw new Error(`job:${jobId} vanished while referenced`);
   return job;
+}
+
+/** The error for acting on a job that has ended. */
+export function closedCode(job: JobRow): 'ERR_JOB_REVOKED' | 'ERR_JOB_EXPIRED' | 'ERR_JOB_CLOSED' {
+  return job.status === 'revoked'
+    ? 'ERR_JOB_REVOKED'
+    : job.status === 'expired'
+      ? 'ERR_JOB_EXPIRED'
+      : 'ERR_JOB_CLOSED';
 }
 
 export async function findJob(db: Db, jobId: number): Promise<JobRow | undefined> {
@@ -35,6 +51,3 @@ export function stepRule(step: JobStepRow): ApprovalRule | null {
 export function jobPlan(job: JobRow): Plan {
   return JSON.parse(job.plan) as Plan;
 }
-
-/** Largest job id accepted from text or URLs; ids beyond it cannot exist. */
-export const MAX_JOB_ID = Number.MAX_SAFE_INTEGER;

@@ -1,5 +1,4 @@
 import {
-  closedCode,
   type DecisionOutcome,
   openJobFor,
   type PostContext,
@@ -8,6 +7,7 @@ import {
   recordDecision,
 } from '../approvals/record-decision.js';
 import type { JobRow } from '../db/schema.js';
+import { closedCode, lockExistingJob } from './job-repository.js';
 import type { EngineContext } from './context.js';
 import { endJob, type JobEnded } from './end-job.js';
 import { isExpired } from './state-machine.js';
@@ -126,12 +126,7 @@ export async function expireDueJobs(ctx: EngineContext): Promise<JobEnded[]> {
   const ended: JobEnded[] = [];
   for (const { id } of due) {
     const result = await ctx.db.transaction().execute(async (trx) => {
-      const job = await trx
-        .selectFrom('jobs')
-        .selectAll()
-        .where('id', '=', id)
-        .forUpdate()
-        .executeTakeFirstOrThrow();
+      const job = await lockExistingJob(trx, id);
       if (!isExpired(job, ctx.clock())) return null;
       return endJob(ctx, trx, job, 'expired', 'approval window elapsed', ctx.clock());
     });

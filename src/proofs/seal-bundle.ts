@@ -29,8 +29,6 @@ interface StepPlan {
   summary: string;
 }
 
-const parse = (e: JobEventRow) => JSON.parse(e.payload) as Record<string, unknown>;
-
 /**
  * Builds and signs the job's proof bundle (SPEC section 5) from what the database holds,
  * inside the transaction that ends the job. Our own parts have sorted keys; gateway receipt
@@ -62,6 +60,9 @@ export async function sealBundle(
     .orderBy('position')
     .execute();
 
+  // Each event's payload, parsed once.
+  const payloads = new Map(events.map((e) => [e, JSON.parse(e.payload) as Record<string, unknown>]));
+  const parse = (e: JobEventRow) => payloads.get(e)!;
   const created = events.find((e) => e.event_type === 'job_created');
   const planned = ((created ? parse(created).steps : []) ?? []) as StepPlan[];
   const plannedById = new Map(planned.map((s) => [s.id, s]));
@@ -136,7 +137,9 @@ export async function sealBundle(
 
   const tokenOf = new Map(tokens.map((t) => [t.step_id, t]));
   const mintEvents = new Map(
-    events.filter((e) => e.event_type === 'token_minted').map((e) => [String(parse(e).step), parse(e)]),
+    events
+      .filter((e) => e.event_type === 'token_minted')
+      .map((e) => [String(parse(e).step), parse(e)] as const),
   );
   const ours = sortKeysDeep({
     claw_approvals: {

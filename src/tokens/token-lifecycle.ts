@@ -3,6 +3,7 @@ import type { TokenRow } from '../db/schema.js';
 import { AppError, type AppErrorCode, isAppError } from '../errors.js';
 import type { EngineContext } from '../jobs/context.js';
 import { endJob } from '../jobs/end-job.js';
+import { lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { type CstClaims, tokenHash } from './cst-claims.js';
 
@@ -12,26 +13,32 @@ export type Introspection =
 
 const JOB_ID = /^job:([1-9][0-9]{0,15})$/;
 
-/**
- * Everything a token must pass besides single use: signature and claims (see verify-token),
- * then the database: issued here, for this job and step, not revoked, job still open.
- */
-async function checkToken(
+/** Signature and claims (see verify-token), and the job the token names. */
+async function verifiedClaims(
   ctx: EngineContext,
-  db: Db,
   compact: string,
   audience: string | undefined,
-): Promise<{ claims: CstClaims; row: TokenRow; jobId: number }> {
-  const now = ctx.clock();
-  const claims = await ctx.verifier.verify(compact, { now, ...(audience === undefined ? {} : { audience }) });
+): Promise<{ claims: CstClaims; jobId: number }> {
+  const claims = await ctx.verifier.verify(compact, {
+    now: ctx.clock(),
+    ...(audience === undefined ? {} : { audience }),
+  });
   const m = JOB_ID.exec(claims.mission_id);
+  if (!m) throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
+  return { claims, jobId: Number(m[1]) };
+}
+
+/**
+ * The database's part of every check besides single use: issued here, for this job and
+ * step, not revoked, job still open.
+ */
+async function issuanceRecord(db: Db, compact: string, claims: CstClaims, jobId: number): Promise<TokenRow> {
   const row = await db
     .selectFrom('tokens')
     .selectAll()
     .where('token_hash', '=', tokenHash(compact))
     .executeTakeFirst();
-  if (!m || !row) throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
-  const jobId = Number(m[1]);
+  if (!row) throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
   // The row must describe the very token presented; anything else means tampering.
   if (
     row.jti !== claims.jti ||
@@ -56,7 +63,7 @@ async function checkToken(
       `job:${jobId} is ${job.status}`,
     );
   }
-  return { claims, row, jobId };
+  return row;
 }
 
 /** Read-only check, for gateways before they act. Never throws for a bad token: it says why. */
@@ -66,7 +73,8 @@ export async function introspectToken(
   opts: { audience?: string } = {},
 ): Promise<Introspection> {
   try {
-    const { claims, row, jobId } = await checkToken(ctx, ctx.db, compact, opts.audience);
+    const { claims, jobId } = await verifiedClaims(ctx, compact, opts.audience);
+    const row = await issuanceRecord(ctx.db, compact, claims, jobId);
     if (row.redeemed_at !== null)
       return { active: false, code: 'ERR_TOKEN_REPLAYED', message: 'token was already redeemed' };
     return { active: true, claims, tokenHash: row.token_hash, jobId, step: row.step_id };
@@ -82,10 +90,12 @@ export async function redeemToken(
   compact: string,
   opts: { audience?: string } = {},
 ): Promise<{ claims: CstClaims; tokenHash: string; jobId: number; step: string }> {
-  const { claims, jobId } = await checkToken(ctx, ctx.db, compact, opts.audience);
+  const { claims, jobId } = await verifiedClaims(ctx, compact, opts.audience);
   const result = await ctx.db.transaction().execute(async (trx) => {
-    await trx.selectFrom('jobs').select('id').where('id', '=', jobId).forUpdate().executeTakeFirstOrThrow();
-    const { row } = await checkToken(ctx, trx, compact, opts.audience);
+    // Checked under the job lock, so a revoke or job end cannot slip in between.
+    if (!(await lockJob(trx, jobId)))
+      throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
+    const row = await issuanceRecord(trx, compact, claims, jobId);
     const at = ctx.clock();
     const spent = await trx
       .updateTable('tokens')
@@ -131,12 +141,7 @@ export async function revokeToken(
     throw new AppError('ERR_TOKEN_NOT_FOUND', 'no such token');
   }
   const result = await ctx.db.transaction().execute(async (trx) => {
-    const job = await trx
-      .selectFrom('jobs')
-      .selectAll()
-      .where('id', '=', found.job_id)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
+    const job = await lockExistingJob(trx, found.job_id);
     const row = await trx
       .selectFrom('tokens')
       .selectAll()
