@@ -48,6 +48,8 @@ export interface EngineParts {
   clock: Clock;
   log: Logger;
   gatewaySignerDids: readonly string[];
+  /** Base of bundle links in chat; absent in tools that post nothing. */
+  publicUrl?: string | null;
 }
 
 /** The state of a runtime, as the engine needs it. */
@@ -58,6 +60,7 @@ export function engineParts(rt: Runtime): EngineParts {
     clock: rt.clock,
     log: rt.log,
     gatewaySignerDids: rt.config.gatewaySignerDids,
+    publicUrl: rt.config.publicUrl,
   };
 }
 
@@ -75,6 +78,7 @@ export function engineFor(parts: EngineParts, policies: PolicyService, chat?: Ch
     gatewaySigners: new Set(parts.gatewaySignerDids),
     securityGroup: SECURITY_GROUP,
     version: VERSION,
+    publicUrl: parts.publicUrl ?? null,
   };
 }
 

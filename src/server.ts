@@ -6,10 +6,14 @@ import type { Config } from './config.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { EngineContext } from './jobs/context.js';
 import { expireDueJobs } from './jobs/revoke-job.js';
+import { type BotOptions, MattermostBot } from './bot/bot.js';
+import { MattermostRest } from './chat/mattermost-rest.js';
 import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
+  /** The Mattermost bot, when MATTERMOST_URL is set. */
+  bot: MattermostBot | null;
   runtime: Runtime;
   policies: PolicyService;
   engine: EngineContext;
@@ -24,12 +28,19 @@ const EXPIRY_SWEEP_MS = 10_000;
 export async function startServer(
   config: Config,
   log: Logger,
-  opts: { handleSignals?: boolean } = {},
+  opts: { handleSignals?: boolean; bot?: Partial<BotOptions> } = {},
 ): Promise<RunningServer> {
-  log.info(
-    { mode: 'api-only', mattermost: config.mattermost ? 'configured' : 'not configured' },
-    'claw-approvals starting in API-only mode: no Mattermost connection in this build',
-  );
+  if (config.mattermost) {
+    log.info(
+      { mode: 'mattermost', mattermostUrl: config.mattermost.url },
+      'claw-approvals starting with the Mattermost bot',
+    );
+  } else {
+    log.info(
+      { mode: 'api-only' },
+      'claw-approvals starting in API-only mode: MATTERMOST_URL is not set, so no chat connection',
+    );
+  }
   const runtime = await openRuntime(config, log, { createKey: true });
   const { database, keyRing } = runtime;
   log.info(
@@ -46,8 +57,44 @@ export async function startServer(
   const policies = policyServiceFor(runtime);
   await policies.reload();
 
-  const engine = engineFor(engineParts(runtime), policies);
-  const app = buildApp({ db: database.db, keyRing, policies, log, engine, adminToken: config.adminToken });
+  let bot: MattermostBot | null = null;
+  let chat: MattermostRest | undefined;
+  if (config.mattermost) {
+    let onUnauthorized = () => {};
+    let onSuccess = () => {};
+    chat = new MattermostRest({
+      url: config.mattermost.url,
+      token: config.mattermost.token,
+      log: log.child({ component: 'mattermost-rest' }),
+      onUnauthorized: () => onUnauthorized(),
+      onSuccess: () => onSuccess(),
+    });
+    const engine = engineFor(engineParts(runtime), policies, chat);
+    bot = new MattermostBot({
+      url: config.mattermost.url,
+      token: config.mattermost.token,
+      chat,
+      engine,
+      log,
+      ...opts.bot,
+    });
+    const b = bot;
+    onUnauthorized = () => b.reportUnauthorized();
+    onSuccess = () => b.reportReachable();
+  }
+  const engine = bot ? bot.engine : engineFor(engineParts(runtime), policies);
+  const readinessChecks = bot
+    ? { mattermost: async () => (bot ? bot.readiness() : { ok: false, reason: 'no bot' }) }
+    : undefined;
+  const app = buildApp({
+    db: database.db,
+    keyRing,
+    policies,
+    log,
+    engine,
+    adminToken: config.adminToken,
+    ...(readinessChecks ? { readinessChecks } : {}),
+  });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (err) {
@@ -63,12 +110,14 @@ export async function startServer(
     expireDueJobs(engine).catch((err) => log.error({ err }, 'expiry sweep failed'));
   }, EXPIRY_SWEEP_MS);
   sweep.unref();
+  bot?.start();
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(refresh);
       clearInterval(sweep);
+      await bot?.stop();
       await app.close();
       await runtime.close();
       log.info('stopped');
@@ -87,5 +136,5 @@ export async function startServer(
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   log.info({ url, publicUrl: config.publicUrl }, 'listening');
-  return { app, runtime, policies, engine, url, stop };
+  return { app, bot, runtime, policies, engine, url, stop };
 }

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { DecisionKind, JobRow } from '../db/schema.js';
 import type { AppErrorCode } from '../errors.js';
-import type { EngineContext } from '../jobs/context.js';
+import { type EngineContext, inTransaction } from '../jobs/context.js';
 import { type JobEnded, endJob } from '../jobs/end-job.js';
 import {
   closedCode,
@@ -167,8 +167,12 @@ export async function openJobFor(
  * with the job row locked: eligibility, the decision row, quorum with current memberships,
  * and, when quorum is met, the CST. Rejections are recorded too, with their reason code.
  */
-export async function decideStep(ctx: EngineContext, input: StepDecisionInput): Promise<DecisionOutcome> {
-  const outcome = await ctx.db.transaction().execute(async (trx): Promise<DecisionOutcome> => {
+export async function decideStep(
+  ctx: EngineContext,
+  input: StepDecisionInput,
+  callerTrx?: Db,
+): Promise<DecisionOutcome> {
+  const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
     const replay = await previousDecision(trx, input.post?.postId);
     if (replay) return replay;
     const at = ctx.clock();
@@ -360,12 +364,21 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
       };
     }
   });
-  if (!outcome.replayed) ctx.notifier.changed(outcome.jobId);
+  if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   ctx.log.info(
     { jobId: outcome.jobId, step: outcome.step, kind: input.kind, code: outcome.code, userId: input.userId },
     outcome.accepted ? 'decision accepted' : 'decision rejected',
   );
   return outcome;
+}
+
+export interface Withdrawal {
+  withdrawn: boolean;
+  jobId: number | null;
+  step: string | null;
+  /** Who had approved (when there was a counted approval on the post). */
+  userId?: string;
+  reason: string;
 }
 
 /**
@@ -375,8 +388,9 @@ export async function decideStep(ctx: EngineContext, input: StepDecisionInput): 
 export async function withdrawApproval(
   ctx: EngineContext,
   input: { postId: string; why: 'edited' | 'deleted' },
-): Promise<{ withdrawn: boolean; jobId: number | null; step: string | null; reason: string }> {
-  const result = await ctx.db.transaction().execute(async (trx) => {
+  callerTrx?: Db,
+): Promise<Withdrawal> {
+  const result = await inTransaction(ctx, callerTrx, async (trx): Promise<Withdrawal> => {
     const d = await trx
       .selectFrom('decisions')
       .selectAll()
@@ -424,9 +438,10 @@ export async function withdrawApproval(
       withdrawn: true,
       jobId: job.id,
       step: d.step_id,
+      userId: d.user_id,
       reason: `approval withdrawn: post ${input.why}`,
     };
   });
-  if (result.withdrawn && result.jobId !== null) ctx.notifier.changed(result.jobId);
+  if (result.withdrawn && result.jobId !== null && !callerTrx) ctx.notifier.changed(result.jobId);
   return result;
 }

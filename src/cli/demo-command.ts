@@ -5,91 +5,244 @@ import type { Command } from 'commander';
 import { didKeyFromPublicKey } from '../crypto/did-key.js';
 import { verifyEnvelope } from '../crypto/envelope.js';
 import { fromB64u, jcsHashB64u } from '../crypto/hash.js';
+import { createAgent } from '../agents/agent-keys.js';
 import { AppError } from '../errors.js';
+import { verifyBundle } from '../proofs/verify-bundle.js';
+import { startSandbox } from '../sandbox/sandbox.js';
+import { OPS_WORKSPACE, seedOpsWorkspace } from '../sandbox/seed.js';
 import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
 
+const STEP = 'post-summary';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(
+  what: string,
+  check: () => T | undefined | Promise<T | undefined>,
+  ms = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new AppError('ERR_INTERNAL', `demo: timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
 /**
- * A guided run of what this build does, on embedded defaults in a throwaway data directory:
- * start the server, load and sign the shipped policies, fetch each one back over HTTP and
- * verify it the way an outside auditor would (JWKS -> did:key -> Ed25519 over the hash).
+ * The whole product on embedded defaults: a Mattermost-compatible sandbox seeded with the
+ * workspace the shipped policies name, the bot and API on PGlite in a throwaway directory, and
+ * a demo agent on the HTTP API. A requester asks for a runbook; an outsider and the requester
+ * try to approve and are refused; two approvers from different groups approve; the CST is
+ * minted, claimed and redeemed once; the agent reports; the bundle is sealed and verified.
  */
 export function demoCommand(program: Command, ctx: CliContext): void {
   program
     .command('demo')
-    .description('start on embedded defaults, publish the shipped policies and verify them over HTTP')
-    .option('--keep', 'leave the server running and print its URLs')
+    .description('run a whole job through a local Mattermost sandbox, the bot and a demo agent')
+    .option('--keep', 'leave the sandbox, the bot and the API running and print their URLs')
     .action(async (opts: { keep?: boolean }) => {
       const base = ctx.config();
+      const say = ctx.output.out;
       const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-demo-'));
+      const log = ctx.serviceLog().child({ demo: true });
+      // The shipped policies name channels the sandbox does not have; the bot warns about each once.
+      log.level = opts.keep ? base.logLevel : 'error';
+      const sandbox = await startSandbox({ log: log.child({ component: 'sandbox' }) });
+      const ws = seedOpsWorkspace(sandbox);
       const config = {
         ...base,
         databaseUrl: null,
         dataDir,
         port: 0,
         host: '127.0.0.1',
+        mattermost: { url: sandbox.url, token: ws.botToken },
         signingKey: { kind: 'generated' as const, file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
       };
-      const log = ctx.serviceLog().child({ demo: true });
-      log.level = opts.keep ? base.logLevel : 'warn';
       const server = await startServer(config, log, { handleSignals: !!opts.keep });
-      const say = ctx.output.out;
+      server.engine.publicUrl = server.url;
+      let agentStop = false;
       try {
-        say(`claw-approvals demo — embedded PGlite in ${dataDir}, server at ${server.url}\n`);
-        const get = async (p: string) => {
-          const res = await fetch(`${server.url}${p}`);
+        say(
+          `claw-approvals demo: Mattermost sandbox at ${sandbox.url}, bot + API at ${server.url}, PGlite in ${dataDir}\n`,
+        );
+        const api = async (method: string, p: string, body?: unknown, bearer?: string) => {
+          const res = await fetch(`${server.url}${p}`, {
+            method,
+            headers: {
+              ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+              ...(bearer ? { authorization: `Bearer ${bearer}` } : {}),
+            },
+            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          });
           return { status: res.status, body: (await res.json()) as Record<string, unknown> };
         };
-        const jwks = (await get('/.well-known/jwks.json')).body as { keys: { kid: string; x: string }[] };
-        say(`1. Signing key (generated on first start, mode 0600): kid ${server.runtime.keyRing.active.kid}`);
-        say(`   did:key ${server.runtime.keyRing.active.did}\n`);
+
+        // 1. Policies, signed and served back, verified as an auditor would.
+        const jwks = (await api('GET', '/.well-known/jwks.json')).body as {
+          keys: { kid: string; x: string }[];
+        };
+        const signers = new Set(jwks.keys.map((k) => didKeyFromPublicKey(fromB64u(k.x))));
         const snap = server.policies.current();
         if (!snap) throw new AppError('ERR_INTERNAL', 'policies did not load');
-        say('2. Policies in POLICIES_DIR, validated, hashed (RFC 8785 JCS + SHA-256) and registered:');
+        say(
+          '1. Shipped policies, hashed (JCS + SHA-256), signed, fetched back from /v1/wpc and verified against JWKS:',
+        );
         for (const cand of snap.resolution.active.values()) {
-          const channels = [...snap.resolution.channels]
-            .filter(([, b]) => b.policyName === cand.name)
-            .map(([c]) => c);
-          say(`   ${cand.name.padEnd(36)} ${cand.hash}  channels: ${channels.join(', ')}`);
-        }
-        for (const p of snap.problems) say(`   problem: ${p}`);
-        say('\n3. Each policy fetched back from GET /v1/wpc/<hash> and verified offline:');
-        let failures = 0;
-        for (const cand of snap.resolution.active.values()) {
-          const { status, body } = await get(`/v1/wpc/${cand.hash}`);
-          const envelope = body.envelope as { signer_did: string };
-          const jwk = jwks.keys.find((k) => didKeyFromPublicKey(fromB64u(k.x)) === envelope?.signer_did);
-          const check = verifyEnvelope(envelope, {
+          const { status, body } = await api('GET', `/v1/wpc/${cand.hash}`);
+          const check = verifyEnvelope(body.envelope, {
             type: 'work_policy_contract',
             hashPayload: jcsHashB64u,
-            trustedSigners: new Set(jwks.keys.map((k) => didKeyFromPublicKey(fromB64u(k.x)))),
+            trustedSigners: signers,
           });
-          const ok = status === 200 && check.ok && !!jwk;
-          if (!ok) failures++;
-          say(
-            `   ${ok ? 'verified' : 'FAILED  '} ${cand.name}: HTTP ${status}, signer in JWKS as kid ${jwk?.kid ?? '-'}${check.ok ? '' : `, ${check.reason}`}`,
-          );
+          if (status !== 200 || !check.ok)
+            throw new AppError('ERR_INTERNAL', `policy ${cand.name} failed verification`);
+          say(`   verified ${cand.name.padEnd(36)} ${cand.hash.slice(0, 12)}…`);
         }
-        const tampered = await get(`/v1/wpc/${'A'.repeat(43)}`);
-        say(
-          `\n4. Unknown hash -> HTTP ${tampered.status} ${String((tampered.body.error as { code?: string })?.code)}`,
+
+        await until('the bot to connect', () => (server.bot?.readiness().ok ? true : undefined));
+        const ready = await api('GET', '/readyz');
+        say(`\n2. The bot connected to Mattermost (REST + WebSocket); /readyz -> HTTP ${ready.status}`);
+
+        // The demo agent: an API key, then claim → redeem → report for every step it may run.
+        const { key: agentKey } = await createAgent(server.runtime.database.db, {
+          id: OPS_WORKSPACE.executor,
+          description: 'demo agent',
+          at: new Date(),
+        });
+        const agentLog: string[] = [];
+        let replayAnswer = '';
+        const agent = (async () => {
+          while (!agentStop) {
+            const { status, body } = await api('GET', '/v1/jobs?ready=1&wait=1', undefined, agentKey);
+            if (status !== 200) {
+              agentLog.push(`   agent: GET /v1/jobs -> HTTP ${status}`);
+              await sleep(500);
+              continue;
+            }
+            for (const job of (body.jobs ?? []) as {
+              job_id: number;
+              steps: { id: string; token: { claimable: boolean } | null }[];
+            }[]) {
+              for (const step of job.steps.filter((s) => s.token?.claimable)) {
+                const claim = await api(
+                  'POST',
+                  `/v1/jobs/${job.job_id}/steps/${step.id}/token`,
+                  {},
+                  agentKey,
+                );
+                if (claim.status !== 200) continue;
+                const token = String(claim.body.token);
+                const redeem = await api(
+                  'POST',
+                  '/v1/tokens/redeem',
+                  { token, audience: 'clawproxy' },
+                  agentKey,
+                );
+                if (step.id === STEP) {
+                  const again = await api(
+                    'POST',
+                    '/v1/tokens/redeem',
+                    { token, audience: 'clawproxy' },
+                    agentKey,
+                  );
+                  replayAnswer = `HTTP ${again.status} ${String((again.body.error as { code?: string })?.code)}`;
+                }
+                await api(
+                  'POST',
+                  `/v1/jobs/${job.job_id}/steps/${step.id}/result`,
+                  { status: 'succeeded', summary: `${step.id} done` },
+                  agentKey,
+                );
+                agentLog.push(
+                  `   agent: claimed ${step.id} (CST ${String(claim.body.jti)}), redeemed -> HTTP ${redeem.status}, reported succeeded`,
+                );
+              }
+            }
+          }
+        })();
+
+        // 3. The conversation.
+        const post = (who: keyof typeof ws.ids, message: string, root?: string) =>
+          sandbox.createPost(ws.ids[who], {
+            channel_id: ws.channel,
+            message,
+            ...(root ? { root_id: root } : {}),
+          });
+        const reply = (root: string, includes: string) =>
+          until(`a bot reply containing "${includes}"`, () =>
+            sandbox.thread(root).find((p) => p.user_id === ws.botUserId && p.message.includes(includes)),
+          );
+        const root = post(
+          'bruno',
+          '@clawbot run service-context service=payments-api query="p99 latency since 09:00" notify_channel=payments-oncall',
         );
-        const ready = await get('/readyz');
-        say(`5. /readyz -> HTTP ${ready.status}`);
+        const plan = await reply(root.id, 'Plan for job:');
+        const jobId = Number(/^job:(\d+)$/.exec(String(plan.props.claw_job_id))?.[1]);
+        const phrase = `APPROVE job:${jobId} step:${STEP}`;
+        post('outsider', phrase, root.id);
+        await reply(root.id, '@outsider not counted');
+        post('bruno', phrase, root.id);
+        await reply(root.id, '@bruno not counted');
+        post('alice', phrase, root.id);
+        await reply(root.id, 'Approval by @alice counted');
+        post('chioma', phrase, root.id);
+        await reply(root.id, 'approved by');
+        const printThread = () => {
+          say(`\n3. The thread in ~ops-requests, as people read it:\n`);
+          for (const p of sandbox.thread(root.id)) {
+            const who = sandbox.getUser(p.user_id)?.username ?? p.user_id;
+            const reactions = sandbox.reactionsOn(p.id).map((r) => `:${r.emoji_name}:`);
+            say(
+              `   @${who}${p.user_id === ws.botUserId ? ' (bot)' : ''}${reactions.length ? `  [${reactions.join(' ')}]` : ''}`,
+            );
+            for (const line of p.message.split('\n')) say(`      ${line}`);
+            say('');
+          }
+          say('4. The demo agent, over the HTTP API:');
+          for (const l of agentLog) say(l);
+          say(`   second redeem of the ${STEP} token -> ${replayAnswer || '(not reached)'}`);
+        };
+        const ended = await reply(root.id, `job:${jobId} completed`).catch((err: unknown) => {
+          printThread();
+          throw err;
+        });
+        agentStop = true;
+        await agent;
+        printThread();
+
+        const bundleId = String(ended.props.claw_bundle_id);
+        const res = await fetch(`${server.url}/v1/bundles/${bundleId}`);
+        const envelope: unknown = await res.json();
+        const verdict = verifyBundle(envelope, {
+          trustsSigner: (did) => signers.has(did),
+          gatewaySigners: new Set(),
+        });
         say(
-          '\nMattermost conversations (plans, approvals, tokens, proof bundles) are not part of this build yet.',
+          `\n5. Proof bundle ${bundleId}: GET /v1/bundles/${bundleId} -> HTTP ${res.status}; verified offline against JWKS: ${verdict.ok ? 'OK' : `FAILED ${verdict.reason}`}`,
         );
-        if (failures)
-          throw new AppError('ERR_INTERNAL', `${failures} policy envelope(s) failed verification`);
+        if (!verdict.ok || !replayAnswer.includes('ERR_TOKEN_REPLAYED')) {
+          throw new AppError('ERR_INTERNAL', 'the demo did not end as it should');
+        }
         if (opts.keep) {
           say(
-            `\nRunning. Try:\n  curl ${server.url}/readyz\n  curl ${server.url}/.well-known/jwks.json\nCtrl-C to stop.`,
+            [
+              '\nRunning. Post as anyone through the sandbox control API, e.g.:',
+              `  curl -s ${sandbox.url}/sandbox/v1/posts -H 'content-type: application/json' -d '{"username":"grace","channel_id":"${ws.channel}","message":"@clawbot help"}'`,
+              `  curl -s ${sandbox.url}/sandbox/v1/channels/${ws.channel}/posts`,
+              `  curl -s ${server.url}/readyz`,
+              `  agent key for ${OPS_WORKSPACE.executor}: ${agentKey}`,
+              'Ctrl-C to stop.',
+            ].join('\n'),
           );
           await new Promise<never>(() => {});
         }
       } finally {
+        agentStop = true;
         if (!opts.keep) {
           await server.stop();
+          await sandbox.close();
           await fs.rm(dataDir, { recursive: true, force: true });
         }
       }

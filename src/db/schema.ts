@@ -157,6 +157,48 @@ export interface BundlesTable {
   created_at: Moment;
 }
 
+/** Chat posts the bot acted on or answered; at most once per post id. */
+export interface ChatPostsTable {
+  post_id: string;
+  channel_id: string;
+  root_id: string;
+  user_id: string;
+  action: string;
+  job_id: number | null;
+  edit_at: ColumnType<number, number | undefined, number>;
+  delete_at: ColumnType<number, number | undefined, number>;
+  handled_at: Moment;
+}
+
+export interface ChatCursorsTable {
+  channel_id: string;
+  since_ms: number;
+  updated_at: Moment;
+}
+
+/** Bot posts and reactions waiting for (or past) delivery. */
+export interface OutboxTable {
+  id: Generated<number>;
+  dedupe_key: string;
+  kind: 'post' | 'reaction';
+  job_id: number | null;
+  channel_id: string;
+  root_id: string | null;
+  message: string | null;
+  props: string | null;
+  target_post_id: string | null;
+  emoji: string | null;
+  complaint_user_id: string | null;
+  created_at: Moment;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Moment;
+  lease_until: MaybeMoment;
+  delivered_at: MaybeMoment;
+  delivered_post_id: string | null;
+  failed_at: MaybeMoment;
+  last_error: string | null;
+}
+
 export interface Database {
   wpc_registry: WpcRegistryTable;
   policy_pins: PolicyPinsTable;
@@ -168,6 +210,9 @@ export interface Database {
   job_events: JobEventsTable;
   gateway_receipts: GatewayReceiptsTable;
   bundles: BundlesTable;
+  chat_posts: ChatPostsTable;
+  chat_cursors: ChatCursorsTable;
+  outbox: OutboxTable;
 }
 
 export type WpcRegistryRow = Selectable<WpcRegistryTable>;
@@ -179,3 +224,5 @@ export type DecisionRow = Selectable<DecisionsTable>;
 export type TokenRow = Selectable<TokensTable>;
 export type JobEventRow = Selectable<JobEventsTable>;
 export type BundleRow = Selectable<BundlesTable>;
+export type OutboxRow = Selectable<OutboxTable>;
+export type ChatPostRow = Selectable<ChatPostsTable>;

@@ -8,6 +8,7 @@ import { missionId } from '../tokens/cst-claims.js';
 import { tryMintStep } from '../tokens/mint-step-token.js';
 import type { EngineContext } from './context.js';
 import { endJob, type JobEnded } from './end-job.js';
+import { announceStepResult } from '../chat/announce.js';
 import { closedCode, jobSteps, lockJob, setStepStatus } from './job-repository.js';
 import { isExpired, settledStatus, stepTransition, TERMINAL_STEP } from './state-machine.js';
 
@@ -241,6 +242,7 @@ export async function reportResult(
       },
       at,
     );
+    await announceStepResult(trx, job, step.step_id, input.status, summary, at);
     const minted: string[] = [];
     if (input.status === 'succeeded') {
       for (const s of await jobSteps(trx, job.id)) {

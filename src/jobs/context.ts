@@ -50,4 +50,19 @@ export interface EngineContext {
   securityGroup: string;
   /** Reported in bundle metadata (harness version). */
   version: string;
+  /** Base of the bundle links posted to job threads (`PUBLIC_URL`). */
+  publicUrl?: string | null;
+}
+
+/**
+ * Runs `work` in the caller's transaction when one is given (the bot records the chat post and
+ * its answers in the same commit), else in a new one. A caller that passes `trx` commits it and
+ * then notifies waiters itself.
+ */
+export function inTransaction<T>(
+  ctx: EngineContext,
+  trx: Db | undefined,
+  work: (trx: Db) => Promise<T>,
+): Promise<T> {
+  return trx ? work(trx) : ctx.db.transaction().execute(work);
 }

@@ -4,7 +4,8 @@ import { appendEvent } from '../proofs/event-chain.js';
 import { matchesPattern } from '../policy/tool-pattern.js';
 import { missionId, stepScope, tokenScopeHash } from '../tokens/cst-claims.js';
 import { type MintedToken, tryMintStep } from '../tokens/mint-step-token.js';
-import type { EngineContext } from './context.js';
+import type { Db } from '../db/database.js';
+import { type EngineContext, inTransaction } from './context.js';
 import { jobSteps } from './job-repository.js';
 import {
   type ArgValue,
@@ -46,7 +47,11 @@ export interface CreatedJob {
  * event; auto-allowed steps get their CST at once. A plan with a denied step is refused
  * whole, with every reason.
  */
-export async function createJob(ctx: EngineContext, input: CreateJobInput): Promise<CreatedJob> {
+export async function createJob(
+  ctx: EngineContext,
+  input: CreateJobInput,
+  callerTrx?: Db,
+): Promise<CreatedJob> {
   const { origin } = input;
   const binding = ctx.policies.channelPolicy(origin.channelId);
   if (!binding.open) {
@@ -122,7 +127,7 @@ export async function createJob(ctx: EngineContext, input: CreateJobInput): Prom
   const ttl = ttls.length > 0 ? Math.max(...ttls) : policy.execution.approval_rule.approval_ttl_seconds;
   const expiresAt = new Date(at.getTime() + ttl * 1000);
 
-  const result = await ctx.db.transaction().execute(async (trx) => {
+  const result = await inTransaction(ctx, callerTrx, async (trx) => {
     const job = await trx
       .insertInto('jobs')
       .values({
@@ -209,7 +214,7 @@ export async function createJob(ctx: EngineContext, input: CreateJobInput): Prom
     }
     return { job, minted };
   });
-  ctx.notifier.changed(result.job.id);
+  if (!callerTrx) ctx.notifier.changed(result.job.id);
   ctx.log.info({ jobId: result.job.id, policy: binding.policyName, steps: plan.length }, 'job created');
   return {
     jobId: result.job.id,

@@ -2,6 +2,7 @@ import type { Db } from '../db/database.js';
 import type { JobRow, JobStatus } from '../db/schema.js';
 import { appendEvent, type EventType } from '../proofs/event-chain.js';
 import { sealBundle } from '../proofs/seal-bundle.js';
+import { announceEnded } from '../chat/announce.js';
 import type { EngineContext } from './context.js';
 import { jobSteps, setStepStatus } from './job-repository.js';
 import { stepActionOnJobEnd, stepTransition, TERMINAL_JOB } from './state-machine.js';
@@ -76,6 +77,8 @@ export async function endJob(
     .set({ status, end_reason: reason, ended_at: at, updated_at: at, bundle_id: bundleId })
     .where('id', '=', job.id)
     .execute();
+  const result = { jobId: job.id, status, reason, bundleId };
+  await announceEnded(trx, job, result, ctx.publicUrl ?? null, at);
   ctx.log.info({ jobId: job.id, status, bundleId }, 'job ended');
-  return { jobId: job.id, status, reason, bundleId };
+  return result;
 }

@@ -8,7 +8,8 @@ import {
 } from '../approvals/record-decision.js';
 import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
-import type { EngineContext } from './context.js';
+import type { Db } from '../db/database.js';
+import { type EngineContext, inTransaction } from './context.js';
 import { endJob, type JobEnded } from './end-job.js';
 import { isExpired } from './state-machine.js';
 
@@ -22,9 +23,10 @@ export type Actor = { kind: 'user'; userId: string } | { kind: 'admin'; name: st
 export async function endJobByCommand(
   ctx: EngineContext,
   input: { kind: 'revoke' | 'cancel'; jobId: number; actor: Actor; reason: string; post?: PostContext },
+  callerTrx?: Db,
 ): Promise<DecisionOutcome> {
   const userId = input.actor.kind === 'user' ? input.actor.userId : `admin:${input.actor.name}`;
-  const outcome = await ctx.db.transaction().execute(async (trx): Promise<DecisionOutcome> => {
+  const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
     const replay = await previousDecision(trx, input.post?.postId);
     if (replay) return replay;
     const at = ctx.clock();
@@ -108,7 +110,7 @@ export async function endJobByCommand(
       };
     }
   });
-  if (!outcome.replayed) ctx.notifier.changed(outcome.jobId);
+  if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   return outcome;
 }
 

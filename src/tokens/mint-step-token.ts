@@ -3,6 +3,7 @@ import type { JobRow, JobStepRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import type { EngineContext } from '../jobs/context.js';
+import { announceMinted } from '../chat/announce.js';
 import { setStepStatus, stepRule } from '../jobs/job-repository.js';
 import { stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -181,16 +182,15 @@ export async function tryMintStep(
     },
     at,
   );
-  ctx.log.info({ jobId: job.id, step: step.step_id, jti: c.jti, sub: c.sub }, 'token minted');
-  return {
-    minted: true,
-    token: {
-      step: step.step_id,
-      jti: c.jti,
-      sub: c.sub,
-      expiresAt: new Date(c.exp * 1000),
-      scopeHash: c.token_scope_hash_b64u,
-      counted: quorum.counted,
-    },
+  const token: MintedToken = {
+    step: step.step_id,
+    jti: c.jti,
+    sub: c.sub,
+    expiresAt: new Date(c.exp * 1000),
+    scopeHash: c.token_scope_hash_b64u,
+    counted: quorum.counted,
   };
+  await announceMinted(trx, job, token, at);
+  ctx.log.info({ jobId: job.id, step: step.step_id, jti: c.jti, sub: c.sub }, 'token minted');
+  return { minted: true, token };
 }

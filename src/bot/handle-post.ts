@@ -1,0 +1,432 @@
+import { sql } from 'kysely';
+import type { Logger } from 'pino';
+import type { ChatPort, ChatPost, ChatUser } from '../chat/chat-port.js';
+import { complaintsSince, enqueuePost, enqueueReaction } from '../chat/outbox.js';
+import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
+import type { Db } from '../db/database.js';
+import { AppError } from '../errors.js';
+import type { EngineContext } from '../jobs/context.js';
+import { createJob } from '../jobs/create-job.js';
+import { jobView } from '../jobs/job-view.js';
+import { endJobByCommand } from '../jobs/revoke-job.js';
+import {
+  approvalCountedMessage,
+  deniedMessage,
+  helpMessage,
+  mention,
+  nearMissMessage,
+  planMessage,
+  refusalMessage,
+  statusMessage,
+  withdrawnMessage,
+} from './messages.js';
+import { type BotCommand, type Intent, routePost } from './route-post.js';
+
+export interface HandlerDeps {
+  engine: EngineContext;
+  chat: ChatPort;
+  bot: ChatUser;
+  log: Logger;
+  /** Answers to refused input per user per minute; beyond it the bot stays silent (still records). */
+  complaintsPerMinute?: number;
+}
+
+export type Handled =
+  | { outcome: 'ignored'; why: string }
+  | { outcome: 'duplicate' }
+  | { outcome: 'handled'; action: string; jobId: number | null };
+
+interface Seen {
+  edit_at: number;
+  delete_at: number;
+}
+
+/** A reply in the post's thread, queued in the deciding transaction. */
+class Replies {
+  constructor(
+    private readonly trx: Db,
+    private readonly deps: HandlerDeps,
+    private readonly post: ChatPost,
+    private readonly at: Date,
+  ) {}
+
+  get thread(): string {
+    return this.post.root_id || this.post.id;
+  }
+
+  async say(
+    key: string,
+    message: string,
+    jobId: number | null,
+    props: Record<string, string> = {},
+  ): Promise<void> {
+    await enqueuePost(
+      this.trx,
+      {
+        key,
+        jobId,
+        channelId: this.post.channel_id,
+        rootId: this.thread,
+        message,
+        props: jobId !== null ? { claw_job_id: `job:${jobId}`, ...props } : props,
+      },
+      this.at,
+    );
+  }
+
+  /** An answer to refused input: rate-limited per user, so a flood cannot make the bot spam. */
+  async complain(key: string, message: string, emoji = 'x'): Promise<boolean> {
+    const limit = this.deps.complaintsPerMinute ?? 5;
+    const recent = await complaintsSince(this.trx, this.post.user_id, new Date(this.at.getTime() - 60_000));
+    if (recent >= limit) {
+      this.deps.log.info(
+        { userId: this.post.user_id, postId: this.post.id },
+        'answer suppressed by the flood limit',
+      );
+      return false;
+    }
+    await enqueuePost(
+      this.trx,
+      {
+        key,
+        jobId: null,
+        channelId: this.post.channel_id,
+        rootId: this.thread,
+        message,
+        complaintUserId: this.post.user_id,
+      },
+      this.at,
+    );
+    await this.react(emoji, null);
+    return true;
+  }
+
+  async react(emoji: string, jobId: number | null): Promise<void> {
+    await enqueueReaction(
+      this.trx,
+      {
+        key: `react:${this.post.id}:${emoji}`,
+        jobId,
+        channelId: this.post.channel_id,
+        postId: this.post.id,
+        emoji,
+      },
+      this.at,
+    );
+  }
+}
+
+async function lockPost(trx: Db, postId: string): Promise<Seen | null> {
+  // The same lock decideStep takes: one replica handles a post, the other sees it handled.
+  await sql`select pg_advisory_xact_lock(hashtextextended(${postId}, 0))`.execute(trx);
+  const row = await trx
+    .selectFrom('chat_posts')
+    .select(['edit_at', 'delete_at'])
+    .where('post_id', '=', postId)
+    .executeTakeFirst();
+  return row ? { edit_at: Number(row.edit_at), delete_at: Number(row.delete_at) } : null;
+}
+
+async function remember(
+  trx: Db,
+  post: ChatPost,
+  action: string,
+  jobId: number | null,
+  at: Date,
+): Promise<void> {
+  await trx
+    .insertInto('chat_posts')
+    .values({
+      post_id: post.id,
+      channel_id: post.channel_id,
+      root_id: post.root_id || post.id,
+      user_id: post.user_id,
+      action,
+      job_id: jobId,
+      edit_at: post.edit_at,
+      delete_at: post.delete_at,
+      handled_at: at,
+    })
+    .execute();
+}
+
+/**
+ * Handles one observed post (a WebSocket `posted` / `post_edited` / `post_deleted`, or a REST
+ * catch-up row) exactly once: the post id is recorded in the same transaction as the decision
+ * and every answer, so a replay, an overlapping catch-up or a second replica changes nothing.
+ * Errors other than refusals (database down, Mattermost unreachable) propagate: nothing was
+ * committed, and the caller retries.
+ */
+export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Handled> {
+  const intent = routePost(post, deps.bot);
+  const edited = post.edit_at > 0 || post.delete_at > 0;
+  // Chatter that was never handled needs no database work at all; edits and deletes of handled posts do.
+  if (intent.kind === 'ignore' && !edited) return { outcome: 'ignored', why: intent.why };
+  if (intent.kind === 'ignore' && intent.why !== 'not for the bot')
+    return { outcome: 'ignored', why: intent.why };
+  if (intent.kind !== 'ignore' && !edited) {
+    const author = await deps.chat.user(post.user_id);
+    if (author.is_bot) return { outcome: 'ignored', why: 'author is a bot' };
+  }
+  const { engine } = deps;
+  const result = await engine.db.transaction().execute(async (trx): Promise<Handled> => {
+    const seen = await lockPost(trx, post.id);
+    const at = engine.clock();
+    const replies = new Replies(trx, deps, post, at);
+    if (seen) return followUp(deps, trx, post, seen, replies);
+    if (edited) {
+      if (intent.kind === 'ignore' || post.delete_at > 0)
+        return { outcome: 'ignored', why: 'edited chatter' };
+      // Never handled, already edited (the bot was down, or it was chatter edited into a command).
+      await remember(trx, post, 'edited_before_seen', null, at);
+      if (intent.kind === 'decision') {
+        const expected =
+          intent.command.kind === 'near_miss' ? intent.command.expected : post.message.trim().slice(0, 120);
+        await replies.complain(`reply:${post.id}`, nearMissMessage(post.user_id, expected, 'edited'));
+      }
+      return { outcome: 'handled', action: 'edited_before_seen', jobId: null };
+    }
+    return act(deps, trx, post, intent, replies, at);
+  });
+  if (result.outcome === 'handled' && result.jobId !== null) engine.notifier.changed(result.jobId);
+  return result;
+}
+
+/** A handled post was edited or deleted: an approval it carried is withdrawn (before minting). */
+async function followUp(
+  deps: HandlerDeps,
+  trx: Db,
+  post: ChatPost,
+  seen: Seen,
+  replies: Replies,
+): Promise<Handled> {
+  const deleted = post.delete_at > 0 && seen.delete_at === 0;
+  const edited = post.edit_at > seen.edit_at && post.delete_at === 0;
+  if (!deleted && !edited) return { outcome: 'duplicate' };
+  await trx
+    .updateTable('chat_posts')
+    .set({ edit_at: post.edit_at, delete_at: post.delete_at })
+    .where('post_id', '=', post.id)
+    .execute();
+  const why = deleted ? 'deleted' : 'edited';
+  const w = await withdrawApproval(deps.engine, { postId: post.id, why }, trx);
+  if (w.withdrawn && w.jobId !== null && w.step !== null && w.userId) {
+    await replies.say(
+      `${why}:${post.id}:${post.edit_at}:${post.delete_at}`,
+      withdrawnMessage(w.jobId, w.step, w.userId, why),
+      w.jobId,
+    );
+    return { outcome: 'handled', action: `approval_withdrawn_${why}`, jobId: w.jobId };
+  }
+  if (edited && routePost(post, deps.bot).kind === 'decision') {
+    await replies.complain(
+      `edit:${post.id}:${post.edit_at}`,
+      nearMissMessage(post.user_id, post.message.trim().slice(0, 120), 'edited'),
+    );
+  }
+  return { outcome: 'handled', action: `${why}_noted`, jobId: w.jobId };
+}
+
+async function act(
+  deps: HandlerDeps,
+  trx: Db,
+  post: ChatPost,
+  intent: Intent,
+  replies: Replies,
+  at: Date,
+): Promise<Handled> {
+  const ctx: PostContext = { postId: post.id, channelId: post.channel_id, rootId: post.root_id || post.id };
+  const reply = `reply:${post.id}`;
+  if (intent.kind === 'ignore') return { outcome: 'ignored', why: intent.why };
+  if (intent.kind === 'mention') return mentioned(deps, trx, post, intent.command, replies, at);
+  const c = intent.command;
+  if (c.kind === 'near_miss') {
+    await remember(trx, post, 'near_miss', null, at);
+    await replies.complain(reply, nearMissMessage(post.user_id, c.expected, c.reason));
+    return { outcome: 'handled', action: 'near_miss', jobId: null };
+  }
+  const outcome =
+    c.kind === 'revoke'
+      ? await endJobByCommand(
+          deps.engine,
+          {
+            kind: 'revoke',
+            jobId: c.jobId,
+            actor: { kind: 'user', userId: post.user_id },
+            reason: c.reason,
+            post: ctx,
+          },
+          trx,
+        )
+      : await decideStep(
+          deps.engine,
+          {
+            kind: c.kind,
+            jobId: c.jobId,
+            step: c.step,
+            userId: post.user_id,
+            post: ctx,
+            ...(c.kind === 'deny' ? { reason: c.reason } : {}),
+          },
+          trx,
+        );
+  const jobId = outcome.accepted || outcome.ended ? outcome.jobId : null;
+  await remember(trx, post, `${c.kind}:${outcome.code}`, outcome.replayed ? null : jobId, at);
+  if (outcome.replayed) return { outcome: 'duplicate' };
+  if (!outcome.accepted) {
+    await replies.complain(reply, refusalMessage(outcome.code, outcome.message, post.user_id));
+    return { outcome: 'handled', action: outcome.code, jobId };
+  }
+  if (outcome.code === 'APPROVAL_COUNTED' && outcome.missing) {
+    await replies.react('white_check_mark', outcome.jobId);
+    await replies.say(
+      reply,
+      approvalCountedMessage(outcome.jobId, c.kind === 'revoke' ? '' : c.step, post.user_id, outcome.missing),
+      outcome.jobId,
+    );
+  } else if (outcome.code === 'QUORUM_MET') {
+    // The mint announcement (engine, same transaction) is the reply.
+    await replies.react('white_check_mark', outcome.jobId);
+  } else if (outcome.code === 'STEP_DENIED' && c.kind === 'deny') {
+    await replies.react('no_entry', outcome.jobId);
+    await replies.say(reply, deniedMessage(outcome.jobId, c.step, post.user_id, c.reason), outcome.jobId);
+  } else if (outcome.code === 'JOB_REVOKED' && c.kind === 'revoke') {
+    await replies.react('rotating_light', outcome.jobId);
+    await replies.say(
+      reply,
+      `:rotating_light: job:${outcome.jobId} revoked by ${mention(post.user_id)}: ${c.reason}. Its unredeemed tokens are revoked.`,
+      outcome.jobId,
+    );
+  }
+  return { outcome: 'handled', action: outcome.code, jobId: outcome.jobId };
+}
+
+async function mentioned(
+  deps: HandlerDeps,
+  trx: Db,
+  post: ChatPost,
+  cmd: BotCommand,
+  replies: Replies,
+  at: Date,
+): Promise<Handled> {
+  const reply = `reply:${post.id}`;
+  const { engine } = deps;
+  switch (cmd.kind) {
+    case 'help':
+      await remember(trx, post, 'help', null, at);
+      await replies.say(reply, helpMessage(deps.bot.username), null);
+      return { outcome: 'handled', action: 'help', jobId: null };
+    case 'unknown':
+      await remember(trx, post, 'unknown', null, at);
+      await replies.complain(
+        reply,
+        `I did not understand "${cmd.text.replace(/[`\r\n]/g, ' ')}".\n\n${helpMessage(deps.bot.username)}`,
+        'question',
+      );
+      return { outcome: 'handled', action: 'unknown', jobId: null };
+    case 'status': {
+      await remember(trx, post, 'status', null, at);
+      const job =
+        cmd.jobId === null
+          ? null
+          : await trx.selectFrom('jobs').selectAll().where('id', '=', cmd.jobId).executeTakeFirst();
+      // A job's details are shown only in its own channel.
+      if (!job || job.channel_id !== post.channel_id) {
+        await replies.complain(
+          reply,
+          cmd.jobId === null ? 'Usage: `status job:<n>`' : `There is no job:${cmd.jobId} in this channel.`,
+          'question',
+        );
+        return { outcome: 'handled', action: 'status_refused', jobId: null };
+      }
+      await replies.say(reply, statusMessage(await jobView(trx, job)), job.id);
+      return { outcome: 'handled', action: 'status', jobId: null };
+    }
+    case 'cancel': {
+      if (cmd.jobId === null) {
+        await remember(trx, post, 'cancel_usage', null, at);
+        await replies.complain(reply, 'Usage: `cancel job:<n> [reason]`', 'question');
+        return { outcome: 'handled', action: 'cancel_usage', jobId: null };
+      }
+      const ctx: PostContext = {
+        postId: post.id,
+        channelId: post.channel_id,
+        rootId: post.root_id || post.id,
+      };
+      const o = await endJobByCommand(
+        engine,
+        {
+          kind: 'cancel',
+          jobId: cmd.jobId,
+          actor: { kind: 'user', userId: post.user_id },
+          reason: cmd.reason || 'cancelled in chat',
+          post: ctx,
+        },
+        trx,
+      );
+      await remember(trx, post, `cancel:${o.code}`, o.accepted ? o.jobId : null, at);
+      if (o.replayed) return { outcome: 'duplicate' };
+      if (!o.accepted) await replies.complain(reply, refusalMessage(o.code, o.message, post.user_id));
+      else await replies.react('white_check_mark', o.jobId);
+      return { outcome: 'handled', action: `cancel:${o.code}`, jobId: o.accepted ? o.jobId : null };
+    }
+    case 'run':
+      return run(deps, trx, post, cmd, replies, at);
+  }
+}
+
+async function run(
+  deps: HandlerDeps,
+  trx: Db,
+  post: ChatPost,
+  cmd: Extract<BotCommand, { kind: 'run' }>,
+  replies: Replies,
+  at: Date,
+): Promise<Handled> {
+  const reply = `reply:${post.id}`;
+  const refuse = async (action: string, message: string) => {
+    await remember(trx, post, action, null, at);
+    await replies.complain(reply, `${mention(post.user_id)} no job: ${message}`);
+    return { outcome: 'handled' as const, action, jobId: null };
+  };
+  if (cmd.problems.length > 0) return refuse('run_invalid', cmd.problems.join('; '));
+  const channel = await deps.chat.channel(post.channel_id);
+  if (channel.type === 'D' || channel.type === 'G')
+    return refuse('run_direct', 'jobs are requested in an allowlisted channel, not in direct messages');
+  const root = post.root_id || post.id;
+  const existing = await trx
+    .selectFrom('jobs')
+    .select('id')
+    .where('channel_id', '=', post.channel_id)
+    .where('root_post_id', '=', root)
+    .executeTakeFirst();
+  if (existing)
+    return refuse(
+      'run_thread_taken',
+      `this thread already belongs to job:${existing.id}; start a new thread`,
+    );
+  let created;
+  try {
+    created = await createJob(
+      deps.engine,
+      {
+        origin: { kind: 'mattermost', teamId: channel.team_id, channelId: post.channel_id, rootPostId: root },
+        requesterId: post.user_id,
+        runbook: { name: cmd.runbook, params: cmd.params },
+      },
+      trx,
+    );
+  } catch (err) {
+    // Refusals are decided before createJob writes anything, so the transaction is still good.
+    if (!(err instanceof AppError)) throw err;
+    return refuse(`run:${err.code}`, `${err.message} (${err.code})`);
+  }
+  await remember(trx, post, 'run', created.jobId, at);
+  await replies.say(
+    reply,
+    planMessage({ ...created, requesterId: post.user_id, runbook: cmd.runbook, params: cmd.params }),
+    created.jobId,
+    { claw_plan_hash: created.planHash, claw_policy_hash: created.policyHash },
+  );
+  return { outcome: 'handled', action: 'run', jobId: created.jobId };
+}

@@ -1,0 +1,189 @@
+import mattermost from '@mattermost/client';
+import type { Logger } from 'pino';
+import {
+  asChatPost,
+  type ChatChannel,
+  type ChatPort,
+  type ChatPost,
+  type ChatUser,
+  type NewPost,
+} from './chat-port.js';
+import { backoffMs, ChatError, chatErrorFrom } from './chat-error.js';
+
+const { Client4 } = mattermost;
+type Client = InstanceType<typeof Client4>;
+
+interface FetchResult {
+  response: Response;
+  headers: Map<string, string>;
+  data: unknown;
+}
+type Fetcher = (url: string, options: Record<string, unknown>) => Promise<FetchResult>;
+
+/**
+ * Client4 resolves to the body and, on failure, throws a `ClientError` without the HTTP status
+ * or headers (a plain-text 429 arrives with an empty message). It has no response hook, so we
+ * wrap its single fetch function: every call then either returns the body or throws a
+ * `ChatError` that knows the status and the server's `Retry-After`.
+ */
+function classifyingClient(url: string, token: string): Client {
+  const client = new Client4();
+  client.setUrl(url.replace(/\/+$/, ''));
+  client.setToken(token);
+  client.setIncludeCookies(false);
+  client.setUserAgent('claw-approvals');
+  const internals = client as unknown as { doFetchWithResponse: Fetcher };
+  const inner = internals.doFetchWithResponse;
+  internals.doFetchWithResponse = async (target, options) => {
+    let result: FetchResult;
+    try {
+      result = await inner(target, { ...options, ignoreStatus: true });
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new ChatError('network', `cannot reach Mattermost: ${detail}`, null, null, null, { cause: err });
+    }
+    if (result.response.ok) return result;
+    const get = (name: string) => result.response.headers.get(name);
+    throw chatErrorFrom(result.response.status, get, result.data);
+  };
+  return client;
+}
+
+export interface RestOptions {
+  url: string;
+  token: string;
+  log: Logger;
+  /** Tries per call for retryable failures (429, 5xx, network); each waits per backoff or Retry-After. */
+  attempts?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Called with every auth failure, so readiness can turn red. */
+  onUnauthorized?: (err: ChatError) => void;
+  onSuccess?: () => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The chat port over Mattermost REST v4 (`@mattermost/client`), with retries and a user cache. */
+export class MattermostRest implements ChatPort {
+  private readonly client: Client;
+  private readonly users = new Map<string, { user: ChatUser; at: number }>();
+  private readonly channels = new Map<string, ChatChannel>();
+  private readonly attempts: number;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+
+  constructor(private readonly opts: RestOptions) {
+    this.client = classifyingClient(opts.url, opts.token);
+    this.attempts = opts.attempts ?? 4;
+    this.minBackoffMs = opts.minBackoffMs ?? 250;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
+  }
+
+  /** Runs one REST call, retrying what the server says is temporary. */
+  async call<T>(what: string, fn: (c: Client) => Promise<T>, attempts = this.attempts): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await fn(this.client);
+        this.opts.onSuccess?.();
+        return result;
+      } catch (err) {
+        const e =
+          err instanceof ChatError
+            ? err
+            : new ChatError('network', `Mattermost call failed: ${String(err)}`, null, null, null, {
+                cause: err,
+              });
+        if (e.kind === 'unauthorized') this.opts.onUnauthorized?.(e);
+        if (!e.retryable || attempt + 1 >= attempts) throw e;
+        const wait = Math.min(
+          this.maxBackoffMs * 6,
+          e.retryAfterMs ?? backoffMs(attempt, this.minBackoffMs, this.maxBackoffMs),
+        );
+        this.opts.log.warn(
+          { call: what, kind: e.kind, status: e.status, waitMs: wait },
+          'Mattermost call failed; retrying',
+        );
+        await sleep(wait);
+      }
+    }
+  }
+
+  async me(): Promise<ChatUser> {
+    const u = await this.call('getMe', (c) => c.getMe());
+    return toUser(u);
+  }
+
+  async user(id: string): Promise<ChatUser> {
+    const hit = this.users.get(id);
+    if (hit && Date.now() - hit.at < 10 * 60_000) return hit.user;
+    const user = toUser(await this.call('getUser', (c) => c.getUser(id)));
+    this.users.set(id, { user, at: Date.now() });
+    return user;
+  }
+
+  async channel(id: string): Promise<ChatChannel> {
+    const hit = this.channels.get(id);
+    if (hit) return hit;
+    const ch = await this.call('getChannel', (c) => c.getChannel(id));
+    const channel: ChatChannel = {
+      id: ch.id,
+      team_id: ch.team_id ?? '',
+      type: ch.type,
+      name: ch.name,
+      display_name: ch.display_name,
+    };
+    this.channels.set(id, channel);
+    return channel;
+  }
+
+  async postsSince(channelId: string, sinceMs: number): Promise<ChatPost[]> {
+    const list = await this.call('getPostsSince', (c) => c.getPostsSince(channelId, sinceMs));
+    const posts = Object.values(list.posts ?? {}).flatMap((p) => {
+      const post = asChatPost(p);
+      return post && post.channel_id === channelId ? [post] : [];
+    });
+    return posts.sort((a, b) => a.update_at - b.update_at || a.create_at - b.create_at);
+  }
+
+  async createPost(post: NewPost): Promise<ChatPost> {
+    // One try here: the outbox owns retries, and checks for an earlier success before resending.
+    const created = await this.call('createPost', (c) => c.createPost(post), 1);
+    const parsed = asChatPost(created);
+    if (!parsed) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
+    return parsed;
+  }
+
+  async addReaction(userId: string, postId: string, emoji: string): Promise<void> {
+    await this.call('addReaction', (c) => c.addReaction(userId, postId, emoji), 1);
+  }
+
+  async isChannelMember(userId: string, channelId: string): Promise<boolean> {
+    try {
+      await this.call('getChannelMember', (c) => c.getChannelMember(channelId, userId), 2);
+      return true;
+    } catch (err) {
+      // 404: not a member. Anything else means we cannot tell, and the decision must not pass.
+      if (err instanceof ChatError && err.kind === 'not_found') return false;
+      throw err;
+    }
+  }
+
+  async isGroupMember(userId: string, groupId: string): Promise<boolean> {
+    const perPage = 200;
+    for (let page = 0; page < 50; page++) {
+      const members = await this.call(
+        'getProfilesInGroup',
+        (c) => c.getProfilesInGroup(groupId, page, perPage),
+        2,
+      );
+      if (members.some((m) => m.id === userId)) return true;
+      if (members.length < perPage) return false;
+    }
+    throw new ChatError('rejected', `group ${groupId} has too many members to check`);
+  }
+}
+
+function toUser(u: { id: string; username: string; is_bot?: boolean; delete_at?: number }): ChatUser {
+  return { id: u.id, username: u.username, is_bot: u.is_bot === true, delete_at: u.delete_at ?? 0 };
+}

@@ -1,0 +1,178 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { Db } from '../db/database.js';
+import type { OutboxRow } from '../db/schema.js';
+import { MENTION_TOKEN } from '../bot/messages.js';
+import type { ChatPort } from './chat-port.js';
+import { backoffMs, ChatError } from './chat-error.js';
+import { leaseDue, markDelivered, markFailed, markRetry } from './outbox.js';
+
+/** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
+export const OUTBOX_KEY_PROP = 'claw_outbox_key';
+
+export interface DeliveryOptions {
+  db: Db;
+  chat: ChatPort;
+  botUserId: string;
+  clock: Clock;
+  log: Logger;
+  /** Poll for rows written by other processes (API replicas, the expiry sweep) this often. */
+  pollMs?: number;
+  leaseMs?: number;
+  batch?: number;
+}
+
+/**
+ * Delivers outbox rows in order, after the transaction that wrote them committed. A row is
+ * leased, sent, then marked delivered; if the process dies in between, the lease runs out and
+ * the next attempt first looks in the channel for a bot post carrying the same outbox key, so
+ * a message is neither lost nor posted twice. 429s, 5xx and network errors pause delivery
+ * (keeping thread order) with backoff or the server's Retry-After; other refusals are final.
+ */
+export class OutboxDelivery {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private again = false;
+  private stopped = true;
+  private pauseUntil = 0;
+  private failures = 0;
+  delivered = 0;
+
+  constructor(private readonly opts: DeliveryOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    this.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+  }
+
+  /** Something was enqueued: deliver now (or right after the pass in progress). */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.running = this.pass()
+      .catch((err: unknown) => this.opts.log.error({ err }, 'outbox delivery pass failed'))
+      .finally(() => {
+        this.running = null;
+        if (this.stopped) return;
+        const now = this.opts.clock().getTime();
+        const wait =
+          this.again && now >= this.pauseUntil
+            ? 0
+            : Math.max(this.pauseUntil - now, this.again ? 0 : (this.opts.pollMs ?? 1000));
+        this.again = false;
+        this.timer = setTimeout(() => this.wake(), wait);
+        this.timer.unref();
+      });
+  }
+
+  /** Delivers everything due now; resolves when nothing is left or delivery must pause. */
+  async pass(): Promise<void> {
+    if (this.opts.clock().getTime() < this.pauseUntil) return;
+    for (;;) {
+      const rows = await leaseDue(
+        this.opts.db,
+        this.opts.clock(),
+        this.opts.leaseMs ?? 30_000,
+        this.opts.batch ?? 20,
+      );
+      if (rows.length === 0) return;
+      for (const row of rows) {
+        if (this.stopped) return;
+        const ok = await this.deliver(row);
+        if (!ok) {
+          // Give the rest of the batch back: thread order matters more than throughput.
+          const rest = rows.filter((r) => r.id > row.id);
+          for (const r of rest)
+            await markRetry(
+              this.opts.db,
+              r.id,
+              new Date(this.pauseUntil),
+              'waiting behind an earlier message',
+            );
+          return;
+        }
+      }
+    }
+  }
+
+  private async deliver(row: OutboxRow): Promise<boolean> {
+    const { db, chat, log } = this.opts;
+    try {
+      if (row.kind === 'reaction') {
+        await chat.addReaction(this.opts.botUserId, row.target_post_id!, row.emoji!);
+        await markDelivered(db, row.id, null, this.opts.clock());
+      } else {
+        const earlier = row.attempts > 1 ? await this.findEarlier(row) : null;
+        const postId =
+          earlier ??
+          (
+            await chat.createPost({
+              channel_id: row.channel_id,
+              ...(row.root_id ? { root_id: row.root_id } : {}),
+              message: await this.render(row.message!),
+              props: {
+                ...(JSON.parse(row.props ?? '{}') as Record<string, string>),
+                [OUTBOX_KEY_PROP]: row.dedupe_key,
+              },
+            })
+          ).id;
+        await markDelivered(db, row.id, postId, this.opts.clock());
+        if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
+      }
+      this.delivered++;
+      this.failures = 0;
+      return true;
+    } catch (err) {
+      const e = err instanceof ChatError ? err : null;
+      if (e && !e.retryable && e.kind !== 'unauthorized') {
+        log.error(
+          { outboxId: row.id, kind: e.kind, status: e.status, err: e.message },
+          'outbox row refused by Mattermost; not retrying',
+        );
+        await markFailed(db, row.id, this.opts.clock(), e.message);
+        return true;
+      }
+      const wait = e?.retryAfterMs ?? backoffMs(this.failures++, 500, 30_000);
+      this.pauseUntil = this.opts.clock().getTime() + wait;
+      log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
+      await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
+      return false;
+    }
+  }
+
+  /** A bot post with this row's key, if an earlier attempt succeeded before it could be marked. */
+  private async findEarlier(row: OutboxRow): Promise<string | null> {
+    const since = row.created_at.getTime() - 10 * 60_000;
+    const posts = await this.opts.chat.postsSince(row.channel_id, since);
+    const hit = posts.find(
+      (p) => p.user_id === this.opts.botUserId && p.props[OUTBOX_KEY_PROP] === row.dedupe_key,
+    );
+    return hit?.id ?? null;
+  }
+
+  /** `<@user id>` becomes `@username`; an unknown id stays visible as an id, never guessed. */
+  private async render(message: string): Promise<string> {
+    const ids = [...new Set([...message.matchAll(MENTION_TOKEN)].map((m) => m[1]!))];
+    const names = new Map<string, string>();
+    for (const id of ids) {
+      try {
+        names.set(id, `@${(await this.opts.chat.user(id)).username}`);
+      } catch (err) {
+        if (err instanceof ChatError && err.retryable) throw err;
+        names.set(id, `user ${id}`);
+      }
+    }
+    return message.replace(MENTION_TOKEN, (_, id: string) => names.get(id) ?? `user ${id}`);
+  }
+}

@@ -1,0 +1,142 @@
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
+import type { OutboxRow } from '../db/schema.js';
+
+/**
+ * The outbox: every bot post and reaction is a row written in the transaction that decided
+ * it, and delivered to Mattermost after commit (`outbox-delivery.ts`). `dedupe_key` names what
+ * the message is about, so the same answer can never be queued twice.
+ */
+export interface OutboxPost {
+  key: string;
+  jobId: number | null;
+  channelId: string;
+  /** Thread root; null posts at the top of the channel (DM answers). */
+  rootId: string | null;
+  message: string;
+  props?: Record<string, string>;
+  /** Set on answers to refused or malformed input: these are rate-limited per user. */
+  complaintUserId?: string;
+}
+
+export async function enqueuePost(trx: Db, post: OutboxPost, at: Date): Promise<boolean> {
+  const inserted = await trx
+    .insertInto('outbox')
+    .values({
+      dedupe_key: post.key,
+      kind: 'post',
+      job_id: post.jobId,
+      channel_id: post.channelId,
+      root_id: post.rootId,
+      message: post.message,
+      props: JSON.stringify(post.props ?? {}),
+      complaint_user_id: post.complaintUserId ?? null,
+      created_at: at,
+      next_attempt_at: at,
+    })
+    .onConflict((oc) => oc.column('dedupe_key').doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return inserted !== undefined;
+}
+
+export async function enqueueReaction(
+  trx: Db,
+  r: { key: string; jobId: number | null; channelId: string; postId: string; emoji: string },
+  at: Date,
+): Promise<void> {
+  await trx
+    .insertInto('outbox')
+    .values({
+      dedupe_key: r.key,
+      kind: 'reaction',
+      job_id: r.jobId,
+      channel_id: r.channelId,
+      target_post_id: r.postId,
+      emoji: r.emoji,
+      created_at: at,
+      next_attempt_at: at,
+    })
+    .onConflict((oc) => oc.column('dedupe_key').doNothing())
+    .execute();
+}
+
+/** How many complaint answers this user was sent since `since` (the flood limit's window). */
+export async function complaintsSince(trx: Db, userId: string, since: Date): Promise<number> {
+  const row = await trx
+    .selectFrom('outbox')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('complaint_user_id', '=', userId)
+    .where('created_at', '>', since)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/**
+ * Leases up to `limit` due rows, oldest first. `skip locked` and the lease let several bot
+ * replicas deliver from one table without sending a row twice; a lease that runs out (its
+ * holder died) makes the row due again.
+ */
+export async function leaseDue(db: Db, at: Date, leaseMs: number, limit: number): Promise<OutboxRow[]> {
+  return db.transaction().execute(async (trx) => {
+    const due = await trx
+      .selectFrom('outbox')
+      .select('id')
+      .where('delivered_at', 'is', null)
+      .where('failed_at', 'is', null)
+      .where('next_attempt_at', '<=', at)
+      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', at)]))
+      .orderBy('id')
+      .limit(limit)
+      .forUpdate()
+      .skipLocked()
+      .execute();
+    if (due.length === 0) return [];
+    return trx
+      .updateTable('outbox')
+      .set({ lease_until: new Date(at.getTime() + leaseMs), attempts: sql<number>`attempts + 1` })
+      .where(
+        'id',
+        'in',
+        due.map((d) => d.id),
+      )
+      .returningAll()
+      .execute()
+      .then((rows) => rows.sort((a, b) => a.id - b.id));
+  });
+}
+
+export async function markDelivered(db: Db, id: number, postId: string | null, at: Date): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({ delivered_at: at, delivered_post_id: postId, lease_until: null, last_error: null })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function markRetry(db: Db, id: number, next: Date, error: string): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({ next_attempt_at: next, lease_until: null, last_error: error.slice(0, 500) })
+    .where('id', '=', id)
+    .execute();
+}
+
+export async function markFailed(db: Db, id: number, at: Date, error: string): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({ failed_at: at, lease_until: null, last_error: error.slice(0, 500) })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Rows not yet delivered (for readiness and tests). */
+export async function pendingCount(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('outbox')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('delivered_at', 'is', null)
+    .where('failed_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}

@@ -1,0 +1,52 @@
+import { appError, permissionError } from '../app-error.js';
+import { serializeGroup } from './groups.js';
+import type { Exchange } from './http.js';
+import { requireId, requireUsername, route, type Route } from './route.js';
+import { userJson } from '../serialize.js';
+import type { SandboxApp } from '../app.js';
+
+function getUser(ex: Exchange, app: SandboxApp): void {
+  const id = requireId(ex, 'user_id');
+  const user = app.store.users.get(id);
+  if (!user) throw appError('app.user.missing_account.const', 404);
+  ex.sendJson(200, userJson(user, id === ex.userId));
+}
+
+function getUserByUsername(ex: Exchange, app: SandboxApp): void {
+  const user = app.store.userByUsername(requireUsername(ex));
+  if (!user) throw appError('app.user.get_by_username.app_error', 404);
+  ex.sendJson(200, userJson(user, user.id === ex.userId));
+}
+
+/** GET /users: only the `in_group` filter is modelled; profiles are sorted by username. */
+function getUsers(ex: Exchange, app: SandboxApp): void {
+  const { page, perPage } = ex.paging();
+  let users = [...app.store.users.values()];
+  const inGroup = ex.query('in_group');
+  if (inGroup !== '') {
+    const group = app.store.groups.get(inGroup);
+    users = group ? users.filter((u) => group.members.has(u.id)) : [];
+  }
+  users.sort((a, b) => (a.username < b.username ? -1 : a.username > b.username ? 1 : 0));
+  ex.sendJson(
+    200,
+    users.slice(page * perPage, page * perPage + perPage).map((u) => userJson(u, u.id === ex.userId)),
+  );
+}
+
+/** GET /users/{user_id}/groups: yourself, or with manage_system. */
+function getGroupsForUser(ex: Exchange, app: SandboxApp): void {
+  const id = requireId(ex, 'user_id');
+  if (id !== ex.userId && !app.store.isSystemAdmin(ex.userId)) throw permissionError();
+  const groups = [...app.store.groups.values()]
+    .filter((g) => g.members.has(id))
+    .map((g) => serializeGroup(g));
+  ex.sendJson(200, groups);
+}
+
+export const userRoutes: Route[] = [
+  route('GET', '/api/v4/users', getUsers),
+  route('GET', '/api/v4/users/username/{username}', getUserByUsername),
+  route('GET', '/api/v4/users/{user_id}', getUser),
+  route('GET', '/api/v4/users/{user_id}/groups', getGroupsForUser),
+];
