@@ -21,6 +21,7 @@ import { PolicyService } from '../src/policy/policy-service.js';
 import { buildKeyRing } from '../src/tokens/key-ring.js';
 import { generateSigningJwk, signingKeyFromJwk } from '../src/tokens/signing-key.js';
 import { engineFor } from '../src/runtime.js';
+import { benchBot } from './bot-bench.js';
 import { benchEngine } from './engine-bench.js';
 import { measure } from './measure.js';
 import { createScratchDatabase } from './scratch-database.js';
@@ -108,6 +109,15 @@ try {
   const log = createLogger('silent');
   const policies = new PolicyService({ db, keyRing, clock: systemClock, log, policiesDir });
   await policies.reload();
+  // First, on the fresh database: the bot through the sandbox (later figures leave jobs behind).
+  const bot = await benchBot({
+    db,
+    keyRing,
+    policies,
+    log,
+    rounds: Number(process.argv.find((a) => a.startsWith('--bot-rounds='))?.split('=')[1] ?? 3),
+    chatter: Number(process.argv.find((a) => a.startsWith('--chatter='))?.split('=')[1] ?? 2000),
+  });
   const app = buildApp({ db, keyRing, policies, log });
   await app.ready();
   await sql`create temporary table if not exists bench_commit (id serial primary key, v text not null)`.execute(
@@ -163,6 +173,10 @@ try {
           cst_mint: tokens.cst_mint,
           cst_introspect: tokens.cst_introspect,
           approval_to_committed_token: { ...approval, raw_single_row_commit: raw_commit },
+        },
+        bot: {
+          ...bot,
+          raw_single_row_commit: raw_commit,
         },
       },
       null,

@@ -28,15 +28,19 @@ export function groupsDirectory(groups: () => GroupsFile | null, chat?: ChatMemb
       if (!file) return result;
       for (const name of candidates) {
         if (!Object.hasOwn(file.groups, name)) continue;
-        for (const member of file.groups[name]!.members) {
+        const members = file.groups[name]!.members;
+        // Listed user ids first: no I/O, and a listed person never depends on the chat server.
+        if (members.some((m) => m.user_id === userId)) {
+          result.add(name);
+          continue;
+        }
+        for (const member of members) {
           const matched =
-            member.user_id !== undefined
-              ? member.user_id === userId
-              : member.mattermost_group !== undefined
-                ? chat !== undefined && (await chat.isGroupMember(userId, member.mattermost_group))
-                : member.mattermost_channel !== undefined
-                  ? chat !== undefined && (await chat.isChannelMember(userId, member.mattermost_channel))
-                  : false;
+            member.mattermost_group !== undefined
+              ? chat !== undefined && (await chat.isGroupMember(userId, member.mattermost_group))
+              : member.mattermost_channel !== undefined
+                ? chat !== undefined && (await chat.isChannelMember(userId, member.mattermost_channel))
+                : false;
           if (matched) {
             result.add(name);
             break;

@@ -1,4 +1,4 @@
-import { appError, invalidParam, permissionError, type AppError } from './app-error.js';
+import { appError, invalidParam, permissionError } from './app-error.js';
 import { broadcast, type Hub } from './hub.js';
 import { newId, isValidId } from './ids.js';
 import { mentionedUserIds } from './mentions.js';
@@ -485,5 +485,3 @@ export class SandboxApp {
     return json;
   }
 }
-
-export type { AppError };

@@ -1,4 +1,4 @@
-import { appError, type AppError } from '../app-error.js';
+import { appError } from '../app-error.js';
 import type { SandboxApp, WebhookPayload } from '../app.js';
 import type { Exchange } from './http.js';
 
@@ -23,7 +23,7 @@ function parsePayload(contentType: string, body: string): WebhookPayload {
 /** POST /hooks/{hook_id} (web/webhook.go incomingWebhook): answers a plain-text `ok`. */
 export async function incomingWebhook(ex: Exchange, app: SandboxApp, hookId: string): Promise<void> {
   const hook = app.store.webhooks.get(hookId);
-  if (!hook) throw appError('web.incoming_webhook.invalid.app_error', 400) as AppError;
+  if (!hook) throw appError('web.incoming_webhook.invalid.app_error', 400);
   const payload = parsePayload(ex.req.headers['content-type'] ?? '', await ex.rawBody());
   app.webhookPost(hook, payload);
   ex.sendText(200, 'ok');
