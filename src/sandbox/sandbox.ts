@@ -69,7 +69,7 @@ export interface Sandbox {
   removeChannelMember(channelId: string, userId: string): void;
   /** Not in the original brief: team membership without a channel. */
   addTeamMember(teamId: string, userId: string): void;
-  createGroup(i: { name: string; display_name?: string }): MmGroup;
+  createGroup(i: { id?: string; name: string; display_name?: string }): MmGroup;
   addGroupMembers(groupId: string, userIds: string[]): void;
   removeGroupMember(groupId: string, userId: string): void;
   createIncomingWebhook(i: { channel_id: string; user_id: string }): { id: string };
@@ -267,7 +267,7 @@ class SandboxServer implements Sandbox {
     this.store.addTeamMember(teamId, userId);
   }
 
-  createGroup(i: { name: string; display_name?: string }): MmGroup {
+  createGroup(i: { id?: string; name: string; display_name?: string }): MmGroup {
     return { ...this.store.createGroup(i) };
   }
 

@@ -228,10 +228,10 @@ export class SandboxStore {
     this.members.get(channelId)?.delete(userId);
   }
 
-  createGroup(input: { name: string; display_name?: string }): MmGroup {
+  createGroup(input: { id?: string; name: string; display_name?: string }): MmGroup {
     const at = this.now();
     const group: MmGroup = {
-      id: newId(),
+      id: this.chooseId(input.id, (id) => this.groups.has(id)),
       name: input.name,
       display_name: input.display_name ?? input.name,
       description: '',
