@@ -15,9 +15,12 @@ import {
   helpMessage,
   mention,
   nearMissMessage,
+  notUnderstoodMessage,
   planMessage,
   refusalMessage,
+  revokedMessage,
   statusMessage,
+  tooLongMessage,
   withdrawnMessage,
 } from './messages.js';
 import { type BotCommand, type Intent, routePost } from './route-post.js';
@@ -75,8 +78,24 @@ class Replies {
   }
 
   /** An answer to refused input: rate-limited per user, so a flood cannot make the bot spam. */
-  async complain(key: string, message: string, emoji = 'x'): Promise<boolean> {
+  complain(key: string, message: string, emoji = 'x'): Promise<boolean> {
+    return this.limited(key, message, { emoji });
+  }
+
+  /**
+   * An answer anyone can ask for as often as they like (refusals, help, status): at most
+   * `complaintsPerMinute` per user. Beyond it the bot stays silent; the post is still recorded.
+   */
+  async limited(
+    key: string,
+    message: string,
+    opts: { emoji?: string; jobId?: number | null } = {},
+  ): Promise<boolean> {
     const limit = this.deps.complaintsPerMinute ?? 5;
+    // One user's posts in several threads are handled concurrently: count and write under one lock.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`complaints:${this.post.user_id}`}, 0))`.execute(
+      this.trx,
+    );
     const recent = await complaintsSince(this.trx, this.post.user_id, new Date(this.at.getTime() - 60_000));
     if (recent >= limit) {
       this.deps.log.info(
@@ -85,19 +104,21 @@ class Replies {
       );
       return false;
     }
+    const jobId = opts.jobId ?? null;
     await enqueuePost(
       this.trx,
       {
         key,
-        jobId: null,
+        jobId,
         channelId: this.post.channel_id,
         rootId: this.thread,
         message,
+        props: jobId !== null ? { claw_job_id: `job:${jobId}` } : {},
         complaintUserId: this.post.user_id,
       },
       this.at,
     );
-    await this.react(emoji, null);
+    if (opts.emoji) await this.react(opts.emoji, null);
     return true;
   }
 
@@ -180,9 +201,10 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
       // Never handled, already edited (the bot was down, or it was chatter edited into a command).
       await remember(trx, post, 'edited_before_seen', null, at);
       if (intent.kind === 'decision') {
-        const expected =
-          intent.command.kind === 'near_miss' ? intent.command.expected : post.message.trim().slice(0, 120);
-        await replies.complain(`reply:${post.id}`, nearMissMessage(post.user_id, expected, 'edited'));
+        await replies.complain(
+          `reply:${post.id}`,
+          nearMissMessage(post.user_id, expectedAfterEdit(intent, post), 'edited'),
+        );
       }
       return { outcome: 'handled', action: 'edited_before_seen', jobId: null };
     }
@@ -190,6 +212,11 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
   });
   if (result.outcome === 'handled' && result.jobId !== null) engine.notifier.changed(result.jobId);
   return result;
+}
+
+/** The phrase to post anew after an edit: the command as edited, or what a near miss meant. */
+function expectedAfterEdit(intent: Extract<Intent, { kind: 'decision' }>, post: ChatPost): string {
+  return intent.command.kind === 'near_miss' ? intent.command.expected : post.message.trim().slice(0, 120);
 }
 
 /** A handled post was edited or deleted: an approval it carried is withdrawn (before minting). */
@@ -218,10 +245,19 @@ async function followUp(
     );
     return { outcome: 'handled', action: `approval_withdrawn_${why}`, jobId: w.jobId };
   }
-  if (edited && routePost(post, deps.bot).kind === 'decision') {
+  // A post that was never a decision (chatter, a near miss, a command) edited into one: say that
+  // edits never count. A post that already decided something (a counted approval after its step
+  // was minted, a refusal) stays decided: the edit changes nothing and needs no answer.
+  const now = routePost(post, deps.bot);
+  const decided = await trx
+    .selectFrom('decisions')
+    .select('id')
+    .where('post_id', '=', post.id)
+    .executeTakeFirst();
+  if (edited && now.kind === 'decision' && !decided) {
     await replies.complain(
       `edit:${post.id}:${post.edit_at}`,
-      nearMissMessage(post.user_id, post.message.trim().slice(0, 120), 'edited'),
+      nearMissMessage(post.user_id, expectedAfterEdit(now, post), 'edited'),
     );
   }
   return { outcome: 'handled', action: `${why}_noted`, jobId: w.jobId };
@@ -274,7 +310,7 @@ async function act(
   await remember(trx, post, `${c.kind}:${outcome.code}`, outcome.replayed ? null : jobId, at);
   if (outcome.replayed) return { outcome: 'duplicate' };
   if (!outcome.accepted) {
-    await replies.complain(reply, refusalMessage(outcome.code, outcome.message, post.user_id));
+    await replies.complain(reply, refusalMessage(outcome.code, outcome.message, post.user_id, c.kind));
     return { outcome: 'handled', action: outcome.code, jobId };
   }
   if (outcome.code === 'APPROVAL_COUNTED' && outcome.missing) {
@@ -292,11 +328,7 @@ async function act(
     await replies.say(reply, deniedMessage(outcome.jobId, c.step, post.user_id, c.reason), outcome.jobId);
   } else if (outcome.code === 'JOB_REVOKED' && c.kind === 'revoke') {
     await replies.react('rotating_light', outcome.jobId);
-    await replies.say(
-      reply,
-      `:rotating_light: job:${outcome.jobId} revoked by ${mention(post.user_id)}: ${c.reason}. Its unredeemed tokens are revoked.`,
-      outcome.jobId,
-    );
+    await replies.say(reply, revokedMessage(outcome.jobId, post.user_id, c.reason), outcome.jobId);
   }
   return { outcome: 'handled', action: outcome.code, jobId: outcome.jobId };
 }
@@ -314,24 +346,24 @@ async function mentioned(
   switch (cmd.kind) {
     case 'help':
       await remember(trx, post, 'help', null, at);
-      await replies.say(reply, helpMessage(deps.bot.username), null);
+      await replies.limited(reply, helpMessage(deps.bot.username));
       return { outcome: 'handled', action: 'help', jobId: null };
     case 'unknown':
       await remember(trx, post, 'unknown', null, at);
-      await replies.complain(
-        reply,
-        `I did not understand "${cmd.text.replace(/[`\r\n]/g, ' ')}".\n\n${helpMessage(deps.bot.username)}`,
-        'question',
-      );
+      await replies.complain(reply, notUnderstoodMessage(cmd.text, deps.bot.username), 'question');
       return { outcome: 'handled', action: 'unknown', jobId: null };
+    case 'too_long':
+      await remember(trx, post, 'too_long', null, at);
+      await replies.complain(reply, tooLongMessage(post.user_id, cmd.length, cmd.limit));
+      return { outcome: 'handled', action: 'too_long', jobId: null };
     case 'status': {
-      await remember(trx, post, 'status', null, at);
       const job =
         cmd.jobId === null
           ? null
           : await trx.selectFrom('jobs').selectAll().where('id', '=', cmd.jobId).executeTakeFirst();
       // A job's details are shown only in its own channel.
       if (!job || job.channel_id !== post.channel_id) {
+        await remember(trx, post, 'status_refused', null, at);
         await replies.complain(
           reply,
           cmd.jobId === null ? 'Usage: `status job:<n>`' : `There is no job:${cmd.jobId} in this channel.`,
@@ -339,7 +371,8 @@ async function mentioned(
         );
         return { outcome: 'handled', action: 'status_refused', jobId: null };
       }
-      await replies.say(reply, statusMessage(await jobView(trx, job)), job.id);
+      await remember(trx, post, 'status', null, at);
+      await replies.limited(reply, statusMessage(await jobView(trx, job)), { jobId: job.id });
       return { outcome: 'handled', action: 'status', jobId: null };
     }
     case 'cancel': {
@@ -366,7 +399,8 @@ async function mentioned(
       );
       await remember(trx, post, `cancel:${o.code}`, o.accepted ? o.jobId : null, at);
       if (o.replayed) return { outcome: 'duplicate' };
-      if (!o.accepted) await replies.complain(reply, refusalMessage(o.code, o.message, post.user_id));
+      if (!o.accepted)
+        await replies.complain(reply, refusalMessage(o.code, o.message, post.user_id, 'cancel'));
       else await replies.react('white_check_mark', o.jobId);
       return { outcome: 'handled', action: `cancel:${o.code}`, jobId: o.accepted ? o.jobId : null };
     }

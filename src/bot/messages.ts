@@ -20,9 +20,28 @@ const short = (hash: string) => hash.slice(0, 8);
 
 export const approvePhrase = (jobId: number, step: string) => `APPROVE job:${jobId} step:${step}`;
 
+/**
+ * Text that someone else wrote (params, reasons, summaries), made inert before the bot says it:
+ * a zero-width space after each `@` keeps Mattermost from reading `@channel` or `@alice` as a
+ * mention by the bot, and keeps `<@id>` from being rendered as a name at delivery.
+ */
+export function inert(text: string): string {
+  return text.replace(/@/g, '@\u200b');
+}
+
+/** One line of inert text. */
+function line(text: string, max = 300): string {
+  return inert(text.replace(/[\r\n\u2028\u2029]+/g, ' ').slice(0, max));
+}
+
+/** Someone else's text as an inline code span: no backtick can end it early, no link renders. */
+export function code(text: string, max = 300): string {
+  return `\`${line(text.replace(/`+/g, "'"), max)}\``;
+}
+
 /** Markdown table cells: no pipes or line breaks from user-influenced text. */
 function cell(text: string): string {
-  return text.replace(/[|\r\n]+/g, ' ').slice(0, 200);
+  return line(text.replace(/\|+/g, ' '), 200);
 }
 
 export function planMessage(job: {
@@ -51,7 +70,7 @@ export function planMessage(job: {
     return `| ${i + 1} | \`${s.id}\` | \`${s.tool}\` | ${cell(s.summary)} | ${gate} | ${phrase} |`;
   });
   const lines = [
-    `**Plan for job:${job.jobId}** — runbook \`${job.runbook}\`${params ? ` \`${cell(params)}\`` : ''}, requested by ${mention(job.requesterId)}`,
+    `**Plan for job:${job.jobId}** — runbook \`${job.runbook}\`${params ? ` ${code(params, 600)}` : ''}, requested by ${mention(job.requesterId)}`,
     `Policy \`${job.policyName}\` (\`${short(job.policyHash)}\`) · plan hash \`${job.planHash}\` · executor \`${job.executor}\` · approvals close ${utc(job.expiresAt)}`,
     '',
     '| # | step | tool | what | gate | to approve, reply exactly |',
@@ -102,15 +121,32 @@ export function deniedMessage(
   userId: string,
   reason: string | undefined,
 ): string {
-  return `:no_entry: job:${jobId} step \`${step}\` denied by ${mention(userId)}${reason ? `: ${reason}` : ''}. The job is closed.`;
+  return `:no_entry: job:${jobId} step \`${step}\` denied by ${mention(userId)}${reason ? `: ${line(reason)}` : ''}. The job is closed.`;
 }
 
-/** Answers for refused decisions, by reason code: say why, and what would work. */
-export function refusalMessage(code: string, detail: string, userId: string): string {
+/** What a refused post asked for: the reason given depends on it. */
+export type DecisionAction = 'approve' | 'deny' | 'revoke' | 'cancel';
+
+/** Answers for refused decisions and commands, by reason code: say why, and what would work. */
+export function refusalMessage(
+  code: string,
+  detail: string,
+  userId: string,
+  action: DecisionAction = 'approve',
+): string {
+  const notEligible: Record<DecisionAction, string> = {
+    approve: 'you are not in an approver group for this',
+    deny: 'you are not in an approver group for this',
+    revoke: 'only the security group may revoke a job',
+    cancel: 'only the requester or the security group may cancel a job',
+  };
   const why: Record<string, string> = {
-    ERR_NOT_ELIGIBLE: 'you are not in an approver group for this',
-    ERR_SELF_APPROVAL: 'the requester cannot approve their own job',
-    ERR_WRONG_THREAD: 'decisions count only in the job’s own thread',
+    ERR_NOT_ELIGIBLE: notEligible[action],
+    ERR_SELF_APPROVAL: `the requester cannot ${action === 'deny' ? 'deny' : 'approve'} their own job`,
+    ERR_WRONG_THREAD:
+      action === 'approve' || action === 'deny'
+        ? 'decisions count only in the job’s own thread'
+        : 'this counts only in the job’s own thread',
     ERR_JOB_NOT_FOUND: 'there is no such job',
     ERR_STEP_NOT_FOUND: 'there is no such step',
     ERR_STEP_NOT_GATED: 'that step needs no approval',
@@ -120,7 +156,9 @@ export function refusalMessage(code: string, detail: string, userId: string): st
     ERR_JOB_REVOKED: 'the job was revoked',
     ERR_JOB_CLOSED: 'the job is closed',
   };
-  return `${mention(userId)} not counted: ${why[code] ?? 'refused'} (${code}: ${detail}).`;
+  // A refused APPROVE, DENY or REVOKE is a decision that did not count; a cancel is a command.
+  const head = action === 'cancel' ? 'not cancelled' : 'not counted';
+  return `${mention(userId)} ${head}: ${why[code] ?? 'refused'} (${code}: ${line(detail)}).`;
 }
 
 export function nearMissMessage(userId: string, expected: string, reason: string): string {
@@ -137,9 +175,22 @@ export function nearMissMessage(userId: string, expected: string, reason: string
     missing_reason: 'a reason is required',
     too_long: 'the message is too long',
     malformed: 'it is not the exact phrase',
-    edited: 'an edited message never counts',
+    edited: 'an edited message never counts; post the phrase again as a new reply',
   };
-  return `${mention(userId)} not counted: ${why[reason] ?? 'not the exact phrase'}. Reply with exactly: \`${expected}\``;
+  return `${mention(userId)} not counted: ${why[reason] ?? 'not the exact phrase'}. Reply with exactly: ${code(expected)}`;
+}
+
+/** An answer to a mention the bot could not act on; what was typed is quoted, never rendered. */
+export function notUnderstoodMessage(text: string, botName: string): string {
+  return `I did not understand ${code(text, 80)}.\n\n${helpMessage(botName)}`;
+}
+
+export function tooLongMessage(userId: string, length: number, limit: number): string {
+  return `${mention(userId)} that message is too long for me (${length} characters; commands are at most ${limit}).`;
+}
+
+export function revokedMessage(jobId: number, userId: string, reason: string): string {
+  return `:rotating_light: job:${jobId} revoked by ${mention(userId)}: ${line(reason)}. Its unredeemed tokens are revoked.`;
 }
 
 export function withdrawnMessage(jobId: number, step: string, userId: string, why: string): string {
@@ -149,7 +200,7 @@ export function withdrawnMessage(jobId: number, step: string, userId: string, wh
 export function endedMessage(ended: JobEnded, publicUrl: string | null): string {
   const link = publicUrl ? `${publicUrl.replace(/\/+$/, '')}/v1/bundles/${ended.bundleId}` : null;
   return [
-    `**job:${ended.jobId} ${ended.status}** — ${ended.reason}`,
+    `**job:${ended.jobId} ${ended.status}** — ${line(ended.reason)}`,
     `Proof bundle \`${ended.bundleId}\`${link ? ` · ${link}` : ''}`,
     `Verify offline: \`claw-approvals bundle verify ${ended.bundleId}\``,
   ].join('\n');
@@ -169,7 +220,7 @@ export function statusMessage(v: JobView): string {
       `| \`${s.id}\` | ${s.gate} | ${s.status} | ${s.gate === 'gated' ? `${s.approvals}/${s.required_approvals}` : '—'} | ${s.token ? `\`${s.token.jti}\`` : '—'} |`,
   );
   return [
-    `**job:${v.job_id}** is ${v.status}${v.end_reason ? ` (${v.end_reason})` : ''} · policy \`${v.policy.name}\` · approvals close ${utc(new Date(v.expires_at))}${v.bundle_id ? ` · bundle \`${v.bundle_id}\`` : ''}`,
+    `**job:${v.job_id}** is ${v.status}${v.end_reason ? ` (${line(v.end_reason)})` : ''} · policy \`${v.policy.name}\` · approvals close ${utc(new Date(v.expires_at))}${v.bundle_id ? ` · bundle \`${v.bundle_id}\`` : ''}`,
     '',
     '| step | gate | status | approvals | CST |',
     '|---|---|---|---|---|',
@@ -183,7 +234,7 @@ export function helpMessage(botName: string): string {
     `- \`@${botName} run <runbook> key=value …\` proposes a job in a new thread`,
     `- \`APPROVE job:<n> step:<step>\` (exactly, in the job's thread) approves a step`,
     `- \`DENY job:<n> step:<step> <reason>\` refuses a step and closes the job`,
-    `- \`@${botName} status job:<n>\`, \`@${botName} cancel job:<n> [reason]\` (requester or security)`,
+    `- \`@${botName} status job:<n>\` (in the job's channel), \`@${botName} cancel job:<n> [reason]\` (in the job's thread; requester or security)`,
     `- \`REVOKE job:<n> <reason>\` (security group) revokes the job and its tokens`,
   ].join('\n');
 }

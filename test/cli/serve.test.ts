@@ -74,11 +74,7 @@ async function serve(env: Record<string, string>): Promise<Server> {
 
 describe(`claw-approvals serve (${dialectName})`, () => {
   it('starts on its defaults, answers health, readiness and JWKS, stops on SIGTERM, and reuses key and data', async () => {
-    const s = await stateEnv({
-      POLICIES_DIR: REPO_POLICIES_DIR,
-      MATTERMOST_TOKEN: 'mm-secret-token-value',
-      MATTERMOST_URL: 'http://127.0.0.1:9',
-    });
+    const s = await stateEnv({ POLICIES_DIR: REPO_POLICIES_DIR });
     dbs.push(s.db);
     const first = await serve(s.env);
     expect(first.logs()[0]).toMatchObject({
@@ -98,7 +94,6 @@ describe(`claw-approvals serve (${dialectName})`, () => {
     first.proc.kill('SIGTERM');
     expect(await first.exited).toBe(0);
     expect(first.logs().some((l) => l.msg === 'stopped')).toBe(true);
-    expect(JSON.stringify(first.logs())).not.toContain('mm-secret-token-value');
 
     const second = await serve(s.env);
     const jwks2 = (await (await fetch(`${second.url}/.well-known/jwks.json`)).json()) as {
@@ -110,6 +105,33 @@ describe(`claw-approvals serve (${dialectName})`, () => {
     expect(second.logs().filter((l) => l.msg === 'policy version registered')).toHaveLength(0);
     second.proc.kill('SIGINT');
     expect(await second.exited).toBe(0);
+  });
+
+  it('with Mattermost unreachable: starts, says why /readyz is 503, never logs the token, stops cleanly', async () => {
+    const s = await stateEnv({
+      POLICIES_DIR: REPO_POLICIES_DIR,
+      MATTERMOST_TOKEN: 'mm-secret-token-value',
+      MATTERMOST_URL: 'http://127.0.0.1:9',
+    });
+    dbs.push(s.db);
+    const server = await serve(s.env);
+    expect(server.logs()[0]).toMatchObject({
+      level: 30,
+      mode: 'mattermost',
+      mattermostUrl: 'http://127.0.0.1:9',
+    });
+    const ready = await fetch(`${server.url}/readyz`);
+    expect(ready.status).toBe(503);
+    const body = (await ready.json()) as { checks: Record<string, { ok: boolean; reason?: string }> };
+    expect(body.checks.database!.ok).toBe(true);
+    expect(body.checks.mattermost).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/unreachable|not connected/),
+    });
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    server.proc.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(JSON.stringify(server.logs())).not.toContain('mm-secret-token-value');
   });
 
   it('refuses to start with a key file others can read, and exits non-zero', async () => {
