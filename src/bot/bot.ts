@@ -58,6 +58,9 @@ export class MattermostBot {
   private catchingUp: Promise<void> | null = null;
   private catchUpAgain = false;
   private cursorTimer: NodeJS.Timeout | null = null;
+  /** A catch-up that failed, or a post given up on, is retried from the cursor by this timer. */
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryAttempt = 0;
   /** Per channel: update_at of posts queued but not finished, and the newest finished. */
   private readonly pending = new Map<string, Map<string, number>>();
   private readonly done = new Map<string, number>();
@@ -127,6 +130,7 @@ export class MattermostBot {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.cursorTimer) clearInterval(this.cursorTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.starting;
     await this.socket.stop();
     await this.catchingUp;
@@ -254,13 +258,17 @@ export class MattermostBot {
         this.onHandled?.(post, result);
         return true;
       } catch (err) {
-        if (this.stopped || attempt + 1 >= HANDLE_ATTEMPTS) {
+        // Mattermost busy or unreachable (429, 5xx, network) is waited out here, however long it
+        // lasts: giving up would let later posts of the thread overtake this one.
+        const transient = err instanceof ChatError && err.retryable;
+        if (this.stopped || (!transient && attempt + 1 >= HANDLE_ATTEMPTS)) {
           this.stats.failed++;
           this.log.error(
             { err, postId: post.id },
             'could not handle a post; it will be retried at the next catch-up',
           );
           this.onHandled?.(post, err instanceof Error ? err : new Error(String(err)));
+          this.retryLater();
           return false;
         }
         const wait = backoffMs(attempt, this.opts.minBackoffMs ?? 500, this.opts.maxBackoffMs ?? 30_000);
@@ -280,15 +288,22 @@ export class MattermostBot {
       return this.catchingUp;
     }
     this.catchingUp = (async () => {
+      let failed: boolean;
       do {
         this.catchUpAgain = false;
+        failed = false;
         this.stats.catchUps++;
         this.log.info({ why }, 'catching up over REST');
         for (const channelId of this.channels()) {
           if (this.stopped) return;
-          await this.catchUpChannel(channelId).catch((err: unknown) => this.catchUpFailed(channelId, err));
+          await this.catchUpChannel(channelId).catch((err: unknown) => {
+            if (this.catchUpFailed(channelId, err)) failed = true;
+          });
         }
       } while (this.catchUpAgain && !this.stopped);
+      // Nothing else would try again until the next new connection: the posts missed stay missed.
+      if (failed) this.retryLater();
+      else this.retryAttempt = 0;
     })().finally(() => {
       this.catchingUp = null;
     });
@@ -297,22 +312,39 @@ export class MattermostBot {
 
   private readonly unreadable = new Set<string>();
 
-  private catchUpFailed(channelId: string, err: unknown): void {
+  /** Logs a channel's failed catch-up; true if it is worth retrying soon. */
+  private catchUpFailed(channelId: string, err: unknown): boolean {
     const e = err instanceof ChatError ? err : null;
     if (e && (e.kind === 'not_found' || e.kind === 'forbidden')) {
       // A policy names a channel the bot cannot read: say so once, not on every reconnect.
-      if (this.unreadable.has(channelId)) return;
+      if (this.unreadable.has(channelId)) return false;
       this.unreadable.add(channelId);
       this.log.warn(
         { channelId, status: e.status },
         'the bot cannot read a channel a policy allowlists; add the bot account to it',
       );
-      return;
+      return false;
     }
     this.log.warn(
       { channelId, err: err instanceof Error ? err.message : String(err) },
-      'catch-up failed; retrying at the next reconnect',
+      'catch-up failed; retrying',
     );
+    return true;
+  }
+
+  /** Catches up again after a backoff: the cursors have not passed what failed. */
+  private retryLater(): void {
+    if (this.stopped || this.retryTimer) return;
+    const wait = backoffMs(
+      this.retryAttempt++,
+      this.opts.minBackoffMs ?? 500,
+      this.opts.maxBackoffMs ?? 30_000,
+    );
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.catchUp('retrying after a failure');
+    }, wait);
+    this.retryTimer.unref();
   }
 
   private async catchUpChannel(channelId: string): Promise<void> {

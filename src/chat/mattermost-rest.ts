@@ -139,9 +139,13 @@ export class MattermostRest implements ChatPort {
 
   async postsSince(channelId: string, sinceMs: number): Promise<ChatPost[]> {
     const list = await this.call('getPostsSince', (c) => c.getPostsSince(channelId, sinceMs));
-    const posts = Object.values(list.posts ?? {}).flatMap((p) => {
-      const post = asChatPost(p);
-      return post && post.channel_id === channelId ? [post] : [];
+    const byId = list.posts ?? {};
+    // `order` is newest first: reversed, posts changed in the same millisecond keep their order.
+    const ids = [...new Set([...(list.order ?? [])].reverse().concat(Object.keys(byId)))];
+    const posts = ids.flatMap((id) => {
+      const post = asChatPost(byId[id]);
+      // Thread roots come along for context even when unchanged: they are not news.
+      return post && post.channel_id === channelId && post.update_at > sinceMs ? [post] : [];
     });
     return posts.sort((a, b) => a.update_at - b.update_at || a.create_at - b.create_at);
   }

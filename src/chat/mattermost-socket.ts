@@ -34,10 +34,17 @@ export interface SocketOptions {
 }
 
 /**
- * Mattermost's event stream (`/api/v4/websocket`): `authentication_challenge`, `hello` with the
- * connection id, strict `seq` checking, app-level pings, and reconnects with `connection_id` +
+ * Mattermost's event stream (`/api/v4/websocket`): authentication, `hello` with the connection
+ * id, strict `seq` checking, app-level pings, and reconnects with `connection_id` +
  * `sequence_number` so the server replays what it still holds. A sequence gap or a resume the
  * server refused is reported as a fresh connection: the bot then catches up over REST.
+ *
+ * The token goes in the upgrade's `Authorization` header: the server looks up the connection
+ * to resume by the session's user *during the upgrade* (api4/websocket.go connectWebSocket,
+ * PopulateWebConnConfig), so a socket that only answers `authentication_challenge` afterwards
+ * is always a new connection and nothing is ever replayed. The challenge is still sent (the
+ * server ignores it on a socket the header authenticated; it authenticates one whose header a
+ * proxy dropped), followed by a ping: an OK answer without a `hello` before it means resumed.
  */
 export class MattermostSocket {
   private ws: WebSocket | null = null;
@@ -46,6 +53,8 @@ export class MattermostSocket {
   private nextSeq = 0;
   private actionSeq = 1;
   private authSeq = 0;
+  /** The ping sent right after opening: its OK answer proves the socket is authenticated. */
+  private probeSeq = 0;
   private authenticated = false;
   private attempt = 0;
   private stopped = true;
@@ -100,7 +109,11 @@ export class MattermostSocket {
     if (this.stopped) return;
     this.authenticated = false;
     const resuming = this.connectionId !== '';
-    const ws = new WebSocket(this.endpoint(), { handshakeTimeout: 10_000, maxPayload: 16 * 1024 * 1024 });
+    const ws = new WebSocket(this.endpoint(), {
+      handshakeTimeout: 10_000,
+      maxPayload: 16 * 1024 * 1024,
+      headers: { Authorization: `Bearer ${this.opts.token}` },
+    });
     this.ws = ws;
     ws.on('open', () => {
       this.lastHeard = Date.now();
@@ -112,6 +125,8 @@ export class MattermostSocket {
           data: { token: this.opts.token },
         }),
       );
+      this.probeSeq = this.actionSeq++;
+      ws.send(JSON.stringify({ action: 'ping', seq: this.probeSeq }));
       this.startPings(ws);
     });
     ws.on('message', (raw) => {
@@ -144,13 +159,13 @@ export class MattermostSocket {
     if (typeof msg !== 'object' || msg === null) return;
     const m = msg as Record<string, unknown>;
     if (typeof m.seq_reply === 'number') {
-      if (m.seq_reply === this.authSeq && m.status === 'OK' && !this.authenticated) {
+      const answersUs = m.seq_reply === this.authSeq || m.seq_reply === this.probeSeq;
+      if (answersUs && m.status === 'OK' && !this.authenticated) {
+        // Authenticated, and no hello came first: the server found our connection and has
+        // replayed what we missed (a new connection always starts with hello).
         this.authenticated = true;
         this.attempt = 0;
-        if (resuming) {
-          // The server replays missed events (no hello) or opens a new connection (hello follows).
-          this.opts.handlers.onConnected({ connectionId: this.connectionId, fresh: false });
-        }
+        this.opts.handlers.onConnected({ connectionId: this.connectionId, fresh: !resuming });
       }
       return;
     }

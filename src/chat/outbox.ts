@@ -75,18 +75,39 @@ export async function complaintsSince(trx: Db, userId: string, since: Date): Pro
 /**
  * Leases up to `limit` due rows, oldest first. `skip locked` and the lease let several bot
  * replicas deliver from one table without sending a row twice; a lease that runs out (its
- * holder died) makes the row due again.
+ * holder died) makes the row due again. A post waits until every earlier post of its thread is
+ * delivered (or has failed for good): a row waiting out a backoff, or leased by another
+ * replica or by a process that died, holds back the rest of its thread, so replies keep their
+ * order across retries, restarts and replicas.
  */
 export async function leaseDue(db: Db, at: Date, leaseMs: number, limit: number): Promise<OutboxRow[]> {
   return db.transaction().execute(async (trx) => {
     const due = await trx
-      .selectFrom('outbox')
-      .select('id')
-      .where('delivered_at', 'is', null)
-      .where('failed_at', 'is', null)
-      .where('next_attempt_at', '<=', at)
-      .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', at)]))
-      .orderBy('id')
+      .selectFrom('outbox as o')
+      .select('o.id')
+      .where('o.delivered_at', 'is', null)
+      .where('o.failed_at', 'is', null)
+      .where('o.next_attempt_at', '<=', at)
+      .where((eb) => eb.or([eb('o.lease_until', 'is', null), eb('o.lease_until', '<', at)]))
+      .where((eb) =>
+        eb.or([
+          eb('o.kind', '!=', 'post'),
+          eb.not(
+            eb.exists(
+              eb
+                .selectFrom('outbox as e')
+                .select('e.id')
+                .where('e.kind', '=', 'post')
+                .whereRef('e.channel_id', '=', 'o.channel_id')
+                .whereRef('e.root_id', 'is not distinct from', 'o.root_id')
+                .whereRef('e.id', '<', 'o.id')
+                .where('e.delivered_at', 'is', null)
+                .where('e.failed_at', 'is', null),
+            ),
+          ),
+        ]),
+      )
+      .orderBy('o.id')
       .limit(limit)
       .forUpdate()
       .skipLocked()
