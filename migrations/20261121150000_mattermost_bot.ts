@@ -58,6 +58,9 @@ export async function up(db: Kysely<any>): Promise<void> {
     .execute();
   await sql`create index outbox_pending_idx on outbox (next_attempt_at, id)
     where delivered_at is null and failed_at is null`.execute(db);
+  // Delivery holds a post back while an earlier post of its thread is pending.
+  await sql`create index outbox_thread_pending_idx on outbox (channel_id, root_id, id)
+    where delivered_at is null and failed_at is null`.execute(db);
   await sql`create index outbox_complaints_idx on outbox (complaint_user_id, created_at)
     where complaint_user_id is not null`.execute(db);
 }

@@ -36,6 +36,7 @@ const AUTOMATED: [prop: string, why: string][] = [
 /** Why this post can never act, or null if it is a person's normal post. */
 export function notFromAPerson(post: ChatPost, botUserId: string): string | null {
   if (post.user_id === botUserId) return 'own post';
+  if (post.original_id !== '') return 'old version of an edited post';
   if (post.type !== '') return `post type ${post.type}`;
   for (const [prop, why] of AUTOMATED) if (Object.hasOwn(post.props, prop)) return why;
   return null;

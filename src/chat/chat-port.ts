@@ -14,6 +14,8 @@ export interface ChatPost {
   channel_id: string;
   /** Thread root post id; '' for a root post. */
   root_id: string;
+  /** Set on the copies of old versions that an edit leaves behind (they come back in `since` queries). */
+  original_id: string;
   message: string;
   /** '' for a normal user post; `system_*` and others are never commands. */
   type: string;
@@ -75,6 +77,7 @@ export function asChatPost(v: unknown): ChatPost | null {
     user_id: userId,
     channel_id: channelId,
     root_id: str('root_id') ?? '',
+    original_id: str('original_id') ?? '',
     message,
     type: str('type') ?? '',
     props: isObject(v.props) ? v.props : {},

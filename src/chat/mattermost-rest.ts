@@ -162,29 +162,56 @@ export class MattermostRest implements ChatPort {
     await this.call('addReaction', (c) => c.addReaction(userId, postId, emoji), 1);
   }
 
+  /**
+   * Membership through a `groups.json` delegation. A refusal that will not go away (the bot is
+   * not in that channel, the server has no licence for groups) proves nothing, so it counts as
+   * "not a member", never as a member, and is reported once; a busy or unreachable server is an
+   * error, so the decision waits instead of being made on a guess.
+   */
   async isChannelMember(userId: string, channelId: string): Promise<boolean> {
     try {
       await this.call('getChannelMember', (c) => c.getChannelMember(channelId, userId), 2);
       return true;
     } catch (err) {
-      // 404: not a member. Anything else means we cannot tell, and the decision must not pass.
       if (err instanceof ChatError && err.kind === 'not_found') return false;
-      throw err;
+      return this.unprovable(err, `channel ${channelId}`, 'add the bot account to that channel');
     }
   }
 
   async isGroupMember(userId: string, groupId: string): Promise<boolean> {
     const perPage = 200;
-    for (let page = 0; page < 50; page++) {
-      const members = await this.call(
-        'getProfilesInGroup',
-        (c) => c.getProfilesInGroup(groupId, page, perPage),
-        2,
+    try {
+      for (let page = 0; page < 50; page++) {
+        const members = await this.call(
+          'getProfilesInGroup',
+          (c) => c.getProfilesInGroup(groupId, page, perPage),
+          2,
+        );
+        if (members.some((m) => m.id === userId)) return true;
+        if (members.length < perPage) return false;
+      }
+    } catch (err) {
+      return this.unprovable(
+        err,
+        `user group ${groupId}`,
+        'user groups need a licensed server; list user ids instead',
       );
-      if (members.some((m) => m.id === userId)) return true;
-      if (members.length < perPage) return false;
     }
     throw new ChatError('rejected', `group ${groupId} has too many members to check`);
+  }
+
+  private readonly reported = new Set<string>();
+
+  private unprovable(err: unknown, what: string, hint: string): false {
+    if (!(err instanceof ChatError) || err.retryable || err.kind === 'unauthorized') throw err;
+    if (!this.reported.has(what)) {
+      this.reported.add(what);
+      this.opts.log.warn(
+        { delegation: what, status: err.status, serverErrorId: err.serverErrorId, hint },
+        'Mattermost will not say who belongs to a groups.json delegation; nobody counts through it',
+      );
+    }
+    return false;
   }
 }
 

@@ -20,6 +20,8 @@ export interface DeliveryOptions {
   pollMs?: number;
   leaseMs?: number;
   batch?: number;
+  /** Threads delivered at once. */
+  parallel?: number;
 }
 
 /**
@@ -87,22 +89,22 @@ export class OutboxDelivery {
         this.opts.batch ?? 20,
       );
       if (rows.length === 0) return;
-      for (const row of rows) {
-        if (this.stopped) return;
-        const ok = await this.deliver(row);
-        if (!ok) {
-          // Give the rest of the batch back: thread order matters more than throughput.
-          const rest = rows.filter((r) => r.id > row.id);
-          for (const r of rest)
-            await markRetry(
-              this.opts.db,
-              r.id,
-              new Date(this.pauseUntil),
-              'waiting behind an earlier message',
-            );
-          return;
+      // A batch holds at most one post per thread (see leaseDue), so threads go out in parallel
+      // while each thread keeps its order.
+      let paused = false;
+      const next = [...rows];
+      const worker = async () => {
+        for (let row = next.shift(); row; row = next.shift()) {
+          if (this.stopped) return;
+          if (paused) {
+            await markRetry(this.opts.db, row.id, new Date(this.pauseUntil), 'waiting out a pause');
+            continue;
+          }
+          if (!(await this.deliver(row))) paused = true;
         }
-      }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.opts.parallel ?? 8, rows.length) }, worker));
+      if (paused || this.stopped) return;
     }
   }
 

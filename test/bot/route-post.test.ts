@@ -42,6 +42,7 @@ function post(message: string, over: Partial<ChatPost> = {}): ChatPost {
     user_id: ALICE,
     channel_id: 'c'.repeat(26),
     root_id: 'r'.repeat(26),
+    original_id: '',
     message,
     type: '',
     props: {},
@@ -64,6 +65,10 @@ describe('notFromAPerson: only a person’s normal post can act (SPEC section 2 
 
   it('ignores the bot’s own posts, whatever they say', () => {
     expect(notFromAPerson(post('APPROVE job:1 step:a', { user_id: BOT.id }), BOT.id)).toBe('own post');
+    // The copy of an old version that an edit leaves behind (returned by `since` queries).
+    expect(
+      notFromAPerson(post('APPROVE job:1 step:a', { original_id: 'o'.repeat(26), delete_at: 5 }), BOT.id),
+    ).toBe('old version of an edited post');
   });
 
   it.each([
