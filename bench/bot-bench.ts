@@ -2,6 +2,9 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { MattermostBot } from '../src/bot/bot.js';
+import { handlePost } from '../src/bot/handle-post.js';
+import { asChatPost } from '../src/chat/chat-port.js';
+import { measure } from './measure.js';
 import { MattermostRest } from '../src/chat/mattermost-rest.js';
 import type { Db } from '../src/db/database.js';
 import type { PolicyService } from '../src/policy/policy-service.js';
@@ -170,6 +173,11 @@ export async function benchBot(deps: {
     const botDone = performance.now();
     while (watch.received - seenBefore < deps.chatter) await new Promise((r) => setImmediate(r));
     observerDone ||= performance.now();
+    // The filter alone, in process: what the bot could take if the stream were faster.
+    const sample = sandbox.postsIn(ws.channel).at(-1)!;
+    const chatterPost = asChatPost(sample)!;
+    const handlerDeps = { engine, chat: rest, bot: bot.user!, log: deps.log };
+    const inProcess = await measure(() => handlePost(handlerDeps, chatterPost), 500);
 
     return {
       approval_to_token_and_reply: {
@@ -188,6 +196,7 @@ export async function benchBot(deps: {
         bot_posts_per_sec: round(deps.chatter / ((botDone - t0) / 1000), 0),
         raw_websocket_client_posts_per_sec: round(deps.chatter / ((observerDone - t0) / 1000), 0),
         raw_sandbox_post_creation_per_sec: round(deps.chatter / ((posted - t0) / 1000), 0),
+        handle_post_in_process_per_sec: inProcess.ops_per_sec,
       },
     };
   } finally {
