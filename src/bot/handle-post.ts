@@ -63,6 +63,16 @@ class Replies {
     jobId: number | null,
     props: Record<string, string> = {},
   ): Promise<void> {
+    await this.enqueue(key, message, jobId, props);
+  }
+
+  private async enqueue(
+    key: string,
+    message: string,
+    jobId: number | null,
+    props: Record<string, string>,
+    complaintUserId?: string,
+  ): Promise<void> {
     await enqueuePost(
       this.trx,
       {
@@ -72,6 +82,7 @@ class Replies {
         rootId: this.thread,
         message,
         props: jobId !== null ? { claw_job_id: `job:${jobId}`, ...props } : props,
+        ...(complaintUserId ? { complaintUserId } : {}),
       },
       this.at,
     );
@@ -104,20 +115,7 @@ class Replies {
       );
       return false;
     }
-    const jobId = opts.jobId ?? null;
-    await enqueuePost(
-      this.trx,
-      {
-        key,
-        jobId,
-        channelId: this.post.channel_id,
-        rootId: this.thread,
-        message,
-        props: jobId !== null ? { claw_job_id: `job:${jobId}` } : {},
-        complaintUserId: this.post.user_id,
-      },
-      this.at,
-    );
+    await this.enqueue(key, message, opts.jobId ?? null, {}, this.post.user_id);
     if (opts.emoji) await this.react(opts.emoji, null);
     return true;
   }

@@ -5,7 +5,7 @@
  */
 import type { JobEnded } from '../jobs/end-job.js';
 import type { JobView } from '../jobs/job-view.js';
-import type { ClassifiedStep } from '../jobs/plan.js';
+import type { CreatedJob } from '../jobs/create-job.js';
 import type { MintedToken } from '../tokens/mint-step-token.js';
 
 export const mention = (userId: string) => `<@${userId}>`;
@@ -44,19 +44,9 @@ function cell(text: string): string {
   return line(text.replace(/\|+/g, ' '), 200);
 }
 
-export function planMessage(job: {
-  jobId: number;
-  requesterId: string;
-  runbook: string;
-  params: Record<string, unknown>;
-  policyName: string;
-  policyHash: string;
-  planHash: string;
-  executor: string;
-  expiresAt: Date;
-  steps: ClassifiedStep[];
-  minted: MintedToken[];
-}): string {
+export function planMessage(
+  job: CreatedJob & { requesterId: string; runbook: string; params: Record<string, unknown> },
+): string {
   const params = Object.entries(job.params)
     .map(([k, v]) => `${k}=${String(v)}`)
     .join(' ');

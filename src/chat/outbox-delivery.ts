@@ -155,12 +155,18 @@ export class OutboxDelivery {
 
   /** A bot post with this row's key, if an earlier attempt succeeded before it could be marked. */
   private async findEarlier(row: OutboxRow): Promise<string | null> {
-    const since = row.created_at.getTime() - 10 * 60_000;
-    const posts = await this.opts.chat.postsSince(row.channel_id, since);
-    const hit = posts.find(
-      (p) => p.user_id === this.opts.botUserId && p.props[OUTBOX_KEY_PROP] === row.dedupe_key,
-    );
-    return hit?.id ?? null;
+    // From a little before the row was written (clocks differ), page by page (at most 1000 each).
+    let since = row.created_at.getTime() - 10 * 60_000;
+    for (let page = 0; page < 20; page++) {
+      const posts = await this.opts.chat.postsSince(row.channel_id, since);
+      const hit = posts.find(
+        (p) => p.user_id === this.opts.botUserId && p.props[OUTBOX_KEY_PROP] === row.dedupe_key,
+      );
+      if (hit) return hit.id;
+      if (posts.length < 1000) return null;
+      since = Math.max(since, ...posts.map((p) => p.update_at));
+    }
+    return null;
   }
 
   /** `<@user id>` becomes `@username`; an unknown id stays visible as an id, never guessed. */
