@@ -76,6 +76,22 @@ export async function handleControl(ex: Exchange, sandbox: Sandbox): Promise<voi
     } else if ((match = m('DELETE', /^\/channels\/([a-z0-9]{26})\/members\/([a-z0-9]{26})$/))) {
       sandbox.removeChannelMember(match[1]!, match[2]!);
       ex.sendJson(200, { status: 'OK' });
+    } else if (m('POST', /^\/groups$/)) {
+      const id = str(body.id);
+      ex.sendJson(
+        201,
+        sandbox.createGroup({
+          ...(id ? { id } : {}),
+          name: need(str(body.name), 'name'),
+          display_name: str(body.display_name),
+        }),
+      );
+    } else if ((match = m('POST', /^\/groups\/([a-z0-9]{26})\/members$/))) {
+      sandbox.addGroupMembers(match[1]!, [actor(sandbox, body)]);
+      ex.sendJson(200, { status: 'OK' });
+    } else if ((match = m('DELETE', /^\/groups\/([a-z0-9]{26})\/members\/([a-z0-9]{26})$/))) {
+      sandbox.removeGroupMember(match[1]!, match[2]!);
+      ex.sendJson(200, { status: 'OK' });
     } else if ((match = m('GET', /^\/channels\/([a-z0-9]{26})\/posts$/))) {
       ex.sendJson(
         200,

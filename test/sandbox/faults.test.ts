@@ -123,4 +123,31 @@ describe('control API', () => {
     );
     expect(w.sandbox.requestCount()).toBe(0);
   });
+
+  it('creates a group with a chosen id and manages its members, visible through REST', async () => {
+    const post = (path: string, body: unknown): Promise<Response> =>
+      fetch(`${w.sandbox.url}/sandbox/v1${path}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const id = 'uibxf4oba4dbo6fisi3knuwnjy';
+    const res = await post('/groups', { id, name: 'ops-oncall' });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { id: string }).id).toBe(id);
+    expect((await post(`/groups/${id}/members`, { username: 'alice' })).status).toBe(200);
+    const members = async () =>
+      (await (
+        await fetch(`${w.sandbox.url}/api/v4/users?in_group=${id}`, {
+          headers: { Authorization: `Bearer ${w.bob.token}` },
+        })
+      ).json()) as { username: string }[];
+    expect((await members()).map((u) => u.username)).toEqual(['alice']);
+    const alice = w.sandbox.userByUsername('alice')!;
+    const removed = await fetch(`${w.sandbox.url}/sandbox/v1/groups/${id}/members/${alice.id}`, {
+      method: 'DELETE',
+    });
+    expect(removed.status).toBe(200);
+    expect(await members()).toEqual([]);
+  });
 });
