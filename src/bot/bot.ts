@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { asChatPost, type ChatPort, type ChatPost, type ChatUser } from '../chat/chat-port.js';
+import { asChatPost, type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
 import { backoffMs, ChatError } from '../chat/chat-error.js';
 import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js';
 import { OutboxDelivery } from '../chat/outbox-delivery.js';
@@ -37,6 +37,7 @@ export interface BotStats {
 }
 
 const POSTS_PER_PAGE_LIMIT = 1000;
+const UNAUTHORIZED = 'Mattermost rejected MATTERMOST_TOKEN (401): check the bot token';
 const HANDLE_ATTEMPTS = 6;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -64,6 +65,8 @@ export class MattermostBot {
   /** Per channel: update_at of posts queued but not finished, and the newest finished. */
   private readonly pending = new Map<string, Map<string, number>>();
   private readonly done = new Map<string, number>();
+  /** The cursor last written per channel: unchanged ones are not written again. */
+  private readonly saved = new Map<string, number>();
   readonly stats: BotStats = { observed: 0, ignored: 0, handled: 0, duplicates: 0, failed: 0, catchUps: 0 };
   /** Called after every post is handled (tests and the bench wait on it). */
   onHandled: ((post: ChatPost, result: Handled | Error) => void) | null = null;
@@ -96,7 +99,7 @@ export class MattermostBot {
 
   /** A REST call got 401: the token was revoked or is wrong. Readiness stays red until a call succeeds. */
   reportUnauthorized(): void {
-    this.problem = 'Mattermost rejected MATTERMOST_TOKEN (401): check the bot token';
+    this.problem = UNAUTHORIZED;
     this.log.error(this.problem);
   }
 
@@ -147,15 +150,6 @@ export class MattermostBot {
     await this.queue.idle();
   }
 
-  wakeOutbox(): void {
-    this.delivery?.wake();
-  }
-
-  /** Drops the WebSocket (operators and tests); it reconnects and resumes. */
-  dropConnection(forget = false): void {
-    this.socket.drop('requested', forget);
-  }
-
   private async connect(): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
@@ -165,7 +159,7 @@ export class MattermostBot {
         const e = err instanceof ChatError ? err : null;
         this.problem =
           e?.kind === 'unauthorized'
-            ? 'Mattermost rejected MATTERMOST_TOKEN (401): check the bot token'
+            ? UNAUTHORIZED
             : `Mattermost is unreachable: ${e?.message ?? String(err)}`;
         const wait = backoffMs(attempt, this.opts.minBackoffMs ?? 500, this.opts.maxBackoffMs ?? 30_000);
         (e?.kind === 'unauthorized' ? this.log.error.bind(this.log) : this.log.warn.bind(this.log))(
@@ -225,7 +219,7 @@ export class MattermostBot {
     this.pending.set(post.channel_id, track);
     const trackKey = `${post.id}:${post.update_at}`;
     track.set(trackKey, post.update_at);
-    return this.queue.push(post.root_id || post.id, async () => {
+    return this.queue.push(threadOf(post), async () => {
       const ok = await this.handleWithRetry(post);
       if (!ok) return; // stays pending: the cursor will not pass it, the next catch-up retries it
       track.delete(trackKey);
@@ -371,6 +365,7 @@ export class MattermostBot {
     for (const [channelId, newest] of this.done) {
       const open = [...(this.pending.get(channelId)?.values() ?? [])];
       const cursor = open.length > 0 ? Math.min(...open) - 1 : newest - 1;
+      if (this.saved.get(channelId) === cursor) continue;
       await this.db
         .insertInto('chat_cursors')
         .values({ channel_id: channelId, since_ms: cursor, updated_at: at })
@@ -381,6 +376,7 @@ export class MattermostBot {
           })),
         )
         .execute();
+      this.saved.set(channelId, cursor);
     }
   }
 }

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import type { ChatPort, ChatPost, ChatUser } from '../chat/chat-port.js';
+import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
 import { complaintsSince, enqueuePost, enqueueReaction } from '../chat/outbox.js';
 import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
 import type { Db } from '../db/database.js';
@@ -54,7 +54,7 @@ class Replies {
   ) {}
 
   get thread(): string {
-    return this.post.root_id || this.post.id;
+    return threadOf(this.post);
   }
 
   async say(
@@ -135,6 +135,11 @@ class Replies {
   }
 }
 
+/** Where a post was made, as the engine checks it against the job's thread. */
+function postContext(post: ChatPost): PostContext {
+  return { postId: post.id, channelId: post.channel_id, rootId: threadOf(post) };
+}
+
 async function lockPost(trx: Db, postId: string): Promise<Seen | null> {
   // The same lock decideStep takes: one replica handles a post, the other sees it handled.
   await sql`select pg_advisory_xact_lock(hashtextextended(${postId}, 0))`.execute(trx);
@@ -158,7 +163,7 @@ async function remember(
     .values({
       post_id: post.id,
       channel_id: post.channel_id,
-      root_id: post.root_id || post.id,
+      root_id: threadOf(post),
       user_id: post.user_id,
       action,
       job_id: jobId,
@@ -180,9 +185,9 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
   const intent = routePost(post, deps.bot);
   const edited = post.edit_at > 0 || post.delete_at > 0;
   // Chatter that was never handled needs no database work at all; edits and deletes of handled posts do.
-  if (intent.kind === 'ignore' && !edited) return { outcome: 'ignored', why: intent.why };
-  if (intent.kind === 'ignore' && intent.why !== 'not for the bot')
+  if (intent.kind === 'ignore' && (!edited || intent.why !== 'not for the bot')) {
     return { outcome: 'ignored', why: intent.why };
+  }
   if (intent.kind !== 'ignore' && !edited) {
     const author = await deps.chat.user(post.user_id);
     if (author.is_bot) return { outcome: 'ignored', why: 'author is a bot' };
@@ -269,7 +274,7 @@ async function act(
   replies: Replies,
   at: Date,
 ): Promise<Handled> {
-  const ctx: PostContext = { postId: post.id, channelId: post.channel_id, rootId: post.root_id || post.id };
+  const ctx = postContext(post);
   const reply = `reply:${post.id}`;
   if (intent.kind === 'ignore') return { outcome: 'ignored', why: intent.why };
   if (intent.kind === 'mention') return mentioned(deps, trx, post, intent.command, replies, at);
@@ -379,11 +384,6 @@ async function mentioned(
         await replies.complain(reply, 'Usage: `cancel job:<n> [reason]`', 'question');
         return { outcome: 'handled', action: 'cancel_usage', jobId: null };
       }
-      const ctx: PostContext = {
-        postId: post.id,
-        channelId: post.channel_id,
-        rootId: post.root_id || post.id,
-      };
       const o = await endJobByCommand(
         engine,
         {
@@ -391,7 +391,7 @@ async function mentioned(
           jobId: cmd.jobId,
           actor: { kind: 'user', userId: post.user_id },
           reason: cmd.reason || 'cancelled in chat',
-          post: ctx,
+          post: postContext(post),
         },
         trx,
       );
@@ -425,7 +425,7 @@ async function run(
   const channel = await deps.chat.channel(post.channel_id);
   if (channel.type === 'D' || channel.type === 'G')
     return refuse('run_direct', 'jobs are requested in an allowlisted channel, not in direct messages');
-  const root = post.root_id || post.id;
+  const root = threadOf(post);
   const existing = await trx
     .selectFrom('jobs')
     .select('id')
@@ -437,6 +437,8 @@ async function run(
       'run_thread_taken',
       `this thread already belongs to job:${existing.id}; start a new thread`,
     );
+  // A refused request must leave nothing behind, even if createJob refuses after writing.
+  await sql`savepoint create_job`.execute(trx);
   let created;
   try {
     created = await createJob(
@@ -449,8 +451,8 @@ async function run(
       trx,
     );
   } catch (err) {
-    // Refusals are decided before createJob writes anything, so the transaction is still good.
     if (!(err instanceof AppError)) throw err;
+    await sql`rollback to savepoint create_job`.execute(trx);
     return refuse(`run:${err.code}`, `${err.message} (${err.code})`);
   }
   await remember(trx, post, 'run', created.jobId, at);

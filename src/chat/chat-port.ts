@@ -55,6 +55,9 @@ export interface ChatPort extends ChatMembership {
   addReaction(userId: string, postId: string, emoji: string): Promise<void>;
 }
 
+/** The thread a post belongs to: its root, or itself when it is a root. */
+export const threadOf = (post: ChatPost): string => post.root_id || post.id;
+
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 

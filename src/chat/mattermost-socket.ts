@@ -88,13 +88,6 @@ export class MattermostSocket {
     }
   }
 
-  /** Drops the connection now (tests, or a detected gap); a reconnect follows. */
-  drop(reason: string, forgetConnection: boolean): void {
-    if (forgetConnection) this.connectionId = '';
-    this.opts.log.warn({ reason, forgetConnection }, 'dropping Mattermost WebSocket');
-    this.ws?.terminate();
-  }
-
   private endpoint(): string {
     const base = new URL(this.opts.url.replace(/\/+$/, '') + '/api/v4/websocket');
     base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';

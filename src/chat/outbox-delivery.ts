@@ -38,7 +38,6 @@ export class OutboxDelivery {
   private stopped = true;
   private pauseUntil = 0;
   private failures = 0;
-  delivered = 0;
 
   constructor(private readonly opts: DeliveryOptions) {}
 
@@ -132,7 +131,6 @@ export class OutboxDelivery {
         await markDelivered(db, row.id, postId, this.opts.clock());
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
-      this.delivered++;
       this.failures = 0;
       return true;
     } catch (err) {

@@ -150,14 +150,3 @@ export async function markFailed(db: Db, id: number, at: Date, error: string): P
     .where('id', '=', id)
     .execute();
 }
-
-/** Rows not yet delivered (for readiness and tests). */
-export async function pendingCount(db: Db): Promise<number> {
-  const row = await db
-    .selectFrom('outbox')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('delivered_at', 'is', null)
-    .where('failed_at', 'is', null)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
-}
