@@ -188,7 +188,7 @@ export function withdrawnMessage(jobId: number, step: string, userId: string, wh
 }
 
 export function endedMessage(ended: JobEnded, publicUrl: string | null): string {
-  const link = publicUrl ? `${publicUrl.replace(/\/+$/, '')}/v1/bundles/${ended.bundleId}` : null;
+  const link = bundleUrl(publicUrl, ended.bundleId);
   return [
     `**job:${ended.jobId} ${ended.status}** — ${line(ended.reason)}`,
     `Proof bundle \`${ended.bundleId}\`${link ? ` · ${link}` : ''}`,
