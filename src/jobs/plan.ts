@@ -1,8 +1,8 @@
 import { jcsHashB64u } from '../crypto/hash.js';
 import { STEP_ID } from '../approvals/parse-command.js';
+import { approvalRuleFor, isToolAllowed } from '../policy/approval-rule.js';
 import { matchesAny } from '../policy/tool-pattern.js';
 import type { ApprovalRule, Runbook, RunbookParam, Wpc } from '../policy/types.js';
-import { approvalRuleFor, isToolAllowed } from '../policy/validate-policy.js';
 
 export type ArgValue = string | number | boolean;
 
@@ -18,10 +18,20 @@ export type Plan = PlanStep[];
 
 export const MAX_PLAN_STEPS = 32;
 export const MAX_PARAM_LENGTH = 1000;
-const TOOL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+/**
+ * A tool name: what a policy's tool patterns can match, and exactly `$defs.tool_name` of
+ * policies/wpc.schema.json (a test holds them equal). Namespaced MCP names are real
+ * (`mcp:crm-mcp/search_customer`, `mcp/server/tool`, `mcp__server__tool`), so `/` and `_` are
+ * allowed; spaces, control characters, `*` and more than 128 characters never are.
+ */
+export const TOOL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$/;
 // Control characters (C0, DEL, C1) and Unicode bidi/zero-width controls never belong in a param.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point.
 const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;
+
+export function hasUnsafeText(text: string): boolean {
+  return UNSAFE_TEXT.test(text);
+}
 
 /** plan_hash_b64u = base64url(SHA-256(JCS(plan))). */
 export function planHash(plan: Plan): string {

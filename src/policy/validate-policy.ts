@@ -1,8 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import { GROUPS_SCHEMA_FILE, WPC_SCHEMA_FILE } from '../paths.js';
+import { classifyPlan, hasUnsafeText, planShapeProblems } from '../jobs/plan.js';
+import { approvalRuleFor, isToolAllowed } from './approval-rule.js';
 import { matchesAny, matchesPattern } from './tool-pattern.js';
-import type { ApprovalOverride, ApprovalRule, GroupsFile, Runbook, Wpc } from './types.js';
+import type { ApprovalRule, GroupsFile, Runbook, Wpc } from './types.js';
+
+// Callers that know these by their old home keep working.
+export { approvalRuleFor, isToolAllowed } from './approval-rule.js';
 
 /** One reason a policy is refused: where (JSONPath), which rule, and in words. */
 export interface PolicyProblem {
@@ -80,48 +85,6 @@ function schemaProblems(errors: ErrorObject[] | null | undefined): PolicyProblem
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 
-/** Exact keys first, then the pattern with the most literal characters, then lexical order. */
-function bySpecificity(a: string, b: string): number {
-  const exact = Number(!b.includes('*')) - Number(!a.includes('*'));
-  const literal = b.replace(/\*/g, '').length - a.replace(/\*/g, '').length;
-  return exact || literal || (a < b ? -1 : a > b ? 1 : 0);
-}
-
-/**
- * The effective approval rule for a tool. When several step_overrides keys match, each field
- * takes the strictest value among them, so no broad pattern can weaken a narrower gate: the
- * most approvals, the shortest TTL, distinct groups if any asks for them, requester approval
- * only if every one allows it. Approver groups come from the most specific key that names
- * them (an exact tool name, else the pattern with the most literal characters).
- */
-export function approvalRuleFor(policy: Wpc, tool: string): ApprovalRule {
-  const overrides = policy.execution.step_overrides ?? {};
-  const matching = Object.keys(overrides)
-    .sort(bySpecificity)
-    .filter((k) => matchesPattern(k, tool))
-    .map((k) => overrides[k]!);
-  if (matching.length === 0) return policy.execution.approval_rule;
-  const set = <K extends keyof ApprovalOverride>(field: K) =>
-    matching.map((o) => o[field]).filter((v): v is NonNullable<ApprovalOverride[K]> => v !== undefined);
-  const base = policy.execution.approval_rule;
-  const approvals = set('required_approvals');
-  const ttls = set('approval_ttl_seconds');
-  const distinct = set('distinct_groups');
-  const requester = set('allow_requester_approval');
-  return {
-    ...base,
-    allowed_approver_groups: set('allowed_approver_groups')[0] ?? base.allowed_approver_groups,
-    required_approvals: approvals.length ? Math.max(...approvals) : base.required_approvals,
-    approval_ttl_seconds: ttls.length ? Math.min(...ttls) : base.approval_ttl_seconds,
-    distinct_groups: distinct.length ? distinct.some(Boolean) : base.distinct_groups,
-    allow_requester_approval: requester.length ? requester.every(Boolean) : base.allow_requester_approval,
-  };
-}
-
-export function isToolAllowed(policy: Wpc, tool: string): boolean {
-  return matchesAny(policy.tools.allow, tool) && !matchesAny(policy.tools.deny, tool);
-}
-
 function paramProblems(base: string, runbook: Runbook): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   for (const [name, param] of Object.entries(runbook.params ?? {})) {
@@ -182,7 +145,8 @@ function paramProblems(base: string, runbook: Runbook): PolicyProblem[] {
         (re === undefined || re.test(String(d))) &&
         (param.minimum === undefined || (d as number) >= param.minimum) &&
         (param.maximum === undefined || (d as number) <= param.maximum) &&
-        (param.max_length === undefined || String(d).length <= param.max_length);
+        (param.max_length === undefined || String(d).length <= param.max_length) &&
+        !(typeof d === 'string' && hasUnsafeText(d));
       if (!valueOk) {
         problems.push({
           path: `${at}.default`,
@@ -193,6 +157,24 @@ function paramProblems(base: string, runbook: Runbook): PolicyProblem[] {
     }
   }
   return problems;
+}
+
+/**
+ * What the plan itself would say about this runbook's steps (placeholders left in place; the
+ * params that fill them are checked when a job is requested). Run after the precise checks
+ * above, so that lint can never pass a runbook that no request could ever plan.
+ */
+function unplannable(policy: Wpc, runbook: Runbook): string[] {
+  const template = runbook.steps.map((s) => ({
+    id: s.id,
+    tool: s.tool,
+    args: s.args ?? {},
+    summary: s.summary,
+  }));
+  const shape = planShapeProblems(template);
+  if (shape.length > 0) return shape;
+  const classified = classifyPlan(policy, template);
+  return classified.ok ? [] : classified.denied.map((d) => `step ${d.step}: ${d.reason}`);
 }
 
 /** Rules JSON Schema cannot express: cross-references, satisfiability, and unreachable runbooks. */
@@ -257,6 +239,7 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
 
   for (const [name, runbook] of Object.entries(policy.runbooks ?? {})) {
     const base = pointerToPath('/runbooks', name);
+    const before = problems.length;
     problems.push(...paramProblems(base, runbook));
     if (!matchesPattern(policy.token_requirements.subject, runbook.executor)) {
       push(
@@ -307,6 +290,10 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
             push(path, 'lint:unknown-param', `placeholder {{${m[1]}}} is not a declared param`);
         }
       }
+    }
+    if (problems.length === before) {
+      for (const message of unplannable(policy, runbook))
+        push(`${base}.steps`, 'lint:runbook-unplannable', message);
     }
   }
   return problems;

@@ -13,7 +13,9 @@ import {
   type PlanStep,
   planHash,
   planShapeProblems,
+  TOOL_NAME,
 } from '../../src/jobs/plan.js';
+import { STEP_ID } from '../../src/approvals/parse-command.js';
 import type { Runbook, Wpc } from '../../src/policy/types.js';
 import { validatePolicy } from '../../src/policy/validate-policy.js';
 import { createTestEngine, OPS, registerAgent, U, type TestEngine } from '../helpers/engine.js';
@@ -505,6 +507,64 @@ describe('planShapeProblems', () => {
       'steps[0].tool is not a valid tool name',
       'steps[1].tool is not a valid tool name',
       'steps[2].args.path contains control or invisible characters',
+    ]);
+  });
+
+  it.each([
+    'mcp:crm-mcp/search_customer',
+    'mcp/server/tool',
+    'mcp__server__tool',
+    '_internal',
+    'ticket.read',
+    `a${'b'.repeat(127)}`,
+  ])('accepts the namespaced tool name %j (MCP and Claude Code spell tools this way)', (tool) => {
+    expect(planShapeProblems([step('a', tool)])).toEqual([]);
+  });
+
+  it.each([
+    'mcp/server tool',
+    'mcp/server\ttool',
+    'mcp/server\u0000tool',
+    'mcp/server\u202etool',
+    '/leading-slash',
+    'mcp:*/shell',
+    'tool\n',
+    `a${'b'.repeat(128)}`,
+  ])('refuses the tool name %j (spaces, control characters, wildcards, over 128 characters)', (tool) => {
+    expect(planShapeProblems([step('a', tool)])).toEqual(['steps[0].tool is not a valid tool name']);
+  });
+});
+
+describe('the plan and the policy schema agree', () => {
+  const schema = JSON.parse(readFileSync(path.join(REPO_POLICIES_DIR, 'wpc.schema.json'), 'utf8')) as {
+    $defs: {
+      tool_name: { pattern: string };
+      step: { properties: { id: { pattern: string } } };
+      runbook: { properties: { steps: { maxItems: number } } };
+    };
+  };
+
+  it('on what a tool name is, what a step id is, and how many steps a plan may have', () => {
+    expect(TOOL_NAME.source).toBe(schema.$defs.tool_name.pattern);
+    expect(STEP_ID.source).toBe(schema.$defs.step.properties.id.pattern);
+    expect(MAX_PLAN_STEPS).toBe(schema.$defs.runbook.properties.steps.maxItems);
+  });
+
+  it('so every shipped runbook plans with its example params', () => {
+    const mcp = shippedPolicy('mcp-enterprise-agent-minimal');
+    const e = expand(mcp, 'customer-case-update', {
+      customer_email: 'pat@example.com',
+      case_id: 'CASE-88121',
+      ticket_id: 'TCK-5521',
+      comment: 'Refund processed',
+    });
+    expect(planShapeProblems(e.plan)).toEqual([]);
+    const c = classifyPlan(mcp, e.plan);
+    expect(c.ok && c.steps.map((s) => [s.id, s.classification.gate])).toEqual([
+      ['search-customer', 'auto'],
+      ['get-case', 'auto'],
+      ['read-ticket', 'auto'],
+      ['comment-ticket', 'gated'],
     ]);
   });
 });

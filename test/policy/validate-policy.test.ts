@@ -819,6 +819,22 @@ const lintCases: LintCase[] = [
     path: `${RB}.params.note.default`,
     rule: 'lint:param-default-invalid',
   },
+  {
+    name: 'default carrying a bidirectional override',
+    mutate: set(['runbooks', 'change-review', 'params', 'note'], {
+      type: 'string',
+      description: 'n',
+      default: 'txt.\u202eexe',
+    }),
+    path: `${RB}.params.note.default`,
+    rule: 'lint:param-default-invalid',
+  },
+  {
+    name: 'runbook arg the plan would refuse (a control character)',
+    mutate: set(['runbooks', 'change-review', 'steps', 1, 'args', 'environment'], 'prod\u0007'),
+    path: `${RB}.steps`,
+    rule: 'lint:runbook-unplannable',
+  },
 ];
 
 describe('validatePolicy: semantic lints', () => {
@@ -884,6 +900,17 @@ describe('validatePolicy: semantic lints', () => {
     const result = validatePolicy(p, { groups: groupsJson });
     if (!result.ok) throw new Error(formatProblems(result.problems));
     expect(result.ok).toBe(true);
+  });
+
+  it('refuses a runbook no request could ever plan, with the plan’s own reason', () => {
+    const p = mutated(set(['runbooks', 'change-review', 'steps', 1, 'args', 'environment'], 'prod\u202e'));
+    expect(problemsOf(p, { groups: groupsJson })).toEqual([
+      {
+        path: `${RB}.steps`,
+        rule: 'lint:runbook-unplannable',
+        message: 'steps[1].args.environment contains control or invisible characters',
+      },
+    ]);
   });
 
   it('does not run the lints when the schema fails', () => {
