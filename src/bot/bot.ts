@@ -6,7 +6,9 @@ import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js
 import { OutboxDelivery } from '../chat/outbox-delivery.js';
 import type { Db } from '../db/database.js';
 import type { EngineContext } from '../jobs/context.js';
-import { type Handled, handlePost } from './handle-post.js';
+import { isTransientDbError, isUnstorableInput } from '../db/db-errors.js';
+import { ChannelCursors } from './channel-cursors.js';
+import { type Handled, handlePost, type HandlerDeps, refuseUnprocessablePost } from './handle-post.js';
 import { KeyedQueue } from './keyed-queue.js';
 
 export interface BotOptions {
@@ -57,16 +59,14 @@ export class MattermostBot {
   private starting: Promise<void> | null = null;
   private problem: string | null = 'not connected yet';
   private catchingUp: Promise<void> | null = null;
-  private catchUpAgain = false;
   private cursorTimer: NodeJS.Timeout | null = null;
   /** A catch-up that failed, or a post given up on, is retried from the cursor by this timer. */
   private retryTimer: NodeJS.Timeout | null = null;
   private retryAttempt = 0;
-  /** Per channel: update_at of posts queued but not finished, and the newest finished. */
-  private readonly pending = new Map<string, Map<string, number>>();
-  private readonly done = new Map<string, number>();
-  /** The cursor last written per channel: unchanged ones are not written again. */
-  private readonly saved = new Map<string, number>();
+  private readonly cursors = new ChannelCursors();
+  /** Channel catch-ups in progress, and those asked for again while running. */
+  private readonly syncing = new Map<string, Promise<void>>();
+  private readonly syncAgain = new Set<string>();
   readonly stats: BotStats = { observed: 0, ignored: 0, handled: 0, duplicates: 0, failed: 0, catchUps: 0 };
   /** Called after every post is handled (tests and the bench wait on it). */
   onHandled: ((post: ChatPost, result: Handled | Error) => void) | null = null;
@@ -86,7 +86,9 @@ export class MattermostBot {
         onEvent: (e) => this.onEvent(e),
         onConnected: ({ connectionId, fresh }) => {
           this.log.info({ connectionId, fresh }, 'Mattermost WebSocket connected');
-          if (fresh) void this.catchUp('new connection');
+          if (!fresh) return; // the server replayed what was missed
+          this.cursors.unsyncAll();
+          void this.catchUp('new connection');
         },
         onDisconnected: (reason) => this.log.warn({ reason }, 'Mattermost WebSocket disconnected'),
       },
@@ -137,16 +139,18 @@ export class MattermostBot {
     await this.starting;
     await this.socket.stop();
     await this.catchingUp;
+    await Promise.all(this.syncing.values());
     await this.queue.idle();
     await this.delivery?.stop();
     await this.saveCursors().catch((err: unknown) =>
-      this.log.warn({ err }, 'could not save catch-up cursors'),
+      this.log.warn({ err: safeError(err) }, 'could not save catch-up cursors'),
     );
   }
 
   /** Waits until every post queued so far is handled and the outbox is empty (tests, demo). */
   async settle(): Promise<void> {
     await this.catchingUp;
+    await Promise.all(this.syncing.values());
     await this.queue.idle();
   }
 
@@ -183,7 +187,9 @@ export class MattermostBot {
     this.delivery.start();
     this.socket.start();
     this.cursorTimer = setInterval(() => {
-      this.saveCursors().catch((err: unknown) => this.log.warn({ err }, 'could not save catch-up cursors'));
+      this.saveCursors().catch((err: unknown) =>
+        this.log.warn({ err: safeError(err) }, 'could not save catch-up cursors'),
+      );
     }, 2_000);
     this.cursorTimer.unref();
   }
@@ -213,35 +219,48 @@ export class MattermostBot {
     return [...new Set([...snap.resolution.channels.keys(), ...snap.resolution.closed.keys()])].sort();
   }
 
-  private observe(post: ChatPost): Promise<void> {
+  /**
+   * A live post. While its channel is not synced (a catch-up is pending, running or failed),
+   * it is held and handled after the catch-up, so it can neither overtake a missed post nor
+   * move the channel's cursor past one.
+   */
+  private observe(post: ChatPost): void {
     this.stats.observed++;
-    const track = this.pending.get(post.channel_id) ?? new Map<string, number>();
-    this.pending.set(post.channel_id, track);
-    const trackKey = `${post.id}:${post.update_at}`;
-    track.set(trackKey, post.update_at);
+    if (!this.followed(post.channel_id) || this.cursors.isSynced(post.channel_id)) {
+      void this.enqueue(post);
+      return;
+    }
+    this.cursors.hold(post);
+    if (!this.syncing.has(post.channel_id) && !this.retryTimer) void this.syncChannel(post.channel_id);
+  }
+
+  private followed(channelId: string): boolean {
+    return this.channels().includes(channelId);
+  }
+
+  /** Queues a post in its thread; the channel's cursor does not pass it until it is handled. */
+  private enqueue(post: ChatPost): Promise<void> {
+    const key = this.cursors.started(post);
     return this.queue.push(threadOf(post), async () => {
       const ok = await this.handleWithRetry(post);
-      if (!ok) return; // stays pending: the cursor will not pass it, the next catch-up retries it
-      track.delete(trackKey);
-      this.done.set(post.channel_id, Math.max(this.done.get(post.channel_id) ?? 0, post.update_at));
+      if (!ok) return; // stays open: the cursor will not pass it, the next catch-up retries it
+      this.cursors.finished(post, key);
     });
   }
 
   private async handleWithRetry(post: ChatPost): Promise<boolean> {
     const me = this.me;
     if (!me) return false;
+    const deps = {
+      engine: this.opts.engine,
+      chat: this.opts.chat,
+      bot: me,
+      log: this.log,
+      complaintsPerMinute: this.opts.complaintsPerMinute,
+    };
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await handlePost(
-          {
-            engine: this.opts.engine,
-            chat: this.opts.chat,
-            bot: me,
-            log: this.log,
-            complaintsPerMinute: this.opts.complaintsPerMinute,
-          },
-          post,
-        );
+        const result = await handlePost(deps, post);
         if (result.outcome === 'ignored') this.stats.ignored++;
         else if (result.outcome === 'duplicate') this.stats.duplicates++;
         else {
@@ -252,13 +271,18 @@ export class MattermostBot {
         this.onHandled?.(post, result);
         return true;
       } catch (err) {
-        // Mattermost busy or unreachable (429, 5xx, network) is waited out here, however long it
+        // Mattermost or the database busy or unreachable is waited out here, however long it
         // lasts: giving up would let later posts of the thread overtake this one.
-        const transient = err instanceof ChatError && err.retryable;
+        const transient = (err instanceof ChatError && err.retryable) || isTransientDbError(err);
+        if (!this.stopped && !transient && (isUnstorableInput(err) || attempt + 1 >= HANDLE_ATTEMPTS)) {
+          // This post can never be handled (e.g. text the database cannot store): record it as
+          // refused, so it neither pins the channel's cursor nor loops.
+          if (await this.refuseUnprocessable(deps, post, err)) return true;
+        }
         if (this.stopped || (!transient && attempt + 1 >= HANDLE_ATTEMPTS)) {
           this.stats.failed++;
           this.log.error(
-            { err, postId: post.id },
+            { err: safeError(err), postId: post.id },
             'could not handle a post; it will be retried at the next catch-up',
           );
           this.onHandled?.(post, err instanceof Error ? err : new Error(String(err)));
@@ -267,7 +291,7 @@ export class MattermostBot {
         }
         const wait = backoffMs(attempt, this.opts.minBackoffMs ?? 500, this.opts.maxBackoffMs ?? 30_000);
         this.log.warn(
-          { postId: post.id, err: err instanceof Error ? err.message : String(err), waitMs: wait },
+          { postId: post.id, err: safeError(err), waitMs: wait, attempt },
           'handling a post failed; retrying',
         );
         await sleep(wait);
@@ -275,33 +299,65 @@ export class MattermostBot {
     }
   }
 
-  /** REST catch-up of every followed channel from its cursor; overlapping requests coalesce. */
-  catchUp(why: string): Promise<void> {
-    if (this.catchingUp) {
-      this.catchUpAgain = true;
-      return this.catchingUp;
+  /** Records a post that cannot be handled as refused; false if even that failed. */
+  private async refuseUnprocessable(deps: HandlerDeps, post: ChatPost, err: unknown): Promise<boolean> {
+    try {
+      const result = await refuseUnprocessablePost(deps, post);
+      this.stats.failed++;
+      this.log.error({ err: safeError(err), postId: post.id }, 'a post could not be processed; refused');
+      this.onHandled?.(post, result);
+      this.delivery?.wake();
+      return true;
+    } catch (again) {
+      this.log.warn({ err: safeError(again), postId: post.id }, 'could not record a refused post');
+      return false;
     }
-    this.catchingUp = (async () => {
-      let failed: boolean;
-      do {
-        this.catchUpAgain = false;
-        failed = false;
-        this.stats.catchUps++;
-        this.log.info({ why }, 'catching up over REST');
-        for (const channelId of this.channels()) {
-          if (this.stopped) return;
-          await this.catchUpChannel(channelId).catch((err: unknown) => {
-            if (this.catchUpFailed(channelId, err)) failed = true;
-          });
+  }
+
+  /**
+   * REST catch-up of every followed channel that is not synced, each on its own (a slow or
+   * failing channel holds back only itself); overlapping requests coalesce per channel.
+   */
+  catchUp(why: string): Promise<void> {
+    this.stats.catchUps++;
+    this.log.info({ why }, 'catching up over REST');
+    const runs = this.channels()
+      .filter((c) => !this.cursors.isSynced(c))
+      .map((c) => this.syncChannel(c));
+    const all = Promise.all(runs).then(() => undefined);
+    this.catchingUp = all;
+    return all;
+  }
+
+  /** Catches one channel up, then releases the live posts held meanwhile; retried on failure. */
+  private syncChannel(channelId: string): Promise<void> {
+    const running = this.syncing.get(channelId);
+    if (running) {
+      this.syncAgain.add(channelId);
+      return running;
+    }
+    const run = (async () => {
+      for (;;) {
+        if (this.stopped) return;
+        this.syncAgain.delete(channelId);
+        try {
+          await this.catchUpChannel(channelId);
+        } catch (err) {
+          if (this.catchUpFailed(channelId, err)) this.retryLater();
+          return;
         }
-      } while (this.catchUpAgain && !this.stopped);
-      // Nothing else would try again until the next new connection: the posts missed stay missed.
-      if (failed) this.retryLater();
-      else this.retryAttempt = 0;
-    })().finally(() => {
-      this.catchingUp = null;
-    });
-    return this.catchingUp;
+        const held = this.cursors.caughtUp(channelId);
+        if (held === null) continue; // posts were dropped while holding: read again
+        for (const post of held) void this.enqueue(post);
+        if (!this.syncAgain.has(channelId)) break;
+      }
+      this.unreadable.delete(channelId);
+      await this.saveCursors().catch((err: unknown) =>
+        this.log.warn({ err: safeError(err) }, 'could not save catch-up cursors'),
+      );
+    })().finally(() => this.syncing.delete(channelId));
+    this.syncing.set(channelId, run);
+    return run;
   }
 
   private readonly unreadable = new Set<string>();
@@ -319,10 +375,7 @@ export class MattermostBot {
       );
       return false;
     }
-    this.log.warn(
-      { channelId, err: err instanceof Error ? err.message : String(err) },
-      'catch-up failed; retrying',
-    );
+    this.log.warn({ channelId, err: safeError(err) }, 'catch-up failed; retrying');
     return true;
   }
 
@@ -336,11 +389,19 @@ export class MattermostBot {
     );
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      void this.catchUp('retrying after a failure');
+      void this.catchUp('retrying after a failure').then(() => {
+        if (!this.retryTimer) this.retryAttempt = 0;
+      });
     }, wait);
     this.retryTimer.unref();
   }
 
+  /**
+   * Reads everything changed in the channel since its stored cursor and queues it, oldest first.
+   * Mattermost returns at most 1000 changes per request (the earliest after `since`); the next
+   * page starts at the newest millisecond seen, read again, so changes sharing that millisecond
+   * across the page boundary are never skipped (those already read are recognised by id).
+   */
   private async catchUpChannel(channelId: string): Promise<void> {
     const row = await this.db
       .selectFrom('chat_cursors')
@@ -350,33 +411,58 @@ export class MattermostBot {
     let since = row
       ? Number(row.since_ms)
       : this.clock().getTime() - (this.opts.firstCatchUpMs ?? 10 * 60_000);
+    const read = new Set<string>();
+    const queued: Promise<void>[] = [];
     for (;;) {
       const posts = await this.opts.chat.postsSince(channelId, since);
-      await Promise.all(posts.map((p) => this.observe(p)));
+      for (const p of posts) {
+        const key = `${p.id}:${p.update_at}`;
+        if (read.has(key)) continue;
+        read.add(key);
+        this.stats.observed++;
+        queued.push(this.enqueue(p));
+      }
       if (posts.length < POSTS_PER_PAGE_LIMIT) break;
-      since = Math.max(since, ...posts.map((p) => p.update_at));
+      const newest = Math.max(...posts.map((p) => p.update_at));
+      if (newest - 1 > since) {
+        since = newest - 1;
+      } else {
+        // A whole page of changes in one millisecond: Mattermost offers no way to read past it.
+        this.log.error(
+          { channelId, atMs: newest },
+          'more than 1000 changes in one millisecond; later ones of that millisecond may be missed',
+        );
+        since = newest;
+      }
     }
-    await this.saveCursors();
+    await Promise.all(queued);
   }
 
-  /** Persists each channel's cursor: just before the oldest unfinished post, else the newest finished. */
+  /** Persists each synced channel's cursor (see ChannelCursors.due). */
   async saveCursors(): Promise<void> {
     const at = this.clock();
-    for (const [channelId, newest] of this.done) {
-      const open = [...(this.pending.get(channelId)?.values() ?? [])];
-      const cursor = open.length > 0 ? Math.min(...open) - 1 : newest - 1;
-      if (this.saved.get(channelId) === cursor) continue;
+    for (const { channelId, sinceMs } of this.cursors.due()) {
       await this.db
         .insertInto('chat_cursors')
-        .values({ channel_id: channelId, since_ms: cursor, updated_at: at })
+        .values({ channel_id: channelId, since_ms: sinceMs, updated_at: at })
         .onConflict((oc) =>
           oc.column('channel_id').doUpdateSet((eb) => ({
-            since_ms: eb.fn('greatest', [eb.ref('chat_cursors.since_ms'), eb.val(cursor)]),
+            since_ms: eb.fn('greatest', [eb.ref('chat_cursors.since_ms'), eb.val(sinceMs)]),
             updated_at: at,
           })),
         )
         .execute();
-      this.saved.set(channelId, cursor);
+      this.cursors.saved(channelId, sinceMs);
     }
   }
+}
+
+/** An error as a log field: its message and codes, never a connection string or a stack of secrets. */
+function safeError(err: unknown): { message: string; code?: string; kind?: string } {
+  const e = err as { message?: unknown; code?: unknown; kind?: unknown };
+  return {
+    message: typeof e?.message === 'string' ? e.message.slice(0, 300) : String(err).slice(0, 300),
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+    ...(typeof e?.kind === 'string' ? { kind: e.kind } : {}),
+  };
 }

@@ -464,3 +464,24 @@ async function run(
   );
   return { outcome: 'handled', action: 'run', jobId: created.jobId };
 }
+
+/**
+ * A post that could not be handled (the database refuses its text, or handling failed again
+ * and again): recorded as refused and answered once, so it changes nothing, never pins the
+ * channel's catch-up cursor, and is not retried forever. The answer does not echo the post.
+ */
+export async function refuseUnprocessablePost(deps: HandlerDeps, post: ChatPost): Promise<Handled> {
+  const { engine } = deps;
+  return engine.db.transaction().execute(async (trx): Promise<Handled> => {
+    if (await lockPost(trx, post.id)) return { outcome: 'duplicate' };
+    const at = engine.clock();
+    await remember(trx, post, 'unprocessable', null, at);
+    if (routePost(post, deps.bot).kind !== 'ignore') {
+      await new Replies(trx, deps, post, at).complain(
+        `reply:${post.id}`,
+        `${mention(post.user_id)} this post could not be processed and changed nothing; post the command again in plain text.`,
+      );
+    }
+    return { outcome: 'handled', action: 'unprocessable', jobId: null };
+  });
+}
