@@ -3,6 +3,8 @@ import { sha256Hex } from '../crypto/hash.js';
 import type { Db } from '../db/database.js';
 import type { AgentRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
+import type { EngineContext } from '../jobs/context.js';
+import { revokeToken } from '../tokens/token-lifecycle.js';
 
 export const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$/;
 const KEY_PREFIX = 'cak_';
@@ -41,18 +43,63 @@ export async function listAgents(db: Db): Promise<AgentRow[]> {
   return db.selectFrom('agents').selectAll().orderBy('id').execute();
 }
 
-export async function revokeAgent(db: Db, id: string, at: Date): Promise<AgentRow> {
-  const row = await db
-    .updateTable('agents')
-    .set({ revoked_at: at })
-    .where('id', '=', id)
-    .where('revoked_at', 'is', null)
-    .returningAll()
-    .executeTakeFirst();
-  if (row) return row;
-  const existing = await db.selectFrom('agents').selectAll().where('id', '=', id).executeTakeFirst();
-  if (!existing) throw new AppError('ERR_AGENT_NOT_FOUND', `no agent ${id}`);
-  return existing;
+export interface AgentRevoked {
+  agent: AgentRow;
+  /** Tokens of this agent that were minted or claimed and not yet redeemed, now revoked. */
+  tokens: { jti: string; jobId: number }[];
+  /** Jobs that ended as revoked because a step they waited on lost its token. */
+  jobsEnded: number[];
+}
+
+/**
+ * Revokes an agent's key and, in the same transaction, every token of the agent not yet
+ * redeemed: a token it already claimed must not outlive the key it was claimed with. Each
+ * token is revoked as `token revoke` does (recorded in its job's event chain; a job whose
+ * approved or claimed step loses its token ends as revoked, bundle sealed). Revoking an agent
+ * again revokes whatever was left.
+ */
+export async function revokeAgent(
+  ctx: EngineContext,
+  input: { id: string; actor: string; reason?: string },
+): Promise<AgentRevoked> {
+  const reason = `agent ${input.id} revoked${input.reason ? `: ${input.reason}` : ''}`;
+  const result = await ctx.db.transaction().execute(async (trx) => {
+    const existing = await trx
+      .selectFrom('agents')
+      .selectAll()
+      .where('id', '=', input.id)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!existing) throw new AppError('ERR_AGENT_NOT_FOUND', `no agent ${input.id}`);
+    const agent =
+      existing.revoked_at !== null
+        ? existing
+        : await trx
+            .updateTable('agents')
+            .set({ revoked_at: ctx.clock() })
+            .where('id', '=', input.id)
+            .returningAll()
+            .executeTakeFirstOrThrow();
+    // Job order, so concurrent revocations lock jobs in the same order.
+    const live = await trx
+      .selectFrom('tokens')
+      .select(['jti', 'job_id'])
+      .where('sub', '=', input.id)
+      .where('revoked_at', 'is', null)
+      .where('redeemed_at', 'is', null)
+      .orderBy('job_id')
+      .orderBy('jti')
+      .execute();
+    const jobsEnded: number[] = [];
+    for (const t of live) {
+      // A job ended by an earlier token of this loop has already revoked this one with it.
+      const r = await revokeToken(ctx, { jti: t.jti, reason, actor: { admin: input.actor } }, trx);
+      if (r.jobEnded) jobsEnded.push(r.jobId);
+    }
+    return { agent, tokens: live.map((t) => ({ jti: t.jti, jobId: t.job_id })), jobsEnded };
+  });
+  for (const jobId of new Set(result.tokens.map((t) => t.jobId))) ctx.notifier.changed(jobId);
+  return result;
 }
 
 /** The agent a bearer key belongs to, if the key is well-formed, known and not revoked. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createAgent, listAgents, revokeAgent } from '../agents/agent-keys.js';
+import { engineFor, engineParts, policyServiceFor } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 
@@ -50,12 +51,29 @@ export function agentCommands(program: Command, ctx: CliContext): void {
 
   agents
     .command('revoke')
-    .description('revoke an agent key; the agent can no longer call the API')
+    .description(
+      'revoke an agent key and every token of the agent not yet redeemed; jobs left unable to finish end as revoked',
+    )
     .argument('<id>', 'agent id')
-    .action(async (id: string) => {
+    .option('--reason <text>', 'why (recorded in each affected job’s proof bundle)')
+    .option('--actor <name>', 'who is revoking', ctx.defaultActor)
+    .action(async (id: string, opts: { reason?: string; actor: string }) => {
       await ctx.withRuntime(async (rt) => {
-        const a = await revokeAgent(rt.database.db, id, rt.clock());
-        ctx.output.out(json({ id: a.id, revoked_at: a.revoked_at?.toISOString() ?? null }));
+        const engine = engineFor(engineParts(rt), policyServiceFor(rt, { readOnly: true }));
+        const r = await revokeAgent(engine, {
+          id,
+          actor: opts.actor,
+          ...(opts.reason ? { reason: opts.reason } : {}),
+        });
+        ctx.output.out(
+          json({
+            id: r.agent.id,
+            revoked_at: r.agent.revoked_at?.toISOString() ?? null,
+            tokens_revoked: r.tokens.length,
+            tokens: r.tokens.map((t) => ({ jti: t.jti, job_id: `job:${t.jobId}` })),
+            jobs_ended: r.jobsEnded.map((j) => `job:${j}`),
+          }),
+        );
       });
     });
 }

@@ -1,7 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { TokenRow } from '../db/schema.js';
 import { AppError, type AppErrorCode, isAppError } from '../errors.js';
-import type { EngineContext } from '../jobs/context.js';
+import { type EngineContext, inTransaction } from '../jobs/context.js';
 import { endJob } from '../jobs/end-job.js';
 import { lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -123,14 +123,16 @@ export async function redeemToken(
 /**
  * Revokes one token by jti or token_hash. An agent may revoke only its own tokens; an
  * operator any. A revoked token whose step had not finished leaves the job unable to
- * complete, so the job ends as revoked and its bundle is sealed.
+ * complete, so the job ends as revoked and its bundle is sealed. Runs in the caller's
+ * transaction when one is given (revoking an agent revokes its tokens in its own commit).
  */
 export async function revokeToken(
   ctx: EngineContext,
   input: { jti?: string; tokenHash?: string; reason: string; actor: { agentId: string } | { admin: string } },
+  callerTrx?: Db,
 ): Promise<{ jti: string; jobId: number; alreadyRevoked: boolean; jobEnded: boolean }> {
   const lookup = () => {
-    let q = ctx.db.selectFrom('tokens').selectAll();
+    let q = (callerTrx ?? ctx.db).selectFrom('tokens').selectAll();
     if (input.jti !== undefined) q = q.where('jti', '=', input.jti);
     else if (input.tokenHash !== undefined) q = q.where('token_hash', '=', input.tokenHash.toLowerCase());
     else throw new AppError('ERR_VALIDATION', 'give jti or token_hash');
@@ -140,7 +142,7 @@ export async function revokeToken(
   if (!found || ('agentId' in input.actor && found.sub !== input.actor.agentId)) {
     throw new AppError('ERR_TOKEN_NOT_FOUND', 'no such token');
   }
-  const result = await ctx.db.transaction().execute(async (trx) => {
+  const result = await inTransaction(ctx, callerTrx, async (trx) => {
     const job = await lockExistingJob(trx, found.job_id);
     const row = await trx
       .selectFrom('tokens')
@@ -183,6 +185,6 @@ export async function revokeToken(
     }
     return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: false };
   });
-  ctx.notifier.changed(result.jobId);
+  if (!callerTrx) ctx.notifier.changed(result.jobId);
   return result;
 }

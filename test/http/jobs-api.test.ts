@@ -123,7 +123,7 @@ describe(`agent jobs API (${dialectName})`, () => {
       expect(await s.ctx.db.selectFrom('jobs').select('id').execute()).toEqual([]);
 
       expect((await s.app.inject({ url: '/v1/jobs', headers: s.ops })).statusCode).toBe(200);
-      await revokeAgent(s.ctx.db, OPS.executor, s.ctx.clock());
+      await revokeAgent(s.ctx, { id: OPS.executor, actor: 'tests' });
       expect(errorOf(await s.app.inject({ url: '/v1/jobs', headers: s.ops }))).toEqual([
         401,
         'ERR_UNAUTHENTICATED',
