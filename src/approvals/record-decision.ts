@@ -1,20 +1,19 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { DecisionKind, JobRow } from '../db/schema.js';
-import type { AppErrorCode } from '../errors.js';
+import { type AppErrorCode, isAppError } from '../errors.js';
 import { type EngineContext, inTransaction } from '../jobs/context.js';
 import { type JobEnded, endJob } from '../jobs/end-job.js';
-import {
-  closedCode,
-  jobSteps,
-  lockExistingJob,
-  lockJob,
-  setStepStatus,
-  stepRule,
-} from '../jobs/job-repository.js';
+import { closedCode, jobSteps, lockExistingJob, lockJob, setStepStatus } from '../jobs/job-repository.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
-import { currentQuorum, type MintedToken, tryMintStep } from '../tokens/mint-step-token.js';
+import {
+  currentQuorum,
+  type MintedToken,
+  type PinnedStep,
+  pinnedStep,
+  tryMintStep,
+} from '../tokens/mint-step-token.js';
 
 /** Where a chat command was posted; the job's thread is the only place a decision counts. */
 export interface PostContext {
@@ -151,7 +150,8 @@ export async function openJobFor(
   if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
   if (
     post &&
-    (post.channelId !== job.channel_id || (job.root_post_id !== null && post.rootId !== job.root_post_id))
+    // A job without a thread yet (an agent's job whose plan is not posted) takes no chat decision.
+    (post.channelId !== job.channel_id || job.root_post_id === null || post.rootId !== job.root_post_id)
   ) {
     throw new Rejection('ERR_WRONG_THREAD', `decisions for job:${jobId} count only in its own thread`, true);
   }
@@ -192,7 +192,14 @@ export async function decideStep(
           true,
         );
       }
-      const rule = stepRule(step);
+      let pinned: PinnedStep;
+      try {
+        pinned = await pinnedStep(ctx, trx, job, step);
+      } catch (err) {
+        if (isAppError(err, 'ERR_STEP_RULE_MISMATCH')) throw new Rejection(err.code, err.message, true);
+        throw err;
+      }
+      const rule = pinned.rule;
       if (!rule)
         throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
       if (step.status !== 'awaiting_approval') {
@@ -304,7 +311,7 @@ export async function decideStep(
         },
         at,
       );
-      const attempt = await tryMintStep(ctx, trx, job, step, at);
+      const attempt = await tryMintStep(ctx, trx, job, step, at, pinned);
       if (attempt.minted) {
         return {
           accepted: true,
@@ -318,7 +325,7 @@ export async function decideStep(
         };
       }
       const quorum =
-        attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step);
+        attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step, rule);
       return {
         accepted: true,
         code: 'APPROVAL_COUNTED',

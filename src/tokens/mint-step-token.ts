@@ -1,15 +1,17 @@
+import { canonicalJson } from '../crypto/jcs.js';
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow } from '../db/schema.js';
-import { AppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import type { EngineContext } from '../jobs/context.js';
 import { announceMinted } from '../chat/announce.js';
-import { setStepStatus, stepRule } from '../jobs/job-repository.js';
+import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
+import { classifyPlan, planHash } from '../jobs/plan.js';
 import { stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { getVerifiedPolicy } from '../policy/registry.js';
 import { matchesPattern } from '../policy/tool-pattern.js';
-import type { Wpc } from '../policy/types.js';
+import type { ApprovalRule, Wpc } from '../policy/types.js';
 import { missionId, stepScope } from './cst-claims.js';
 import { issueToken } from './issue-token.js';
 
@@ -27,6 +29,8 @@ export type MintAttempt =
   | { minted: false; waiting: 'approvals'; quorum: QuorumResult }
   | { minted: false; waiting: 'simulation'; simulationStep: string }
   | { minted: false; waiting: 'nothing' }
+  /** The stored step disagrees with the pinned policy: nothing is minted on it (logged as an error). */
+  | { minted: false; waiting: 'rule_mismatch' }
   /** Less than a whole second of the job is left: no token could outlive it, so none is minted. */
   | { minted: false; waiting: 'deadline' };
 
@@ -45,14 +49,58 @@ export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Pr
   }
 }
 
+/** A step as the job's pinned policy classifies it: its approval rule (null: runs without approval) and simulation step. */
+export interface PinnedStep {
+  policy: Wpc;
+  rule: ApprovalRule | null;
+  simulationStep: string | null;
+}
+
+/**
+ * The step's gate, rule and simulation prerequisite, derived now from the pinned, verified
+ * policy and the job's plan (SPEC section 2 rule 5: "the rule applied is the one in the pinned,
+ * verified policy"). The `job_steps` row is the copy written at creation; if it or the plan no
+ * longer agrees, something changed them behind the engine's back, and nothing is decided or
+ * minted on them: ERR_STEP_RULE_MISMATCH, logged as an error.
+ */
+export async function pinnedStep(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  step: JobStepRow,
+): Promise<PinnedStep> {
+  const policy = await pinnedPolicy(ctx, trx, job);
+  const plan = jobPlan(job);
+  const classified = planHash(plan) === job.plan_hash_b64u ? classifyPlan(policy, plan) : null;
+  const expected = classified?.ok ? classified.steps.find((s) => s.id === step.step_id) : undefined;
+  const rule = expected?.classification.gate === 'gated' ? expected.classification.rule : null;
+  if (
+    !expected ||
+    expected.tool !== step.tool ||
+    expected.classification.gate !== step.gate ||
+    (rule === null ? null : canonicalJson(rule)) !== step.rule ||
+    expected.simulationStep !== step.simulation_step
+  ) {
+    ctx.log.error(
+      { jobId: job.id, step: step.step_id, policyHash: job.policy_hash_b64u },
+      'stored step disagrees with the pinned policy; refusing to decide or mint',
+    );
+    throw new AppError(
+      'ERR_STEP_RULE_MISMATCH',
+      `step ${step.step_id} of job:${job.id} no longer matches its pinned policy; nothing is decided or minted`,
+    );
+  }
+  return { policy, rule, simulationStep: expected.simulationStep };
+}
+
 /** Live approvals for a step, re-checked against the directory now (SPEC section 2: "at the moment quorum is evaluated"). */
 export async function currentQuorum(
   ctx: EngineContext,
   trx: Db,
   job: JobRow,
   step: JobStepRow,
+  rule: ApprovalRule | null,
 ): Promise<QuorumResult & { decisionIds: Map<string, number> }> {
-  const rule = stepRule(step);
   if (!rule) return { met: true, counted: [], missing: 0, openGroups: [], decisionIds: new Map() };
   const live = await trx
     .selectFrom('decisions')
@@ -95,23 +143,30 @@ export async function tryMintStep(
   job: JobRow,
   step: JobStepRow,
   at: Date,
+  pinned?: PinnedStep,
 ): Promise<MintAttempt> {
   if (step.status !== 'awaiting_approval') return { minted: false, waiting: 'nothing' };
-  if (step.simulation_step !== null) {
+  let effective: PinnedStep;
+  try {
+    effective = pinned ?? (await pinnedStep(ctx, trx, job, step));
+  } catch (err) {
+    if (isAppError(err, 'ERR_STEP_RULE_MISMATCH')) return { minted: false, waiting: 'rule_mismatch' };
+    throw err;
+  }
+  if (effective.simulationStep !== null) {
     const sim = await trx
       .selectFrom('job_steps')
       .select('status')
       .where('job_id', '=', job.id)
-      .where('step_id', '=', step.simulation_step)
+      .where('step_id', '=', effective.simulationStep)
       .executeTakeFirst();
     if (sim?.status !== 'succeeded')
-      return { minted: false, waiting: 'simulation', simulationStep: step.simulation_step };
+      return { minted: false, waiting: 'simulation', simulationStep: effective.simulationStep };
   }
-  const quorum = await currentQuorum(ctx, trx, job, step);
+  const quorum = await currentQuorum(ctx, trx, job, step, effective.rule);
   if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
 
-  const policy = await pinnedPolicy(ctx, trx, job);
-  const req = policy.token_requirements;
+  const req = effective.policy.token_requirements;
   if (!matchesPattern(req.subject, job.executor)) {
     throw new AppError(
       'ERR_FORBIDDEN',

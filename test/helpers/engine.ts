@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Logger } from 'pino';
 import type { ChatMembership } from '../../src/approvals/directory.js';
 import { groupsDirectory } from '../../src/approvals/directory.js';
 import { createAgent } from '../../src/agents/agent-keys.js';
@@ -60,6 +61,7 @@ export async function createTestEngine(
     edit?: (dir: string) => Promise<void>;
     chat?: ChatMembership;
     gatewaySigners?: string[];
+    log?: Logger;
   } = {},
 ): Promise<TestEngine> {
   const d = await createTestDb();
@@ -68,7 +70,7 @@ export async function createTestEngine(
   const key = newKey();
   const keyRing = ringOf(key);
   const clock = movableClock();
-  const log = silentLogger();
+  const log = opts.log ?? silentLogger();
   const policies = new PolicyService({ db: d.db, keyRing, clock, log, policiesDir });
   await policies.reload();
   const ctx: EngineContext = {
