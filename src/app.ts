@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { bundleRoutes } from './http/routes/bundles.js';
 import { jobRoutes } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
+import { planRoutes } from './http/routes/plans.js';
 import { type TokenRouteLimits, tokenRoutes } from './http/routes/tokens.js';
 import type { EngineContext } from './jobs/context.js';
 import { wpcRoutes } from './http/routes/wpc.js';
@@ -59,6 +60,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       jobRoutes(scoped, { engine, adminToken });
       tokenRoutes(scoped, { engine, adminToken, limits: deps.tokenLimits ?? { max: 600 } });
       bundleRoutes(scoped, { db: deps.db });
+      planRoutes(scoped, { db: deps.db });
     });
   }
   return app;

@@ -6,6 +6,8 @@
 import type { JobEnded } from '../jobs/end-job.js';
 import type { JobView } from '../jobs/job-view.js';
 import type { CreatedJob } from '../jobs/create-job.js';
+import type { ClassifiedStep } from '../jobs/plan.js';
+import { jcsHashB64u } from '../crypto/hash.js';
 import type { MintedToken } from '../tokens/mint-step-token.js';
 
 export const mention = (userId: string) => `<@${userId}>`;
@@ -20,18 +22,41 @@ const short = (hash: string) => hash.slice(0, 8);
 
 export const approvePhrase = (jobId: number, step: string) => `APPROVE job:${jobId} step:${step}`;
 
+/** Bidirectional overrides, isolates and marks: they can make the bot's text read differently from what it says. */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const ZWSP = '\u200b';
+
 /**
- * Text that someone else wrote (params, reasons, summaries), made inert before the bot says it:
- * a zero-width space after each `@` keeps Mattermost from reading `@channel` or `@alice` as a
- * mention by the bot, and keeps `<@id>` from being rendered as a name at delivery.
+ * Text that someone else wrote (params, reasons, summaries, results), made inert before the bot
+ * says it. Nothing in it may act in the bot's voice:
+ * - mentions: a zero-width space after each `@` keeps Mattermost from reading `@channel`,
+ *   `@alice` or an e-mail address as a mention or link, and keeps `<@id>` from being rendered
+ *   as a name at delivery (see MENTION_TOKEN);
+ * - links and images: `scheme://`, `www.` and a markdown link's `](` are split the same way, so
+ *   neither the autolinker nor `[x](…)` / `![img](…)` can make a link; `~` (a channel link) too;
+ * - bidirectional controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C) are replaced
+ *   by U+FFFD, visibly, so nobody can reorder what the bot appears to say.
+ * Only zero-width spaces are added: the text reads as it was written.
  */
 export function inert(text: string): string {
-  return text.replace(/@/g, '@\u200b');
+  return text
+    .replace(BIDI_CONTROLS, '\ufffd')
+    .replace(/[@~]/g, `$&${ZWSP}`)
+    .replace(/:(?=\/\/)/g, `:${ZWSP}`)
+    .replace(/(www)\./gi, `$1${ZWSP}.`)
+    .replace(/\](?=\()/g, `]${ZWSP}`);
 }
 
-/** One line of inert text. */
+/** One line of inert text, at most `max` characters before it is made inert (an ellipsis says it was cut). */
 function line(text: string, max = 300): string {
-  return inert(text.replace(/[\r\n\u2028\u2029]+/g, ' ').slice(0, max));
+  const flat = text.replace(/[\r\n\u2028\u2029]+/g, ' ');
+  return inert(flat.length > max ? `${cut(flat, max - 1)}…` : flat);
+}
+
+/** The first `max` UTF-16 units of `text`, never half of a surrogate pair. */
+function cut(text: string, max: number): string {
+  const head = text.slice(0, max);
+  return /[\ud800-\udbff]$/.test(head) ? head.slice(0, -1) : head;
 }
 
 /** Someone else's text as an inline code span: no backtick can end it early, no link renders. */
@@ -40,27 +65,158 @@ export function code(text: string, max = 300): string {
 }
 
 /** Markdown table cells: no pipes or line breaks from user-influenced text. */
-function cell(text: string): string {
-  return line(text.replace(/\|+/g, ' '), 200);
+function cell(text: string, max = 200): string {
+  return line(text.replace(/\|+/g, ' '), max);
 }
 
-export function planMessage(
-  job: CreatedJob & { requesterId: string; runbook: string; params: Record<string, unknown> },
-): string {
-  const params = Object.entries(job.params)
+/**
+ * Reasons joined once each: a refusal built from a list of problems (or from several policy
+ * files closing one channel) never says the same thing twice.
+ */
+export function reasonsOnce(reasons: string | readonly string[]): string {
+  const list = typeof reasons === 'string' ? reasons.split(/;\s+/) : reasons;
+  return [...new Set(list.map((r) => r.trim()).filter((r) => r !== ''))].join('; ');
+}
+
+/** Mattermost refuses posts longer than this (characters). */
+export const MATTERMOST_POST_LIMIT = 16_383;
+/** What the plan and status posts aim to stay under, leaving room for rendered names. */
+export const POST_BUDGET = 12_000;
+/** Arguments shorter than this are not worth a truncated view: only their size and hash are given. */
+const MIN_ARGS_VIEW = 200;
+
+/** Where the whole plan can be read: `GET /v1/plans/<plan hash>` on this server. */
+export function planUrl(publicUrl: string | null, planHash: string): string | null {
+  return publicUrl ? `${publicUrl.replace(/\/+$/, '')}/v1/plans/${planHash}` : null;
+}
+
+// Everything that could hide or disguise a character: controls, format characters (bidi, zero
+// width), line and paragraph separators, and every space but the ASCII one.
+const HIDDEN = /[\u007f-\u009f\p{Cf}\p{Zl}\p{Zp}\p{Zs}]/gu;
+
+/**
+ * Arguments as pretty-printed JSON for a fenced code block. Every line of it starts with a
+ * space, a quote, a digit, a letter or a bracket, so no content can close the fence (a fence is
+ * three backticks or tildes at the start of a line); strings are JSON-quoted, so no newline in
+ * them ends a line. Characters that could hide or reorder text are shown as `\uXXXX` escapes,
+ * and `<@` as `\u003c@` so delivery never renders a name inside the block. The result is still
+ * JSON and parses back to exactly the same arguments.
+ */
+export function argsJson(args: Readonly<Record<string, unknown>>): string {
+  return JSON.stringify(args, null, 2)
+    .replace(HIDDEN, (ch) =>
+      ch === ' '
+        ? ch
+        : [...Array(ch.length).keys()]
+            .map((i) => `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`)
+            .join(''),
+    )
+    .replace(/<@/g, '\\u003c@');
+}
+
+/** base64url SHA-256 of the canonical (RFC 8785) arguments: what an approver can recompute. */
+export function argsHash(args: Readonly<Record<string, unknown>>): string {
+  return jcsHashB64u(args);
+}
+
+export interface ShownStep {
+  id: string;
+  tool: string;
+  args: Readonly<Record<string, unknown>>;
+}
+
+const thousands = (n: number) => n.toLocaleString('en-US');
+
+/**
+ * What each gated step will do: its tool and its full arguments, in code blocks. When that does
+ * not fit in `budget` characters, each step shows as much as its share allows, the SHA-256 of its
+ * canonical arguments, and where the whole plan is (`GET /v1/plans/<plan hash>`).
+ */
+export function argumentsSection(
+  steps: readonly ShownStep[],
+  budget: number,
+  planHashB64u: string,
+  publicUrl: string | null,
+): string[] {
+  if (steps.length === 0) return [];
+  const shown = steps.map((s) => ({ s, json: argsJson(s.args) }));
+  const head = (s: ShownStep) => `**\`${s.id}\`** runs \`${s.tool}\``;
+  const full = shown.flatMap(({ s, json }) => ['', `${head(s)} with:`, '```json', json, '```']);
+  if (full.join('\n').length <= budget) return full;
+
+  const url = planUrl(publicUrl, planHashB64u);
+  const where = url ? `full plan: ${url}` : `full plan: \`GET /v1/plans/${planHashB64u}\` on this server`;
+  const hashLine = (s: ShownStep) =>
+    `SHA-256 of its canonical (JCS) arguments: \`${argsHash(s.args)}\` · ${where}`;
+  // Shares by water-filling: short arguments are shown whole, the rest split what is left.
+  let left = budget - shown.reduce((n, { s }) => n + head(s).length + hashLine(s).length + 120, 0);
+  const share = new Map<number, number>();
+  const byLength = [...shown.keys()].sort((a, b) => shown[a]!.json.length - shown[b]!.json.length);
+  for (const [k, i] of byLength.entries()) {
+    const mine = Math.max(0, Math.min(shown[i]!.json.length, Math.floor(left / (byLength.length - k))));
+    share.set(i, mine);
+    left -= mine;
+  }
+  return shown.flatMap(({ s, json }, i) => {
+    const n = share.get(i)!;
+    if (n === json.length) return ['', `${head(s)} with:`, '```json', json, '```', hashLine(s)];
+    if (n < MIN_ARGS_VIEW)
+      return [
+        '',
+        `${head(s)} with ${thousands(json.length)} characters of arguments, too long to show here.`,
+        hashLine(s),
+      ];
+    return [
+      '',
+      `${head(s)} with (the first ${thousands(n)} of ${thousands(json.length)} characters):`,
+      '```json',
+      `${cut(json, n)}\n… (truncated)`,
+      '```',
+      hashLine(s),
+    ];
+  });
+}
+
+/** A gated step's approval rule, in words. */
+function gateText(c: ClassifiedStep): string {
+  const k = c.classification;
+  if (k.gate === 'auto') return 'auto';
+  const n = k.rule.required_approvals;
+  return `${n} approval${n === 1 ? '' : 's'} from ${k.rule.allowed_approver_groups.join(', ')}${k.rule.distinct_groups ? ' (distinct groups)' : ''}${c.simulationStep ? `, after ${c.simulationStep}` : ''}`;
+}
+
+export interface PlanPostInput extends CreatedJob {
+  requesterId: string;
+  /** The policy runbook the plan was expanded from; null for steps an agent submitted. */
+  runbook?: string | null;
+  params?: Readonly<Record<string, unknown>> | null;
+  /** The agent that named the requester (API jobs): the requester is its claim, not a fact. */
+  assertedBy?: string | null;
+}
+
+/**
+ * The plan post: who asked, under which policy, every step with its gate and the exact phrase,
+ * and for each gated step its tool and full arguments (or, when too long, a truncated view, the
+ * arguments' SHA-256 and the link to the whole plan). `publicUrl` is the engine's base URL.
+ */
+export function planMessage(job: PlanPostInput, publicUrl: string | null = null): string {
+  const params = Object.entries(job.params ?? {})
     .map(([k, v]) => `${k}=${String(v)}`)
     .join(' ');
+  const requester = job.assertedBy
+    ? `requester ${mention(job.requesterId)} as asserted by agent ${code(job.assertedBy, 64)}`
+    : `requested by ${mention(job.requesterId)}`;
+  const source = job.runbook
+    ? ` — runbook \`${job.runbook}\`${params ? ` ${code(params, 300)}` : ''},`
+    : ' — steps submitted by the executing agent,';
+  // Many steps share the budget: their summaries get shorter, never the arguments' hash or phrase.
+  const summaryMax = job.steps.length > 8 ? 60 : 200;
   const rows = job.steps.map((s, i) => {
-    const c = s.classification;
-    const gate =
-      c.gate === 'auto'
-        ? 'auto'
-        : `${c.rule.required_approvals} approval${c.rule.required_approvals === 1 ? '' : 's'} from ${c.rule.allowed_approver_groups.join(', ')}${c.rule.distinct_groups ? ' (distinct groups)' : ''}${s.simulationStep ? `, after ${s.simulationStep}` : ''}`;
-    const phrase = c.gate === 'gated' ? `\`${approvePhrase(job.jobId, s.id)}\`` : '—';
-    return `| ${i + 1} | \`${s.id}\` | \`${s.tool}\` | ${cell(s.summary)} | ${gate} | ${phrase} |`;
+    const phrase = s.classification.gate === 'gated' ? `\`${approvePhrase(job.jobId, s.id)}\`` : '—';
+    return `| ${i + 1} | \`${s.id}\` | \`${s.tool}\` | ${cell(s.summary, summaryMax)} | ${gateText(s)} | ${phrase} |`;
   });
   const lines = [
-    `**Plan for job:${job.jobId}** — runbook \`${job.runbook}\`${params ? ` ${code(params, 600)}` : ''}, requested by ${mention(job.requesterId)}`,
+    `**Plan for job:${job.jobId}**${source} ${requester}`,
     `Policy \`${job.policyName}\` (\`${short(job.policyHash)}\`) · plan hash \`${job.planHash}\` · executor \`${job.executor}\` · approvals close ${utc(job.expiresAt)}`,
     '',
     '| # | step | tool | what | gate | to approve, reply exactly |',
@@ -74,13 +230,33 @@ export function planMessage(
     );
   }
   const gated = job.steps.filter((s) => s.classification.gate === 'gated');
-  lines.push(
+  const footer = [
     '',
     gated.length > 0
       ? `Approvers reply in this thread with the exact phrase. To refuse: \`DENY job:${job.jobId} step:<step> <reason>\`.`
       : 'Every step runs without approval.',
-  );
-  return lines.join('\n');
+  ];
+  const used = [...lines, ...footer].join('\n').length;
+  const text = [
+    ...lines,
+    ...argumentsSection(gated, POST_BUDGET - used, job.planHash, publicUrl),
+    ...footer,
+  ].join('\n');
+  if (text.length <= MATTERMOST_POST_LIMIT - 1_000) return text;
+  // So many steps that even the table does not fit: the phrases, the hashes and the link still do.
+  const url = planUrl(publicUrl, job.planHash);
+  return [
+    lines[0]!,
+    lines[1]!,
+    '',
+    `This plan has ${job.steps.length} steps, too many to show here; full plan: ${url ?? `\`GET /v1/plans/${job.planHash}\` on this server`}`,
+    '',
+    ...gated.map(
+      (s) =>
+        `- \`${approvePhrase(job.jobId, s.id)}\` — \`${s.tool}\`, arguments SHA-256 \`${argsHash(s.args)}\``,
+    ),
+    ...footer,
+  ].join('\n');
 }
 
 export function mintedMessage(jobId: number, t: MintedToken): string {
@@ -114,10 +290,17 @@ export function deniedMessage(
   return `:no_entry: job:${jobId} step \`${step}\` denied by ${mention(userId)}${reason ? `: ${line(reason)}` : ''}. The job is closed.`;
 }
 
+/** Codes whose stock reason names the refused action (deny, cancel) better than the engine's detail. */
+const STOCK_FIRST = new Set(['ERR_SELF_APPROVAL', 'ERR_WRONG_THREAD']);
+
 /** What a refused post asked for: the reason given depends on it. */
 export type DecisionAction = 'approve' | 'deny' | 'revoke' | 'cancel';
 
-/** Answers for refused decisions and commands, by reason code: say why, and what would work. */
+/**
+ * Answers for refused decisions and commands: why, once, then the code. The engine's detail is
+ * the reason (it is the specific one: which job, which groups, which steps); the stock reason
+ * stands in when there is none, and where it fits the action better (STOCK_FIRST).
+ */
 export function refusalMessage(
   code: string,
   detail: string,
@@ -130,7 +313,7 @@ export function refusalMessage(
     revoke: 'only the security group may revoke a job',
     cancel: 'only the requester or the security group may cancel a job',
   };
-  const why: Record<string, string> = {
+  const stock: Record<string, string> = {
     ERR_NOT_ELIGIBLE: notEligible[action],
     ERR_SELF_APPROVAL: `the requester cannot ${action === 'deny' ? 'deny' : 'approve'} their own job`,
     ERR_WRONG_THREAD:
@@ -146,9 +329,20 @@ export function refusalMessage(
     ERR_JOB_REVOKED: 'the job was revoked',
     ERR_JOB_CLOSED: 'the job is closed',
   };
+  const given = reasonsOnce(detail);
+  const why = (STOCK_FIRST.has(code) || given === '' ? stock[code] : given) ?? (given || 'refused');
   // A refused APPROVE, DENY or REVOKE is a decision that did not count; a cancel is a command.
   const head = action === 'cancel' ? 'not cancelled' : 'not counted';
-  return `${mention(userId)} ${head}: ${why[code] ?? 'refused'} (${code}: ${line(detail)}).`;
+  return `${mention(userId)} ${head}: ${line(why)} (${code}).`;
+}
+
+/**
+ * The answer to a `run` that made no job: each problem once, then the code. The requester's own
+ * id in the engine's detail is shown as their name, never as a raw id.
+ */
+export function noJobMessage(userId: string, problems: string | readonly string[], code?: string): string {
+  const text = line(reasonsOnce(problems), 1_000).replaceAll(userId, mention(userId));
+  return `${mention(userId)} no job: ${text}${code ? ` (${code})` : ''}`;
 }
 
 export function nearMissMessage(userId: string, expected: string, reason: string): string {
@@ -187,10 +381,19 @@ export function withdrawnMessage(jobId: number, step: string, userId: string, wh
   return `Approval by ${mention(userId)} for job:${jobId} step \`${step}\` withdrawn: the post was ${why}.`;
 }
 
+/**
+ * The engine's reason for a denied job names the approver by id (`step s denied by <id>`): the
+ * post names them by name. A job ends as `denied` only through a DENY, so the reason has that form.
+ */
+function endReason(ended: JobEnded): string {
+  const m = ended.status === 'denied' ? /^step (\S+) denied by ([a-z0-9]{26})$/.exec(ended.reason) : null;
+  return m ? `step \`${m[1]}\` denied by ${mention(m[2]!)}` : line(ended.reason);
+}
+
 export function endedMessage(ended: JobEnded, publicUrl: string | null): string {
   const link = bundleUrl(publicUrl, ended.bundleId);
   return [
-    `**job:${ended.jobId} ${ended.status}** — ${line(ended.reason)}`,
+    `**job:${ended.jobId} ${ended.status}** — ${endReason(ended)}`,
     `Proof bundle \`${ended.bundleId}\`${link ? ` · ${link}` : ''}`,
     `Verify offline: \`claw-approvals bundle verify ${ended.bundleId}\``,
   ].join('\n');
@@ -204,18 +407,27 @@ export function stepResultMessage(jobId: number, step: string, status: string, s
   return `job:${jobId} step \`${step}\` ${status}${summary ? `: ${cell(summary)}` : ''}`;
 }
 
-export function statusMessage(v: JobView): string {
+/**
+ * The answer to `status`: every step with its gate, state, the approvals that count now
+ * (`unknown` when membership cannot be checked) and its CST, then what each gated step runs.
+ */
+export function statusMessage(v: JobView, publicUrl: string | null = null): string {
   const rows = v.steps.map(
     (s) =>
-      `| \`${s.id}\` | ${s.gate} | ${s.status} | ${s.gate === 'gated' ? `${s.approvals}/${s.required_approvals}` : '—'} | ${s.token ? `\`${s.token.jti}\`` : '—'} |`,
+      `| \`${s.id}\` | ${s.gate} | ${s.status} | ${s.gate === 'gated' ? `${s.approvals ?? 'unknown'}/${s.required_approvals}` : '—'} | ${s.token ? `\`${s.token.jti}\`` : '—'} |`,
   );
-  return [
+  const lines = [
     `**job:${v.job_id}** is ${v.status}${v.end_reason ? ` (${line(v.end_reason)})` : ''} · policy \`${v.policy.name}\` · approvals close ${utc(new Date(v.expires_at))}${v.bundle_id ? ` · bundle \`${v.bundle_id}\`` : ''}`,
     '',
     '| step | gate | status | approvals | CST |',
     '|---|---|---|---|---|',
     ...rows,
-  ].join('\n');
+  ];
+  if (v.steps.some((s) => s.gate === 'gated' && s.approvals === null))
+    lines.push('', 'Approvals show as unknown while group membership cannot be checked.');
+  const gated = v.steps.filter((s) => s.gate === 'gated');
+  const used = lines.join('\n').length;
+  return [...lines, ...argumentsSection(gated, POST_BUDGET - used, v.plan_hash_b64u, publicUrl)].join('\n');
 }
 
 export function helpMessage(botName: string): string {

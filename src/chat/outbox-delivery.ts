@@ -167,7 +167,11 @@ export class OutboxDelivery {
     return null;
   }
 
-  /** `<@user id>` becomes `@username`; an unknown id stays visible as an id, never guessed. */
+  /**
+   * `<@user id>` becomes `@username`. A user the server does not know (deleted, or never there)
+   * becomes `an unknown user`: never a guessed name, never a raw id, and not `@unknown-user`,
+   * which would mention whoever holds that username. The id stays in the database and the bundle.
+   */
   private async render(message: string): Promise<string> {
     const ids = [...new Set([...message.matchAll(MENTION_TOKEN)].map((m) => m[1]!))];
     const names = new Map<string, string>();
@@ -176,9 +180,12 @@ export class OutboxDelivery {
         names.set(id, `@${(await this.opts.chat.user(id)).username}`);
       } catch (err) {
         if (err instanceof ChatError && err.retryable) throw err;
-        names.set(id, `user ${id}`);
+        names.set(id, UNKNOWN_USER);
       }
     }
-    return message.replace(MENTION_TOKEN, (_, id: string) => names.get(id) ?? `user ${id}`);
+    return message.replace(MENTION_TOKEN, (_, id: string) => names.get(id) ?? UNKNOWN_USER);
   }
 }
+
+/** How a person the chat server cannot name is shown in the bot's posts. */
+export const UNKNOWN_USER = 'an unknown user';

@@ -1,5 +1,8 @@
 import type { Db } from '../db/database.js';
-import type { JobRow } from '../db/schema.js';
+import type { JobRow, JobStepRow } from '../db/schema.js';
+import type { ApprovalRule } from '../policy/types.js';
+import { currentQuorum } from '../tokens/mint-step-token.js';
+import type { EngineContext } from './context.js';
 import { jobPlan, jobSteps, stepRule } from './job-repository.js';
 
 /** What an agent (or the bot) sees of a job: never a token, never another agent's data. */
@@ -30,13 +33,22 @@ export interface JobView {
     required_approvals: number;
     approver_groups: string[];
     distinct_groups: boolean;
-    approvals: number;
+    /**
+     * Approvals that count now, as the quorum would count them (current group membership, the
+     * requester excluded, one per person); null when membership cannot be checked at the moment.
+     */
+    approvals: number | null;
     simulation_step: string | null;
     token: { jti: string; expires_at: string; claimable: boolean } | null;
   }[];
 }
 
-export async function jobView(db: Db, job: JobRow): Promise<JobView> {
+/**
+ * The job as an agent (or `status`) sees it. Approvals are counted as the quorum would count
+ * them now, which needs the engine's directory; without `engine` they are reported as unknown
+ * (null), never as the stale number of decision rows.
+ */
+export async function jobView(db: Db, job: JobRow, engine?: EngineContext): Promise<JobView> {
   const steps = await jobSteps(db, job.id);
   const plan = new Map(jobPlan(job).map((s) => [s.id, s]));
   const tokens = new Map(
@@ -48,19 +60,12 @@ export async function jobView(db: Db, job: JobRow): Promise<JobView> {
         .execute()
     ).map((t) => [t.step_id, t]),
   );
-  const counts = new Map(
-    (
-      await db
-        .selectFrom('decisions')
-        .select(['step_id', (eb) => eb.fn.countAll<number>().as('n')])
-        .where('job_id', '=', job.id)
-        .where('kind', '=', 'approve')
-        .where('outcome', '=', 'accepted')
-        .where('withdrawn_at', 'is', null)
-        .groupBy('step_id')
-        .execute()
-    ).map((r) => [r.step_id, Number(r.n)]),
-  );
+  const counts = new Map<string, number | null>();
+  for (const s of steps) {
+    const rule = stepRule(s);
+    if (s.gate !== 'gated' || rule === null) continue;
+    counts.set(s.step_id, await countingNow(engine, db, job, s, rule));
+  }
   return {
     id: `job:${job.id}`,
     job_id: job.id,
@@ -92,7 +97,7 @@ export async function jobView(db: Db, job: JobRow): Promise<JobView> {
         required_approvals: rule?.required_approvals ?? 0,
         approver_groups: rule?.allowed_approver_groups ?? [],
         distinct_groups: rule?.distinct_groups ?? false,
-        approvals: counts.get(s.step_id) ?? 0,
+        approvals: counts.has(s.step_id) ? (counts.get(s.step_id) ?? null) : 0,
         simulation_step: s.simulation_step,
         token: t
           ? {
@@ -104,4 +109,21 @@ export async function jobView(db: Db, job: JobRow): Promise<JobView> {
       };
     }),
   };
+}
+
+/** How many approvals of a step count now; null when the directory cannot say. */
+async function countingNow(
+  engine: EngineContext | undefined,
+  db: Db,
+  job: JobRow,
+  step: JobStepRow,
+  rule: ApprovalRule,
+): Promise<number | null> {
+  if (!engine) return null;
+  try {
+    return (await currentQuorum(engine, db, job, step, rule)).counted.length;
+  } catch (err) {
+    engine.log.warn({ err, jobId: job.id, step: step.step_id }, 'approvals of a step could not be counted');
+    return null;
+  }
 }

@@ -62,7 +62,10 @@ describe('a job from request to proof bundle, in one thread', () => {
 
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
     w.post('outsider', phrase, root.id);
-    await replyTo(root.id, '@outsider not counted: you are not in an approver group');
+    await replyTo(
+      root.id,
+      '@outsider not counted: only members of ops-oncall or sec-reviewers may decide step post-summary (ERR_NOT_ELIGIBLE).',
+    );
     w.post('bruno', phrase, root.id);
     await replyTo(root.id, '@bruno not counted: the requester cannot approve their own job');
 

@@ -146,7 +146,7 @@ describe('approvals and denials in the thread', () => {
     // The same person again: recorded, refused, still one approval.
     const twice = say('chioma', approve(jobId), root.id);
     expect((await answerTo(w, twice)).message).toMatch(
-      /^@chioma not counted: your approval already counts \(ERR_DUPLICATE_APPROVAL: /,
+      /^@chioma not counted: your approval of step post-summary already counts \(ERR_DUPLICATE_APPROVAL\)\.$/,
     );
     await eventually(() => reacted(w, twice.id, 'x'), 'x on the duplicate');
     await expectRejected(w, twice.id, 'ERR_DUPLICATE_APPROVAL', jobId);
@@ -189,12 +189,12 @@ describe('approvals and denials in the thread', () => {
     expect(await decisionsOn(w, bare.id)).toEqual([]);
     const outsider = say('outsider', `DENY job:${jobId} step:${GATED} I do not like it`, root.id);
     expect((await answerTo(w, outsider)).message).toMatch(
-      /^@outsider not counted: you are not in an approver group for this \(ERR_NOT_ELIGIBLE: /,
+      /^@outsider not counted: only members of ops-oncall or sec-reviewers may decide step post-summary \(ERR_NOT_ELIGIBLE\)\.$/,
     );
     await expectRejected(w, outsider.id, 'ERR_NOT_ELIGIBLE', jobId);
     const self = say('bruno', `DENY job:${jobId} step:${GATED} changed my mind`, root.id);
     expect((await answerTo(w, self)).message).toMatch(
-      /^@bruno not counted: the requester cannot deny their own job \(ERR_SELF_APPROVAL: /,
+      /^@bruno not counted: the requester cannot deny their own job \(ERR_SELF_APPROVAL\)\.$/,
     );
     await expectRejected(w, self.id, 'ERR_SELF_APPROVAL', jobId);
 
@@ -216,7 +216,7 @@ describe('approvals and denials in the thread', () => {
 
     const late = say('alice', approve(jobId), root.id);
     expect((await answerTo(w, late)).message).toMatch(
-      /^@alice not counted: the job is closed \(ERR_JOB_CLOSED: /,
+      /^@alice not counted: job:\d+ is [a-z]+ \(ERR_JOB_CLOSED\)\.$/,
     );
     await expectRejected(w, late.id, 'ERR_JOB_CLOSED');
     expect(await tokensOf(w, jobId)).toEqual([]);
@@ -273,7 +273,7 @@ describe('approvals and denials in the thread', () => {
     for (const who of ['outsider', 'erin', 'farid'] as const) {
       const p = say(who, approve(jobId), root.id);
       expect((await answerTo(w, p)).message).toBe(
-        `@${who} not counted: you are not in an approver group for this (ERR_NOT_ELIGIBLE: only members of ops-oncall or sec-reviewers may decide step post-summary).`,
+        `@${who} not counted: only members of ops-oncall or sec-reviewers may decide step post-summary (ERR_NOT_ELIGIBLE).`,
       );
       await eventually(() => reacted(w, p.id, 'x'), 'x reaction');
       await expectRejected(w, p.id, 'ERR_NOT_ELIGIBLE', jobId);
@@ -281,7 +281,7 @@ describe('approvals and denials in the thread', () => {
     // bruno is in ops-oncall, but he asked for the job.
     const self = say('bruno', approve(jobId), root.id);
     expect((await answerTo(w, self)).message).toMatch(
-      /^@bruno not counted: the requester cannot approve their own job \(ERR_SELF_APPROVAL: /,
+      /^@bruno not counted: the requester cannot approve their own job \(ERR_SELF_APPROVAL\)\.$/,
     );
     await expectRejected(w, self.id, 'ERR_SELF_APPROVAL', jobId);
     expect(await countedApprovals(w, jobId)).toEqual([]);
@@ -309,7 +309,7 @@ describe('approvals and denials in the thread', () => {
     for (const p of [atRoot, inChatter, inOtherJob, inOtherChannel]) {
       const answer = await answerTo(w, p);
       expect(answer.message).toBe(
-        `@alice not counted: decisions count only in the job’s own thread (ERR_WRONG_THREAD: decisions for job:${jobId} count only in its own thread).`,
+        `@alice not counted: decisions count only in the job’s own thread (ERR_WRONG_THREAD).`,
       );
       // The answer goes where the approval was posted, not into the job's thread.
       expect(answer.channel_id).toBe(p.channel_id);
@@ -327,20 +327,20 @@ describe('approvals and denials in the thread', () => {
 
     const noJob = say('alice', approve(jobId + 997), root.id);
     expect((await answerTo(w, noJob)).message).toBe(
-      `@alice not counted: there is no such job (ERR_JOB_NOT_FOUND: job:${jobId + 997} does not exist).`,
+      `@alice not counted: job:${jobId + 997} does not exist (ERR_JOB_NOT_FOUND).`,
     );
     await expectRejected(w, noJob.id, 'ERR_JOB_NOT_FOUND');
     expect(await decisionsOn(w, noJob.id)).toMatchObject([{ job_id: null, named_job: jobId + 997 }]);
 
     const noStep = say('alice', approve(jobId, 'post-summary2'), root.id);
     expect((await answerTo(w, noStep)).message).toBe(
-      `@alice not counted: there is no such step (ERR_STEP_NOT_FOUND: job:${jobId} has no step post-summary2; its steps are search-kb, read-runbook, fetch-status, post-summary).`,
+      `@alice not counted: job:${jobId} has no step post-summary2; its steps are search-kb, read-runbook, fetch-status, post-summary (ERR_STEP_NOT_FOUND).`,
     );
     await expectRejected(w, noStep.id, 'ERR_STEP_NOT_FOUND', jobId);
 
     const auto = say('alice', approve(jobId, 'search-kb'), root.id);
     expect((await answerTo(w, auto)).message).toMatch(
-      /^@alice not counted: that step needs no approval \(ERR_STEP_NOT_GATED: /,
+      /^@alice not counted: step [a-z-]+ runs without approval \(ERR_STEP_NOT_GATED\)\.$/,
     );
     await expectRejected(w, auto.id, 'ERR_STEP_NOT_GATED', jobId);
     expect(await countedApprovals(w, jobId)).toEqual([]);
@@ -359,7 +359,7 @@ describe('approvals and denials in the thread', () => {
 
     const late = say('alice', approve(jobId), root.id);
     expect((await answerTo(w, late)).message).toBe(
-      `@alice not counted: the job has expired (ERR_JOB_EXPIRED: job:${jobId} has expired).`,
+      `@alice not counted: job:${jobId} has expired (ERR_JOB_EXPIRED).`,
     );
     await expectRejected(w, late.id, 'ERR_JOB_EXPIRED');
     await expectEnded(root.id, jobId, 'expired');
@@ -422,7 +422,7 @@ describe('@clawbot status, help, unknown commands', () => {
     const unknown = say('outsider', '@clawbot deploy @channel [now](http://evil.example)');
     const answer = await answerTo(w, unknown);
     expect(answer.message.split('\n')[0]).toBe(
-      'I did not understand `deploy @\u200bchannel [now](http://evil.example)`.',
+      'I did not understand `deploy @\u200bchannel [now]\u200b(http:\u200b//evil.example)`.',
     );
     expect(answer.message).toContain('`@clawbot run <runbook> key=value …`');
     await eventually(() => reacted(w, unknown.id, 'question'), 'question reaction');
@@ -441,7 +441,7 @@ describe('cancel and REVOKE', () => {
 
     const outsider = say('outsider', `@clawbot cancel job:${jobId}`, root.id);
     expect((await answerTo(w, outsider)).message).toBe(
-      `@outsider not cancelled: only the requester or the security group may cancel a job (ERR_NOT_ELIGIBLE: only the requester or the security group may cancel job:${jobId}).`,
+      `@outsider not cancelled: only the requester or the security group may cancel job:${jobId} (ERR_NOT_ELIGIBLE).`,
     );
     await expectRejected(w, outsider.id, 'ERR_NOT_ELIGIBLE', jobId);
     expect(await decisionsOn(w, outsider.id)).toMatchObject([{ kind: 'cancel' }]);
@@ -452,7 +452,7 @@ describe('cancel and REVOKE', () => {
     // Only in the job's thread.
     const atRoot = say('bruno', `@clawbot cancel job:${jobId}`);
     expect((await answerTo(w, atRoot)).message).toMatch(
-      /^@bruno not cancelled: this counts only in the job’s own thread \(ERR_WRONG_THREAD: /,
+      /^@bruno not cancelled: this counts only in the job’s own thread \(ERR_WRONG_THREAD\)\.$/,
     );
     await expectRejected(w, atRoot.id, 'ERR_WRONG_THREAD', jobId);
     const usage = say('bruno', '@clawbot cancel', root.id);
@@ -482,7 +482,7 @@ describe('cancel and REVOKE', () => {
     for (const who of ['alice', 'bruno', 'outsider'] as const) {
       const p = say(who, `REVOKE job:${jobId} I want it gone`, root.id);
       expect((await answerTo(w, p)).message).toBe(
-        `@${who} not counted: only the security group may revoke a job (ERR_NOT_ELIGIBLE: only the security group may revoke a job).`,
+        `@${who} not counted: only the security group may revoke a job (ERR_NOT_ELIGIBLE).`,
       );
       const rows = await decisionsOn(w, p.id);
       expect(rows).toMatchObject([{ outcome: 'rejected', reason_code: 'ERR_NOT_ELIGIBLE', kind: 'revoke' }]);
@@ -506,7 +506,7 @@ describe('cancel and REVOKE', () => {
 
     const again = say('chioma', `REVOKE job:${jobId} twice`, root.id);
     expect((await answerTo(w, again)).message).toMatch(
-      /^@chioma not counted: the job was revoked \(ERR_JOB_REVOKED: /,
+      /^@chioma not counted: job:\d+ is already revoked \(ERR_JOB_REVOKED\)\.$/,
     );
   });
 });

@@ -385,7 +385,7 @@ function gated(id: string, summary: string): ClassifiedStep {
   return {
     id,
     tool: 'send_message',
-    args: { text: COMPACT },
+    args: { text: 'payments-api: p99 latency doubled since 09:40' },
     summary,
     simulationStep: null,
     classification: {
@@ -504,7 +504,7 @@ describe('messages: no token material, no injected mentions', () => {
       {
         id: 'post-summary',
         tool: 'send_message',
-        args: { text: COMPACT },
+        args: { text: 'payments-api: p99 latency doubled since 09:40' },
         summary: HOSTILE,
         gate: 'gated',
         status: 'approved',
@@ -584,22 +584,29 @@ describe('messages: no token material, no injected mentions', () => {
     expect(rows[2]).toBe(`| \`post-summary\` | gated | approved | 2/2 | \`${minted.jti}\` |`);
   });
 
-  it('refusals name what was refused', () => {
-    expect(refusalMessage('ERR_NOT_ELIGIBLE', 'd', ALICE)).toBe(
-      `<@${ALICE}> not counted: you are not in an approver group for this (ERR_NOT_ELIGIBLE: d).`,
+  it('refusals name what was refused, once', () => {
+    // The engine's detail is the reason; the stock reason stands in when there is none.
+    expect(refusalMessage('ERR_NOT_ELIGIBLE', 'only members of ops-oncall may decide step s', ALICE)).toBe(
+      `<@${ALICE}> not counted: only members of ops-oncall may decide step s (ERR_NOT_ELIGIBLE).`,
     );
-    expect(refusalMessage('ERR_NOT_ELIGIBLE', 'd', ALICE, 'revoke')).toContain(
-      'not counted: only the security group may revoke a job',
+    expect(refusalMessage('ERR_NOT_ELIGIBLE', '', ALICE)).toBe(
+      `<@${ALICE}> not counted: you are not in an approver group for this (ERR_NOT_ELIGIBLE).`,
     );
-    expect(refusalMessage('ERR_NOT_ELIGIBLE', 'd', ALICE, 'cancel')).toContain(
-      'not cancelled: only the requester or the security group may cancel a job',
+    expect(refusalMessage('ERR_NOT_ELIGIBLE', '', ALICE, 'revoke')).toContain(
+      'not counted: only the security group may revoke a job (ERR_NOT_ELIGIBLE).',
     );
-    expect(refusalMessage('ERR_SELF_APPROVAL', 'd', ALICE, 'deny')).toContain(
-      'the requester cannot deny their own job',
+    expect(refusalMessage('ERR_NOT_ELIGIBLE', '', ALICE, 'cancel')).toContain(
+      'not cancelled: only the requester or the security group may cancel a job (ERR_NOT_ELIGIBLE).',
     );
-    expect(refusalMessage('ERR_SOMETHING_NEW', 'd', ALICE)).toContain(
-      'not counted: refused (ERR_SOMETHING_NEW: d)',
-    );
+    expect(
+      refusalMessage(
+        'ERR_SELF_APPROVAL',
+        'the requester cannot approve or deny their own job',
+        ALICE,
+        'deny',
+      ),
+    ).toContain('not counted: the requester cannot deny their own job (ERR_SELF_APPROVAL).');
+    expect(refusalMessage('ERR_SOMETHING_NEW', 'd', ALICE)).toContain('not counted: d (ERR_SOMETHING_NEW)');
   });
 
   it('inert and code: mentions broken, backticks cannot close the span', () => {

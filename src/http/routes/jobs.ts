@@ -69,7 +69,8 @@ const jobViewSchema = {
           required_approvals: { type: 'integer' },
           approver_groups: { type: 'array', items: { type: 'string' } },
           distinct_groups: { type: 'boolean' },
-          approvals: { type: 'integer' },
+          // null: group membership cannot be checked now, so how many approvals count is unknown.
+          approvals: { type: ['integer', 'null'] },
           simulation_step: { type: ['string', 'null'] },
           token: {
             type: ['object', 'null'],
@@ -144,7 +145,7 @@ export function jobRoutes(
   const view = async (jobId: number) => {
     const job = await findJob(ctx.db, jobId);
     if (!job) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
-    return { ...(await jobView(ctx.db, job)), version: await versionOf(ctx, jobId) };
+    return { ...(await jobView(ctx.db, job, ctx)), version: await versionOf(ctx, jobId) };
   };
 
   app.post<{
