@@ -1,7 +1,14 @@
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
 import type { JobEnded } from '../jobs/end-job.js';
-import { bundleUrl, endedMessage, mintedMessage, stepResultMessage } from '../bot/messages.js';
+import {
+  bundleUrl,
+  endedMessage,
+  mintedMessage,
+  planMessage,
+  type PlanPostInput,
+  stepResultMessage,
+} from '../bot/messages.js';
 import type { MintedToken } from '../tokens/mint-step-token.js';
 import { enqueuePost } from './outbox.js';
 
@@ -11,9 +18,46 @@ import { enqueuePost } from './outbox.js';
  * caused the change (a chat approval, the agent API, the expiry sweep, another replica),
  * the thread hears about it exactly once. API jobs have no thread and are not announced.
  */
-function thread(job: JobRow): { channelId: string; rootId: string } | null {
-  if (job.origin !== 'mattermost' || job.channel_id === null || job.root_post_id === null) return null;
-  return { channelId: job.channel_id, rootId: job.root_post_id };
+function thread(job: JobRow): { channelId: string; rootId: string | null } | null {
+  if (job.channel_id === null) return null;
+  if (job.origin === 'mattermost')
+    return job.root_post_id ? { channelId: job.channel_id, rootId: job.root_post_id } : null;
+  // An agent's job: its thread is the plan post, once delivered. Until then its announcements
+  // queue behind the plan at the top of the channel, and delivery moves them into the thread.
+  return job.submitted_by !== null ? { channelId: job.channel_id, rootId: job.root_post_id } : null;
+}
+
+/** The outbox key of an agent-submitted job's plan post: its delivery binds the job to the thread. */
+export const planPostKey = (jobId: number) => `job:${jobId}:plan`;
+
+/**
+ * An agent-submitted job's plan, as a new root post in the job's channel (SPEC section 1: every
+ * job has a thread). Written in the creating transaction; delivery binds the job to the post.
+ */
+export async function announcePlan(
+  trx: Db,
+  job: JobRow,
+  created: PlanPostInput,
+  publicUrl: string | null,
+  at: Date,
+): Promise<void> {
+  if (job.channel_id === null) return;
+  await enqueuePost(
+    trx,
+    {
+      key: planPostKey(job.id),
+      jobId: job.id,
+      channelId: job.channel_id,
+      rootId: null,
+      message: planMessage(created, publicUrl),
+      props: {
+        claw_job_id: `job:${job.id}`,
+        claw_plan_hash: created.planHash,
+        claw_policy_hash: created.policyHash,
+      },
+    },
+    at,
+  );
 }
 
 export async function announceMinted(trx: Db, job: JobRow, token: MintedToken, at: Date): Promise<void> {

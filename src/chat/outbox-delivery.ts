@@ -5,7 +5,8 @@ import type { OutboxRow } from '../db/schema.js';
 import { MENTION_TOKEN } from '../bot/messages.js';
 import type { ChatPort } from './chat-port.js';
 import { backoffMs, ChatError } from './chat-error.js';
-import { leaseDue, markDelivered, markFailed, markRetry } from './outbox.js';
+import { planPostKey } from './announce.js';
+import { bindJobThread, leaseDue, markDelivered, markFailed, markRetry } from './outbox.js';
 
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
@@ -115,12 +116,13 @@ export class OutboxDelivery {
         await markDelivered(db, row.id, null, this.opts.clock());
       } else {
         const earlier = row.attempts > 1 ? await this.findEarlier(row) : null;
+        const rootId = row.root_id ?? (await this.jobThread(row));
         const postId =
           earlier ??
           (
             await chat.createPost({
               channel_id: row.channel_id,
-              ...(row.root_id ? { root_id: row.root_id } : {}),
+              ...(rootId ? { root_id: rootId } : {}),
               message: await this.render(row.message!),
               props: {
                 ...(JSON.parse(row.props ?? '{}') as Record<string, string>),
@@ -128,6 +130,9 @@ export class OutboxDelivery {
               },
             })
           ).id;
+        if (row.job_id !== null && row.dedupe_key === planPostKey(row.job_id)) {
+          await bindJobThread(db, row.job_id, postId, this.opts.clock());
+        }
         await markDelivered(db, row.id, postId, this.opts.clock());
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
@@ -149,6 +154,21 @@ export class OutboxDelivery {
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
       return false;
     }
+  }
+
+  /**
+   * Where an agent's job announcement goes when it was queued before the job had a thread: the
+   * plan post delivered before it (the top of a channel is delivered in order), or, if
+   * Mattermost refused the plan for good, the top of the channel.
+   */
+  private async jobThread(row: OutboxRow): Promise<string | null> {
+    if (row.job_id === null || row.dedupe_key === planPostKey(row.job_id)) return null;
+    const job = await this.opts.db
+      .selectFrom('jobs')
+      .select('root_post_id')
+      .where('id', '=', row.job_id)
+      .executeTakeFirst();
+    return job?.root_post_id ?? null;
   }
 
   /** A bot post with this row's key, if an earlier attempt succeeded before it could be marked. */

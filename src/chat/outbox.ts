@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { OutboxRow } from '../db/schema.js';
+import { appendEvent } from '../proofs/event-chain.js';
 
 /**
  * The outbox: every bot post and reaction is a row written in the transaction that decided
@@ -149,4 +150,23 @@ export async function markFailed(db: Db, id: number, at: Date, error: string): P
     .set({ failed_at: at, lease_until: null, last_error: error.slice(0, 500) })
     .where('id', '=', id)
     .execute();
+}
+
+/**
+ * An agent-submitted job's plan post was delivered: it becomes the job's thread, where its
+ * decisions count (once, whichever replica delivered it) and the chain records the binding.
+ */
+export async function bindJobThread(db: Db, jobId: number, postId: string, at: Date): Promise<void> {
+  await db.transaction().execute(async (trx) => {
+    const job = await trx
+      .selectFrom('jobs')
+      .select(['status', 'root_post_id'])
+      .where('id', '=', jobId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!job || job.root_post_id !== null) return;
+    await trx.updateTable('jobs').set({ root_post_id: postId }).where('id', '=', jobId).execute();
+    // A closed job's chain is sealed in its bundle; the binding is then only in the row.
+    if (job.status === 'open') await appendEvent(trx, jobId, 'thread_bound', { root_post_id: postId }, at);
+  });
 }

@@ -1,3 +1,4 @@
+import { announcePlan } from '../chat/announce.js';
 import { canonicalJson } from '../crypto/jcs.js';
 import { AppError } from '../errors.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -211,6 +212,28 @@ export async function createJob(
       if (step.gate !== 'auto') continue;
       const attempt = await tryMintStep(ctx, trx, job, step, at);
       if (attempt.minted) minted.push(attempt.token);
+    }
+    if (origin.kind === 'api' && ctx.chatThreads) {
+      await announcePlan(
+        trx,
+        job,
+        {
+          jobId: job.id,
+          policyName: binding.policyName,
+          policyHash: binding.hash,
+          planHash: hash,
+          executor,
+          expiresAt,
+          steps: classified.steps,
+          minted,
+          requesterId: input.requesterId,
+          runbook: input.runbook?.name ?? null,
+          params,
+          assertedBy: origin.agentId,
+        },
+        ctx.publicUrl ?? null,
+        at,
+      );
     }
     return { job, minted };
   });

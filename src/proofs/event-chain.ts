@@ -34,6 +34,7 @@ export function eventHash(e: Omit<ChainedEvent, 'event_hash_b64u'>): string {
 
 export type EventType =
   | 'job_created'
+  | 'thread_bound'
   | 'approval_recorded'
   | 'approval_rejected'
   | 'approval_withdrawn'
