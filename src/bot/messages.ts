@@ -75,7 +75,12 @@ function cell(text: string, max = 200): string {
  */
 export function reasonsOnce(reasons: string | readonly string[]): string {
   const list = typeof reasons === 'string' ? reasons.split(/;\s+/) : reasons;
-  return [...new Set(list.map((r) => r.trim()).filter((r) => r !== ''))].join('; ');
+  const kept: string[] = [];
+  for (const reason of list.map((r) => r.trim())) {
+    // `x` again, or `x` after a first reason that already ended with it (`channel c closed: x`).
+    if (reason !== '' && !kept.some((k) => k === reason || k.endsWith(`: ${reason}`))) kept.push(reason);
+  }
+  return kept.join('; ');
 }
 
 /** Mattermost refuses posts longer than this (characters). */

@@ -173,7 +173,7 @@ describe('approvals and denials in the thread', () => {
     // After quorum: a further approval is refused, nothing is minted again.
     const late = say('alice', approve(jobId), root.id);
     expect((await answerTo(w, late)).message).toContain(
-      'not counted: that step is already decided (ERR_STEP_DECIDED',
+      'not counted: step post-summary is already approved (ERR_STEP_DECIDED).',
     );
     expect(await tokensOf(w, jobId)).toHaveLength(1);
   });
@@ -366,7 +366,9 @@ describe('approvals and denials in the thread', () => {
     expect(await tokensOf(w, jobId)).toEqual([]);
 
     const later = say('chioma', approve(jobId), root.id);
-    expect((await answerTo(w, later)).message).toMatch(/^@chioma not counted: the job has expired/);
+    expect((await answerTo(w, later)).message).toMatch(
+      /^@chioma not counted: job:\d+ is expired \(ERR_JOB_EXPIRED\)\.$/,
+    );
     await expectRejected(w, later.id, 'ERR_JOB_EXPIRED');
     expect(w.botReplies(root.id).filter((p) => p.message.includes(`**job:${jobId} expired**`))).toHaveLength(
       1,
