@@ -1,19 +1,42 @@
-import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Db } from './db/database.js';
+import { AppError } from './errors.js';
+import { authenticationHook } from './http/auth.js';
 import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
-import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
-import { createHash } from 'node:crypto';
+import { ApiRateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './http/rate-limit.js';
 import { bundleRoutes } from './http/routes/bundles.js';
-import { jobRoutes } from './http/routes/jobs.js';
+import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
+import { jobRoutes, MAX_WAIT_SECONDS } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
 import { planRoutes } from './http/routes/plans.js';
-import { type TokenRouteLimits, tokenRoutes } from './http/routes/tokens.js';
-import type { EngineContext } from './jobs/context.js';
+import { tokenRoutes } from './http/routes/tokens.js';
 import { wpcRoutes } from './http/routes/wpc.js';
+import type { EngineContext } from './jobs/context.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { KeyRing } from './tokens/key-ring.js';
+
+/** How long a connection may take, so that trickled (slowloris) connections are closed. */
+export interface HttpTimeouts {
+  /** The request line and headers must have arrived within this. */
+  headersMs: number;
+  /** The whole request, body included, must have arrived within this (then 408). */
+  requestMs: number;
+  /** A socket with no traffic either way is closed; longer than the longest long-poll. */
+  idleMs: number;
+  /** A kept-alive connection waits this long for its next request. */
+  keepAliveMs: number;
+  /** How often Node checks requests in progress against `headersMs` and `requestMs`. */
+  checkIntervalMs: number;
+}
+
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = {
+  headersMs: 10_000,
+  requestMs: 15_000,
+  idleMs: 60_000,
+  keepAliveMs: 10_000,
+  checkIntervalMs: 1_000,
+};
 
 export interface AppDeps {
   db: Db;
@@ -26,11 +49,28 @@ export interface AppDeps {
   /** The core engine: jobs, tokens and bundles routes are served only with it. */
   engine?: EngineContext;
   adminToken?: string | null;
-  tokenLimits?: TokenRouteLimits;
+  /** Budgets of the `/v1` routes; unset fields keep DEFAULT_RATE_LIMITS. */
+  rateLimits?: Partial<RateLimits>;
+  /** Unset fields keep DEFAULT_HTTP_TIMEOUTS. */
+  timeouts?: Partial<HttpTimeouts>;
+}
+
+function checkedTimeouts(given: Partial<HttpTimeouts> | undefined): HttpTimeouts {
+  const t = { ...DEFAULT_HTTP_TIMEOUTS, ...given };
+  // An idle timeout shorter than a long-poll would cut the agent's wait off mid-way.
+  if (t.idleMs <= MAX_WAIT_SECONDS * 1000)
+    throw new AppError(
+      'ERR_CONFIG_INVALID',
+      `the idle timeout must exceed the ${MAX_WAIT_SECONDS} s long-poll`,
+    );
+  if (t.headersMs > t.requestMs)
+    throw new AppError('ERR_CONFIG_INVALID', 'the headers timeout must not exceed the request timeout');
+  return t;
 }
 
 /** Builds the HTTP application without listening: tests drive it with `app.inject`. */
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const timeouts = checkedTimeouts(deps.timeouts);
   const app: FastifyInstance = Fastify({
     // pino's Logger is a FastifyBaseLogger; the declared generic would leak into every route type.
     loggerInstance: deps.log as FastifyBaseLogger,
@@ -38,29 +78,41 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
+    requestTimeout: timeouts.requestMs,
+    connectionTimeout: timeouts.idleMs,
+    keepAliveTimeout: timeouts.keepAliveMs,
+    http: { headersTimeout: timeouts.headersMs, connectionsCheckingInterval: timeouts.checkIntervalMs },
     frameworkErrors,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
   });
   installErrorHandler(app);
-  healthRoutes(app, { db: deps.db, policies: deps.policies, extraChecks: deps.readinessChecks ?? {} });
+  const adminToken = deps.adminToken ?? null;
+  const limiter = new ApiRateLimiter({ ...DEFAULT_RATE_LIMITS, ...deps.rateLimits });
+  healthRoutes(app, {
+    db: deps.db,
+    policies: deps.policies,
+    extraChecks: deps.readinessChecks ?? {},
+    adminToken,
+    limiter,
+  });
   jwksRoutes(app, { keyRing: deps.keyRing });
-  wpcRoutes(app, { db: deps.db, keyRing: deps.keyRing });
+  // Every /v1 route is rate limited: by address where no credential is needed, else by caller.
+  void app.register(async (open) => {
+    open.addHook('onRequest', limiter.byAddress);
+    wpcRoutes(open, { db: deps.db, keyRing: deps.keyRing });
+    if (deps.engine) bundleRoutes(open, { db: deps.db });
+    if (deps.engine) planRoutes(open, { db: deps.db });
+  });
   if (deps.engine) {
     const engine = deps.engine;
-    const adminToken = deps.adminToken ?? null;
-    // Per caller: the hash of the bearer credential (never the credential), else the address.
-    void app.register(rateLimit, {
-      global: false,
-      keyGenerator: (req) => {
-        const auth = req.headers.authorization;
-        return typeof auth === 'string' ? createHash('sha256').update(auth).digest('hex') : req.ip;
-      },
+    const auth = { db: deps.db, adminToken, limiter };
+    void app.register(async (agents) => {
+      agents.addHook('onRequest', authenticationHook({ ...auth, allowAdmin: false }));
+      jobRoutes(agents, { engine, adminToken });
     });
-    void app.register(async (scoped) => {
-      jobRoutes(scoped, { engine, adminToken });
-      tokenRoutes(scoped, { engine, adminToken, limits: deps.tokenLimits ?? { max: 600 } });
-      bundleRoutes(scoped, { db: deps.db });
-      planRoutes(scoped, { db: deps.db });
+    void app.register(async (callers) => {
+      callers.addHook('onRequest', authenticationHook({ ...auth, allowAdmin: true }));
+      tokenRoutes(callers, { engine, adminToken });
     });
   }
   return app;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import { databaseUrlSecrets } from './db/database.js';
 import { AppError } from './errors.js';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -177,4 +178,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       .map((d) => d.trim())
       .filter(Boolean),
   };
+}
+
+/** The secret values in a configuration, for the logger to censor wherever they might appear. */
+export function configSecrets(config: Config): string[] {
+  return [
+    ...(config.adminToken ? [config.adminToken] : []),
+    ...(config.mattermost ? [config.mattermost.token] : []),
+    ...(config.databaseUrl ? databaseUrlSecrets(config.databaseUrl) : []),
+  ];
 }

@@ -4,7 +4,7 @@ import { parseEnv } from 'node:util';
 import { createCliContext } from './cli/context.js';
 import { processOutput } from './cli/output.js';
 import { runCli } from './cli/program.js';
-import { CONFIG_KEYS, loadConfig } from './config.js';
+import { CONFIG_KEYS, configSecrets, loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { pino } from 'pino';
 
@@ -21,7 +21,7 @@ for (const key of Object.keys(fileEnv)) {
 const ctx = createCliContext({
   loadConfig: () => loadConfig(env),
   makeLogger: (config, stream) =>
-    createLogger(config.logLevel, pino.destination(stream === 'stdout' ? 1 : 2)),
+    createLogger(config.logLevel, pino.destination(stream === 'stdout' ? 1 : 2), configSecrets(config)),
   output: processOutput,
   defaultActor: env.USER ?? env.LOGNAME ?? 'cli',
 });

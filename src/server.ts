@@ -83,8 +83,14 @@ export async function startServer(
     onSuccess = () => b.reportReachable();
   }
   const engine = bot ? bot.engine : engineFor(engineParts(runtime), policies);
+  // The bot's reason (server address, error) is for ADMIN_TOKEN holders; anyone may read the summary.
   const readinessChecks = bot
-    ? { mattermost: async () => (bot ? bot.readiness() : { ok: false, reason: 'no bot' }) }
+    ? {
+        mattermost: async () => {
+          const r = bot ? bot.readiness() : { ok: false, reason: 'no bot' };
+          return r.ok ? r : { ...r, summary: 'Mattermost not connected' };
+        },
+      }
     : undefined;
   const app = buildApp({
     db: database.db,

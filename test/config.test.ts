@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CONFIG_KEYS, loadConfig } from '../src/config.js';
+import { CONFIG_KEYS, configSecrets, loadConfig } from '../src/config.js';
 
 describe('loadConfig', () => {
   it('runs on embedded defaults with an empty environment', () => {
@@ -53,6 +53,39 @@ describe('loadConfig', () => {
     expect(c.logLevel).toBe('debug');
     expect(c.signingKey).toEqual({ kind: 'file', file: '/run/secrets/key.jwk.json' });
     expect(c.retiredKeysFile).toBe('/run/secrets/retired.jwks.json');
+  });
+
+  it('never echoes a database password, whatever is wrong with DATABASE_URL', () => {
+    for (const url of [
+      'mysql://u:userinfo-s3cret@db/claw?password=query-s3cret',
+      'postgres://u:userinfo-s3cret@db:notaport/claw?sslpassword=query-s3cret',
+      'userinfo-s3cret',
+    ]) {
+      let err: unknown;
+      try {
+        loadConfig({ DATABASE_URL: url, PORT: 'x' });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+      expect(
+        JSON.stringify({ message: (err as Error).message, details: (err as { details: unknown }).details }),
+      ).not.toMatch(/s3cret/);
+      expect((err as Error).message).toContain('DATABASE_URL');
+    }
+  });
+
+  it('configSecrets lists the configured secret values for the logger to censor', () => {
+    const c = loadConfig({
+      DATABASE_URL: 'postgres://u:pw-one@db/claw?sslpassword=pw-two',
+      ADMIN_TOKEN: 'admin-token-for-tests-0123456789',
+      MATTERMOST_URL: 'https://chat.example',
+      MATTERMOST_TOKEN: 'mm-token-value',
+    });
+    expect(configSecrets(c).sort()).toEqual(
+      ['admin-token-for-tests-0123456789', 'mm-token-value', 'pw-one', 'pw-two'].sort(),
+    );
+    expect(configSecrets(loadConfig({}))).toEqual([]);
   });
 
   it('names every bad key in one message, without echoing values', () => {

@@ -25,15 +25,61 @@ export interface DatabaseHandle {
 
 const INT8_OID = 20;
 
-/** A connection string safe to log: the password is replaced. */
+/** Query parameters of a connection string that carry secrets (`password`, `sslpassword`…). */
+const SECRET_PARAM = /pass|secret|token/i;
+
+/** A connection string safe to log: passwords in user info and in query parameters are replaced. */
 export function redactDatabaseUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const name of new Set(u.searchParams.keys())) {
+      if (SECRET_PARAM.test(name)) u.searchParams.set(name, '***');
+    }
     return u.toString();
   } catch {
     return '(unparseable DATABASE_URL)';
   }
+}
+
+/** Every secret a connection string carries, as written and as decoded. */
+export function databaseUrlSecrets(url: string): string[] {
+  const found = new Set<string>();
+  const add = (v: string) => {
+    if (v === '') return;
+    found.add(v);
+    try {
+      found.add(decodeURIComponent(v));
+    } catch {
+      /* not percent-encoded */
+    }
+  };
+  try {
+    const u = new URL(url);
+    add(u.password);
+    for (const [name, value] of u.searchParams) if (SECRET_PARAM.test(name)) found.add(value);
+    for (const m of u.search.matchAll(/[?&]([^=&]*)=([^&]*)/g)) if (SECRET_PARAM.test(m[1]!)) add(m[2]!);
+  } catch {
+    /* an unparseable URL is refused by config validation before it gets here */
+  }
+  return [...found];
+}
+
+/**
+ * The error itself when nothing in it (message, stack, causes) repeats a secret; otherwise a
+ * stand-in that keeps only its code, so it can be logged or wrapped as a cause.
+ */
+function withoutSecrets(err: unknown, secrets: readonly string[]): unknown {
+  const text: string[] = [];
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    text.push(e.message, e.stack ?? '', JSON.stringify({ ...e }));
+  }
+  if (!(err instanceof Error)) text.push(String(err));
+  if (!secrets.some((s) => text.some((t) => t.includes(s)))) return err;
+  const code = (err as { code?: unknown }).code;
+  return Object.assign(new Error('database error (details withheld: they repeated a password)'), {
+    ...(typeof code === 'string' ? { code } : {}),
+  });
 }
 
 export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHandle> {
@@ -65,7 +111,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
       description: redactDatabaseUrl(target.url),
       close: () => db.destroy(),
     };
-    await assertReachable(handle);
+    await assertReachable(handle, databaseUrlSecrets(target.url));
     return handle;
   }
   if (target.kind === 'pglite-memory') {
@@ -101,17 +147,15 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
 }
 
 /** Throws ERR_DB_UNAVAILABLE (closing the handle) when a trivial query fails. */
-async function assertReachable(handle: DatabaseHandle): Promise<void> {
+async function assertReachable(handle: DatabaseHandle, secrets: readonly string[]): Promise<void> {
   try {
     await sql`select 1`.execute(handle.db);
-  } catch (cause) {
+  } catch (err) {
     await handle.close().catch(() => {});
     throw new AppError(
       'ERR_DB_UNAVAILABLE',
-      `database ${handle.description} is unreachable: ${describeDbError(cause)}`,
-      {
-        cause,
-      },
+      `database ${handle.description} is unreachable: ${describeDbError(err)}`,
+      { cause: withoutSecrets(err, secrets) },
     );
   }
 }

@@ -7,6 +7,7 @@ import { stateEnv } from '../helpers/cli.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { captureLogger } from '../helpers/log.js';
 
+const ADMIN = 'admin-token-for-tests-0123456789';
 let w: World;
 let server: RunningServer | undefined;
 let serverDb: TestDb | null = null;
@@ -28,6 +29,7 @@ async function serve(world: World, token: string) {
     POLICIES_DIR: world.policiesDir,
     MATTERMOST_URL: world.sandbox.url,
     MATTERMOST_TOKEN: token,
+    ADMIN_TOKEN: ADMIN,
     HOST: '127.0.0.1',
     PORT: '0',
     PUBLIC_URL: 'https://claw.example.test',
@@ -45,7 +47,8 @@ async function serve(world: World, token: string) {
   });
   const running = server;
   const readyz = async () => {
-    const res = await fetch(`${running.url}/readyz`);
+    // The reasons in detail are for ADMIN_TOKEN holders; anyone else reads "Mattermost not connected".
+    const res = await fetch(`${running.url}/readyz`, { headers: { authorization: `Bearer ${ADMIN}` } });
     const body = (await res.json()) as {
       ok: boolean;
       reasons: string[];

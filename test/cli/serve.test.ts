@@ -66,7 +66,8 @@ async function serve(env: Record<string, string>): Promise<Server> {
     });
     exited.then((code) => {
       clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${stderr}`));
+      const logged = lines.map((l) => JSON.stringify(l)).join('\n');
+      reject(new Error(`server exited with ${code}: ${stderr}\n${logged}${buffer}`));
     });
   });
   return { proc, url, logs: () => lines, exited };
@@ -122,12 +123,12 @@ describe(`claw-approvals serve (${dialectName})`, () => {
     });
     const ready = await fetch(`${server.url}/readyz`);
     expect(ready.status).toBe(503);
-    const body = (await ready.json()) as { checks: Record<string, { ok: boolean; reason?: string }> };
+    const text = await ready.text();
+    const body = JSON.parse(text) as { checks: Record<string, { ok: boolean; reason?: string }> };
     expect(body.checks.database!.ok).toBe(true);
-    expect(body.checks.mattermost).toMatchObject({
-      ok: false,
-      reason: expect.stringMatching(/unreachable|not connected/),
-    });
+    // Without ADMIN_TOKEN only the general reason: no server address, no error detail.
+    expect(body.checks.mattermost).toEqual({ ok: false, reason: 'Mattermost not connected' });
+    expect(text).not.toContain('127.0.0.1:9');
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
@@ -147,9 +148,15 @@ describe(`claw-approvals serve (${dialectName})`, () => {
     );
   });
 
-  it('exits non-zero with a clear message when the database is unreachable', async () => {
-    await expect(
-      serve({ DATABASE_URL: 'postgres://claw:pw@127.0.0.1:1/claw', DATA_DIR: '/tmp/claw-unused' }),
-    ).rejects.toThrow(/exited with 1: .*ERR_DB_UNAVAILABLE.*connection refused/s);
+  it('exits non-zero with a clear message when the database is unreachable, never showing its password', async () => {
+    const failure = await serve({
+      DATABASE_URL: 'postgres://claw:userinfo-s3cret@127.0.0.1:1/claw?sslpassword=query-s3cret',
+      DATA_DIR: '/tmp/claw-unused',
+    }).catch((e: unknown) => e as Error);
+    expect(failure).toBeInstanceOf(Error);
+    // The message carries everything the process wrote: stderr and its log lines.
+    expect((failure as Error).message).toMatch(/exited with 1: .*ERR_DB_UNAVAILABLE.*connection refused/s);
+    expect((failure as Error).message).toContain('sslpassword=***');
+    expect((failure as Error).message).not.toContain('s3cret');
   });
 });

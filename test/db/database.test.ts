@@ -5,8 +5,13 @@ import path from 'node:path';
 import { type Migration, type MigrationProvider, sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lockDataDir } from '../../src/db/data-dir-lock.js';
-import { type Db, openDatabase, redactDatabaseUrl } from '../../src/db/database.js';
+import { loadConfig } from '../../src/config.js';
+import { type Db, databaseUrlSecrets, openDatabase, redactDatabaseUrl } from '../../src/db/database.js';
 import { migrateToLatest, shippedMigrations } from '../../src/db/migrate.js';
+import { createLogger } from '../../src/logger.js';
+import { openRuntime } from '../../src/runtime.js';
+import { startServer } from '../../src/server.js';
+import { captureLogger } from '../helpers/log.js';
 import { createTestDb, dialectName, type TestDb } from '../helpers/db.js';
 import { tempDir } from '../helpers/fs.js';
 
@@ -153,6 +158,89 @@ describe('database targets', () => {
     expect(String((err as Error).message)).toContain('connection refused');
     expect(String((err as Error).message)).not.toContain('s3cret-pass');
     expect(redactDatabaseUrl(url)).toBe('postgres://claw:***@127.0.0.1:1/nowhere');
+  });
+
+  it.each([
+    ['a password in user info', 'postgres://claw:s3cret@db:5432/claw', 'postgres://claw:***@db:5432/claw'],
+    ['?password=', 'postgres://claw@db/claw?password=s3cret', 'postgres://claw@db/claw?password=***'],
+    [
+      'sslpassword beside harmless parameters',
+      'postgresql://claw@db/claw?sslmode=require&sslpassword=s3cret&application_name=claw',
+      'postgresql://claw@db/claw?sslmode=require&sslpassword=***&application_name=claw',
+    ],
+    ['an upper-case name', 'postgres://db/claw?PASSWORD=s3cret', 'postgres://db/claw?PASSWORD=***'],
+    [
+      'both at once',
+      'postgres://claw:s3cret@db/claw?password=s3cret',
+      'postgres://claw:***@db/claw?password=***',
+    ],
+  ])('redactDatabaseUrl hides %s', (_why, url, redacted) => {
+    expect(redactDatabaseUrl(url)).toBe(redacted);
+  });
+
+  it('databaseUrlSecrets finds every password, as written and percent-decoded', () => {
+    expect(
+      databaseUrlSecrets(
+        'postgres://u:p%40ss-1@db/x?password=q%26r-2&sslpassword=k3y-3&sslmode=require',
+      ).sort(),
+    ).toEqual(['k3y-3', 'p%40ss-1', 'p@ss-1', 'q%26r-2', 'q&r-2'].sort());
+    expect(databaseUrlSecrets('postgres://db/x')).toEqual([]);
+  });
+
+  it.each([
+    ['user info', 'postgres://claw:userinfo-s3cret@127.0.0.1:1/claw'],
+    ['?password=', 'postgres://claw@127.0.0.1:1/claw?password=query-s3cret'],
+    [
+      '?sslpassword= and user info',
+      'postgres://claw:userinfo-s3cret@127.0.0.1:1/claw?sslpassword=query-s3cret',
+    ],
+  ])('a start against an unreachable database never logs or says the password (%s)', async (_why, url) => {
+    const logs = captureLogger('debug');
+    const config = loadConfig({ DATABASE_URL: url, DATA_DIR: await tempDir(), PORT: '0' });
+    for (const start of [() => startServer(config, logs.log), () => openRuntime(config, logs.log)]) {
+      const err = await start().catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: 'ERR_DB_UNAVAILABLE',
+        message: expect.stringContaining('connection refused'),
+      });
+      // As `serve` would report it: the message, and the error with its causes in the log.
+      logs.log.error({ err }, 'start failed');
+      expect(String((err as Error).message)).not.toMatch(/s3cret/);
+    }
+    expect(logs.text()).toContain('start failed');
+    expect(logs.text()).not.toMatch(/s3cret/);
+  });
+
+  it('a driver error that repeats the password is not kept as the cause', async () => {
+    // The password is the host's address, so the driver's own message ("connect ECONNREFUSED
+    // 127.0.0.1:1") repeats it, as error messages that echo connection parameters do.
+    const url = 'postgres://claw:127.0.0.1@127.0.0.1:1/claw';
+    const err = (await openDatabase({ kind: 'postgres', url }).catch((e: unknown) => e)) as Error & {
+      cause: Error & { code?: string };
+    };
+    expect(err).toMatchObject({
+      code: 'ERR_DB_UNAVAILABLE',
+      message: expect.stringContaining('connection refused'),
+    });
+    expect(err.cause.code).toBe('ECONNREFUSED');
+    expect(`${err.cause.message} ${err.cause.stack}`).not.toContain('127.0.0.1');
+  });
+
+  it('the logger censors configured secret values wherever they appear in a line', () => {
+    const lines: string[] = [];
+    const log = createLogger('info', { write: (l: string) => lines.push(l) }, [
+      'hunter2-pw',
+      'x"quoted"y',
+      'pw',
+    ]);
+    log.error({ err: new Error('driver said: password hunter2-pw rejected'), note: 'x"quoted"y' }, 'failed');
+    log.info({ short: 'pw stays' }, 'ok');
+    const text = lines.join('');
+    expect(text).not.toContain('hunter2-pw');
+    expect(text).not.toContain('quoted');
+    expect(text).toContain('[redacted]');
+    // Too short to censor by value without garbling every line.
+    expect(text).toContain('pw stays');
   });
 
   it('embedded PGlite keeps data across reopen and refuses a second opener', async () => {

@@ -1,9 +1,12 @@
 import { webcrypto } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { canonicalize as independentJcs } from 'json-canonicalize';
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { sha256B64u } from '../../src/crypto/hash.js';
+import type { RateLimits } from '../../src/http/rate-limit.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies } from '../helpers/fs.js';
 import { captureLogger } from '../helpers/log.js';
@@ -14,14 +17,30 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((d) => d.close().catch(() => {})));
 });
 
-async function setup(opts: { load?: boolean } = {}) {
+const ADMIN = 'admin-token-for-tests-0123456789';
+
+async function setup(
+  opts: { load?: boolean; adminToken?: string; dir?: string; rateLimits?: Partial<RateLimits> } = {},
+) {
   const logs = captureLogger();
-  const s = await createState(await copyPolicies(), logs.log);
+  const s = await createState(opts.dir ?? (await copyPolicies()), logs.log);
   opened.push(s.d);
   if (opts.load !== false) await s.policies.reload();
-  const app = buildApp({ db: s.db, keyRing: s.keyRing, policies: s.policies, log: logs.log });
+  const app = buildApp({
+    db: s.db,
+    keyRing: s.keyRing,
+    policies: s.policies,
+    log: logs.log,
+    adminToken: opts.adminToken ?? null,
+    ...(opts.rateLimits ? { rateLimits: opts.rateLimits } : {}),
+  });
   return { ...s, app, logs };
 }
+
+const errorOf = (res: { statusCode: number; json: () => unknown }) => [
+  res.statusCode,
+  (res.json() as { error: { code: string } }).error.code,
+];
 
 describe(`HTTP skeleton (${dialectName})`, () => {
   it('GET /healthz answers without touching state', async () => {
@@ -31,48 +50,153 @@ describe(`HTTP skeleton (${dialectName})`, () => {
     expect(res.json()).toEqual({ ok: true });
   });
 
-  it('GET /readyz is 200 with the database reachable and policies loaded', async () => {
-    const { app } = await setup();
+  it('GET /readyz without ADMIN_TOKEN says ready and nothing else: no policy names, hashes or channels', async () => {
+    const { app, policies } = await setup({ adminToken: ADMIN });
     const res = await app.inject('/readyz');
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toMatchObject({
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.json()).toEqual({
       ok: true,
       reasons: [],
-      checks: { database: { ok: true }, policies: { ok: true, open_channels: 6 } },
+      checks: { database: { ok: true }, policies: { ok: true } },
+    });
+    const snap = policies.current()!;
+    for (const c of snap.resolution.active.values()) {
+      expect(res.body).not.toContain(c.name);
+      expect(res.body).not.toContain(c.hash);
+    }
+    for (const channel of snap.resolution.channels.keys()) expect(res.body).not.toContain(channel);
+  });
+
+  it('GET /readyz with Bearer ADMIN_TOKEN lists active policies, open and closed channels and each problem', async () => {
+    const dir = await copyPolicies();
+    await fs.writeFile(path.join(dir, 'broken-policy-file.json'), '{ not json');
+    const { app, policies } = await setup({ adminToken: ADMIN, dir });
+    const anyone = await app.inject('/readyz');
+    expect(anyone.statusCode).toBe(200);
+    expect(anyone.json()).toEqual({
+      ok: true,
+      reasons: [],
+      checks: { database: { ok: true }, policies: { ok: true, reason: 'policy problems: 1' } },
+    });
+    expect(anyone.body).not.toContain('broken-policy-file');
+    expect(anyone.body).not.toContain(dir);
+
+    const admin = await app.inject({ url: '/readyz', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(admin.statusCode).toBe(200);
+    const snap = policies.current()!;
+    const [channel, binding] = [...snap.resolution.channels][0]!;
+    expect(admin.json()).toMatchObject({
+      ok: true,
+      reasons: [],
+      checks: {
+        database: { ok: true },
+        policies: {
+          ok: true,
+          open_channels: 6,
+          closed_channels: 0,
+          active: expect.arrayContaining([
+            {
+              name: 'invoice-triage',
+              hash: snap.resolution.active.get('invoice-triage')!.hash,
+              origin: 'file',
+            },
+          ]),
+          channels: { open: expect.arrayContaining([{ channel, policy: binding.policyName }]), closed: [] },
+          problems: [expect.stringContaining('broken-policy-file.json')],
+        },
+      },
     });
   });
 
-  it('GET /readyz is 503 with reasons when policies are not loaded', async () => {
-    const { app } = await setup({ load: false });
+  it('GET /readyz is 503 with a general reason when policies are not loaded; the detail is for ADMIN_TOKEN', async () => {
+    const { app } = await setup({ load: false, adminToken: ADMIN });
     const res = await app.inject('/readyz');
     expect(res.statusCode).toBe(503);
-    expect(res.json().reasons).toEqual(['policies: policies are not loaded']);
+    expect(res.json()).toEqual({
+      ok: false,
+      reasons: ['policies not loaded'],
+      checks: { database: { ok: true }, policies: { ok: false, reason: 'policies not loaded' } },
+    });
+    const admin = await app.inject({ url: '/readyz', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(admin.statusCode).toBe(503);
+    expect(admin.json().reasons).toEqual(['policies: policies are not loaded']);
   });
 
-  it('GET /readyz is 503 when the database is gone', async () => {
+  it('GET /readyz is 503 "database unreachable" when the database is gone', async () => {
     const { app, d } = await setup();
     await d.close();
     const res = await app.inject('/readyz');
     expect(res.statusCode).toBe(503);
-    expect(res.json()).toMatchObject({ ok: false, checks: { database: { ok: false } } });
-    expect(res.json().reasons[0]).toMatch(/^database: /);
+    expect(res.json()).toMatchObject({
+      ok: false,
+      reasons: ['database unreachable'],
+      checks: { database: { ok: false, reason: 'database unreachable' } },
+    });
   });
 
-  it('GET /readyz includes contributed checks', async () => {
+  it('GET /readyz shows a contributed check by its summary; its detailed reason only with ADMIN_TOKEN', async () => {
     const logs = captureLogger();
     const s = await createState(await copyPolicies(), logs.log);
     opened.push(s.d);
     await s.policies.reload();
+    const detail = 'Mattermost is unreachable: connect ECONNREFUSED 10.1.2.3:8065';
     const app = buildApp({
       db: s.db,
       keyRing: s.keyRing,
       policies: s.policies,
       log: logs.log,
-      readinessChecks: { mattermost: async () => ({ ok: false, reason: 'authentication failed' }) },
+      adminToken: ADMIN,
+      readinessChecks: {
+        mattermost: async () => ({ ok: false, reason: detail, summary: 'Mattermost not connected' }),
+        cache: async () => ({ ok: false, reason: 'disk /var/lib/secret full' }),
+      },
     });
     const res = await app.inject('/readyz');
     expect(res.statusCode).toBe(503);
-    expect(res.json().reasons).toEqual(['mattermost: authentication failed']);
+    expect(res.json()).toEqual({
+      ok: false,
+      reasons: ['Mattermost not connected', 'cache not ready'],
+      checks: {
+        database: { ok: true },
+        policies: { ok: true },
+        mattermost: { ok: false, reason: 'Mattermost not connected' },
+        cache: { ok: false, reason: 'cache not ready' },
+      },
+    });
+    expect(res.body).not.toMatch(/10\.1\.2\.3|ECONNREFUSED|secret/);
+    const admin = await app.inject({ url: '/readyz', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(admin.json().reasons).toEqual([`mattermost: ${detail}`, 'cache: disk /var/lib/secret full']);
+  });
+
+  it('GET /readyz refuses a wrong token (401) and serves no inventory over HTTP when ADMIN_TOKEN is unset', async () => {
+    const { app } = await setup({ adminToken: ADMIN, rateLimits: { failedAuth: 2 } });
+    const wrong = { authorization: `Bearer ${'x'.repeat(32)}` };
+    for (let i = 0; i < 2; i++) {
+      const res = await app.inject({ url: '/readyz', headers: wrong });
+      expect(errorOf(res)).toEqual([401, 'ERR_UNAUTHENTICATED']);
+      expect(res.body).not.toContain('open_channels');
+    }
+    // Guessing ADMIN_TOKEN here spends the same per-address budget as any failed authentication.
+    const limited = await app.inject({ url: '/readyz', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(errorOf(limited)).toEqual([429, 'ERR_RATE_LIMITED']);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const elsewhere = await app.inject({
+      url: '/readyz',
+      remoteAddress: '192.0.2.7',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(elsewhere.json().checks.policies.open_channels).toBe(6);
+
+    const { app: noAdmin } = await setup();
+    const res = await noAdmin.inject({ url: '/readyz', headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(errorOf(res)).toEqual([401, 'ERR_UNAUTHENTICATED']);
+    expect(res.body).not.toContain('open_channels');
+    expect((await noAdmin.inject('/readyz')).json()).toEqual({
+      ok: true,
+      reasons: [],
+      checks: { database: { ok: true }, policies: { ok: true } },
+    });
   });
 
   it('GET /.well-known/jwks.json publishes public keys only', async () => {

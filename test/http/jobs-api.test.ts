@@ -34,7 +34,7 @@ async function setup(list: Opened = opened) {
     log: silentLogger(),
     engine: ctx,
     adminToken: ADMIN,
-    tokenLimits: { max: 1000 },
+    rateLimits: { perCaller: 1000 },
   });
   list.push({ e, app });
   const ops = await createAgent(ctx.db, { id: OPS.executor, at: ctx.clock() });
@@ -578,6 +578,11 @@ describe(`agent jobs API (${dialectName})`, () => {
       const res = await s.app.inject({ url: `/v1/bundles/${bundleId}` });
       expect(res.statusCode).toBe(200);
       expect(res.headers['content-type']).toMatch(/^application\/json/);
+      // A capability link: no shared cache may keep it, and it is never sniffed or passed on.
+      expect(res.headers['cache-control']).toMatch(/^private\b/);
+      expect(res.headers['cache-control']).not.toContain('public');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
       expect(res.rawPayload.equals(Buffer.from(row.envelope, 'utf8'))).toBe(true);
       expect(res.body).toBe(row.envelope);
       expect(

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent } from '../../src/agents/agent-keys.js';
 import { buildApp } from '../../src/app.js';
+import type { RateLimits } from '../../src/http/rate-limit.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
@@ -19,7 +20,7 @@ afterEach(async () => {
   }
 });
 
-async function setup(tokenLimits = { max: 1000 }) {
+async function setup(rateLimits: Partial<RateLimits> = { perCaller: 1000 }) {
   const e = await createTestEngine();
   const { ctx } = e;
   const app = buildApp({
@@ -29,7 +30,7 @@ async function setup(tokenLimits = { max: 1000 }) {
     log: silentLogger(),
     engine: ctx,
     adminToken: ADMIN,
-    tokenLimits,
+    rateLimits,
   });
   opened.push({ e, app });
   const ops = await createAgent(ctx.db, { id: OPS.executor, at: ctx.clock() });
@@ -298,7 +299,7 @@ describe(`token API (${dialectName})`, () => {
 
   describe('rate limiting', () => {
     it('the fourth call in a window with max 3 is 429 ERR_RATE_LIMITED, per caller', async () => {
-      const s = await setup({ max: 3 });
+      const s = await setup({ perCaller: 3 });
       const t = await claimedToken(s);
       for (let i = 0; i < 3; i++) {
         expect((await post(s, 'introspect', { token: t.token })).statusCode).toBe(200);
@@ -313,7 +314,7 @@ describe(`token API (${dialectName})`, () => {
     });
 
     it('limits unauthenticated callers too, before they reach authentication', async () => {
-      const s = await setup({ max: 3 });
+      const s = await setup({ failedAuth: 3 });
       for (let i = 0; i < 3; i++) {
         expect(errorOf(await post(s, 'introspect', { token: 'x' }, {}))).toEqual([
           401,

@@ -8,7 +8,7 @@ export const BUNDLE_ID = /^pb_[A-Za-z0-9_-]{22,64}$/;
  * `GET /v1/bundles/:id`: the sealed envelope, byte for byte as stored. Deliberately no
  * response schema: a serializer would re-order keys and the payload hash is over the
  * stored order. The id carries 128 random bits; the link is the capability the bot posts
- * in the job's thread.
+ * in the job's thread, so no shared cache keeps it and no page it opens learns it.
  */
 export function bundleRoutes(app: FastifyInstance, deps: { db: Db }): void {
   app.get<{ Params: { id: string } }>(
@@ -31,7 +31,12 @@ export function bundleRoutes(app: FastifyInstance, deps: { db: Db }): void {
         .where('bundle_id', '=', req.params.id)
         .executeTakeFirst();
       if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', 'no such bundle');
-      reply.header('cache-control', 'public, max-age=31536000, immutable');
+      reply.headers({
+        'cache-control': 'private, max-age=31536000, immutable',
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
+        'x-robots-tag': 'noindex',
+      });
       reply.type('application/json; charset=utf-8');
       return reply.send(row.envelope);
     },

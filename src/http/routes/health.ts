@@ -1,14 +1,36 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { isDatabaseReachable } from '../../db/database.js';
+import { AppError } from '../../errors.js';
 import type { PolicyService } from '../../policy/policy-service.js';
+import { presentsAdminToken } from '../auth.js';
+import type { ApiRateLimiter } from '../rate-limit.js';
 
-/** A readiness check contributed by a component (the chat adapter adds one later). */
-export type ReadinessCheck = () => Promise<{ ok: boolean; reason?: string; [k: string]: unknown }>;
+/**
+ * A readiness check contributed by a component (the chat adapter). `reason` may carry
+ * detail and is shown to ADMIN_TOKEN holders only; `summary` is what anyone may read.
+ */
+export type ReadinessCheck = () => Promise<{
+  ok: boolean;
+  reason?: string;
+  summary?: string;
+  [k: string]: unknown;
+}>;
+
+type Check = { ok: boolean; reason?: string; [k: string]: unknown };
+
+/** What an unauthenticated caller learns of a check: ready or not, and why in general terms. */
+type PublicCheck = { ok: boolean; reason?: string };
 
 export function healthRoutes(
   app: FastifyInstance,
-  deps: { db: Db; policies: PolicyService; extraChecks?: Record<string, ReadinessCheck> },
+  deps: {
+    db: Db;
+    policies: PolicyService;
+    extraChecks?: Record<string, ReadinessCheck>;
+    adminToken: string | null;
+    limiter: ApiRateLimiter;
+  },
 ): void {
   app.get(
     '/healthz',
@@ -35,41 +57,81 @@ export function healthRoutes(
     },
   } as const;
 
-  app.get(
-    '/readyz',
-    { schema: { response: { 200: readySchema, 503: readySchema } } },
-    async (_req, reply) => {
-      const checks: Record<string, { ok: boolean; [k: string]: unknown }> = {};
-      checks.database = await isDatabaseReachable(deps.db);
-      const snap = deps.policies.current();
-      const reloadError = deps.policies.reloadError();
-      checks.policies = reloadError
-        ? { ok: false, reason: `the last policy reload failed: ${reloadError}` }
-        : snap
-          ? {
-              ok: true,
-              active: [...snap.resolution.active.values()].map((c) => ({
-                name: c.name,
-                hash: c.hash,
-                origin: c.origin,
-              })),
-              open_channels: snap.resolution.channels.size,
-              closed_channels: snap.resolution.closed.size,
-              problems: snap.problems,
-            }
-          : { ok: false, reason: 'policies are not loaded' };
-      for (const [name, check] of Object.entries(deps.extraChecks ?? {})) {
-        try {
-          checks[name] = await check();
-        } catch {
-          checks[name] = { ok: false, reason: 'check failed' };
+  /** Every check, in full: the policy and channel inventory and each problem. */
+  async function inventory(): Promise<Record<string, Check>> {
+    const checks: Record<string, Check> = {};
+    const db = await isDatabaseReachable(deps.db);
+    checks.database = db.ok
+      ? { ok: true }
+      : { ok: false, reason: db.reason, summary: 'database unreachable' };
+    const snap = deps.policies.current();
+    const reloadError = deps.policies.reloadError();
+    checks.policies = reloadError
+      ? {
+          ok: false,
+          reason: `the last policy reload failed: ${reloadError}`,
+          summary: 'policy reload failed',
         }
+      : snap
+        ? {
+            ok: true,
+            ...(snap.problems.length > 0 ? { summary: `policy problems: ${snap.problems.length}` } : {}),
+            active: [...snap.resolution.active.values()].map((c) => ({
+              name: c.name,
+              hash: c.hash,
+              origin: c.origin,
+            })),
+            open_channels: snap.resolution.channels.size,
+            closed_channels: snap.resolution.closed.size,
+            channels: {
+              open: [...snap.resolution.channels].map(([channel, b]) => ({ channel, policy: b.policyName })),
+              closed: [...snap.resolution.closed].map(([channel, reasons]) => ({ channel, reasons })),
+            },
+            problems: snap.problems,
+          }
+        : { ok: false, reason: 'policies are not loaded', summary: 'policies not loaded' };
+    for (const [name, extra] of Object.entries(deps.extraChecks ?? {})) {
+      try {
+        checks[name] = await extra();
+      } catch {
+        checks[name] = { ok: false, reason: 'check failed' };
       }
-      const ok = Object.values(checks).every((c) => c.ok);
+    }
+    return checks;
+  }
+
+  /** May this request see the inventory? Only with ADMIN_TOKEN; a wrong token counts as a failed authentication. */
+  function maySeeInventory(req: FastifyRequest, reply: FastifyReply): boolean {
+    if (req.headers.authorization === undefined) return false;
+    deps.limiter.attempt(req, reply);
+    if (deps.adminToken === null)
+      throw new AppError('ERR_UNAUTHENTICATED', 'ADMIN_TOKEN is not configured: the inventory is not served');
+    if (!presentsAdminToken(req, deps.adminToken))
+      throw new AppError('ERR_UNAUTHENTICATED', 'the inventory needs Authorization: Bearer <ADMIN_TOKEN>');
+    deps.limiter.authenticated(req, reply, 'admin');
+    return true;
+  }
+
+  app.get('/readyz', { schema: { response: { 200: readySchema, 503: readySchema } } }, async (req, reply) => {
+    const full = maySeeInventory(req, reply);
+    const checks = await inventory();
+    const ok = Object.values(checks).every((c) => c.ok);
+    reply.status(ok ? 200 : 503).header('cache-control', 'no-store');
+    if (full) {
       const reasons = Object.entries(checks)
         .filter(([, c]) => !c.ok)
         .map(([name, c]) => `${name}: ${String(c.reason ?? 'not ready')}`);
-      return reply.status(ok ? 200 : 503).send({ ok, reasons, checks });
-    },
-  );
+      return { ok, reasons, checks };
+    }
+    // Built field by field: nothing but these general phrases reaches an unauthenticated caller.
+    const general: Record<string, PublicCheck> = {};
+    for (const [name, c] of Object.entries(checks)) {
+      const summary = typeof c.summary === 'string' ? c.summary : c.ok ? undefined : `${name} not ready`;
+      general[name] = summary === undefined ? { ok: c.ok } : { ok: c.ok, reason: summary };
+    }
+    const reasons = Object.values(general)
+      .filter((c) => !c.ok)
+      .map((c) => c.reason!);
+    return { ok, reasons, checks: general };
+  });
 }

@@ -33,25 +33,18 @@ const claimsSchema = {
   },
 } as const;
 
-export interface TokenRouteLimits {
-  /** Requests per minute per caller on each token route. */
-  max: number;
-}
-
-/** Token routes for gateways and agents; rate limited per caller key (or address when unauthenticated). */
+/** Token routes for gateways and agents (or ADMIN_TOKEN); the app rate limits them per caller. */
 export function tokenRoutes(
   app: FastifyInstance,
-  deps: { engine: EngineContext; adminToken: string | null; limits: TokenRouteLimits },
+  deps: { engine: EngineContext; adminToken: string | null },
 ): void {
   const ctx = deps.engine;
   const caller = (req: FastifyRequest) =>
     authenticate(req, { db: ctx.db, adminToken: deps.adminToken }, { allowAdmin: true });
-  const config = { rateLimit: { max: deps.limits.max, timeWindow: 60_000 } };
 
   app.post<{ Body: { token: string; audience?: string } }>(
     '/v1/tokens/introspect',
     {
-      config,
       schema: {
         body: tokenBody,
         response: {
@@ -90,7 +83,6 @@ export function tokenRoutes(
   app.post<{ Body: { token: string; audience?: string } }>(
     '/v1/tokens/redeem',
     {
-      config,
       schema: {
         body: tokenBody,
         response: {
@@ -123,7 +115,6 @@ export function tokenRoutes(
   app.post<{ Body: { jti?: string; token_hash?: string; reason: string } }>(
     '/v1/tokens/revoke',
     {
-      config,
       schema: {
         body: {
           type: 'object',
