@@ -2,6 +2,7 @@ import type { Migration } from 'kysely';
 import * as foundation from './20261121090000_foundation.js';
 import * as coreEngine from './20261121120000_core_engine.js';
 import * as mattermostBot from './20261121150000_mattermost_bot.js';
+import * as outboxLeaseOwner from './20261127120000_outbox_lease_owner.js';
 
 /**
  * Every migration, by name (timestamp first, so names sort in apply order). A test checks
@@ -11,4 +12,5 @@ export const migrations: Record<string, Migration> = {
   '20261121090000_foundation': foundation,
   '20261121120000_core_engine': coreEngine,
   '20261121150000_mattermost_bot': mattermostBot,
+  '20261127120000_outbox_lease_owner': outboxLeaseOwner,
 };

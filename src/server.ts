@@ -76,6 +76,7 @@ export async function startServer(
       chat,
       engine,
       log,
+      exclusiveDatabase: runtime.database.kind === 'pglite',
       ...opts.bot,
     });
     const b = bot;

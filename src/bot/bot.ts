@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import { asChatPost, type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
 import { backoffMs, ChatError } from '../chat/chat-error.js';
 import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js';
+import { leaseOwner } from '../chat/lease-owner.js';
 import { OutboxDelivery } from '../chat/outbox-delivery.js';
 import type { Db } from '../db/database.js';
 import type { EngineContext } from '../jobs/context.js';
@@ -27,6 +28,11 @@ export interface BotOptions {
   outboxPollMs?: number;
   concurrency?: number;
   complaintsPerMinute?: number;
+  /**
+   * No other process can use this database (embedded PGlite): outbox leases left by anyone else
+   * belong to a crashed predecessor and are resumed at once.
+   */
+  exclusiveDatabase?: boolean;
 }
 
 export interface BotStats {
@@ -183,6 +189,7 @@ export class MattermostBot {
       clock: this.clock,
       log: this.log.child({ component: 'outbox' }),
       pollMs: this.opts.outboxPollMs,
+      owner: leaseOwner({ exclusive: this.opts.exclusiveDatabase === true }),
     });
     this.delivery.start();
     this.socket.start();

@@ -6,7 +6,15 @@ import { MENTION_TOKEN } from '../bot/messages.js';
 import type { ChatPort } from './chat-port.js';
 import { backoffMs, ChatError } from './chat-error.js';
 import { planPostKey } from './announce.js';
-import { bindJobThread, leaseDue, markDelivered, markFailed, markRetry } from './outbox.js';
+import { type LeaseOwner, leaseOwner } from './lease-owner.js';
+import {
+  bindJobThread,
+  leaseDue,
+  markDelivered,
+  markFailed,
+  markRetry,
+  releaseLeasesOfGone,
+} from './outbox.js';
 
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
@@ -23,6 +31,8 @@ export interface DeliveryOptions {
   batch?: number;
   /** Threads delivered at once. */
   parallel?: number;
+  /** This process as a lease holder (default: on a shared database). */
+  owner?: LeaseOwner;
 }
 
 /**
@@ -39,8 +49,12 @@ export class OutboxDelivery {
   private stopped = true;
   private pauseUntil = 0;
   private failures = 0;
+  private readonly owner: LeaseOwner;
+  private resumed = false;
 
-  constructor(private readonly opts: DeliveryOptions) {}
+  constructor(private readonly opts: DeliveryOptions) {
+    this.owner = opts.owner ?? leaseOwner({ exclusive: false });
+  }
 
   start(): void {
     this.stopped = false;
@@ -81,12 +95,21 @@ export class OutboxDelivery {
   /** Delivers everything due now; resolves when nothing is left or delivery must pause. */
   async pass(): Promise<void> {
     if (this.opts.clock().getTime() < this.pauseUntil) return;
+    if (!this.resumed) {
+      // What a crashed predecessor was sending is sent now, not when its leases run out.
+      const released = await releaseLeasesOfGone(this.opts.db, this.opts.clock(), (o) =>
+        this.owner.isGone(o),
+      );
+      if (released > 0) this.opts.log.info({ released }, 'resuming outbox rows a stopped process held');
+      this.resumed = true;
+    }
     for (;;) {
       const rows = await leaseDue(
         this.opts.db,
         this.opts.clock(),
         this.opts.leaseMs ?? 30_000,
         this.opts.batch ?? 20,
+        this.owner.id,
       );
       if (rows.length === 0) return;
       // A batch holds at most one post per thread (see leaseDue), so threads go out in parallel

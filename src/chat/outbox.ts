@@ -81,7 +81,13 @@ export async function complaintsSince(trx: Db, userId: string, since: Date): Pro
  * replica or by a process that died, holds back the rest of its thread, so replies keep their
  * order across retries, restarts and replicas.
  */
-export async function leaseDue(db: Db, at: Date, leaseMs: number, limit: number): Promise<OutboxRow[]> {
+export async function leaseDue(
+  db: Db,
+  at: Date,
+  leaseMs: number,
+  limit: number,
+  owner: string | null = null,
+): Promise<OutboxRow[]> {
   return db.transaction().execute(async (trx) => {
     const due = await trx
       .selectFrom('outbox as o')
@@ -116,7 +122,11 @@ export async function leaseDue(db: Db, at: Date, leaseMs: number, limit: number)
     if (due.length === 0) return [];
     return trx
       .updateTable('outbox')
-      .set({ lease_until: new Date(at.getTime() + leaseMs), attempts: sql<number>`attempts + 1` })
+      .set({
+        lease_until: new Date(at.getTime() + leaseMs),
+        lease_owner: owner,
+        attempts: sql<number>`attempts + 1`,
+      })
       .where(
         'id',
         'in',
@@ -131,7 +141,13 @@ export async function leaseDue(db: Db, at: Date, leaseMs: number, limit: number)
 export async function markDelivered(db: Db, id: number, postId: string | null, at: Date): Promise<void> {
   await db
     .updateTable('outbox')
-    .set({ delivered_at: at, delivered_post_id: postId, lease_until: null, last_error: null })
+    .set({
+      delivered_at: at,
+      delivered_post_id: postId,
+      lease_until: null,
+      lease_owner: null,
+      last_error: null,
+    })
     .where('id', '=', id)
     .execute();
 }
@@ -139,7 +155,7 @@ export async function markDelivered(db: Db, id: number, postId: string | null, a
 export async function markRetry(db: Db, id: number, next: Date, error: string): Promise<void> {
   await db
     .updateTable('outbox')
-    .set({ next_attempt_at: next, lease_until: null, last_error: error.slice(0, 500) })
+    .set({ next_attempt_at: next, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
     .where('id', '=', id)
     .execute();
 }
@@ -147,7 +163,7 @@ export async function markRetry(db: Db, id: number, next: Date, error: string): 
 export async function markFailed(db: Db, id: number, at: Date, error: string): Promise<void> {
   await db
     .updateTable('outbox')
-    .set({ failed_at: at, lease_until: null, last_error: error.slice(0, 500) })
+    .set({ failed_at: at, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
     .where('id', '=', id)
     .execute();
 }
@@ -169,4 +185,34 @@ export async function bindJobThread(db: Db, jobId: number, postId: string, at: D
     // A closed job's chain is sealed in its bundle; the binding is then only in the row.
     if (job.status === 'open') await appendEvent(trx, jobId, 'thread_bound', { root_post_id: postId }, at);
   });
+}
+
+/**
+ * Leases left by holders that are certainly gone (a crashed predecessor of this process) are
+ * released, so their rows are delivered now rather than when the lease runs out. Resending is
+ * safe: delivery first looks for an earlier success by the row's outbox key.
+ */
+export async function releaseLeasesOfGone(
+  db: Db,
+  at: Date,
+  isGone: (owner: string) => boolean,
+): Promise<number> {
+  const held = await db
+    .selectFrom('outbox')
+    .select('lease_owner')
+    .distinct()
+    .where('delivered_at', 'is', null)
+    .where('failed_at', 'is', null)
+    .where('lease_until', '>', at)
+    .where('lease_owner', 'is not', null)
+    .execute();
+  const gone = held.map((r) => r.lease_owner!).filter(isGone);
+  if (gone.length === 0) return 0;
+  const released = await db
+    .updateTable('outbox')
+    .set({ lease_until: null, lease_owner: null })
+    .where('lease_owner', 'in', gone)
+    .where('delivered_at', 'is', null)
+    .executeTakeFirst();
+  return Number(released.numUpdatedRows);
 }

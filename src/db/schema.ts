@@ -193,6 +193,8 @@ export interface OutboxTable {
   attempts: ColumnType<number, number | undefined, number>;
   next_attempt_at: Moment;
   lease_until: MaybeMoment;
+  /** `<pid> <host> <instance>` of the process holding the lease. */
+  lease_owner: ColumnType<string | null, string | null | undefined, string | null>;
   delivered_at: MaybeMoment;
   delivered_post_id: string | null;
   failed_at: MaybeMoment;

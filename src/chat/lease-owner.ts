@@ -1,0 +1,42 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+
+/** Who holds an outbox lease, and whether another holder is certainly gone. */
+export interface LeaseOwner {
+  /** `<pid> <host> <instance>`, written with every lease this process takes. */
+  readonly id: string;
+  /** True only when `other` cannot be alive: its lease may be taken over at once. */
+  isGone(other: string): boolean;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * This process as a lease holder. With an `exclusive` database (embedded PGlite: one process at
+ * a time, enforced by the data directory lock) every other holder is a dead predecessor. With a
+ * shared database another holder is known to be gone only when it ran on this host and its
+ * process is no longer there (or is our own PID, left by an earlier incarnation, as with PID 1
+ * in a restarted container); holders on other hosts keep their lease until it runs out.
+ */
+export function leaseOwner(opts: { exclusive: boolean }): LeaseOwner {
+  const host = os.hostname();
+  const id = `${process.pid} ${host} ${randomUUID()}`;
+  return {
+    id,
+    isGone(other) {
+      if (other === id) return false;
+      if (opts.exclusive) return true;
+      const [pidText, otherHost] = other.split(' ');
+      const pid = Number.parseInt(pidText ?? '', 10);
+      if (otherHost !== host || !(pid > 0)) return false;
+      return pid === process.pid || !alive(pid);
+    },
+  };
+}
