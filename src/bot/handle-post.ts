@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
-import { complaintsSince, enqueuePost, enqueueReaction } from '../chat/outbox.js';
+import { endedPostKey } from '../chat/announce.js';
+import { complaintsSince, enqueuePost, enqueueReaction, moveToBack } from '../chat/outbox.js';
 import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
 import type { Db } from '../db/database.js';
 import { AppError } from '../errors.js';
@@ -15,6 +16,7 @@ import {
   helpMessage,
   mention,
   nearMissMessage,
+  noJobMessage,
   notUnderstoodMessage,
   planMessage,
   refusalMessage,
@@ -329,9 +331,12 @@ async function act(
   } else if (outcome.code === 'STEP_DENIED' && c.kind === 'deny') {
     await replies.react('no_entry', outcome.jobId);
     await replies.say(reply, deniedMessage(outcome.jobId, c.step, post.user_id, c.reason), outcome.jobId);
+    // The thread reads the answer to the DENY first, then the ending it caused.
+    await moveToBack(trx, endedPostKey(outcome.jobId));
   } else if (outcome.code === 'JOB_REVOKED' && c.kind === 'revoke') {
     await replies.react('rotating_light', outcome.jobId);
     await replies.say(reply, revokedMessage(outcome.jobId, post.user_id, c.reason), outcome.jobId);
+    await moveToBack(trx, endedPostKey(outcome.jobId));
   }
   return { outcome: 'handled', action: outcome.code, jobId: outcome.jobId };
 }
@@ -375,7 +380,9 @@ async function mentioned(
         return { outcome: 'handled', action: 'status_refused', jobId: null };
       }
       await remember(trx, post, 'status', null, at);
-      await replies.limited(reply, statusMessage(await jobView(trx, job)), { jobId: job.id });
+      await replies.limited(reply, statusMessage(await jobView(trx, job, engine), engine.publicUrl ?? null), {
+        jobId: job.id,
+      });
       return { outcome: 'handled', action: 'status', jobId: null };
     }
     case 'cancel': {
@@ -416,12 +423,12 @@ async function run(
   at: Date,
 ): Promise<Handled> {
   const reply = `reply:${post.id}`;
-  const refuse = async (action: string, message: string) => {
+  const refuse = async (action: string, problems: string | readonly string[], code?: string) => {
     await remember(trx, post, action, null, at);
-    await replies.complain(reply, `${mention(post.user_id)} no job: ${message}`);
+    await replies.complain(reply, noJobMessage(post.user_id, problems, code));
     return { outcome: 'handled' as const, action, jobId: null };
   };
-  if (cmd.problems.length > 0) return refuse('run_invalid', cmd.problems.join('; '));
+  if (cmd.problems.length > 0) return refuse('run_invalid', cmd.problems);
   const channel = await deps.chat.channel(post.channel_id);
   if (channel.type === 'D' || channel.type === 'G')
     return refuse('run_direct', 'jobs are requested in an allowlisted channel, not in direct messages');
@@ -453,12 +460,15 @@ async function run(
   } catch (err) {
     if (!(err instanceof AppError)) throw err;
     await sql`rollback to savepoint create_job`.execute(trx);
-    return refuse(`run:${err.code}`, `${err.message} (${err.code})`);
+    return refuse(`run:${err.code}`, err.message, err.code);
   }
   await remember(trx, post, 'run', created.jobId, at);
   await replies.say(
     reply,
-    planMessage({ ...created, requesterId: post.user_id, runbook: cmd.runbook, params: cmd.params }),
+    planMessage(
+      { ...created, requesterId: post.user_id, runbook: cmd.runbook, params: cmd.params },
+      deps.engine.publicUrl ?? null,
+    ),
     created.jobId,
     { claw_plan_hash: created.planHash, claw_policy_hash: created.policyHash },
   );

@@ -27,6 +27,9 @@ function thread(job: JobRow): { channelId: string; rootId: string | null } | nul
   return job.submitted_by !== null ? { channelId: job.channel_id, rootId: job.root_post_id } : null;
 }
 
+/** The outbox key of the post that says a job ended (with its bundle). */
+export const endedPostKey = (jobId: number) => `job:${jobId}:ended`;
+
 /** The outbox key of an agent-submitted job's plan post: its delivery binds the job to the thread. */
 export const planPostKey = (jobId: number) => `job:${jobId}:plan`;
 
@@ -113,7 +116,7 @@ export async function announceEnded(
   await enqueuePost(
     trx,
     {
-      key: `job:${job.id}:ended`,
+      key: endedPostKey(job.id),
       jobId: job.id,
       ...t,
       message: endedMessage(ended, publicUrl),

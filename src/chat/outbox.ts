@@ -216,3 +216,20 @@ export async function releaseLeasesOfGone(
     .executeTakeFirst();
   return Number(released.numUpdatedRows);
 }
+
+/**
+ * Moves a row written earlier in this transaction behind everything written since (a new id),
+ * so that, e.g., the acknowledgement of a DENY is read before the "job ended" post it caused.
+ */
+export async function moveToBack(trx: Db, key: string): Promise<void> {
+  const row = await trx
+    .deleteFrom('outbox')
+    .where('dedupe_key', '=', key)
+    .where('delivered_at', 'is', null)
+    .where('lease_until', 'is', null)
+    .returningAll()
+    .executeTakeFirst();
+  if (!row) return;
+  const { id: _id, ...rest } = row;
+  await trx.insertInto('outbox').values(rest).execute();
+}

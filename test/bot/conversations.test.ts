@@ -62,6 +62,14 @@ async function allTokens(jobId: number) {
   return w.d.db.selectFrom('tokens').selectAll().where('job_id', '=', jobId).execute();
 }
 
+/** In the thread, the bot's post with outbox key `first` comes before the one with `then`. */
+function expectBefore(rootId: string, first: string, then: string): void {
+  const keys = w.botReplies(rootId).map((p) => String(p.props.claw_outbox_key));
+  expect(keys).toContain(first);
+  expect(keys).toContain(then);
+  expect(keys.indexOf(first), keys.join(', ')).toBeLessThan(keys.indexOf(then));
+}
+
 /** The ended announcement: status, proof bundle id and link, in the text and in the props. */
 async function expectEnded(rootId: string, jobId: number, status: string): Promise<ChatPost> {
   const ended = await botSays(w, rootId, `**job:${jobId} ${status}**`);
@@ -212,6 +220,7 @@ describe('approvals and denials in the thread', () => {
       },
     ]);
     await expectEnded(root.id, jobId, 'denied');
+    expectBefore(root.id, `reply:${deny.id}`, `job:${jobId}:ended`);
     expect(await tokensOf(w, jobId)).toEqual([]);
 
     const late = say('alice', approve(jobId), root.id);
@@ -501,6 +510,7 @@ describe('cancel and REVOKE', () => {
       { outcome: 'accepted', reason_code: 'JOB_REVOKED', kind: 'revoke', user_id: w.ids.erin },
     ]);
     await expectEnded(root.id, jobId, 'revoked');
+    expectBefore(root.id, `reply:${revoke.id}`, `job:${jobId}:ended`);
     const tokens = await allTokens(jobId);
     expect(tokens).toHaveLength(4);
     for (const t of tokens)
@@ -578,7 +588,7 @@ describe('run requests that make no job', () => {
     await boot();
     const p = say('alice', RUN);
     expect((await answerTo(w, p)).message).toBe(
-      `@alice no job: user ${w.ids.alice} is not in a requester group of mattermost-agent-prod (ERR_NOT_A_REQUESTER)`,
+      `@alice no job: user @alice is not in a requester group of mattermost-agent-prod (ERR_NOT_A_REQUESTER)`,
     );
     expect(await jobCount()).toBe(0);
     expect(await decisionsOn(w, p.id)).toEqual([]);
