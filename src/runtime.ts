@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { type Db, type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { type ChatMembership, groupsDirectory } from './approvals/directory.js';
+import type { ChatFacts } from './approvals/recheck-approvals.js';
 import { type EngineContext, JobNotifier } from './jobs/context.js';
 import { PolicyService } from './policy/policy-service.js';
 import { tokenVerifier } from './tokens/verify-token.js';
@@ -65,7 +66,11 @@ export function engineParts(rt: Runtime): EngineParts {
 }
 
 /** The core engine over opened state and a loaded policy service. */
-export function engineFor(parts: EngineParts, policies: PolicyService, chat?: ChatMembership): EngineContext {
+export function engineFor(
+  parts: EngineParts,
+  policies: PolicyService,
+  chat?: ChatMembership & ChatFacts,
+): EngineContext {
   return {
     db: parts.db,
     keyRing: parts.keyRing,
@@ -79,6 +84,7 @@ export function engineFor(parts: EngineParts, policies: PolicyService, chat?: Ch
     securityGroup: SECURITY_GROUP,
     version: VERSION,
     publicUrl: parts.publicUrl ?? null,
+    ...(chat ? { chat } : {}),
   };
 }
 

@@ -7,6 +7,8 @@ import { type JobEnded, endJob } from '../jobs/end-job.js';
 import { closedCode, jobSteps, lockExistingJob, lockJob, setStepStatus } from '../jobs/job-repository.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
+import { firstRejection } from '../proofs/rejection-summary.js';
+import { markWithdrawn } from './recheck-approvals.js';
 import {
   currentQuorum,
   type MintedToken,
@@ -116,7 +118,13 @@ export async function recordDecision(
     .returning('id')
     .executeTakeFirstOrThrow();
   // A closed job's chain is sealed in its bundle; later attempts are kept in decisions only.
-  if (d.job && d.job.status === 'open' && d.outcome === 'rejected') {
+  // Repeats of one person's refusal for one reason are counted when the job ends, not chained.
+  if (
+    d.job &&
+    d.job.status === 'open' &&
+    d.outcome === 'rejected' &&
+    (await firstRejection(trx, { id: row.id, jobId: d.job.id, userId: d.userId, code: d.code }))
+  ) {
     await appendEvent(
       trx,
       d.job.id,
@@ -215,6 +223,11 @@ export async function decideStep(
       }
       if (input.userId === job.requester_id && !rule.allow_requester_approval) {
         throw new Rejection('ERR_SELF_APPROVAL', 'the requester cannot approve or deny their own job', true);
+      }
+      // Asked now, not from a cache: an account deactivated since it posted decides nothing.
+      const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;
+      if (account === null || (account && account.delete_at > 0)) {
+        throw new Rejection('ERR_APPROVER_DEACTIVATED', 'your Mattermost account is deactivated', true);
       }
 
       if (input.kind === 'deny') {
@@ -429,17 +442,13 @@ export async function withdrawApproval(
       return { withdrawn: false, jobId: job.id, step: d.step_id, reason: 'the step was already decided' };
     }
     const at = ctx.clock();
-    await trx
-      .updateTable('decisions')
-      .set({ withdrawn_at: at, withdrawn_reason: `post ${input.why}` })
-      .where('id', '=', d.id)
-      .execute();
-    await appendEvent(
+    await markWithdrawn(
       trx,
-      job.id,
-      'approval_withdrawn',
-      { decision_id: d.id, step: d.step_id, user_id: d.user_id, post_id: input.postId, why: input.why },
+      job,
+      { id: d.id, step: d.step_id ?? '', userId: d.user_id, postId: input.postId },
+      input.why,
       at,
+      'event',
     );
     return {
       withdrawn: true,

@@ -2,6 +2,7 @@
  * The chat port: what the bot needs from a chat server, in Mattermost's own field names.
  * `mattermost-rest.ts` implements it over REST v4; the bot logic never sees the wire.
  */
+import type { ChatFacts } from '../approvals/recheck-approvals.js';
 import type { ChatMembership } from '../approvals/directory.js';
 
 export interface ChatPost {
@@ -45,7 +46,7 @@ export interface NewPost {
   props?: Record<string, string>;
 }
 
-export interface ChatPort extends ChatMembership {
+export interface ChatPort extends ChatMembership, ChatFacts {
   me(): Promise<ChatUser>;
   user(id: string): Promise<ChatUser>;
   channel(id: string): Promise<ChatChannel>;

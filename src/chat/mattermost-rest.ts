@@ -122,6 +122,33 @@ export class MattermostRest implements ChatPort {
     return user;
   }
 
+  /** `GET /users/{id}` now, never from the cache (deactivation must be seen at once); null if there is no such user. */
+  async freshUser(id: string): Promise<ChatUser | null> {
+    try {
+      const user = toUser(await this.call('getUser', (c) => c.getUser(id)));
+      this.users.set(id, { user, at: Date.now() });
+      return user;
+    } catch (err) {
+      if (err instanceof ChatError && err.kind === 'not_found') return null;
+      throw err;
+    }
+  }
+
+  /**
+   * `GET /posts/{id}` as it is now. Mattermost answers 404 for a deleted post to anyone without
+   * manage_system (api4 getPost → GetPostIfAuthorized with include_deleted=false): that is null.
+   */
+  async post(id: string): Promise<ChatPost | null> {
+    try {
+      const post = asChatPost(await this.call('getPost', (c) => c.getPost(id)));
+      if (!post) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
+      return post;
+    } catch (err) {
+      if (err instanceof ChatError && err.kind === 'not_found') return null;
+      throw err;
+    }
+  }
+
   async channel(id: string): Promise<ChatChannel> {
     const hit = this.channels.get(id);
     if (hit) return hit;

@@ -3,11 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { didKeyFromPublicKey } from '../crypto/did-key.js';
-import { verifyEnvelope } from '../crypto/envelope.js';
-import { fromB64u, jcsHashB64u } from '../crypto/hash.js';
+import { sealEnvelope, verifyEnvelope } from '../crypto/envelope.js';
+import { fromB64u, jcsHashB64u, sha256B64u } from '../crypto/hash.js';
 import { createAgent } from '../agents/agent-keys.js';
 import { AppError } from '../errors.js';
+import { bundlePayloadHash } from '../proofs/seal-bundle.js';
 import { verifyBundle } from '../proofs/verify-bundle.js';
+import { generateSigningJwk, signingKeyFromJwk } from '../tokens/signing-key.js';
 import { startSandbox } from '../sandbox/sandbox.js';
 import { OPS_WORKSPACE, seedOpsWorkspace } from '../sandbox/seed.js';
 import { startServer } from '../server.js';
@@ -51,6 +53,27 @@ export function demoCommand(program: Command, ctx: CliContext): void {
       log.level = opts.keep ? base.logLevel : 'error';
       const sandbox = await startSandbox({ log: log.child({ component: 'sandbox' }) });
       const ws = seedOpsWorkspace(sandbox);
+      const gateway = signingKeyFromJwk(generateSigningJwk(), 'demo gateway');
+      const receiptFor = (runId: string, eventHash: string, step: string) => {
+        const payload = {
+          receipt_version: '1',
+          receipt_id: `rcpt_demo_${step}`,
+          gateway_id: 'gw_demo',
+          provider: 'demo',
+          model: 'demo',
+          request_hash_b64u: sha256B64u(`request ${runId} ${step}`),
+          response_hash_b64u: sha256B64u(`response ${runId} ${step}`),
+          timestamp: new Date().toISOString(),
+          binding: { run_id: runId, event_hash_b64u: eventHash },
+        };
+        return sealEnvelope({
+          type: 'gateway_receipt',
+          payload,
+          payloadHashB64u: bundlePayloadHash(payload),
+          key: gateway,
+          issuedAt: new Date(),
+        });
+      };
       const config = {
         ...base,
         databaseUrl: null,
@@ -59,6 +82,8 @@ export function demoCommand(program: Command, ctx: CliContext): void {
         host: '127.0.0.1',
         mattermost: { url: sandbox.url, token: ws.botToken },
         signingKey: { kind: 'generated' as const, file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
+        // The shipped policies require gateway receipts: a demo gateway signs one per step.
+        gatewaySignerDids: [gateway.did],
       };
       const server = await startServer(config, log, { handleSignals: !!opts.keep });
       server.engine.publicUrl = server.url;
@@ -152,7 +177,13 @@ export function demoCommand(program: Command, ctx: CliContext): void {
                 await api(
                   'POST',
                   `/v1/jobs/${job.job_id}/steps/${step.id}/result`,
-                  { status: 'succeeded', summary: `${step.id} done` },
+                  {
+                    status: 'succeeded',
+                    summary: `${step.id} done`,
+                    receipts: [
+                      receiptFor(String(claim.body.run_id), String(claim.body.event_hash_b64u), step.id),
+                    ],
+                  },
                   agentKey,
                 );
                 agentLog.push(
@@ -217,7 +248,7 @@ export function demoCommand(program: Command, ctx: CliContext): void {
         const envelope: unknown = await res.json();
         const verdict = verifyBundle(envelope, {
           trustsSigner: (did) => signers.has(did),
-          gatewaySigners: new Set(),
+          gatewaySigners: new Set([gateway.did]),
         });
         say(
           `\n5. Proof bundle ${bundleId}: GET /v1/bundles/${bundleId} -> HTTP ${res.status}; verified offline against JWKS: ${verdict.ok ? 'OK' : `FAILED ${verdict.reason}`}`,

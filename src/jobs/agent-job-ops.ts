@@ -1,11 +1,13 @@
+import { sql } from 'kysely';
+import { ChatError } from '../chat/chat-error.js';
 import { verifyEnvelope } from '../crypto/envelope.js';
 import type { Db } from '../db/database.js';
-import type { JobRow } from '../db/schema.js';
+import type { JobRow, JobStepRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { bundlePayloadHash } from '../proofs/seal-bundle.js';
 import { missionId } from '../tokens/cst-claims.js';
-import { tryMintStep } from '../tokens/mint-step-token.js';
+import { pinnedPolicy, tryMintStep } from '../tokens/mint-step-token.js';
 import type { EngineContext } from './context.js';
 import { endJob, type JobEnded } from './end-job.js';
 import { announceStepResult } from '../chat/announce.js';
@@ -147,6 +149,30 @@ export function checkGatewayReceipt(
   return { ...base, verified: true, failure: null };
 }
 
+/** The event hash a receipt's binding names, if it names one. */
+function boundEventHash(receipt: unknown): string | null {
+  const env = typeof receipt === 'object' && receipt !== null ? (receipt as Record<string, unknown>) : {};
+  const payload =
+    typeof env.payload === 'object' && env.payload !== null ? (env.payload as Record<string, unknown>) : {};
+  const binding =
+    typeof payload.binding === 'object' && payload.binding !== null
+      ? (payload.binding as Record<string, unknown>)
+      : {};
+  return typeof binding.event_hash_b64u === 'string' ? binding.event_hash_b64u : null;
+}
+
+/** Hash of the `token_claimed` event of `step`: the claim a gateway binds that step's receipts to. */
+async function claimEventHash(trx: Db, jobId: number, step: string): Promise<string | null> {
+  const claims = await trx
+    .selectFrom('job_events')
+    .select(['payload', 'event_hash_b64u'])
+    .where('job_id', '=', jobId)
+    .where('event_type', '=', 'token_claimed')
+    .execute();
+  const mine = claims.find((c) => (JSON.parse(c.payload) as { step?: unknown }).step === step);
+  return mine?.event_hash_b64u ?? null;
+}
+
 export interface ReportedResult {
   step: string;
   status: 'succeeded' | 'failed';
@@ -195,6 +221,24 @@ export async function reportResult(
     const hashes = new Set(chain.map((e) => e.event_hash_b64u));
     const runId = missionId(job.id);
     const checks = receipts.map((r) => checkGatewayReceipt(r, ctx, runId, hashes));
+    // SPEC section 2 rule 5: where the policy requires receipts, success is shown by a gateway,
+    // never taken on the word of the agent being gated (a simulation unlocks nothing without it).
+    if (
+      input.status === 'succeeded' &&
+      (await pinnedPolicy(ctx, trx, job)).attestation.require_gateway_receipts
+    ) {
+      const claim = await claimEventHash(trx, job.id, step.step_id);
+      const evidenced = checks.some(
+        (c, i) => c.verified && claim !== null && boundEventHash(receipts[i]) === claim,
+      );
+      if (!evidenced) {
+        throw new AppError(
+          'ERR_RECEIPTS_REQUIRED',
+          `the policy requires a verified gateway receipt bound to the claim of step ${step.step_id} (run_id ${runId}, event_hash_b64u ${claim ?? '?'}) before it counts as succeeded`,
+          { details: { run_id: runId, event_hash_b64u: claim } },
+        );
+      }
+    }
     const existing = await trx
       .selectFrom('gateway_receipts')
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -247,8 +291,8 @@ export async function reportResult(
     if (input.status === 'succeeded') {
       for (const s of await jobSteps(trx, job.id)) {
         if (s.simulation_step !== step.step_id) continue;
-        const attempt = await tryMintStep(ctx, trx, job, s, at);
-        if (attempt.minted) minted.push(attempt.token.step);
+        const token = await mintKeepingResult(ctx, trx, job, s, at);
+        if (token) minted.push(token);
       }
     }
     const after = (await jobSteps(trx, job.id)).map((s) => s.status);
@@ -271,6 +315,90 @@ export async function reportResult(
       ...(ended ? { ended } : {}),
     };
   });
+}
+
+/**
+ * A mint attempt that cannot undo the result it follows: when Mattermost cannot confirm the
+ * approvals now (a `ChatError`), the attempt is rolled back to a savepoint, nothing is minted,
+ * and `mintDueSteps` tries again later.
+ */
+async function mintKeepingResult(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  step: JobStepRow,
+  at: Date,
+): Promise<string | null> {
+  await sql`savepoint mint_step`.execute(trx);
+  try {
+    const attempt = await tryMintStep(ctx, trx, job, step, at);
+    await sql`release savepoint mint_step`.execute(trx);
+    return attempt.minted ? attempt.token.step : null;
+  } catch (err) {
+    if (!(err instanceof ChatError)) throw err;
+    await sql`rollback to savepoint mint_step`.execute(trx);
+    ctx.log.warn(
+      { jobId: job.id, step: step.step_id, err: err.message },
+      'Mattermost cannot confirm the approvals now; the mint is retried later',
+    );
+    return null;
+  }
+}
+
+/**
+ * The sweep for steps whose quorum may be met but that were not minted when it happened
+ * (Mattermost could not confirm the approvals at that moment): every awaiting gated step of an
+ * open job with a live approval is tried again, each job in its own transaction. A step that
+ * still cannot be confirmed waits for the next sweep. Returns the steps minted.
+ */
+export async function mintDueSteps(ctx: EngineContext): Promise<{ jobId: number; step: string }[]> {
+  const due = await ctx.db
+    .selectFrom('job_steps')
+    .innerJoin('jobs', 'jobs.id', 'job_steps.job_id')
+    .select(['job_steps.job_id', 'job_steps.step_id'])
+    .where('jobs.status', '=', 'open')
+    .where('job_steps.status', '=', 'awaiting_approval')
+    .where('job_steps.gate', '=', 'gated')
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('decisions')
+          .select('decisions.id')
+          .whereRef('decisions.job_id', '=', 'job_steps.job_id')
+          .whereRef('decisions.step_id', '=', 'job_steps.step_id')
+          .where('decisions.kind', '=', 'approve')
+          .where('decisions.outcome', '=', 'accepted')
+          .where('decisions.withdrawn_at', 'is', null),
+      ),
+    )
+    .orderBy('job_steps.job_id')
+    .orderBy('job_steps.position')
+    .execute();
+  const minted: { jobId: number; step: string }[] = [];
+  for (const { job_id: jobId, step_id: stepId } of due) {
+    try {
+      const token = await ctx.db.transaction().execute(async (trx) => {
+        const job = await lockJob(trx, jobId);
+        const at = ctx.clock();
+        if (!job || job.status !== 'open' || isExpired(job, at)) return null;
+        const step = (await jobSteps(trx, jobId)).find((s) => s.step_id === stepId);
+        if (!step) return null;
+        const attempt = await tryMintStep(ctx, trx, job, step, at);
+        return attempt.minted ? attempt.token.step : null;
+      });
+      if (token) {
+        minted.push({ jobId, step: token });
+        ctx.notifier.changed(jobId);
+      }
+    } catch (err) {
+      if (!(err instanceof ChatError)) throw err;
+      ctx.log.warn(
+        { jobId, step: stepId, err: err.message },
+        'mint sweep: Mattermost cannot confirm the approvals now',
+      );
+    }
+  }
+  return minted;
 }
 
 /** The executor closes its job: complete if every step succeeded, otherwise cancelled with its reason. */

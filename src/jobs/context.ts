@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Directory } from '../approvals/directory.js';
+import type { ChatFacts } from '../approvals/recheck-approvals.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { PolicyService } from '../policy/policy-service.js';
@@ -52,6 +53,8 @@ export interface EngineContext {
   version: string;
   /** Base of the bundle links posted to job threads (`PUBLIC_URL`). */
   publicUrl?: string | null;
+  /** Mattermost, re-read when quorum is evaluated (approval posts, approver accounts); absent API-only. */
+  chat?: ChatFacts;
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStatus } from '../db/schema.js';
 import { appendEvent, type EventType } from '../proofs/event-chain.js';
+import { appendRejectionSummaries } from '../proofs/rejection-summary.js';
 import { sealBundle } from '../proofs/seal-bundle.js';
 import { announceEnded } from '../chat/announce.js';
 import type { EngineContext } from './context.js';
@@ -69,6 +70,7 @@ export async function endJob(
       at,
     );
   }
+  await appendRejectionSummaries(trx, job.id, at);
   await appendEvent(trx, job.id, 'job_ended', { status, reason }, at);
   const ended: JobRow = { ...job, status, end_reason: reason, ended_at: at, updated_at: at };
   const { bundleId } = await sealBundle(ctx, trx, ended, at);

@@ -35,8 +35,10 @@ export function eventHash(e: Omit<ChainedEvent, 'event_hash_b64u'>): string {
 export type EventType =
   | 'job_created'
   | 'thread_bound'
+  | 'requester_confirmed'
   | 'approval_recorded'
   | 'approval_rejected'
+  | 'approval_rejections_summarized'
   | 'approval_withdrawn'
   | 'step_denied'
   | 'token_minted'

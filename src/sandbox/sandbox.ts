@@ -82,6 +82,8 @@ export interface Sandbox {
   editPost(userId: string, postId: string, message: string): MmPost;
   /** Same as DELETE /api/v4/posts/{id}; throws AppError. */
   deletePost(userId: string, postId: string): void;
+  /** Deactivates (false) or reactivates an account; deactivating revokes its sessions. */
+  setUserActive(userId: string, active: boolean): MmUser;
   getUser(id: string): MmUser | undefined;
   userByUsername(username: string): MmUser | undefined;
   /** Posts in create_at order; edit-history copies are never listed. */
@@ -296,6 +298,11 @@ class SandboxServer implements Sandbox {
 
   deletePost(userId: string, postId: string): void {
     this.app.deletePost(userId, postId);
+  }
+
+  /** Deactivates (or reactivates) an account, as `PUT /users/{id}/active` would. */
+  setUserActive(userId: string, active: boolean): MmUser {
+    return userJson(this.store.setUserActive(userId, active), true);
   }
 
   getUser(id: string): MmUser | undefined {

@@ -96,7 +96,7 @@ export function userJson(user: UserRecord, self: boolean): MmUser {
     id: user.id,
     create_at: user.createAt,
     update_at: user.updateAt,
-    delete_at: 0,
+    delete_at: user.deleteAt,
     username: user.username,
     auth_data: '',
     auth_service: '',

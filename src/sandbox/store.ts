@@ -8,6 +8,8 @@ export interface UserRecord {
   roles: string;
   createAt: number;
   updateAt: number;
+  /** Set when the account is deactivated (0 while active). */
+  deleteAt: number;
 }
 
 export interface MemberRecord {
@@ -149,11 +151,26 @@ export class SandboxStore {
       roles: input.roles ?? 'system_user',
       createAt: at,
       updateAt: at,
+      deleteAt: 0,
     };
     this.users.set(user.id, user);
     const token = newId();
     this.tokens.set(token, user.id);
     return { user, token };
+  }
+
+  /**
+   * UpdateActive: deactivating sets `delete_at` and revokes every session of the account (its
+   * tokens stop working); reactivating clears `delete_at`.
+   */
+  setUserActive(userId: string, active: boolean): UserRecord {
+    const user = this.users.get(userId);
+    if (!user) throw new Error(`no user ${userId}`);
+    const at = this.now();
+    user.deleteAt = active ? 0 : at;
+    user.updateAt = at;
+    if (!active) for (const [token, owner] of this.tokens) if (owner === userId) this.tokens.delete(token);
+    return user;
   }
 
   createChannel(input: {

@@ -3,6 +3,7 @@ import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
+import { recheckApprovals } from '../approvals/recheck-approvals.js';
 import type { EngineContext } from '../jobs/context.js';
 import { announceMinted } from '../chat/announce.js';
 import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
@@ -100,6 +101,8 @@ export async function currentQuorum(
   job: JobRow,
   step: JobStepRow,
   rule: ApprovalRule | null,
+  /** Approvers found deactivated when Mattermost was asked just now: they do not count. */
+  inactive: ReadonlySet<string> = new Set(),
 ): Promise<QuorumResult & { decisionIds: Map<string, number> }> {
   if (!rule) return { met: true, counted: [], missing: 0, openGroups: [], decisionIds: new Map() };
   const live = await trx
@@ -115,6 +118,7 @@ export async function currentQuorum(
   const approvals = [];
   for (const d of live) {
     if (d.user_id === job.requester_id && !rule.allow_requester_approval) continue;
+    if (inactive.has(d.user_id)) continue;
     approvals.push({
       userId: d.user_id,
       groups: await ctx.directory.groupsOf(d.user_id, rule.allowed_approver_groups),
@@ -163,8 +167,16 @@ export async function tryMintStep(
     if (sim?.status !== 'succeeded')
       return { minted: false, waiting: 'simulation', simulationStep: effective.simulationStep };
   }
-  const quorum = await currentQuorum(ctx, trx, job, step, effective.rule);
+  let quorum = await currentQuorum(ctx, trx, job, step, effective.rule);
   if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
+  if (effective.rule !== null) {
+    // Met on what the database says: confirm with Mattermost now (posts unedited, approvers active).
+    const recheck = await recheckApprovals(ctx, trx, job, step.step_id, at);
+    if (recheck.withdrawn > 0 || recheck.inactive.size > 0) {
+      quorum = await currentQuorum(ctx, trx, job, step, effective.rule, recheck.inactive);
+      if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
+    }
+  }
 
   const req = effective.policy.token_requirements;
   if (!matchesPattern(req.subject, job.executor)) {

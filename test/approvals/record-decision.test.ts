@@ -12,6 +12,7 @@ import type { EngineContext } from '../../src/jobs/context.js';
 import { createJob } from '../../src/jobs/create-job.js';
 import { type Actor, endJobByCommand } from '../../src/jobs/revoke-job.js';
 import { verifyBundle } from '../../src/proofs/verify-bundle.js';
+import { receiptFor } from '../helpers/receipts.js';
 import { createTestEngine, editJson, OPS, opsJob, U, type TestEngine } from '../helpers/engine.js';
 
 let e: TestEngine | undefined;
@@ -765,7 +766,7 @@ describe('simulate-first (change-mgmt-prod-approval, prod-change)', () => {
     });
     expect((await tokensOf(ctx, job.jobId)).map((t) => t.step_id)).toEqual(['simulate']);
 
-    await claimToken(ctx, { jobId: job.jobId, step: 'simulate', agentId: CHANGE.executor });
+    const claim = await claimToken(ctx, { jobId: job.jobId, step: 'simulate', agentId: CHANGE.executor });
     expect((await tokensOf(ctx, job.jobId)).map((t) => t.step_id)).toEqual(['simulate']);
     expect(await stepStatus(ctx, job.jobId, 'approve-change')).toBe('awaiting_approval');
 
@@ -774,6 +775,7 @@ describe('simulate-first (change-mgmt-prod-approval, prod-change)', () => {
       step: 'simulate',
       agentId: CHANGE.executor,
       status: 'succeeded',
+      receipts: [receiptFor(claim)],
     });
     expect(r.minted).toEqual(['approve-change']);
     expect((await tokensOf(ctx, job.jobId)).map((t) => t.step_id)).toEqual(['approve-change', 'simulate']);
@@ -786,12 +788,13 @@ describe('simulate-first (change-mgmt-prod-approval, prod-change)', () => {
     e = await createTestEngine();
     const { ctx } = e;
     const job = await prodChange(ctx);
-    await claimToken(ctx, { jobId: job.jobId, step: 'simulate', agentId: CHANGE.executor });
+    const claim = await claimToken(ctx, { jobId: job.jobId, step: 'simulate', agentId: CHANGE.executor });
     await reportResult(ctx, {
       jobId: job.jobId,
       step: 'simulate',
       agentId: CHANGE.executor,
       status: 'succeeded',
+      receipts: [receiptFor(claim)],
     });
     await approveChange(ctx, job.jobId, U.rosa);
     expect((await approveChange(ctx, job.jobId, U.priya)).code).toBe('QUORUM_MET');

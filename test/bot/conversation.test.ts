@@ -13,6 +13,7 @@ import {
   type World,
 } from '../helpers/bot-world.js';
 import { OPS } from '../helpers/engine.js';
+import { receiptFor } from '../helpers/receipts.js';
 
 let w: World;
 let b: RunningBot;
@@ -100,6 +101,7 @@ describe('a job from request to proof bundle, in one thread', () => {
         agentId: OPS.executor,
         status: 'succeeded',
         summary: `${t.step_id} done`,
+        receipts: [receiptFor(claimed)],
       });
     }
     const ended = await replyTo(root.id, `job:${jobId} completed`);
@@ -114,7 +116,7 @@ describe('a job from request to proof bundle, in one thread', () => {
       .executeTakeFirstOrThrow();
     const verdict = verifyBundle(JSON.parse(stored.envelope), {
       trustsSigner: (did) => did === b.engine.keyRing.active.did,
-      gatewaySigners: new Set(),
+      gatewaySigners: b.engine.gatewaySigners,
     });
     expect(verdict).toMatchObject({ ok: true });
   });

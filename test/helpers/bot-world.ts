@@ -11,6 +11,7 @@ import { tokenVerifier } from '../../src/tokens/verify-token.js';
 import { createTestDb, type TestDb } from './db.js';
 import { copyPolicies } from './fs.js';
 import { silentLogger } from './log.js';
+import { testGateway } from './receipts.js';
 import { newKey, ringOf } from './state.js';
 import { OPS, U } from './engine.js';
 import type { Logger } from 'pino';
@@ -136,10 +137,11 @@ export async function startBot(
     clock: systemClock,
     log,
     notifier: new JobNotifier(),
-    gatewaySigners: new Set(),
+    gatewaySigners: new Set([testGateway.did]),
     securityGroup: 'security',
     version: 'test',
     publicUrl: 'https://claw.example.test',
+    chat: rest,
   };
   const bot = new MattermostBot({
     url,

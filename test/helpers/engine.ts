@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ChatMembership } from '../../src/approvals/directory.js';
 import { groupsDirectory } from '../../src/approvals/directory.js';
+import type { ChatFacts } from '../../src/approvals/recheck-approvals.js';
 import { createAgent } from '../../src/agents/agent-keys.js';
 import { type EngineContext, JobNotifier } from '../../src/jobs/context.js';
 import { createJob } from '../../src/jobs/create-job.js';
@@ -11,6 +12,7 @@ import { tokenVerifier } from '../../src/tokens/verify-token.js';
 import { createTestDb, type TestDb } from './db.js';
 import { copyPolicies } from './fs.js';
 import { silentLogger } from './log.js';
+import { testGateway } from './receipts.js';
 import { newKey, ringOf } from './state.js';
 
 /** People of `policies/groups.json` used across engine tests. */
@@ -60,8 +62,11 @@ export async function createTestEngine(
   opts: {
     edit?: (dir: string) => Promise<void>;
     chat?: ChatMembership;
+    /** Defaults to the test gateway of `receipts.ts`. */
     gatewaySigners?: string[];
     log?: Logger;
+    /** What the engine re-reads from Mattermost at quorum time; absent, as in API-only mode. */
+    facts?: ChatFacts;
   } = {},
 ): Promise<TestEngine> {
   const d = await createTestDb();
@@ -82,9 +87,10 @@ export async function createTestEngine(
     clock,
     log,
     notifier: new JobNotifier(),
-    gatewaySigners: new Set(opts.gatewaySigners ?? []),
+    gatewaySigners: new Set(opts.gatewaySigners ?? [testGateway.did]),
     securityGroup: 'security',
     version: 'test',
+    ...(opts.facts ? { chat: opts.facts } : {}),
   };
   return { ctx, d, clock, policiesDir, close: () => d.close() };
 }

@@ -7,6 +7,7 @@ import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
+import { receiptFor } from '../helpers/receipts.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const OTHER_AGENT = 'agent:ops-other';
@@ -88,6 +89,17 @@ const result = (
   step: string,
   payload: Record<string, unknown> = { status: 'succeeded' },
 ) => s.app.inject({ method: 'POST', url: `/v1/jobs/${jobId}/steps/${step}/result`, headers: s.ops, payload });
+
+/** Claims a step and reports it succeeded with a gateway receipt bound to the claim. */
+const claimAndSucceed = async (s: Awaited<ReturnType<typeof setup>>, jobId: number, step: string) => {
+  const claimed = await claim(s, jobId, step);
+  expect(claimed.statusCode).toBe(200);
+  const { run_id: runId, event_hash_b64u: eventHash } = claimed.json() as Record<string, string>;
+  return result(s, jobId, step, {
+    status: 'succeeded',
+    receipts: [receiptFor({ runId: runId!, eventHash: eventHash! })],
+  });
+};
 
 const approveBoth = async (s: Awaited<ReturnType<typeof setup>>, jobId: number) => {
   for (const userId of [U.alice, U.chioma]) {
@@ -420,8 +432,7 @@ describe(`agent jobs API (${dialectName})`, () => {
       expect(await ready()).toEqual([a.job_id, b.job_id]);
       // Run job a's auto steps: it then waits for approvals only.
       for (const step of AUTO_STEPS) {
-        expect((await claim(s, a.job_id, step)).statusCode).toBe(200);
-        expect((await result(s, a.job_id, step)).statusCode).toBe(200);
+        expect((await claimAndSucceed(s, a.job_id, step)).statusCode).toBe(200);
       }
       expect(await ready()).toEqual([b.job_id]);
       const all = (await s.app.inject({ url: '/v1/jobs', headers: s.ops })).json() as { jobs: View[] };
@@ -476,8 +487,7 @@ describe(`agent jobs API (${dialectName})`, () => {
       const s = await setup();
       const job = await createViaApi(s);
       for (const step of AUTO_STEPS) {
-        expect((await claim(s, job.job_id, step)).statusCode).toBe(200);
-        expect((await result(s, job.job_id, step)).statusCode).toBe(200);
+        expect((await claimAndSucceed(s, job.job_id, step)).statusCode).toBe(200);
       }
       const pending = s.app.inject({ url: '/v1/jobs?ready=1&wait=30', headers: s.ops });
       await approveBoth(s, job.job_id);
@@ -546,15 +556,21 @@ describe(`agent jobs API (${dialectName})`, () => {
       const steps = [...AUTO_STEPS, 'post-summary'];
       let last: Record<string, unknown> = {};
       for (const step of steps) {
-        expect((await claim(s, job.job_id, step)).statusCode).toBe(200);
-        const res = await result(s, job.job_id, step, { status: 'succeeded', summary: `${step} ok` });
+        const claimed = await claim(s, job.job_id, step);
+        expect(claimed.statusCode).toBe(200);
+        const { run_id: runId, event_hash_b64u: eventHash } = claimed.json() as Record<string, string>;
+        const res = await result(s, job.job_id, step, {
+          status: 'succeeded',
+          summary: `${step} ok`,
+          receipts: [receiptFor({ runId: runId!, eventHash: eventHash! })],
+        });
         expect(res.statusCode).toBe(200);
         last = res.json();
         if (step !== 'post-summary') {
           expect(last).toEqual({
             step,
             status: 'succeeded',
-            receipts: [],
+            receipts: [{ receipt_id: expect.any(String), verified: true, failure: null }],
             job_status: 'open',
             bundle_id: null,
           });
@@ -586,23 +602,33 @@ describe(`agent jobs API (${dialectName})`, () => {
       expect(res.rawPayload.equals(Buffer.from(row.envelope, 'utf8'))).toBe(true);
       expect(res.body).toBe(row.envelope);
       expect(
-        verifyBundle(JSON.parse(res.body), { trustsSigner: s.ctx.keyRing.trusts, gatewaySigners: new Set() }),
+        verifyBundle(JSON.parse(res.body), {
+          trustsSigner: s.ctx.keyRing.trusts,
+          gatewaySigners: s.ctx.gatewaySigners,
+        }),
       ).toMatchObject({ ok: true, bundleId });
     });
 
     it('carries gateway receipts in a result and says which could not be verified', async () => {
       const s = await setup();
       const job = await createViaApi(s);
-      expect((await claim(s, job.job_id, 'search-kb')).statusCode).toBe(200);
+      const claimed = await claim(s, job.job_id, 'search-kb');
+      expect(claimed.statusCode).toBe(200);
+      const { run_id: runId, event_hash_b64u: eventHash } = claimed.json() as Record<string, string>;
       const receipt = {
         envelope_version: '1',
         envelope_type: 'gateway_receipt',
         payload: { receipt_id: 'r1' },
       };
-      const res = await result(s, job.job_id, 'search-kb', { status: 'succeeded', receipts: [receipt] });
+      const good = receiptFor({ runId: runId!, eventHash: eventHash! });
+      const res = await result(s, job.job_id, 'search-kb', {
+        status: 'succeeded',
+        receipts: [receipt, good],
+      });
       expect(res.statusCode).toBe(200);
       expect(res.json().receipts).toEqual([
         { receipt_id: 'r1', verified: false, failure: expect.any(String) },
+        { receipt_id: expect.any(String), verified: true, failure: null },
       ]);
       const tooMany = await result(s, job.job_id, 'read-runbook', {
         status: 'succeeded',

@@ -3,6 +3,7 @@ import { decideStep } from '../../src/approvals/record-decision.js';
 import { claimToken, reportResult } from '../../src/jobs/agent-job-ops.js';
 import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { redeemToken } from '../../src/tokens/token-lifecycle.js';
+import { receiptFor } from '../helpers/receipts.js';
 import { createTestEngine, OPS, opsJob, U, type TestEngine } from '../helpers/engine.js';
 
 let e: TestEngine;
@@ -37,14 +38,15 @@ describe('engine smoke', () => {
         step,
         agentId: OPS.executor,
         status: 'succeeded',
+        receipts: [receiptFor(c)],
       });
       if (step === 'post-summary') expect(r.ended?.status).toBe('completed');
     }
     const row = await ctx.db.selectFrom('bundles').selectAll().executeTakeFirstOrThrow();
     const verdict = verifyBundle(JSON.parse(row.envelope), {
       trustsSigner: ctx.keyRing.trusts,
-      gatewaySigners: new Set(),
+      gatewaySigners: ctx.gatewaySigners,
     });
-    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict).toMatchObject({ ok: true, receipts: 4 });
   });
 });

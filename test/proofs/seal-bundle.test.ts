@@ -12,7 +12,7 @@ import { redeemToken } from '../../src/tokens/token-lifecycle.js';
 import type { SigningKey } from '../../src/tokens/signing-key.js';
 import { base58Decode } from '../helpers/base58.js';
 import { dialectName } from '../helpers/db.js';
-import { createTestEngine, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
+import { createTestEngine, editJson, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { newKey } from '../helpers/state.js';
 
 /** Every reason verifyBundle may name; the type check below fails if one is missing. */
@@ -163,7 +163,15 @@ const APPROVAL_POSTS = ['approvalpostalice000000001', 'approvalpostchioma0000000
 async function completedJob(opened: TestEngine[] = perTest) {
   const gateway = newKey();
   const stranger = newKey();
-  const e = await createTestEngine({ gatewaySigners: [gateway.did] });
+  // Receipts on one step only: this copy of the policy does not require them on every success
+  // (that rule is tested in test/jobs/receipts-required.test.ts).
+  const e = await createTestEngine({
+    gatewaySigners: [gateway.did],
+    edit: (dir) =>
+      editJson(dir, 'mattermost-agent-prod.json', (p) => {
+        (p.attestation as Record<string, unknown>).require_gateway_receipts = false;
+      }),
+  });
   opened.push(e);
   const { ctx } = e;
   const job = await opsJob(ctx);

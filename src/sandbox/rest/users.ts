@@ -1,4 +1,4 @@
-import { appError, permissionError } from '../app-error.js';
+import { appError, invalidParam, permissionError } from '../app-error.js';
 import { serializeGroup } from './groups.js';
 import type { Exchange } from './http.js';
 import { requireId, requireUsername, route, type Route } from './route.js';
@@ -44,9 +44,23 @@ function getGroupsForUser(ex: Exchange, app: SandboxApp): void {
   ex.sendJson(200, groups);
 }
 
+/** PUT /users/{user_id}/active: yourself, or with manage_system (api4 updateUserActive). */
+async function updateUserActive(ex: Exchange, app: SandboxApp): Promise<void> {
+  const id = requireId(ex, 'user_id');
+  const body = await ex.json('active');
+  const active =
+    typeof body === 'object' && body !== null ? (body as Record<string, unknown>).active : undefined;
+  if (typeof active !== 'boolean') throw invalidParam('active');
+  if (id !== ex.userId && !app.store.isSystemAdmin(ex.userId)) throw permissionError();
+  if (!app.store.users.has(id)) throw appError('app.user.missing_account.const', 404);
+  app.store.setUserActive(id, active);
+  ex.sendJson(200, { status: 'OK' });
+}
+
 export const userRoutes: Route[] = [
   route('GET', '/api/v4/users', getUsers),
   route('GET', '/api/v4/users/username/{username}', getUserByUsername),
   route('GET', '/api/v4/users/{user_id}', getUser),
   route('GET', '/api/v4/users/{user_id}/groups', getGroupsForUser),
+  route('PUT', '/api/v4/users/{user_id}/active', updateUserActive),
 ];
