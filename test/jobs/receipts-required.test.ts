@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent } from '../../src/agents/agent-keys.js';
 import { buildApp } from '../../src/app.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
+import { createJob } from '../../src/jobs/create-job.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, editJson, OPS, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
@@ -10,6 +11,7 @@ import { gatewayReceipt, receiptFor } from '../helpers/receipts.js';
 import { newKey } from '../helpers/state.js';
 
 const CHANGE = {
+  team: 'ro7kuk9yq4x16n1dx5zf41zw5o',
   channel: '764sdesxud1ew5yaqwmgdw4pe9',
   executor: 'agent:change-prod-1',
 };
@@ -166,7 +168,17 @@ describe(`require_gateway_receipts is enforced on results (${dialectName})`, () 
 
   it('the gated agent cannot unlock its dangerous step by reporting its own simulation as succeeded', async () => {
     const s = await setup();
-    const jobId = await s.change.create(prodChangeBody);
+    // Requested in chat (an API job's approvals would first wait for its requester to confirm).
+    const { jobId } = await createJob(s.ctx, {
+      origin: {
+        kind: 'mattermost',
+        teamId: CHANGE.team,
+        channelId: CHANGE.channel,
+        rootPostId: 'rootpostprodchange00000001',
+      },
+      requesterId: U.farid,
+      runbook: prodChangeBody.runbook,
+    });
     expect(await mintedSteps(s, jobId)).toEqual(['simulate']);
     for (const userId of [U.priya, U.rosa]) {
       const d = await decideStep(s.ctx, { kind: 'approve', jobId, step: 'approve-change', userId });
