@@ -84,6 +84,7 @@ export function engineFor(
     securityGroup: SECURITY_GROUP,
     version: VERSION,
     publicUrl: parts.publicUrl ?? null,
+    chatThreads: chat !== undefined,
     ...(chat ? { chat } : {}),
   };
 }

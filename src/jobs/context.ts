@@ -53,6 +53,11 @@ export interface EngineContext {
   version: string;
   /** Base of the bundle links posted to job threads (`PUBLIC_URL`). */
   publicUrl?: string | null;
+  /**
+   * Jobs live in Mattermost threads (the bot is configured): an agent-submitted job's plan is
+   * posted as a new root post in its channel, and that post becomes the job's thread.
+   */
+  chatThreads?: boolean;
   /** Mattermost, re-read when quorum is evaluated (approval posts, approver accounts); absent API-only. */
   chat?: ChatFacts;
 }

@@ -141,6 +141,7 @@ export async function startBot(
     securityGroup: 'security',
     version: 'test',
     publicUrl: 'https://claw.example.test',
+    chatThreads: true,
     chat: rest,
   };
   const bot = new MattermostBot({
