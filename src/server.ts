@@ -5,6 +5,7 @@ import { buildApp } from './app.js';
 import type { Config } from './config.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { EngineContext } from './jobs/context.js';
+import { mintDueSteps } from './jobs/agent-job-ops.js';
 import { expireDueJobs } from './jobs/revoke-job.js';
 import { type BotOptions, MattermostBot } from './bot/bot.js';
 import { MattermostRest } from './chat/mattermost-rest.js';
@@ -23,6 +24,7 @@ export interface RunningServer {
 
 const POLICY_REFRESH_MS = 5_000;
 const EXPIRY_SWEEP_MS = 10_000;
+const MINT_SWEEP_MS = 15_000;
 
 /** `claw-approvals serve`: database, key, policies, HTTP; stops gracefully on SIGINT/SIGTERM. */
 export async function startServer(
@@ -117,6 +119,12 @@ export async function startServer(
     expireDueJobs(engine).catch((err) => log.error({ err }, 'expiry sweep failed'));
   }, EXPIRY_SWEEP_MS);
   sweep.unref();
+  // A mint deferred while Mattermost could not be asked (quorum is re-read before every mint)
+  // is retried here; so is one whose trigger (an agent's result) arrived during an outage.
+  const mintSweep = setInterval(() => {
+    mintDueSteps(engine).catch((err) => log.error({ err }, 'mint sweep failed'));
+  }, MINT_SWEEP_MS);
+  mintSweep.unref();
   bot?.start();
 
   let stopping: Promise<void> | undefined;
@@ -124,6 +132,7 @@ export async function startServer(
     stopping ??= (async () => {
       clearInterval(refresh);
       clearInterval(sweep);
+      clearInterval(mintSweep);
       await bot?.stop();
       await app.close();
       await runtime.close();

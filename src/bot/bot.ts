@@ -249,8 +249,12 @@ export class MattermostBot {
   private enqueue(post: ChatPost): Promise<void> {
     const key = this.cursors.started(post);
     return this.queue.push(threadOf(post), async () => {
+      if (this.stopped) return; // stays open: the next start reads it again
       const ok = await this.handleWithRetry(post);
-      if (!ok) return; // stays open: the cursor will not pass it, the next catch-up retries it
+      if (!ok) {
+        this.cursors.unsync(post.channel_id);
+        return;
+      }
       this.cursors.finished(post, key);
     });
   }
@@ -353,6 +357,7 @@ export class MattermostBot {
           if (this.catchUpFailed(channelId, err)) this.retryLater();
           return;
         }
+        if (this.syncAgain.has(channelId)) continue; // a new gap: keep holding, read again
         const held = this.cursors.caughtUp(channelId);
         if (held === null) continue; // posts were dropped while holding: read again
         for (const post of held) void this.enqueue(post);
@@ -421,6 +426,7 @@ export class MattermostBot {
     const read = new Set<string>();
     const queued: Promise<void>[] = [];
     for (;;) {
+      if (this.stopped) break;
       const posts = await this.opts.chat.postsSince(channelId, since);
       for (const p of posts) {
         const key = `${p.id}:${p.update_at}`;
@@ -430,7 +436,9 @@ export class MattermostBot {
         queued.push(this.enqueue(p));
       }
       if (posts.length < POSTS_PER_PAGE_LIMIT) break;
-      const newest = Math.max(...posts.map((p) => p.update_at));
+      // Roots of the page's threads come along (their UpdateAt moves with every reply): the
+      // page's own changes end at its 1000th smallest update_at.
+      const newest = posts[POSTS_PER_PAGE_LIMIT - 1]!.update_at;
       if (newest - 1 > since) {
         since = newest - 1;
       } else {

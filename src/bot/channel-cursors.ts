@@ -2,6 +2,12 @@ import type { ChatPost } from '../chat/chat-port.js';
 
 /** Live posts held per channel while its catch-up runs; past this the catch-up runs again instead. */
 const MAX_HELD = 2_000;
+/**
+ * How far behind the newest handled post a cursor stands. Mattermost nodes of a cluster stamp
+ * posts with their own clocks, so a post published after another may carry an earlier time;
+ * the next catch-up reads these seconds again (handled posts are recognised by id).
+ */
+export const REREAD_MS = 5_000;
 
 interface ChannelState {
   /** A catch-up from the stored cursor has completed since the last gap in the event stream. */
@@ -47,6 +53,10 @@ export class ChannelCursors {
     for (const s of this.channels.values()) s.synced = false;
   }
 
+  unsync(channelId: string): void {
+    this.state(channelId).synced = false;
+  }
+
   /** Holds a live post of an unsynced channel until its catch-up ends. */
   hold(post: ChatPost): void {
     const s = this.state(post.channel_id);
@@ -88,14 +98,14 @@ export class ChannelCursors {
 
   /**
    * Cursors to write now: for each synced channel, just before its oldest unfinished post, else
-   * just before its newest finished one (that millisecond is read again: posts sharing it are
-   * never skipped, and handled ones are recognised by id).
+   * REREAD_MS before its newest finished one (read again: posts sharing a millisecond, or
+   * stamped by a clock a little behind, are never skipped; handled ones are recognised by id).
    */
   due(): { channelId: string; sinceMs: number }[] {
     const out = [];
     for (const [channelId, s] of this.channels) {
       if (!s.synced || s.newest === 0) continue;
-      const cursor = s.open.size > 0 ? Math.min(...s.open.values()) - 1 : s.newest - 1;
+      const cursor = Math.min(s.newest - REREAD_MS, ...[...s.open.values()].map((t) => t - 1));
       if (cursor !== s.saved) out.push({ channelId, sinceMs: cursor });
     }
     return out;

@@ -11,6 +11,9 @@ import {
 import { backoffMs, ChatError, chatErrorFrom } from './chat-error.js';
 
 const { Client4 } = mattermost;
+
+/** No Mattermost REST call waits longer than this. */
+export const REQUEST_TIMEOUT_MS = 20_000;
 type Client = InstanceType<typeof Client4>;
 
 interface FetchResult {
@@ -37,7 +40,13 @@ function classifyingClient(url: string, token: string): Client {
   internals.doFetchWithResponse = async (target, options) => {
     let result: FetchResult;
     try {
-      result = await inner(target, { ...options, ignoreStatus: true });
+      // Bounded: an answer that never comes must not outlive an outbox lease (30 s) and let
+      // another replica send the same post while this one still waits.
+      result = await inner(target, {
+        ...options,
+        ignoreStatus: true,
+        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      });
     } catch (err) {
       const detail = err instanceof Error ? err.message : String(err);
       throw new ChatError('network', `cannot reach Mattermost: ${detail}`, null, null, null, { cause: err });

@@ -205,7 +205,8 @@ export class OutboxDelivery {
       );
       if (hit) return hit.id;
       if (posts.length < 1000) return null;
-      since = Math.max(since, ...posts.map((p) => p.update_at));
+      // The page's own changes end at its 1000th (roots of its threads come along, newer).
+      since = Math.max(since + 1, posts[999]!.update_at - 1);
     }
     return null;
   }

@@ -5,7 +5,8 @@
  */
 
 /** SQLSTATE classes and codes that pass: connection, resources, shutdown, serialization. */
-const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-4]|40001|40P01|55P03|58030)/;
+// 25006: read-only transaction (a replica promoted, or a primary demoted, during a failover).
+const TRANSIENT_SQLSTATE = /^(08|53|57P0[1-4]|40001|40P01|55P03|58030|25006)/;
 /** Node and driver codes of a connection that could not be made or was lost. */
 const TRANSIENT_NODE_CODES = new Set([
   'ECONNREFUSED',

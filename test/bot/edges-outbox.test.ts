@@ -12,6 +12,7 @@ import {
   startBot,
   type World,
 } from '../helpers/bot-world.js';
+import { pidNamespace } from '../../src/chat/lease-owner.js';
 import { dialectName } from '../helpers/db.js';
 
 let w: World;
@@ -65,7 +66,7 @@ describe(`outbox leases of a crashed process (${dialectName})`, () => {
     await killBot(first);
 
     // This host's previous process died holding the plan's lease; another host holds the other.
-    await leftLeased(`reply:${root.id}`, `${deadPid()} ${os.hostname()} crashed-instance`);
+    await leftLeased(`reply:${root.id}`, `${deadPid()} ${os.hostname()} ${pidNamespace()} crashed-instance`);
     await leftLeased(`reply:${other.id}`, `4242 another-host.example live-instance`);
     // While down, an approval arrives: its answer queues behind the plan in the thread.
     const alice = w.post('alice', `APPROVE job:${jobId} step:post-summary`, root.id);
