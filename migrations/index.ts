@@ -3,6 +3,7 @@ import * as foundation from './20261121090000_foundation.js';
 import * as coreEngine from './20261121120000_core_engine.js';
 import * as mattermostBot from './20261121150000_mattermost_bot.js';
 import * as outboxLeaseOwner from './20261127120000_outbox_lease_owner.js';
+import * as requesterConfirmation from './20261127130000_requester_confirmation.js';
 
 /**
  * Every migration, by name (timestamp first, so names sort in apply order). A test checks
@@ -13,4 +14,5 @@ export const migrations: Record<string, Migration> = {
   '20261121120000_core_engine': coreEngine,
   '20261121150000_mattermost_bot': mattermostBot,
   '20261127120000_outbox_lease_owner': outboxLeaseOwner,
+  '20261127130000_requester_confirmation': requesterConfirmation,
 };

@@ -6,6 +6,7 @@
  *   APPROVE job:<n> step:<step>
  *   DENY job:<n> step:<step> <reason>
  *   REVOKE job:<n> <reason>
+ *   CONFIRM job:<n>            (the requester an agent named, vouching for the agent's job)
  */
 
 export const STEP_ID = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
@@ -18,6 +19,7 @@ const REASON = '(\\S(?:[^\\p{Cc}\\p{Zl}\\p{Zp}]{0,498}\\S)?)';
 const APPROVE = new RegExp(`^APPROVE job:${JOB} step:${STEP}$`);
 const DENY = new RegExp(`^DENY job:${JOB} step:${STEP} ${REASON}$`, 'u');
 const REVOKE = new RegExp(`^REVOKE job:${JOB} ${REASON}$`, 'u');
+const CONFIRM = new RegExp(`^CONFIRM job:${JOB}$`);
 
 /** Longer messages are never commands (Mattermost allows 16383 characters). */
 export const MAX_COMMAND_LENGTH = 600;
@@ -36,11 +38,14 @@ export type NearMissReason =
   | 'too_long'
   | 'malformed';
 
+type Intent = 'approve' | 'deny' | 'revoke' | 'confirm';
+
 export type Command =
   | { kind: 'approve'; jobId: number; step: string }
   | { kind: 'deny'; jobId: number; step: string; reason: string }
   | { kind: 'revoke'; jobId: number; reason: string }
-  | { kind: 'near_miss'; intent: 'approve' | 'deny' | 'revoke'; reason: NearMissReason; expected: string }
+  | { kind: 'confirm'; jobId: number }
+  | { kind: 'near_miss'; intent: Intent; reason: NearMissReason; expected: string }
   | { kind: 'none' };
 
 /** Only ASCII space, tab and line breaks are trimmed: any other edge character is suspicious. */
@@ -104,6 +109,19 @@ const LOOKALIKES: Record<string, string> = {
   ԁ: 'd',
   ᴅ: 'd',
   һ: 'h',
+  // CONFIRM's letters
+  С: 'C',
+  с: 'c',
+  Ϲ: 'C',
+  ϲ: 'c',
+  ᴄ: 'c',
+  Ϝ: 'F',
+  ꜰ: 'f',
+  ʀ: 'r',
+  М: 'M',
+  м: 'm',
+  Μ: 'M',
+  ᴍ: 'm',
 };
 // Zero-width and invisible formatting characters, and bidi controls.
 const INVISIBLE = /[\u00AD\u061C\u180E\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\uFEFF]/g;
@@ -126,11 +144,12 @@ function difference(text: string): NearMissReason {
   return 'case';
 }
 
-function expectedPhrase(intent: 'approve' | 'deny' | 'revoke', job?: string, step?: string): string {
+function expectedPhrase(intent: Intent, job?: string, step?: string): string {
   const j = job && /^\d{1,15}$/.test(job) ? String(Number(job)) : '<n>';
   const s = step && STEP_ID.test(step) ? step : '<step>';
   if (intent === 'approve') return `APPROVE job:${j} step:${s}`;
   if (intent === 'deny') return `DENY job:${j} step:${s} <reason>`;
+  if (intent === 'confirm') return `CONFIRM job:${j}`;
   return `REVOKE job:${j} <reason>`;
 }
 
@@ -141,6 +160,8 @@ function exact(text: string): Command | null {
   if (m) return { kind: 'deny', jobId: Number(m[1]), step: m[2]!, reason: m[3]! };
   m = REVOKE.exec(text);
   if (m) return { kind: 'revoke', jobId: Number(m[1]), reason: m[2]! };
+  m = CONFIRM.exec(text);
+  if (m) return { kind: 'confirm', jobId: Number(m[1]) };
   return null;
 }
 
@@ -162,11 +183,18 @@ export function parseCommand(message: string): Command {
   const stripped = head.replace(/^[\s>]+/, '').replace(/`+/g, ' ');
   const loose = loosen(stripped);
   const m =
-    /^(appr[o0]ved?|deny|denied|rev[o0]ked?)\b[ :]*(?:job[ :#]*([^ ]*))?(?: +step[ :#]*([^ ]*))?(.*)$/.exec(
+    /^(appr[o0]ved?|deny|denied|rev[o0]ked?|c[o0]nfirm(?:ed)?)\b[ :]*(?:job[ :#]*([^ ]*))?(?: +step[ :#]*([^ ]*))?(.*)$/.exec(
       loose,
     );
   if (!m) return { kind: 'none' };
-  const intent = m[1]!.startsWith('appr') ? 'approve' : m[1]!.startsWith('den') ? 'deny' : 'revoke';
+  const word = m[1]!;
+  const intent: Intent = word.startsWith('appr')
+    ? 'approve'
+    : word.startsWith('den')
+      ? 'deny'
+      : word.startsWith('c')
+        ? 'confirm'
+        : 'revoke';
   const [job, step, rest] = [m[2], m[3], (m[4] ?? '').trim()];
   const expected = expectedPhrase(intent, job, step);
   const miss = (reason: NearMissReason): Command => ({ kind: 'near_miss', intent, reason, expected });
@@ -174,6 +202,11 @@ export function parseCommand(message: string): Command {
   if (quoted) return miss('quoted');
   if (code) return miss('code');
   if (!job || !/^(0|[1-9]\d{0,14})$/.test(job)) return miss('bad_job');
+  if (intent === 'confirm') {
+    if (step || rest) return miss('extra_text');
+    if (loose === `confirm job:${job}`) return miss(difference(text));
+    return miss('malformed');
+  }
   if (intent !== 'revoke' && !step) return miss('missing_step');
   if (intent !== 'revoke' && step && !STEP_ID.test(step)) return miss('bad_step');
   if (intent !== 'approve' && !(intent === 'revoke' ? step || rest : rest)) return miss('missing_reason');

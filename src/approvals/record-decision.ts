@@ -35,7 +35,7 @@ export interface StepDecisionInput {
 }
 
 export type AcceptedCode =
-  'APPROVAL_COUNTED' | 'QUORUM_MET' | 'STEP_DENIED' | 'JOB_REVOKED' | 'JOB_CANCELLED';
+  'APPROVAL_COUNTED' | 'QUORUM_MET' | 'STEP_DENIED' | 'JOB_REVOKED' | 'JOB_CANCELLED' | 'REQUESTER_CONFIRMED';
 
 export interface DecisionOutcome {
   accepted: boolean;
@@ -223,6 +223,14 @@ export async function decideStep(
       }
       if (input.userId === job.requester_id && !rule.allow_requester_approval) {
         throw new Rejection('ERR_SELF_APPROVAL', 'the requester cannot approve or deny their own job', true);
+      }
+      // An agent only asserts who the requester is: approvals count once that person confirms.
+      if (input.kind === 'approve' && job.submitted_by !== null && job.requester_confirmed_at === null) {
+        throw new Rejection(
+          'ERR_REQUESTER_UNCONFIRMED',
+          `approvals for job:${job.id} count once its requester confirms with CONFIRM job:${job.id}`,
+          true,
+        );
       }
       // Asked now, not from a cache: an account deactivated since it posted decides nothing.
       const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
 import { endedPostKey } from '../chat/announce.js';
 import { complaintsSince, enqueuePost, enqueueReaction, moveToBack } from '../chat/outbox.js';
+import { confirmRequester } from '../approvals/confirm-requester.js';
 import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
 import type { Db } from '../db/database.js';
 import { AppError } from '../errors.js';
@@ -12,6 +13,7 @@ import { jobView } from '../jobs/job-view.js';
 import { endJobByCommand } from '../jobs/revoke-job.js';
 import {
   approvalCountedMessage,
+  confirmedMessage,
   deniedMessage,
   helpMessage,
   mention,
@@ -287,30 +289,32 @@ async function act(
     return { outcome: 'handled', action: 'near_miss', jobId: null };
   }
   const outcome =
-    c.kind === 'revoke'
-      ? await endJobByCommand(
-          deps.engine,
-          {
-            kind: 'revoke',
-            jobId: c.jobId,
-            actor: { kind: 'user', userId: post.user_id },
-            reason: c.reason,
-            post: ctx,
-          },
-          trx,
-        )
-      : await decideStep(
-          deps.engine,
-          {
-            kind: c.kind,
-            jobId: c.jobId,
-            step: c.step,
-            userId: post.user_id,
-            post: ctx,
-            ...(c.kind === 'deny' ? { reason: c.reason } : {}),
-          },
-          trx,
-        );
+    c.kind === 'confirm'
+      ? await confirmRequester(deps.engine, { jobId: c.jobId, userId: post.user_id, post: ctx }, trx)
+      : c.kind === 'revoke'
+        ? await endJobByCommand(
+            deps.engine,
+            {
+              kind: 'revoke',
+              jobId: c.jobId,
+              actor: { kind: 'user', userId: post.user_id },
+              reason: c.reason,
+              post: ctx,
+            },
+            trx,
+          )
+        : await decideStep(
+            deps.engine,
+            {
+              kind: c.kind,
+              jobId: c.jobId,
+              step: c.step,
+              userId: post.user_id,
+              post: ctx,
+              ...(c.kind === 'deny' ? { reason: c.reason } : {}),
+            },
+            trx,
+          );
   const jobId = outcome.accepted || outcome.ended ? outcome.jobId : null;
   await remember(trx, post, `${c.kind}:${outcome.code}`, outcome.replayed ? null : jobId, at);
   if (outcome.replayed) return { outcome: 'duplicate' };
@@ -322,7 +326,12 @@ async function act(
     await replies.react('white_check_mark', outcome.jobId);
     await replies.say(
       reply,
-      approvalCountedMessage(outcome.jobId, c.kind === 'revoke' ? '' : c.step, post.user_id, outcome.missing),
+      approvalCountedMessage(
+        outcome.jobId,
+        c.kind === 'approve' ? c.step : '',
+        post.user_id,
+        outcome.missing,
+      ),
       outcome.jobId,
     );
   } else if (outcome.code === 'QUORUM_MET') {
@@ -337,6 +346,18 @@ async function act(
     await replies.react('rotating_light', outcome.jobId);
     await replies.say(reply, revokedMessage(outcome.jobId, post.user_id, c.reason), outcome.jobId);
     await moveToBack(trx, endedPostKey(outcome.jobId));
+  } else if (outcome.code === 'REQUESTER_CONFIRMED') {
+    const job = await trx
+      .selectFrom('jobs')
+      .select('submitted_by')
+      .where('id', '=', outcome.jobId)
+      .executeTakeFirstOrThrow();
+    await replies.react('white_check_mark', outcome.jobId);
+    await replies.say(
+      reply,
+      confirmedMessage(outcome.jobId, post.user_id, job.submitted_by ?? ''),
+      outcome.jobId,
+    );
   }
   return { outcome: 'handled', action: outcome.code, jobId: outcome.jobId };
 }

@@ -237,6 +237,11 @@ export function planMessage(job: PlanPostInput, publicUrl: string | null = null)
   const gated = job.steps.filter((s) => s.classification.gate === 'gated');
   const footer = [
     '',
+    ...(job.assertedBy && gated.length > 0
+      ? [
+          `${mention(job.requesterId)}: if you asked for this work, reply \`CONFIRM job:${job.jobId}\`. Approvals count only after that.`,
+        ]
+      : []),
     gated.length > 0
       ? `Approvers reply in this thread with the exact phrase. To refuse: \`DENY job:${job.jobId} step:<step> <reason>\`.`
       : 'Every step runs without approval.',
@@ -299,7 +304,7 @@ export function deniedMessage(
 const STOCK_FIRST = new Set(['ERR_SELF_APPROVAL', 'ERR_WRONG_THREAD']);
 
 /** What a refused post asked for: the reason given depends on it. */
-export type DecisionAction = 'approve' | 'deny' | 'revoke' | 'cancel';
+export type DecisionAction = 'approve' | 'deny' | 'revoke' | 'cancel' | 'confirm';
 
 /**
  * Answers for refused decisions and commands: why, once, then the code. The engine's detail is
@@ -317,6 +322,7 @@ export function refusalMessage(
     deny: 'you are not in an approver group for this',
     revoke: 'only the security group may revoke a job',
     cancel: 'only the requester or the security group may cancel a job',
+    confirm: 'only the requester the agent named may confirm',
   };
   const stock: Record<string, string> = {
     ERR_NOT_ELIGIBLE: notEligible[action],
@@ -333,6 +339,10 @@ export function refusalMessage(
     ERR_JOB_EXPIRED: 'the job has expired',
     ERR_JOB_REVOKED: 'the job was revoked',
     ERR_JOB_CLOSED: 'the job is closed',
+    ERR_REQUESTER_UNCONFIRMED: 'approvals count once the requester the agent named confirms the job',
+    ERR_NOT_THE_REQUESTER: 'only the requester the agent named may confirm',
+    ERR_NOTHING_TO_CONFIRM: 'the requester asked for this job themselves; there is nothing to confirm',
+    ERR_ALREADY_CONFIRMED: 'the job is already confirmed',
   };
   const given = reasonsOnce(detail);
   const why = (STOCK_FIRST.has(code) || given === '' ? stock[code] : given) ?? (given || 'refused');
@@ -376,6 +386,10 @@ export function notUnderstoodMessage(text: string, botName: string): string {
 
 export function tooLongMessage(userId: string, length: number, limit: number): string {
   return `${mention(userId)} that message is too long for me (${length} characters; commands are at most ${limit}).`;
+}
+
+export function confirmedMessage(jobId: number, userId: string, agentId: string): string {
+  return `job:${jobId} confirmed by its requester ${mention(userId)}: the work ${code(agentId, 64)} submitted is theirs, and approvals now count.`;
 }
 
 export function revokedMessage(jobId: number, userId: string, reason: string): string {

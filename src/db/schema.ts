@@ -72,6 +72,8 @@ export interface JobsTable {
   end_reason: string | null;
   bundle_id: string | null;
   updated_at: Moment;
+  /** An agent's job: when the requester it named confirmed it in the thread. */
+  requester_confirmed_at: MaybeMoment;
 }
 
 export interface JobStepsTable {
@@ -87,7 +89,7 @@ export interface JobStepsTable {
   updated_at: Moment;
 }
 
-export type DecisionKind = 'approve' | 'deny' | 'revoke' | 'cancel';
+export type DecisionKind = 'approve' | 'deny' | 'revoke' | 'cancel' | 'confirm';
 
 /** Every approval, deny, revoke and cancel, accepted or rejected, with its reason code. */
 export interface DecisionsTable {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent, revokeAgent } from '../../src/agents/agent-keys.js';
 import { buildApp } from '../../src/app.js';
+import { confirmRequester } from '../../src/approvals/confirm-requester.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, type TestEngine, U } from '../helpers/engine.js';
@@ -74,6 +75,7 @@ async function agentWithLiveTokens(s: Setup) {
   const redeemed = await claim(s, job, 'read-runbook');
   expect((await s.call('POST', '/v1/tokens/redeem', s.admin, { token: redeemed })).statusCode).toBe(200);
   const claimed = await claim(s, job, 'search-kb');
+  expect((await confirmRequester(s.ctx, { jobId: job, userId: U.grace })).accepted).toBe(true);
   for (const userId of [U.alice, U.chioma]) {
     const d = await decideStep(s.ctx, { kind: 'approve', jobId: job, step: 'post-summary', userId });
     expect(d.accepted).toBe(true);

@@ -137,3 +137,39 @@ describe('parseCommand: near misses are answered, never counted', () => {
     expect(STEP_ID.test('a'.repeat(65))).toBe(false);
   });
 });
+
+describe('parseCommand: CONFIRM (the requester an agent named)', () => {
+  it('reads every exact CONFIRM, and nothing built around it', () => {
+    fc.assert(
+      fc.property(jobId, asciiPad, asciiPad, (j, a, b) => {
+        expect(parseCommand(`${a}CONFIRM job:${j}${b}`)).toEqual({ kind: 'confirm', jobId: j });
+      }),
+    );
+    fc.assert(
+      fc.property(jobId, fc.string({ minLength: 1, maxLength: 20 }), (j, extra) => {
+        const text = `CONFIRM job:${j} ${extra}`;
+        expect(parseCommand(text).kind).not.toBe('confirm');
+      }),
+    );
+  });
+
+  it('answers near misses with the exact phrase', () => {
+    for (const [text, reason] of [
+      ['confirm job:7', 'case'],
+      ['CONFIRM  job:7', 'spacing'],
+      ['СONFIRM job:7', 'lookalike'],
+      ['> CONFIRM job:7', 'quoted'],
+      ['`CONFIRM job:7`', 'code'],
+      ['CONFIRM job:7 yes it is mine', 'extra_text'],
+      ['confirmed job:7', 'malformed'],
+    ] as const) {
+      expect(parseCommand(text), text).toEqual({
+        kind: 'near_miss',
+        intent: 'confirm',
+        reason,
+        expected: 'CONFIRM job:7',
+      });
+    }
+    expect(parseCommand('CONFIRM job:07')).toMatchObject({ kind: 'near_miss', reason: 'bad_job' });
+  });
+});

@@ -116,7 +116,10 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
     expect(await actionOf(topLevel.id)).toBe('approve:ERR_WRONG_THREAD');
     expect(await actionOf(inOther.id)).toBe('approve:ERR_WRONG_THREAD');
 
-    // In the plan's thread: two people, and the mint is announced there.
+    // In the plan's thread, once the requester the agent named confirms: two people, and the
+    // mint is announced there.
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    await botPostWithKey(w, plan.id, `reply:${confirm.id}`);
     w.post('alice', phrase, plan.id);
     const dmitri = w.post('dmitri', phrase, plan.id);
     const minted = await botPostWithKey(w, plan.id, `job:${jobId}:minted:${STEP}`);

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, revokeAgent } from '../../src/agents/agent-keys.js';
 import { buildApp } from '../../src/app.js';
+import { confirmRequester } from '../../src/approvals/confirm-requester.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { dialectName } from '../helpers/db.js';
@@ -74,10 +75,14 @@ interface View {
   }[];
 }
 
+/** A job the agent submits for grace, who then confirms it (as she would in its thread). */
 async function createViaApi(s: Awaited<ReturnType<typeof setup>>): Promise<View> {
   const res = await s.app.inject({ method: 'POST', url: '/v1/jobs', headers: s.ops, payload: runbookBody() });
   expect(res.statusCode).toBe(201);
-  return res.json() as View;
+  const { job_id: jobId } = res.json() as View;
+  const confirmed = await confirmRequester(s.ctx, { jobId, userId: U.grace });
+  expect(confirmed.code).toBe('REQUESTER_CONFIRMED');
+  return (await s.app.inject({ url: `/v1/jobs/${jobId}`, headers: s.ops })).json() as View;
 }
 
 const claim = (s: Awaited<ReturnType<typeof setup>>, jobId: number, step: string, headers = s.ops) =>
@@ -496,6 +501,60 @@ describe(`agent jobs API (${dialectName})`, () => {
       const jobs = (res.json() as { jobs: View[] }).jobs;
       expect(jobs.map((j) => j.job_id)).toEqual([job.job_id]);
       expect(jobs[0]!.steps.find((st) => st.id === 'post-summary')!.status).toBe('approved');
+    });
+  });
+
+  describe('the requester an agent names', () => {
+    it('must confirm before approvals count; only they can, once; a deny needs no confirmation', async () => {
+      const s = await setup();
+      const res = await s.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: s.ops,
+        payload: runbookBody(),
+      });
+      const { job_id: jobId } = res.json() as View;
+      const early = await decideStep(s.ctx, {
+        kind: 'approve',
+        jobId,
+        step: 'post-summary',
+        userId: U.alice,
+      });
+      expect(early).toMatchObject({ accepted: false, code: 'ERR_REQUESTER_UNCONFIRMED' });
+      const view = (await s.app.inject({ url: `/v1/jobs/${jobId}`, headers: s.ops })).json() as View;
+      expect(view.steps.find((st) => st.id === 'post-summary')).toMatchObject({ approvals: 0 });
+
+      expect(await confirmRequester(s.ctx, { jobId, userId: U.alice })).toMatchObject({
+        accepted: false,
+        code: 'ERR_NOT_THE_REQUESTER',
+      });
+      expect(await confirmRequester(s.ctx, { jobId, userId: U.grace })).toMatchObject({
+        accepted: true,
+        code: 'REQUESTER_CONFIRMED',
+      });
+      expect(await confirmRequester(s.ctx, { jobId, userId: U.grace })).toMatchObject({
+        accepted: false,
+        code: 'ERR_ALREADY_CONFIRMED',
+      });
+      await approveBoth(s, jobId);
+      expect((await claim(s, jobId, 'post-summary')).statusCode).toBe(200);
+
+      // A DENY blocks at once: refusing work never needs the requester's word.
+      const other = await s.app.inject({
+        method: 'POST',
+        url: '/v1/jobs',
+        headers: s.ops,
+        payload: runbookBody(),
+      });
+      const otherId = (other.json() as View).job_id;
+      const deny = await decideStep(s.ctx, {
+        kind: 'deny',
+        jobId: otherId,
+        step: 'post-summary',
+        userId: U.alice,
+        reason: 'not asked for',
+      });
+      expect(deny).toMatchObject({ accepted: true, code: 'STEP_DENIED' });
     });
   });
 

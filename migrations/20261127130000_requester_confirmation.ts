@@ -1,0 +1,21 @@
+import { type Kysely, sql } from 'kysely';
+
+// Frozen in time: uses Kysely<any> and never imports src/.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations must not depend on the current schema types.
+export async function up(db: Kysely<any>): Promise<void> {
+  // When the requester an agent named confirmed the job in its thread (CONFIRM job:<n>);
+  // until then approvals of an agent-submitted job do not count.
+  await db.schema.alterTable('jobs').addColumn('requester_confirmed_at', 'timestamptz').execute();
+  await sql`alter table decisions drop constraint decisions_kind_check`.execute(db);
+  await sql`alter table decisions add constraint decisions_kind_check
+    check (kind in ('approve','deny','revoke','cancel','confirm'))`.execute(db);
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see up().
+export async function down(db: Kysely<any>): Promise<void> {
+  await sql`delete from decisions where kind = 'confirm'`.execute(db);
+  await sql`alter table decisions drop constraint decisions_kind_check`.execute(db);
+  await sql`alter table decisions add constraint decisions_kind_check
+    check (kind in ('approve','deny','revoke','cancel'))`.execute(db);
+  await db.schema.alterTable('jobs').dropColumn('requester_confirmed_at').execute();
+}

@@ -1,0 +1,114 @@
+import type { Db } from '../db/database.js';
+import type { JobRow } from '../db/schema.js';
+import { type EngineContext, inTransaction } from '../jobs/context.js';
+import type { JobEnded } from '../jobs/end-job.js';
+import { closedCode } from '../jobs/job-repository.js';
+import { appendEvent } from '../proofs/event-chain.js';
+import {
+  type DecisionOutcome,
+  openJobFor,
+  type PostContext,
+  previousDecision,
+  recordDecision,
+  Rejection,
+} from './record-decision.js';
+
+/**
+ * `CONFIRM job:<n>` by the requester an agent named, in the job's thread: from then on the
+ * job's approvals count. Recorded as a decision (accepted or rejected, with its reason code)
+ * and, when accepted, as a `requester_confirmed` event, in one transaction with the job locked.
+ */
+export async function confirmRequester(
+  ctx: EngineContext,
+  input: { jobId: number; userId: string; post?: PostContext },
+  callerTrx?: Db,
+): Promise<DecisionOutcome> {
+  const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
+    const replay = await previousDecision(trx, input.post?.postId);
+    if (replay) return replay;
+    const at = ctx.clock();
+    let job: JobRow | null = null;
+    let expired: JobEnded | undefined;
+    try {
+      ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
+      if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
+      if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
+      if (job.submitted_by === null) {
+        throw new Rejection(
+          'ERR_NOTHING_TO_CONFIRM',
+          `job:${job.id} was requested in chat by its requester; there is nothing to confirm`,
+          true,
+        );
+      }
+      if (input.userId !== job.requester_id) {
+        throw new Rejection(
+          'ERR_NOT_THE_REQUESTER',
+          `only the requester agent ${job.submitted_by} named may confirm job:${job.id}`,
+          true,
+        );
+      }
+      if (job.requester_confirmed_at !== null)
+        throw new Rejection('ERR_ALREADY_CONFIRMED', `job:${job.id} is already confirmed`, true);
+      const decisionId = await recordDecision(trx, at, {
+        job,
+        namedJob: input.jobId,
+        step: null,
+        kind: 'confirm',
+        userId: input.userId,
+        post: input.post,
+        outcome: 'accepted',
+        code: 'REQUESTER_CONFIRMED',
+      });
+      await trx.updateTable('jobs').set({ requester_confirmed_at: at }).where('id', '=', job.id).execute();
+      await appendEvent(
+        trx,
+        job.id,
+        'requester_confirmed',
+        {
+          decision_id: decisionId,
+          user_id: input.userId,
+          submitted_by: job.submitted_by,
+          post_id: input.post?.postId ?? null,
+        },
+        at,
+      );
+      return {
+        accepted: true,
+        code: 'REQUESTER_CONFIRMED',
+        message: `job:${job.id} confirmed by its requester`,
+        jobId: job.id,
+        step: null,
+        replayed: false,
+        decisionId,
+      };
+    } catch (err) {
+      if (!(err instanceof Rejection)) throw err;
+      const decisionId = await recordDecision(trx, at, {
+        job: err.jobExists ? job : null,
+        namedJob: input.jobId,
+        step: null,
+        kind: 'confirm',
+        userId: input.userId,
+        post: input.post,
+        outcome: 'rejected',
+        code: err.code,
+      });
+      return {
+        accepted: false,
+        code: err.code,
+        message: err.message,
+        jobId: input.jobId,
+        step: null,
+        replayed: false,
+        decisionId,
+        ...(expired ? { ended: expired } : {}),
+      };
+    }
+  });
+  if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
+  ctx.log.info(
+    { jobId: outcome.jobId, code: outcome.code, userId: input.userId },
+    outcome.accepted ? 'requester confirmed' : 'confirmation rejected',
+  );
+  return outcome;
+}
