@@ -4,6 +4,8 @@ import type { Db } from '../db/database.js';
 import type { AgentRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { EngineContext } from '../jobs/context.js';
+import { endJob } from '../jobs/end-job.js';
+import { lockJob } from '../jobs/job-repository.js';
 import { revokeToken } from '../tokens/token-lifecycle.js';
 
 export const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$/;
@@ -90,15 +92,39 @@ export async function revokeAgent(
       .orderBy('job_id')
       .orderBy('jti')
       .execute();
+    // Jobs this agent executes that are still open can never finish: they end too. Every job
+    // involved is locked first, in id order, so concurrent revocations cannot deadlock.
+    const open = await trx
+      .selectFrom('jobs')
+      .select('id')
+      .where('executor', '=', input.id)
+      .where('status', '=', 'open')
+      .execute();
+    const jobIds = [...new Set([...live.map((t) => t.job_id), ...open.map((j) => j.id)])].sort(
+      (a, b) => a - b,
+    );
+    for (const id of jobIds) await lockJob(trx, id);
     const jobsEnded: number[] = [];
     for (const t of live) {
       // A job ended by an earlier token of this loop has already revoked this one with it.
       const r = await revokeToken(ctx, { jti: t.jti, reason, actor: { admin: input.actor } }, trx);
       if (r.jobEnded) jobsEnded.push(r.jobId);
     }
-    return { agent, tokens: live.map((t) => ({ jti: t.jti, jobId: t.job_id })), jobsEnded };
+    const at = ctx.clock();
+    for (const id of open.map((j) => j.id)) {
+      const job = await lockJob(trx, id);
+      if (job?.status !== 'open') continue;
+      await endJob(ctx, trx, job, 'revoked', reason, at, { userId: `admin:${input.actor}` });
+      jobsEnded.push(id);
+    }
+    return {
+      agent,
+      tokens: live.map((t) => ({ jti: t.jti, jobId: t.job_id })),
+      jobsEnded: [...new Set(jobsEnded)].sort((a, b) => a - b),
+    };
   });
-  for (const jobId of new Set(result.tokens.map((t) => t.jobId))) ctx.notifier.changed(jobId);
+  for (const jobId of new Set([...result.tokens.map((t) => t.jobId), ...result.jobsEnded]))
+    ctx.notifier.changed(jobId);
   return result;
 }
 

@@ -194,4 +194,48 @@ describe(`revoking an agent (${dialectName})`, () => {
     });
     expect(await introspect(s, t.claimed)).toMatchObject({ active: true });
   });
+
+  it("ends the agent's open jobs that hold no live token, so no token is ever minted for it again", async () => {
+    const s = await setup();
+    const created = await s.call('POST', '/v1/jobs', s.ops, {
+      channel_id: OPS.channel,
+      requester_id: U.grace,
+      runbook: {
+        name: 'service-context',
+        params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
+      },
+    });
+    const job = (created.json() as { job_id: number }).job_id;
+    // Every auto step's token used up: nothing of the agent's is live in this job.
+    for (const step of ['read-runbook', 'search-kb']) {
+      const token = await claim(s, job, step);
+      expect((await s.call('POST', '/v1/tokens/redeem', s.admin, { token })).statusCode).toBe(200);
+    }
+    expect((await confirmRequester(s.ctx, { jobId: job, userId: U.grace })).accepted).toBe(true);
+
+    const revoked = await revokeAgent(s.ctx, {
+      id: OPS.executor,
+      actor: 'oncall-lead',
+      reason: 'key leaked',
+    });
+    expect(revoked.jobsEnded).toEqual([job]);
+    const row = await s.ctx.db
+      .selectFrom('jobs')
+      .select(['status', 'bundle_id'])
+      .where('id', '=', job)
+      .executeTakeFirstOrThrow();
+    expect(row.status).toBe('revoked');
+    expect(row.bundle_id).toMatch(/^pb_/);
+    for (const userId of [U.alice, U.chioma]) {
+      const d = await decideStep(s.ctx, { kind: 'approve', jobId: job, step: 'post-summary', userId });
+      expect(d).toMatchObject({ accepted: false, code: 'ERR_JOB_REVOKED' });
+    }
+    const gated = await s.ctx.db
+      .selectFrom('tokens')
+      .select('jti')
+      .where('job_id', '=', job)
+      .where('step_id', '=', 'post-summary')
+      .execute();
+    expect(gated).toEqual([]);
+  });
 });
