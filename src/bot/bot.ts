@@ -189,6 +189,8 @@ export class MattermostBot {
       clock: this.clock,
       log: this.log.child({ component: 'outbox' }),
       pollMs: this.opts.outboxPollMs,
+      ...(this.opts.minBackoffMs !== undefined ? { minBackoffMs: this.opts.minBackoffMs } : {}),
+      ...(this.opts.maxBackoffMs !== undefined ? { maxBackoffMs: this.opts.maxBackoffMs } : {}),
       owner: leaseOwner({ exclusive: this.opts.exclusiveDatabase === true }),
     });
     this.delivery.start();

@@ -31,6 +31,9 @@ export interface DeliveryOptions {
   batch?: number;
   /** Threads delivered at once. */
   parallel?: number;
+  /** Pauses after a failed delivery (without the server's Retry-After) grow between these. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
   /** This process as a lease holder (default: on a shared database). */
   owner?: LeaseOwner;
 }
@@ -171,7 +174,9 @@ export class OutboxDelivery {
         await markFailed(db, row.id, this.opts.clock(), e.message);
         return true;
       }
-      const wait = e?.retryAfterMs ?? backoffMs(this.failures++, 500, 30_000);
+      const wait =
+        e?.retryAfterMs ??
+        backoffMs(this.failures++, this.opts.minBackoffMs ?? 500, this.opts.maxBackoffMs ?? 30_000);
       this.pauseUntil = this.opts.clock().getTime() + wait;
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));

@@ -129,7 +129,7 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
 
   it('refuses decisions while the job has no thread yet (its plan not delivered)', async () => {
     const { b, headers } = await setup();
-    w.sandbox.injectFault({ status: 503, forMs: 4_000, method: 'POST', pathPrefix: '/api/v4/posts' });
+    w.sandbox.injectFault({ status: 503, forMs: 60_000, method: 'POST', pathPrefix: '/api/v4/posts' });
     const jobId = await submit(headers);
     const early = w.post('alice', `APPROVE job:${jobId} step:${STEP}`);
     await eventually(async () => (await actionOf(early.id)) !== undefined, 'the early approval decided');
@@ -140,6 +140,7 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
       .where('id', '=', jobId)
       .executeTakeFirst();
     expect(job?.root_post_id).toBeNull();
+    w.sandbox.clearFaults();
 
     // Once Mattermost takes posts again, the plan goes out first and the thread is bound.
     const plan = await planPost(jobId);
