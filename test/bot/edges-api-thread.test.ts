@@ -1,8 +1,4 @@
-import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent } from '../../src/agents/agent-keys.js';
-import { buildApp } from '../../src/app.js';
-import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import { botPostWithKey, outboxDrained } from '../helpers/bot-faults.js';
 import {
   createWorld,
@@ -14,76 +10,37 @@ import {
   startBot,
   type World,
 } from '../helpers/bot-world.js';
+import { actionOf, type AgentApi, agentApi } from '../helpers/agent-api.js';
 import { dialectName } from '../helpers/db.js';
-import { OPS } from '../helpers/engine.js';
-import { silentLogger } from '../helpers/log.js';
 
 let w: World;
-let app: FastifyInstance | null = null;
+let api: AgentApi | null = null;
 const bots: RunningBot[] = [];
 
 afterEach(async () => {
-  await app?.close();
-  app = null;
+  await api?.close();
+  api = null;
   for (const b of bots.splice(0)) await b.stop();
   await w.close();
 });
 
 const STEP = 'post-summary';
 
-async function setup() {
+async function setup(): Promise<{ b: RunningBot; api: AgentApi }> {
   w = await createWorld();
   const b = await startBot(w);
   bots.push(b);
   await ready(b);
-  app = buildApp({
-    db: w.d.db,
-    keyRing: b.engine.keyRing,
-    policies: b.engine.policies,
-    log: silentLogger(),
-    engine: b.engine,
-  });
-  const agent = await createAgent(w.d.db, { id: OPS.executor, at: new Date() });
-  return { b, headers: { authorization: `Bearer ${agent.key}` } };
+  api = await agentApi(w, b);
+  return { b, api };
 }
-
-async function submit(headers: Record<string, string>): Promise<number> {
-  const res = await app!.inject({
-    method: 'POST',
-    url: '/v1/jobs',
-    headers,
-    payload: {
-      channel_id: w.channel,
-      requester_id: w.ids.grace,
-      runbook: {
-        name: 'service-context',
-        params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
-      },
-    },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return (res.json() as { job_id: number }).job_id;
-}
-
-const actionOf = async (postId: string) =>
-  (await w.d.db.selectFrom('chat_posts').select('action').where('post_id', '=', postId).executeTakeFirst())
-    ?.action;
-
-const planPost = (jobId: number) =>
-  eventually(
-    () =>
-      w.sandbox
-        .postsIn(w.channel)
-        .find((p) => p.user_id === w.botUserId && p.props[OUTBOX_KEY_PROP] === `job:${jobId}:plan`),
-    `the plan post of job:${jobId}`,
-  );
 
 describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
   it('posts the plan as a new root post, binds the job to it, and counts decisions only there', async () => {
-    const { headers } = await setup();
-    const jobId = await submit(headers);
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
 
-    const plan = await planPost(jobId);
+    const plan = await api.planPost(jobId);
     expect(plan.root_id).toBe('');
     expect(plan.props.claw_job_id).toBe(`job:${jobId}`);
     expect(plan.message).toContain(`APPROVE job:${jobId} step:${STEP}`);
@@ -113,8 +70,8 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
     const inOther = w.post('dmitri', phrase, otherRoot.id);
     await botPostWithKey(w, topLevel.id, `reply:${topLevel.id}`);
     await botPostWithKey(w, otherRoot.id, `reply:${inOther.id}`);
-    expect(await actionOf(topLevel.id)).toBe('approve:ERR_WRONG_THREAD');
-    expect(await actionOf(inOther.id)).toBe('approve:ERR_WRONG_THREAD');
+    expect(await actionOf(w, topLevel.id)).toBe('approve:ERR_WRONG_THREAD');
+    expect(await actionOf(w, inOther.id)).toBe('approve:ERR_WRONG_THREAD');
 
     // In the plan's thread, once the requester the agent named confirms: two people, and the
     // mint is announced there.
@@ -124,16 +81,16 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
     const dmitri = w.post('dmitri', phrase, plan.id);
     const minted = await botPostWithKey(w, plan.id, `job:${jobId}:minted:${STEP}`);
     expect(minted.root_id).toBe(plan.id);
-    expect(await actionOf(dmitri.id)).toBe('approve:QUORUM_MET');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:QUORUM_MET');
   });
 
   it('refuses decisions while the job has no thread yet (its plan not delivered)', async () => {
-    const { b, headers } = await setup();
+    const { b, api } = await setup();
     w.sandbox.injectFault({ status: 503, forMs: 60_000, method: 'POST', pathPrefix: '/api/v4/posts' });
-    const jobId = await submit(headers);
+    const jobId = await api.submit(w.ids.grace);
     const early = w.post('alice', `APPROVE job:${jobId} step:${STEP}`);
-    await eventually(async () => (await actionOf(early.id)) !== undefined, 'the early approval decided');
-    expect(await actionOf(early.id)).toBe('approve:ERR_WRONG_THREAD');
+    await eventually(async () => (await actionOf(w, early.id)) !== undefined, 'the early approval decided');
+    expect(await actionOf(w, early.id)).toBe('approve:ERR_WRONG_THREAD');
     const job = await w.d.db
       .selectFrom('jobs')
       .select('root_post_id')
@@ -143,7 +100,7 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
     w.sandbox.clearFaults();
 
     // Once Mattermost takes posts again, the plan goes out first and the thread is bound.
-    const plan = await planPost(jobId);
+    const plan = await api.planPost(jobId);
     expect(jobIdIn(plan)).toBe(jobId);
     await b.bot.settle();
     await outboxDrained(w);

@@ -12,6 +12,7 @@ import {
   startBot,
   type World,
 } from '../helpers/bot-world.js';
+import { actionOf } from '../helpers/agent-api.js';
 import { createTestDb, dialectName } from '../helpers/db.js';
 
 /**
@@ -43,10 +44,6 @@ const tokensOf = (jobId: number) =>
     .where('job_id', '=', jobId)
     .where('step_id', '=', STEP)
     .execute();
-
-const actionOf = async (postId: string) =>
-  (await w.d.db.selectFrom('chat_posts').select('action').where('post_id', '=', postId).executeTakeFirst())
-    ?.action;
 
 /** A job with alice's approval counted. */
 async function jobWithOneApproval(b: RunningBot): Promise<{ root: string; jobId: number }> {
@@ -81,11 +78,11 @@ describe(`catch-up paging against Mattermost's GetPostsSince (${dialectName})`, 
     frozen = null;
 
     const restarted = await bot();
-    await eventually(() => actionOf(dmitri.id), 'the deciding approval handled');
+    await eventually(() => actionOf(w, dmitri.id), 'the deciding approval handled');
     await restarted.bot.settle();
 
-    expect(await actionOf(revoke.id)).toBe('revoke:JOB_REVOKED');
-    expect(await actionOf(dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
+    expect(await actionOf(w, revoke.id)).toBe('revoke:JOB_REVOKED');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
     expect(await tokensOf(jobId)).toEqual([]);
   });
 });
@@ -124,12 +121,12 @@ describe(`a new connection while a channel's catch-up is running (${dialectName}
     // Made after the revoke, live.
     const dmitri = w.post('dmitri', `APPROVE job:${jobId} step:${STEP}`, root);
 
-    await eventually(() => actionOf(slow.id), 'the slow request handled');
-    await eventually(() => actionOf(dmitri.id), 'the live approval handled');
+    await eventually(() => actionOf(w, slow.id), 'the slow request handled');
+    await eventually(() => actionOf(w, dmitri.id), 'the live approval handled');
     await restarted.bot.settle();
 
-    expect(await actionOf(revoke.id)).toBe('revoke:JOB_REVOKED');
-    expect(await actionOf(dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
+    expect(await actionOf(w, revoke.id)).toBe('revoke:JOB_REVOKED');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
     expect(await tokensOf(jobId)).toEqual([]);
   });
 });
@@ -168,7 +165,7 @@ describe(`a post whose writes fail in a synced channel (${dialectName})`, () => 
     expect(b.handled.some((h) => h.post.id === request.id)).toBe(false);
     state.failing = false;
     await botPostWithKey(w, request.id, `reply:${request.id}`);
-    expect(await actionOf(request.id)).toBe('run');
+    expect(await actionOf(w, request.id)).toBe('run');
   });
 
   it('is read again from the cursor after the bot gave up on it, without waiting for a reconnect', async () => {
@@ -185,6 +182,6 @@ describe(`a post whose writes fail in a synced channel (${dialectName})`, () => 
     );
     state.failing = false;
     await botPostWithKey(w, request.id, `reply:${request.id}`);
-    expect(await actionOf(request.id)).toBe('run');
+    expect(await actionOf(w, request.id)).toBe('run');
   });
 });

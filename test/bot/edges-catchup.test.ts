@@ -11,6 +11,7 @@ import {
   startBot,
   type World,
 } from '../helpers/bot-world.js';
+import { actionOf } from '../helpers/agent-api.js';
 import { dialectName } from '../helpers/db.js';
 
 let w: World;
@@ -38,10 +39,6 @@ const tokensOf = (jobId: number) =>
     .where('job_id', '=', jobId)
     .where('step_id', '=', STEP)
     .execute();
-
-const actionOf = async (postId: string) =>
-  (await w.d.db.selectFrom('chat_posts').select('action').where('post_id', '=', postId).executeTakeFirst())
-    ?.action;
 
 /** A job with alice's approval counted, then the bot killed. */
 async function jobWithOneApprovalThenKill(): Promise<{ root: string; jobId: number; first: RunningBot }> {
@@ -83,12 +80,12 @@ describe(`catch-up cursors never pass an unhandled post (${dialectName})`, () =>
     await outboxDrained(w);
 
     // The revoke was applied first: the live approval found the job revoked, nothing minted.
-    expect(await actionOf(revoke.id)).toBe('revoke:JOB_REVOKED');
-    expect(await actionOf(dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
+    expect(await actionOf(w, revoke.id)).toBe('revoke:JOB_REVOKED');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:ERR_JOB_REVOKED');
     expect(await tokensOf(jobId)).toEqual([]);
     const job = await w.d.db.selectFrom('jobs').select('status').where('id', '=', jobId).executeTakeFirst();
     expect(job?.status).toBe('revoked');
-    expect(await actionOf(second.id)).toBe('run');
+    expect(await actionOf(w, second.id)).toBe('run');
     expectHandledOnce([first, restarted], [revoke.id, dmitri.id, second.id]);
   });
 
@@ -117,7 +114,7 @@ describe(`catch-up cursors never pass an unhandled post (${dialectName})`, () =>
     await eventually(() => restarted.bot.readiness().ok, 'the restarted bot connected');
     w.post('farid', 'chatter while the bot catches up');
     await botPostWithKey(w, missed.id, `reply:${missed.id}`);
-    expect(await actionOf(missed.id)).toBe('run');
+    expect(await actionOf(w, missed.id)).toBe('run');
     w.sandbox.clearFaults();
   });
 });
@@ -144,7 +141,7 @@ describe(`catch-up paging loses nothing when many posts share one millisecond ($
     const restarted = await bot();
     await botPostWithKey(w, root, `job:${jobId}:minted:${STEP}`);
     await restarted.bot.settle();
-    expect(await actionOf(dmitri.id)).toBe('approve:QUORUM_MET');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:QUORUM_MET');
     expect(await tokensOf(jobId)).toHaveLength(1);
   });
 });
@@ -155,10 +152,10 @@ describe(`a post the database cannot store (${dialectName})`, () => {
     const first = await bot();
     const bad = w.post('bruno', '@clawbot frobnicate a\u0000b');
     await botPostWithKey(w, bad.id, `reply:${bad.id}`);
-    expect(await actionOf(bad.id)).toBe('unprocessable');
+    expect(await actionOf(w, bad.id)).toBe('unprocessable');
     const after = w.post('bruno', RUN);
     await botPostWithKey(w, after.id, `reply:${after.id}`);
-    expect(await actionOf(after.id)).toBe('run');
+    expect(await actionOf(w, after.id)).toBe('run');
     await first.bot.settle();
     await first.stop();
     bots.splice(0);

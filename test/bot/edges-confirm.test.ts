@@ -1,12 +1,7 @@
-import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent } from '../../src/agents/agent-keys.js';
-import { buildApp } from '../../src/app.js';
-import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import { botPostWithKey } from '../helpers/bot-faults.js';
 import {
   createWorld,
-  eventually,
   jobIdIn,
   ready,
   RUN,
@@ -14,60 +9,30 @@ import {
   startBot,
   type World,
 } from '../helpers/bot-world.js';
+import { actionOf, type AgentApi, agentApi } from '../helpers/agent-api.js';
 import { dialectName } from '../helpers/db.js';
-import { OPS } from '../helpers/engine.js';
-import { silentLogger } from '../helpers/log.js';
 
 let w: World;
-let app: FastifyInstance | null = null;
+let api: AgentApi | null = null;
 const bots: RunningBot[] = [];
 
 afterEach(async () => {
-  await app?.close();
-  app = null;
+  await api?.close();
+  api = null;
   for (const b of bots.splice(0)) await b.stop();
   await w.close();
 });
 
 const STEP = 'post-summary';
 
-async function setup() {
+async function setup(): Promise<{ b: RunningBot; api: AgentApi }> {
   w = await createWorld();
   const b = await startBot(w);
   bots.push(b);
   await ready(b);
-  app = buildApp({
-    db: w.d.db,
-    keyRing: b.engine.keyRing,
-    policies: b.engine.policies,
-    log: silentLogger(),
-    engine: b.engine,
-  });
-  const agent = await createAgent(w.d.db, { id: OPS.executor, at: new Date() });
-  return { b, headers: { authorization: `Bearer ${agent.key}` } };
+  api = await agentApi(w, b);
+  return { b, api };
 }
-
-async function submitFor(headers: Record<string, string>, requester: string): Promise<number> {
-  const res = await app!.inject({
-    method: 'POST',
-    url: '/v1/jobs',
-    headers,
-    payload: {
-      channel_id: w.channel,
-      requester_id: requester,
-      runbook: {
-        name: 'service-context',
-        params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
-      },
-    },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return (res.json() as { job_id: number }).job_id;
-}
-
-const actionOf = async (postId: string) =>
-  (await w.d.db.selectFrom('chat_posts').select('action').where('post_id', '=', postId).executeTakeFirst())
-    ?.action;
 
 async function answer(rootId: string, postId: string) {
   return (await botPostWithKey(w, rootId, `reply:${postId}`)).message;
@@ -75,15 +40,9 @@ async function answer(rootId: string, postId: string) {
 
 describe(`a requester named by an agent confirms before approvals count (${dialectName})`, () => {
   it('refuses approvals until the named requester types CONFIRM exactly, in the thread', async () => {
-    const { headers } = await setup();
-    const jobId = await submitFor(headers, w.ids.grace);
-    const plan = await eventually(
-      () =>
-        w.sandbox
-          .postsIn(w.channel)
-          .find((p) => p.user_id === w.botUserId && p.props[OUTBOX_KEY_PROP] === `job:${jobId}:plan`),
-      'the plan post',
-    );
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
     expect(plan.message).toContain('as asserted by agent `agent:ops-mattermost-1`');
     expect(plan.message).toContain(`@grace: if you asked for this work, reply \`CONFIRM job:${jobId}\``);
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
@@ -94,13 +53,13 @@ describe(`a requester named by an agent confirms before approvals count (${diale
     expect(await answer(plan.id, someoneElse.id)).toContain('ERR_NOT_THE_REQUESTER');
     const sloppy = w.post('grace', `confirm job:${jobId}`, plan.id);
     expect(await answer(plan.id, sloppy.id)).toContain(`\`CONFIRM job:${jobId}\``);
-    expect(await actionOf(sloppy.id)).toBe('near_miss');
+    expect(await actionOf(w, sloppy.id)).toBe('near_miss');
     const elsewhere = w.post('grace', `CONFIRM job:${jobId}`);
     expect(await answer(elsewhere.id, elsewhere.id)).toContain('ERR_WRONG_THREAD');
 
     const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
     expect(await answer(plan.id, confirm.id)).toContain(`job:${jobId} confirmed by its requester @grace`);
-    expect(await actionOf(confirm.id)).toBe('confirm:REQUESTER_CONFIRMED');
+    expect(await actionOf(w, confirm.id)).toBe('confirm:REQUESTER_CONFIRMED');
     const again = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
     expect(await answer(plan.id, again.id)).toContain('ERR_ALREADY_CONFIRMED');
 
@@ -108,7 +67,7 @@ describe(`a requester named by an agent confirms before approvals count (${diale
     w.post('alice', phrase, plan.id);
     const dmitri = w.post('dmitri', phrase, plan.id);
     await botPostWithKey(w, plan.id, `job:${jobId}:minted:${STEP}`);
-    expect(await actionOf(dmitri.id)).toBe('approve:QUORUM_MET');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:QUORUM_MET');
     const decisions = await w.d.db
       .selectFrom('decisions')
       .select(['post_id', 'reason_code'])
