@@ -10,6 +10,7 @@ import {
   type PostContext,
   previousDecision,
   recordDecision,
+  rejectedOutcome,
   Rejection,
 } from './record-decision.js';
 
@@ -83,26 +84,15 @@ export async function confirmRequester(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      const decisionId = await recordDecision(trx, at, {
-        job: err.jobExists ? job : null,
-        namedJob: input.jobId,
+      return rejectedOutcome(trx, at, err, {
+        job,
+        jobId: input.jobId,
         step: null,
         kind: 'confirm',
         userId: input.userId,
         post: input.post,
-        outcome: 'rejected',
-        code: err.code,
+        ...(expired ? { expired } : {}),
       });
-      return {
-        accepted: false,
-        code: err.code,
-        message: err.message,
-        jobId: input.jobId,
-        step: null,
-        replayed: false,
-        decisionId,
-        ...(expired ? { ended: expired } : {}),
-      };
     }
   });
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);

@@ -144,6 +144,50 @@ export async function recordDecision(
 }
 
 /**
+ * A refused decision: recorded with its reason code (and, for an existing open job, its event),
+ * answered as an outcome that carries the expiry it may have caused.
+ */
+export async function rejectedOutcome(
+  trx: Db,
+  at: Date,
+  err: Rejection,
+  d: {
+    job: JobRow | null;
+    jobId: number;
+    step: string | null;
+    kind: DecisionKind;
+    userId: string;
+    post?: PostContext;
+    reason?: string | null;
+    groups?: readonly string[];
+    expired?: JobEnded;
+  },
+): Promise<DecisionOutcome> {
+  const decisionId = await recordDecision(trx, at, {
+    job: err.jobExists ? d.job : null,
+    namedJob: d.jobId,
+    step: d.step,
+    kind: d.kind,
+    userId: d.userId,
+    post: d.post,
+    outcome: 'rejected',
+    code: err.code,
+    reason: d.reason ?? null,
+    ...(d.groups ? { groups: d.groups } : {}),
+  });
+  return {
+    accepted: false,
+    code: err.code,
+    message: err.message,
+    jobId: d.jobId,
+    step: d.step,
+    replayed: false,
+    decisionId,
+    ...(d.expired ? { ended: d.expired } : {}),
+  };
+}
+
+/**
  * Checks common to every decision on an open job: the job exists, the post is in its thread,
  * it has not expired (expiring it now if its deadline passed), and it is still open.
  */
@@ -368,28 +412,17 @@ export async function decideStep(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      const decisionId = await recordDecision(trx, at, {
-        job: err.jobExists ? job : null,
-        namedJob: input.jobId,
+      return rejectedOutcome(trx, at, err, {
+        job,
+        jobId: input.jobId,
         step: input.step,
         kind: input.kind,
         userId: input.userId,
         post: input.post,
-        outcome: 'rejected',
-        code: err.code,
         reason: input.reason ?? null,
         groups,
+        ...(expired ? { expired } : {}),
       });
-      return {
-        accepted: false,
-        code: err.code,
-        message: err.message,
-        jobId: input.jobId,
-        step: input.step,
-        replayed: false,
-        decisionId,
-        ...(expired ? { ended: expired } : {}),
-      };
     }
   });
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);

@@ -5,6 +5,7 @@ import {
   previousDecision,
   Rejection,
   recordDecision,
+  rejectedOutcome,
 } from '../approvals/record-decision.js';
 import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
@@ -87,27 +88,16 @@ export async function endJobByCommand(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      const decisionId = await recordDecision(trx, at, {
-        job: err.jobExists ? job : null,
-        namedJob: input.jobId,
+      return rejectedOutcome(trx, at, err, {
+        job,
+        jobId: input.jobId,
         step: null,
         kind: input.kind,
         userId,
         post: input.post,
-        outcome: 'rejected',
-        code: err.code,
         reason: input.reason,
+        ...(expired ? { expired } : {}),
       });
-      return {
-        accepted: false,
-        code: err.code,
-        message: err.message,
-        jobId: input.jobId,
-        step: null,
-        replayed: false,
-        decisionId,
-        ...(expired ? { ended: expired } : {}),
-      };
     }
   });
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
