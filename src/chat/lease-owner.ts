@@ -22,6 +22,9 @@ export function pidNamespace(): string {
   }
 }
 
+/** Holders created in this process (replicas in one process, as in tests): all alive. */
+const thisProcess = new Set<string>();
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -42,10 +45,11 @@ export function leaseOwner(opts: { exclusive: boolean }): LeaseOwner {
   const host = os.hostname();
   const ns = pidNamespace();
   const id = `${process.pid} ${host} ${ns} ${randomUUID()}`;
+  thisProcess.add(id);
   return {
     id,
     isGone(other) {
-      if (other === id) return false;
+      if (thisProcess.has(other)) return false;
       if (opts.exclusive) return true;
       const [pidText, otherHost, otherNs] = other.split(' ');
       const pid = Number.parseInt(pidText ?? '', 10);

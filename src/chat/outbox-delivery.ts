@@ -98,14 +98,17 @@ export class OutboxDelivery {
   /** Delivers everything due now; resolves when nothing is left or delivery must pause. */
   async pass(): Promise<void> {
     if (this.opts.clock().getTime() < this.pauseUntil) return;
-    if (!this.resumed) {
-      // What a crashed predecessor was sending is sent now, not when its leases run out.
-      const released = await releaseLeasesOfGone(this.opts.db, this.opts.clock(), (o) =>
-        this.owner.isGone(o),
-      );
-      if (released > 0) this.opts.log.info({ released }, 'resuming outbox rows a stopped process held');
-      this.resumed = true;
-    }
+    // Leases nobody works on are released, so their threads do not wait for them to run out:
+    // a crashed predecessor's (checked once, at start), and our own from an earlier pass that
+    // could not record its outcome (the database went away). Passes never overlap, so every
+    // lease this process holds here is such a leftover. Resending is safe (see findEarlier).
+    const released = await releaseLeasesOfGone(
+      this.opts.db,
+      this.opts.clock(),
+      (o) => o === this.owner.id || (!this.resumed && this.owner.isGone(o)),
+    );
+    if (released > 0) this.opts.log.info({ released }, 'resuming outbox rows whose delivery was cut short');
+    this.resumed = true;
     for (;;) {
       const rows = await leaseDue(
         this.opts.db,
