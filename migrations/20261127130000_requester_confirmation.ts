@@ -9,10 +9,13 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`alter table decisions drop constraint decisions_kind_check`.execute(db);
   await sql`alter table decisions add constraint decisions_kind_check
     check (kind in ('approve','deny','revoke','cancel','confirm'))`.execute(db);
+  // GET /v1/plans/:plan_hash_b64u (the link a plan post carries when arguments are too long).
+  await db.schema.createIndex('jobs_plan_hash_idx').on('jobs').column('plan_hash_b64u').execute();
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see up().
 export async function down(db: Kysely<any>): Promise<void> {
+  await db.schema.dropIndex('jobs_plan_hash_idx').execute();
   await sql`delete from decisions where kind = 'confirm'`.execute(db);
   await sql`alter table decisions drop constraint decisions_kind_check`.execute(db);
   await sql`alter table decisions add constraint decisions_kind_check
