@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { isDatabaseReachable } from '../../src/db/database.js';
+import { buildApp } from '../../src/app.js';
 import {
   botPostWithKey,
   expectHandledOnce,
@@ -18,6 +18,7 @@ import {
 } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
 import { outageDb } from '../helpers/db-outage.js';
+import { silentLogger } from '../helpers/log.js';
 
 let w: World;
 const bots: RunningBot[] = [];
@@ -49,13 +50,27 @@ describe(`a database outage (${dialectName})`, () => {
     const runs = Array.from({ length: 20 }, (_, i) => w.post(requesters[i % 3]!, RUN));
     o.down();
     const dmitri = w.post('dmitri', `APPROVE job:${jobId} step:${STEP}`, root.id);
-    await eventually(
-      async () => !(await isDatabaseReachable(w.d.db, 1_000)).ok,
-      'readiness seeing the database down',
-    );
+    const app = buildApp({
+      db: w.d.db,
+      keyRing: b.engine.keyRing,
+      policies: b.engine.policies,
+      log: silentLogger(),
+      engine: b.engine,
+    });
+    const readyz = async () => {
+      const res = await app.inject('/readyz');
+      return { status: res.statusCode, body: res.json() as { ok: boolean; reasons: string[] } };
+    };
+    const down = await eventually(async () => {
+      const r = await readyz();
+      return r.status === 503 ? r : undefined;
+    }, '/readyz seeing the database down');
+    expect(down.body.ok).toBe(false);
+    expect(down.body.reasons.join(' ')).toMatch(/database/i);
     await sleep(3_000);
     o.up();
-    await eventually(async () => (await isDatabaseReachable(w.d.db, 1_000)).ok, 'the database back');
+    await eventually(async () => (await readyz()).status === 200, '/readyz ready again');
+    await app.close();
 
     for (const r of runs) await botPostWithKey(w, r.id, `reply:${r.id}`);
     await botPostWithKey(w, root.id, `job:${jobId}:minted:${STEP}`);
