@@ -50,6 +50,15 @@ export async function confirmRequester(
       }
       if (job.requester_confirmed_at !== null)
         throw new Rejection('ERR_ALREADY_CONFIRMED', `job:${job.id} is already confirmed`, true);
+      // Asked now, not from a cache: a deactivated account vouches for nothing.
+      const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;
+      if (account === null || (account && account.delete_at > 0)) {
+        throw new Rejection(
+          'ERR_REQUESTER_DEACTIVATED',
+          `the account of job:${job.id}'s requester is deactivated`,
+          true,
+        );
+      }
       const decisionId = await recordDecision(trx, at, {
         job,
         namedJob: input.jobId,

@@ -399,7 +399,9 @@ export async function decideStep(
             ? `approval counted; step ${step.step_id} waits for simulation step ${attempt.simulationStep} to succeed`
             : attempt.waiting === 'deadline'
               ? `approval counted, but job:${job.id} expires before a token could be used; none was minted`
-              : `approval counted; ${quorum.missing} more needed`,
+              : attempt.waiting === 'confirmation'
+                ? `approval counted; job:${job.id} waits for its requester to confirm it`
+                : `approval counted; ${quorum.missing} more needed`,
         jobId: job.id,
         step: step.step_id,
         replayed: false,

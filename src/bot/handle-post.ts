@@ -4,6 +4,7 @@ import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/c
 import { endedPostKey } from '../chat/announce.js';
 import { complaintsSince, enqueuePost, enqueueReaction, moveToBack } from '../chat/outbox.js';
 import { confirmRequester } from '../approvals/confirm-requester.js';
+import { withdrawConfirmationOfPost } from '../approvals/requester-confirmation.js';
 import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
 import type { Db } from '../db/database.js';
 import { AppError } from '../errors.js';
@@ -252,6 +253,11 @@ async function followUp(
     );
     return { outcome: 'handled', action: `approval_withdrawn_${why}`, jobId: w.jobId };
   }
+  // A requester's CONFIRM edited or deleted: approvals stop counting until they confirm again
+  // (the thread is told by the engine).
+  const unconfirmed = await withdrawConfirmationOfPost(deps.engine, trx, post.id, why);
+  if (unconfirmed !== null)
+    return { outcome: 'handled', action: `confirmation_withdrawn_${why}`, jobId: unconfirmed };
   // A post that was never a decision (chatter, a near miss, a command) edited into one: say that
   // edits never count. A post that already decided something (a counted approval after its step
   // was minted, a refusal) stays decided: the edit changes nothing and needs no answer.

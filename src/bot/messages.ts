@@ -343,6 +343,7 @@ export function refusalMessage(
     ERR_NOT_THE_REQUESTER: 'only the requester the agent named may confirm',
     ERR_NOTHING_TO_CONFIRM: 'the requester asked for this job themselves; there is nothing to confirm',
     ERR_ALREADY_CONFIRMED: 'the job is already confirmed',
+    ERR_REQUESTER_DEACTIVATED: 'the requester’s account is deactivated',
   };
   const given = reasonsOnce(detail);
   const why = (STOCK_FIRST.has(code) || given === '' ? stock[code] : given) ?? (given || 'refused');
@@ -390,6 +391,15 @@ export function tooLongMessage(userId: string, length: number, limit: number): s
 
 export function confirmedMessage(jobId: number, userId: string, agentId: string): string {
   return `job:${jobId} confirmed by its requester ${mention(userId)}: the work ${code(agentId, 64)} submitted is theirs, and approvals now count.`;
+}
+
+export function confirmationWithdrawnMessage(
+  jobId: number,
+  userId: string,
+  why: 'edited' | 'deleted' | 'deactivated',
+): string {
+  const cause = why === 'deactivated' ? 'their account was deactivated' : `the post was ${why}`;
+  return `The confirmation of job:${jobId} by ${mention(userId)} is withdrawn: ${cause}. Approvals count again only after \`CONFIRM job:${jobId}\`; nothing more is minted until then.`;
 }
 
 export function revokedMessage(jobId: number, userId: string, reason: string): string {

@@ -110,7 +110,9 @@ function buriedDecision(message: string): Extract<Command, { kind: 'near_miss' }
         ? `APPROVE job:${c.jobId} step:${c.step}`
         : c.kind === 'deny'
           ? `DENY job:${c.jobId} step:${c.step} <reason>`
-          : `REVOKE job:${c.jobId} <reason>`;
+          : c.kind === 'confirm'
+            ? `CONFIRM job:${c.jobId}`
+            : `REVOKE job:${c.jobId} <reason>`;
     return { kind: 'near_miss', intent, reason: 'extra_text', expected };
   }
   return null;

@@ -36,6 +36,7 @@ export type EventType =
   | 'job_created'
   | 'thread_bound'
   | 'requester_confirmed'
+  | 'requester_confirmation_withdrawn'
   | 'approval_recorded'
   | 'approval_rejected'
   | 'approval_rejections_summarized'

@@ -4,6 +4,7 @@ import type { JobRow, JobStepRow } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import { recheckApprovals } from '../approvals/recheck-approvals.js';
+import { confirmationStands } from '../approvals/requester-confirmation.js';
 import type { EngineContext } from '../jobs/context.js';
 import { announceMinted } from '../chat/announce.js';
 import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
@@ -33,7 +34,9 @@ export type MintAttempt =
   /** The stored step disagrees with the pinned policy: nothing is minted on it (logged as an error). */
   | { minted: false; waiting: 'rule_mismatch' }
   /** Less than a whole second of the job is left: no token could outlive it, so none is minted. */
-  | { minted: false; waiting: 'deadline' };
+  | { minted: false; waiting: 'deadline' }
+  /** An agent's job whose requester has not confirmed it (or whose confirmation was withdrawn). */
+  | { minted: false; waiting: 'confirmation' };
 
 /** The job's pinned policy, re-verified from the registry (signature and hash) on every use. */
 export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Promise<Wpc> {
@@ -167,6 +170,9 @@ export async function tryMintStep(
     if (sim?.status !== 'succeeded')
       return { minted: false, waiting: 'simulation', simulationStep: effective.simulationStep };
   }
+  // Gated work of an agent's job needs its requester's confirmation (checked again below).
+  if (effective.rule !== null && job.submitted_by !== null && job.requester_confirmed_at === null)
+    return { minted: false, waiting: 'confirmation' };
   let quorum = await currentQuorum(ctx, trx, job, step, effective.rule);
   if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
   if (effective.rule !== null) {
@@ -176,6 +182,8 @@ export async function tryMintStep(
       quorum = await currentQuorum(ctx, trx, job, step, effective.rule, recheck.inactive);
       if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
     }
+    // The requester's confirmation, like the approvals, is read from Mattermost now.
+    if (!(await confirmationStands(ctx, trx, job, at))) return { minted: false, waiting: 'confirmation' };
   }
 
   const req = effective.policy.token_requirements;

@@ -50,7 +50,7 @@ function decided(postId: string) {
   return eventually(async () => actionOf(w, postId), `post ${postId} decided`);
 }
 
-describe(`review: what cannot confirm an agent job (${dialectName})`, () => {
+describe(`what cannot confirm an agent job (${dialectName})`, () => {
   it('near misses of CONFIRM by the requester, in the thread, never confirm', async () => {
     const { api } = await setup();
     const jobId = await api.submit(w.ids.grace);

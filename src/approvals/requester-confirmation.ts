@@ -1,0 +1,138 @@
+import { confirmationWithdrawnMessage } from '../bot/messages.js';
+import { enqueuePost } from '../chat/outbox.js';
+import type { Db } from '../db/database.js';
+import type { JobRow } from '../db/schema.js';
+import type { EngineContext } from '../jobs/context.js';
+import { appendEvent } from '../proofs/event-chain.js';
+import { parseCommand } from './parse-command.js';
+
+/**
+ * The requester's confirmation of an agent's job stands only while its post does (SPEC section
+ * 2 rule 5 applied to what lets approvals count at all): deleted or edited, it is withdrawn,
+ * and until the requester confirms again no approval counts and nothing gated is minted.
+ */
+
+interface ConfirmDecision {
+  id: number;
+  userId: string;
+  postId: string | null;
+}
+
+async function currentConfirmation(trx: Db, jobId: number): Promise<ConfirmDecision | null> {
+  const d = await trx
+    .selectFrom('decisions')
+    .select(['id', 'user_id', 'post_id'])
+    .where('job_id', '=', jobId)
+    .where('kind', '=', 'confirm')
+    .where('outcome', '=', 'accepted')
+    .where('withdrawn_at', 'is', null)
+    .orderBy('id', 'desc')
+    .executeTakeFirst();
+  return d ? { id: d.id, userId: d.user_id, postId: d.post_id } : null;
+}
+
+/** Withdraws a job's confirmation (the caller holds the job row lock): row, chain, thread. */
+async function withdraw(
+  trx: Db,
+  job: JobRow,
+  d: ConfirmDecision,
+  why: 'edited' | 'deleted' | 'deactivated',
+  at: Date,
+): Promise<void> {
+  await trx
+    .updateTable('decisions')
+    .set({
+      withdrawn_at: at,
+      withdrawn_reason: why === 'deactivated' ? 'requester deactivated' : `post ${why}`,
+    })
+    .where('id', '=', d.id)
+    .execute();
+  await trx.updateTable('jobs').set({ requester_confirmed_at: null }).where('id', '=', job.id).execute();
+  await appendEvent(
+    trx,
+    job.id,
+    'requester_confirmation_withdrawn',
+    { decision_id: d.id, user_id: d.userId, post_id: d.postId, why },
+    at,
+  );
+  if (job.channel_id !== null && job.root_post_id !== null) {
+    await enqueuePost(
+      trx,
+      {
+        key: `unconfirmed:${d.id}`,
+        jobId: job.id,
+        channelId: job.channel_id,
+        rootId: job.root_post_id,
+        message: confirmationWithdrawnMessage(job.id, d.userId, why),
+        props: { claw_job_id: `job:${job.id}` },
+      },
+      at,
+    );
+  }
+}
+
+/**
+ * A handled post was edited or deleted: if it carried the job's standing confirmation, that is
+ * withdrawn. Returns the job it concerned, or null when the post confirmed nothing (now).
+ */
+export async function withdrawConfirmationOfPost(
+  ctx: EngineContext,
+  trx: Db,
+  postId: string,
+  why: 'edited' | 'deleted',
+): Promise<number | null> {
+  const d = await trx
+    .selectFrom('decisions')
+    .select(['id', 'job_id', 'user_id', 'post_id'])
+    .where('post_id', '=', postId)
+    .where('kind', '=', 'confirm')
+    .where('outcome', '=', 'accepted')
+    .where('withdrawn_at', 'is', null)
+    .executeTakeFirst();
+  if (!d || d.job_id === null) return null;
+  const job = await trx
+    .selectFrom('jobs')
+    .selectAll()
+    .where('id', '=', d.job_id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!job || job.status !== 'open' || job.requester_confirmed_at === null) return null;
+  await withdraw(trx, job, { id: d.id, userId: d.user_id, postId: d.post_id }, why, ctx.clock());
+  ctx.log.info({ jobId: job.id, postId, why }, 'requester confirmation withdrawn');
+  return job.id;
+}
+
+/**
+ * Before anything gated of an agent's job is minted: the confirmation exists and, asked of
+ * Mattermost now, its post still reads `CONFIRM job:<n>` by the requester and the requester's
+ * account is active; otherwise it is withdrawn here. Mattermost unreachable → the error
+ * propagates and nothing is minted. Jobs requested in chat need no confirmation.
+ */
+export async function confirmationStands(
+  ctx: EngineContext,
+  trx: Db,
+  job: JobRow,
+  at: Date,
+): Promise<boolean> {
+  if (job.submitted_by === null) return true;
+  if (job.requester_confirmed_at === null) return false;
+  const d = await currentConfirmation(trx, job.id);
+  if (!d) return false;
+  const chat = ctx.chat;
+  if (!chat) return true;
+  if (d.postId !== null) {
+    const post = await chat.post(d.postId);
+    const cmd = post && post.delete_at === 0 ? parseCommand(post.message) : null;
+    const same = cmd?.kind === 'confirm' && cmd.jobId === job.id && post?.user_id === d.userId;
+    if (!post || post.delete_at > 0 || post.edit_at > 0 || !same) {
+      await withdraw(trx, job, d, !post || post.delete_at > 0 ? 'deleted' : 'edited', at);
+      return false;
+    }
+  }
+  const account = await chat.freshUser(d.userId);
+  if (account === null || account.delete_at > 0) {
+    await withdraw(trx, job, d, 'deactivated', at);
+    return false;
+  }
+  return true;
+}

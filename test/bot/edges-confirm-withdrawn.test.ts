@@ -1,0 +1,116 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { botPostWithKey } from '../helpers/bot-faults.js';
+import {
+  createWorld,
+  eventually,
+  ready,
+  type RunningBot,
+  startBot,
+  type World,
+} from '../helpers/bot-world.js';
+import { actionOf, type AgentApi, agentApi } from '../helpers/agent-api.js';
+import { dialectName } from '../helpers/db.js';
+
+// Review of issue 9 items 5 and 7 (agent jobs' threads, requester confirmation): holes found.
+
+let w: World;
+let api: AgentApi | null = null;
+const bots: RunningBot[] = [];
+
+afterEach(async () => {
+  await api?.close();
+  api = null;
+  for (const b of bots.splice(0)) await b.stop();
+  await w.close();
+});
+
+const STEP = 'post-summary';
+
+async function setup(): Promise<{ b: RunningBot; api: AgentApi }> {
+  w = await createWorld();
+  const b = await startBot(w);
+  bots.push(b);
+  await ready(b);
+  api = await agentApi(w, b);
+  return { b, api };
+}
+
+async function answer(rootId: string, postId: string) {
+  return (await botPostWithKey(w, rootId, `reply:${postId}`)).message;
+}
+
+describe(`a requester confirmation that stops standing (${dialectName})`, () => {
+  const confirmDecisionId = async (postId: string) =>
+    (
+      await w.d.db
+        .selectFrom('decisions')
+        .select('id')
+        .where('post_id', '=', postId)
+        .executeTakeFirstOrThrow()
+    ).id;
+
+  it('a CONFIRM deleted before the step is minted no longer lets approvals count', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    await answer(plan.id, confirm.id);
+    const phrase = `APPROVE job:${jobId} step:${STEP}`;
+    const alice = w.post('alice', phrase, plan.id);
+    await answer(plan.id, alice.id);
+    // The requester takes the confirmation back, as an approver takes back an approval.
+    w.sandbox.deletePost(w.ids.grace, confirm.id);
+    await eventually(async () => {
+      const row = await w.d.db
+        .selectFrom('chat_posts')
+        .select('delete_at')
+        .where('post_id', '=', confirm.id)
+        .executeTakeFirst();
+      return Number(row?.delete_at ?? 0) > 0;
+    }, 'the deletion of the CONFIRM seen');
+    const dmitri = w.post('dmitri', phrase, plan.id);
+    await eventually(async () => (await actionOf(w, dmitri.id)) !== undefined, 'second approval decided');
+    const tokens = await w.d.db
+      .selectFrom('tokens')
+      .select('jti')
+      .where('job_id', '=', jobId)
+      .where('step_id', '=', STEP)
+      .execute();
+    expect(tokens, 'no CST for the gated step without a standing confirmation').toEqual([]);
+    const told = await botPostWithKey(w, plan.id, `unconfirmed:${await confirmDecisionId(confirm.id)}`);
+    expect(told.message).toContain('is withdrawn: the post was deleted');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:ERR_REQUESTER_UNCONFIRMED');
+  });
+
+  it('a CONFIRM by a requester whose account was deactivated before it was handled does not count', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    await bots.splice(0)[0]!.stop();
+    // Posted while the bot was down; the account is deactivated before the bot catches up.
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    w.sandbox.setUserActive(w.ids.grace, false);
+    const b2 = await startBot(w);
+    bots.push(b2);
+    await ready(b2);
+    await eventually(async () => (await actionOf(w, confirm.id)) !== undefined, 'the CONFIRM handled');
+    expect(await actionOf(w, confirm.id)).not.toBe('confirm:REQUESTER_CONFIRMED');
+    const job = await w.d.db
+      .selectFrom('jobs')
+      .select('requester_confirmed_at')
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow();
+    expect(job.requester_confirmed_at).toBeNull();
+  });
+
+  it('a CONFIRM buried under another line is answered with the CONFIRM phrase, not REVOKE', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const buried = w.post('grace', `yes that was me\nCONFIRM job:${jobId}`, plan.id);
+    const reply = await answer(plan.id, buried.id);
+    expect(await actionOf(w, buried.id)).toBe('near_miss');
+    expect(reply).toContain(`\`CONFIRM job:${jobId}\``);
+    expect(reply).not.toContain('REVOKE');
+  });
+});
