@@ -146,10 +146,15 @@ describe('parseCommand: CONFIRM (the requester an agent named)', () => {
       }),
     );
     fc.assert(
-      fc.property(jobId, fc.string({ minLength: 1, maxLength: 20 }), (j, extra) => {
-        const text = `CONFIRM job:${j} ${extra}`;
-        expect(parseCommand(text).kind).not.toBe('confirm');
-      }),
+      fc.property(
+        jobId,
+        // Trailing ASCII whitespace is trimmed (as for APPROVE): anything else after the phrase.
+        fc.string({ minLength: 1, maxLength: 20 }).filter((e) => /[^ \t\r\n]/.test(e)),
+        (j, extra) => {
+          const text = `CONFIRM job:${j} ${extra}`;
+          expect(parseCommand(text).kind).not.toBe('confirm');
+        },
+      ),
     );
   });
 
