@@ -4,6 +4,7 @@ import { type EngineContext, inTransaction } from '../jobs/context.js';
 import type { JobEnded } from '../jobs/end-job.js';
 import { closedCode } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
+import { pinnedPolicy } from '../tokens/mint-step-token.js';
 import {
   type DecisionOutcome,
   openJobFor,
@@ -50,6 +51,16 @@ export async function confirmRequester(
       }
       if (job.requester_confirmed_at !== null)
         throw new Rejection('ERR_ALREADY_CONFIRMED', `job:${job.id} is already confirmed`, true);
+      // Still a requester under the job's pinned policy (membership is asked now, like approvers').
+      const policy = await pinnedPolicy(ctx, trx, job);
+      const groups = await ctx.directory.groupsOf(input.userId, policy.channel_context.requester_groups);
+      if (groups.size === 0) {
+        throw new Rejection(
+          'ERR_NOT_A_REQUESTER',
+          `the requester of job:${job.id} is no longer in a requester group of ${job.policy_name}`,
+          true,
+        );
+      }
       // Asked now, not from a cache: a deactivated account vouches for nothing.
       const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;
       if (account === null || (account && account.delete_at > 0)) {

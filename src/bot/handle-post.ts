@@ -460,12 +460,20 @@ async function run(
   if (channel.type === 'D' || channel.type === 'G')
     return refuse('run_direct', 'jobs are requested in an allowlisted channel, not in direct messages');
   const root = threadOf(post);
-  const existing = await trx
-    .selectFrom('jobs')
-    .select('id')
-    .where('channel_id', '=', post.channel_id)
-    .where('root_post_id', '=', root)
-    .executeTakeFirst();
+  const existing =
+    (await trx
+      .selectFrom('jobs')
+      .select('id')
+      .where('channel_id', '=', post.channel_id)
+      .where('root_post_id', '=', root)
+      .executeTakeFirst()) ??
+    // An agent's plan post whose thread is not bound yet belongs to its job all the same.
+    (await trx
+      .selectFrom('outbox')
+      .select('job_id as id')
+      .where('delivered_post_id', '=', root)
+      .where('job_id', 'is not', null)
+      .executeTakeFirst());
   if (existing)
     return refuse(
       'run_thread_taken',

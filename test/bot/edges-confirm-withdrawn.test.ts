@@ -1,9 +1,12 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { botPostWithKey } from '../helpers/bot-faults.js';
 import {
   createWorld,
   eventually,
   ready,
+  RUN,
   type RunningBot,
   startBot,
   type World,
@@ -112,5 +115,34 @@ describe(`a requester confirmation that stops standing (${dialectName})`, () => 
     expect(await actionOf(w, buried.id)).toBe('near_miss');
     expect(reply).toContain(`\`CONFIRM job:${jobId}\``);
     expect(reply).not.toContain('REVOKE');
+  });
+
+  it('a CONFIRM by a requester who has left every requester group does not count', async () => {
+    const { b, api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const file = path.join(w.policiesDir, 'groups.json');
+    const groups = JSON.parse(await fs.readFile(file, 'utf8')) as {
+      groups: Record<string, { members: { user_id?: string }[] }>;
+    };
+    for (const g of Object.values(groups.groups))
+      g.members = g.members.filter((m) => m.user_id !== w.ids.grace);
+    await fs.writeFile(file, JSON.stringify(groups, null, 2));
+    await b.engine.policies.reload();
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    expect(await answer(plan.id, confirm.id)).toContain('ERR_NOT_A_REQUESTER');
+    expect(await actionOf(w, confirm.id)).toBe('confirm:ERR_NOT_A_REQUESTER');
+  });
+
+  it("a run in an agent job's plan thread is refused even before the thread is bound", async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    // As in the moment between Mattermost taking the plan post and the binding being recorded.
+    await w.d.db.updateTable('jobs').set({ root_post_id: null }).where('id', '=', jobId).execute();
+    const run = w.post('bruno', RUN, plan.id);
+    expect(await answer(plan.id, run.id)).toContain(`this thread already belongs to job:${jobId}`);
+    expect(await actionOf(w, run.id)).toBe('run_thread_taken');
+    expect(await w.d.db.selectFrom('jobs').select('id').execute()).toHaveLength(1);
   });
 });
