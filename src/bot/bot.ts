@@ -64,7 +64,6 @@ export class MattermostBot {
   private stopped = true;
   private starting: Promise<void> | null = null;
   private problem: string | null = 'not connected yet';
-  private catchingUp: Promise<void> | null = null;
   private cursorTimer: NodeJS.Timeout | null = null;
   /** A catch-up that failed, or a post given up on, is retried from the cursor by this timer. */
   private retryTimer: NodeJS.Timeout | null = null;
@@ -144,7 +143,6 @@ export class MattermostBot {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.starting;
     await this.socket.stop();
-    await this.catchingUp;
     await Promise.all(this.syncing.values());
     await this.queue.idle();
     await this.delivery?.stop();
@@ -155,7 +153,6 @@ export class MattermostBot {
 
   /** Waits until every post queued so far is handled and the outbox is empty (tests, demo). */
   async settle(): Promise<void> {
-    await this.catchingUp;
     await Promise.all(this.syncing.values());
     await this.queue.idle();
   }
@@ -337,9 +334,7 @@ export class MattermostBot {
     const runs = this.channels()
       .filter((c) => !this.cursors.isSynced(c))
       .map((c) => this.syncChannel(c));
-    const all = Promise.all(runs).then(() => undefined);
-    this.catchingUp = all;
-    return all;
+    return Promise.all(runs).then(() => undefined);
   }
 
   /** Catches one channel up, then releases the live posts held meanwhile; retried on failure. */

@@ -1,7 +1,10 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { botPostWithKey } from '../helpers/bot-faults.js';
 import {
   createWorld,
+  eventually,
   jobIdIn,
   ready,
   RUN,
@@ -90,5 +93,110 @@ describe(`a requester named by an agent confirms before approvals count (${diale
     const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
     const confirm = w.post('bruno', `CONFIRM job:${jobId}`, root.id);
     expect(await answer(root.id, confirm.id)).toContain('ERR_NOTHING_TO_CONFIRM');
+  });
+});
+
+describe(`a requester confirmation that stops standing (${dialectName})`, () => {
+  const confirmDecisionId = async (postId: string) =>
+    (
+      await w.d.db
+        .selectFrom('decisions')
+        .select('id')
+        .where('post_id', '=', postId)
+        .executeTakeFirstOrThrow()
+    ).id;
+
+  it('a CONFIRM deleted before the step is minted no longer lets approvals count', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    await answer(plan.id, confirm.id);
+    const phrase = `APPROVE job:${jobId} step:${STEP}`;
+    const alice = w.post('alice', phrase, plan.id);
+    await answer(plan.id, alice.id);
+    // The requester takes the confirmation back, as an approver takes back an approval.
+    w.sandbox.deletePost(w.ids.grace, confirm.id);
+    await eventually(async () => {
+      const row = await w.d.db
+        .selectFrom('chat_posts')
+        .select('delete_at')
+        .where('post_id', '=', confirm.id)
+        .executeTakeFirst();
+      return Number(row?.delete_at ?? 0) > 0;
+    }, 'the deletion of the CONFIRM seen');
+    const dmitri = w.post('dmitri', phrase, plan.id);
+    await eventually(async () => (await actionOf(w, dmitri.id)) !== undefined, 'second approval decided');
+    const tokens = await w.d.db
+      .selectFrom('tokens')
+      .select('jti')
+      .where('job_id', '=', jobId)
+      .where('step_id', '=', STEP)
+      .execute();
+    expect(tokens, 'no CST for the gated step without a standing confirmation').toEqual([]);
+    const told = await botPostWithKey(w, plan.id, `unconfirmed:${await confirmDecisionId(confirm.id)}`);
+    expect(told.message).toContain('is withdrawn: the post was deleted');
+    expect(await actionOf(w, dmitri.id)).toBe('approve:ERR_REQUESTER_UNCONFIRMED');
+  });
+
+  it('a CONFIRM by a requester whose account was deactivated before it was handled does not count', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    await bots.splice(0)[0]!.stop();
+    // Posted while the bot was down; the account is deactivated before the bot catches up.
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    w.sandbox.setUserActive(w.ids.grace, false);
+    const b2 = await startBot(w);
+    bots.push(b2);
+    await ready(b2);
+    await eventually(async () => (await actionOf(w, confirm.id)) !== undefined, 'the CONFIRM handled');
+    expect(await actionOf(w, confirm.id)).not.toBe('confirm:REQUESTER_CONFIRMED');
+    const job = await w.d.db
+      .selectFrom('jobs')
+      .select('requester_confirmed_at')
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow();
+    expect(job.requester_confirmed_at).toBeNull();
+  });
+
+  it('a CONFIRM buried under another line is answered with the CONFIRM phrase, not REVOKE', async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const buried = w.post('grace', `yes that was me\nCONFIRM job:${jobId}`, plan.id);
+    const reply = await answer(plan.id, buried.id);
+    expect(await actionOf(w, buried.id)).toBe('near_miss');
+    expect(reply).toContain(`\`CONFIRM job:${jobId}\``);
+    expect(reply).not.toContain('REVOKE');
+  });
+
+  it('a CONFIRM by a requester who has left every requester group does not count', async () => {
+    const { b, api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    const file = path.join(w.policiesDir, 'groups.json');
+    const groups = JSON.parse(await fs.readFile(file, 'utf8')) as {
+      groups: Record<string, { members: { user_id?: string }[] }>;
+    };
+    for (const g of Object.values(groups.groups))
+      g.members = g.members.filter((m) => m.user_id !== w.ids.grace);
+    await fs.writeFile(file, JSON.stringify(groups, null, 2));
+    await b.engine.policies.reload();
+    const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
+    expect(await answer(plan.id, confirm.id)).toContain('ERR_NOT_A_REQUESTER');
+    expect(await actionOf(w, confirm.id)).toBe('confirm:ERR_NOT_A_REQUESTER');
+  });
+
+  it("a run in an agent job's plan thread is refused even before the thread is bound", async () => {
+    const { api } = await setup();
+    const jobId = await api.submit(w.ids.grace);
+    const plan = await api.planPost(jobId);
+    // As in the moment between Mattermost taking the plan post and the binding being recorded.
+    await w.d.db.updateTable('jobs').set({ root_post_id: null }).where('id', '=', jobId).execute();
+    const run = w.post('bruno', RUN, plan.id);
+    expect(await answer(plan.id, run.id)).toContain(`this thread already belongs to job:${jobId}`);
+    expect(await actionOf(w, run.id)).toBe('run_thread_taken');
+    expect(await w.d.db.selectFrom('jobs').select('id').execute()).toHaveLength(1);
   });
 });
