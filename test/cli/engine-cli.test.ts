@@ -3,10 +3,10 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TestDb } from '../helpers/db.js';
 import { cli, stateEnv } from '../helpers/cli.js';
+import { clawBureauPath } from '../helpers/clawbureau.js';
 import { tempDir } from '../helpers/fs.js';
 
-const FIXTURES = new URL('../fixtures/clawbureau/', import.meta.url).pathname;
-const fixture = (name: string) => path.join(FIXTURES, name);
+const fixture = (name: string) => clawBureauPath(`fixtures/${name}`);
 const ALLOWLIST = fixture('allowlists.v1.json');
 
 const dbs: (TestDb | null)[] = [];

@@ -1,15 +1,11 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { type Envelope, type EnvelopeType, sealEnvelope, verifyEnvelope } from '../../src/crypto/envelope.js';
 import { jcsHashB64u, sha256B64u } from '../../src/crypto/hash.js';
 import { generateSigningJwk, type SigningKey, signingKeyFromJwk } from '../../src/tokens/signing-key.js';
 import { BASE58_ALPHABET as ALPHABET, base58Decode } from '../helpers/base58.js';
+import { clawBureauJson } from '../helpers/clawbureau.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const fixturesDir = path.resolve(here, '../fixtures/clawbureau');
-const fixture = (name: string): unknown => JSON.parse(readFileSync(path.join(fixturesDir, name), 'utf8'));
+const fixture = (name: string): unknown => clawBureauJson(`fixtures/${name}`);
 
 interface Allowlists {
   gateway_receipt_signer_dids: string[];

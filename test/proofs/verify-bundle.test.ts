@@ -1,15 +1,11 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { verifyEnvelope } from '../../src/crypto/envelope.js';
 import { bundlePayloadHash } from '../../src/proofs/seal-bundle.js';
 import { type BundleFailure, type BundleTrust, verifyBundle } from '../../src/proofs/verify-bundle.js';
+import { clawBureauJson } from '../helpers/clawbureau.js';
 
 // Claw Bureau's own conformance vectors: one bundle its verifier accepts, two it rejects.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const fixturesDir = path.resolve(here, '../fixtures/clawbureau');
-const fixture = (name: string): unknown => JSON.parse(readFileSync(path.join(fixturesDir, name), 'utf8'));
+const fixture = (name: string): unknown => clawBureauJson(`fixtures/${name}`);
 
 interface Allowlists {
   gateway_receipt_signer_dids: string[];
