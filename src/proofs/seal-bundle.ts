@@ -94,8 +94,8 @@ export async function sealBundle(
     const p = parse(e);
     if (e.event_type === 'token_minted') {
       const step = String(p.step);
+      // Claw Bureau's receipt schema: the minted CST is named only on receipts whose approval minted it.
       const minted = {
-        capability_minted: true,
         minted_capability_id: String(p.jti),
         minted_capability_ttl_seconds: Number(p.exp) - Number(p.iat),
       };
@@ -120,6 +120,7 @@ export async function sealBundle(
           receipt_id: `har_${approvalEvent.event_id.slice(4)}`,
           approval_type: 'explicit_approve',
           approver_subject: c.user_id,
+          // No approver_method: none of the schema's enum values describes a typed chat phrase.
           timestamp: approvalEvent.timestamp,
         });
       }
@@ -129,7 +130,6 @@ export async function sealBundle(
         receipt_id: `har_${e.event_id.slice(4)}`,
         approval_type: 'explicit_deny',
         approver_subject: String(p.user_id),
-        capability_minted: false,
         timestamp: e.timestamp,
       });
     }

@@ -67,7 +67,7 @@ interface ApprovalReceipt {
   plan_hash_b64u: string;
   policy_hash_b64u: string;
   scope_hash_b64u: string;
-  capability_minted: boolean;
+  minted_capability_id?: string;
   binding: { run_id: string; event_hash_b64u: string; policy_hash: string; token_scope_hash_b64u: string };
 }
 interface StepMeta {
@@ -370,7 +370,7 @@ describe(`sealed proof bundles (${dialectName})`, () => {
       const body = payloadOf.get(ev.event_id)!;
       const cst = p.metadata.claw_approvals.steps.find((s) => s.step === body.step)!.cst!;
       expect(r.scope_hash_b64u).toBe(cst.token_scope_hash_b64u);
-      expect(r.capability_minted).toBe(true);
+      expect(r.minted_capability_id).toBe(cst.jti);
       return [r.approval_type, ev.event_type, body.step, r.approver_subject, body.user_id ?? null];
     });
     expect(pointed).toEqual([
@@ -468,7 +468,6 @@ describe(`sealed proof bundles (${dialectName})`, () => {
     expect(deny[0]).toMatchObject({
       approver_subject: U.alice,
       agent_did: p.agent_did,
-      capability_minted: false,
       binding: { run_id: `job:${job.jobId}` },
     });
     expect(p.human_approval_receipts!.filter((r) => r.approval_type === 'explicit_approve')).toEqual([]);
