@@ -21,6 +21,26 @@ export function newBundleId(): string {
   return `pb_${randomBytes(16).toString('base64url')}`;
 }
 
+/**
+ * The causal span each step's approvals are anchored to: the `span_id` declared by the step's
+ * first verified gateway receipt (position order) that declares one. Claw Bureau's verifier
+ * knows only spans declared by the bundle's `receipts`, so unverified receipts never anchor.
+ */
+function toolSpanOfSteps(
+  receipts: readonly { step_id: string; position: number; verified: boolean; envelope: string }[],
+): Map<string, string> {
+  const spans = new Map<string, string>();
+  const ordered = receipts.filter((r) => r.verified).sort((a, b) => a.position - b.position);
+  for (const r of ordered) {
+    if (spans.has(r.step_id)) continue;
+    const binding = (JSON.parse(r.envelope) as { payload?: { binding?: { span_id?: unknown } } }).payload
+      ?.binding;
+    const span = binding?.span_id;
+    if (typeof span === 'string' && span.trim().length > 0) spans.set(r.step_id, span);
+  }
+  return spans;
+}
+
 interface StepPlan {
   id: string;
   tool: string;
@@ -75,6 +95,7 @@ export async function sealBundle(
   }
 
   const approvalReceipts: Record<string, unknown>[] = [];
+  const spanOfStep = toolSpanOfSteps(receipts);
   const base = (e: JobEventRow, step: string) => ({
     receipt_version: '1',
     agent_did: did,
@@ -88,6 +109,7 @@ export async function sealBundle(
       event_hash_b64u: e.event_hash_b64u,
       policy_hash: job.policy_hash_b64u,
       token_scope_hash_b64u: plannedById.get(step)?.token_scope_hash_b64u ?? '',
+      ...(spanOfStep.has(step) ? { tool_span_id: spanOfStep.get(step) } : {}),
     },
   });
   for (const e of events) {

@@ -10,8 +10,22 @@ export interface ReceiptBinding {
   event_hash_b64u: string;
 }
 
+/**
+ * The causal span a receipt may declare (Claw Bureau's `binding.span_id` / `parent_span_id`).
+ * In enforce mode clawverify wants all spans of a bundle in one graph with a root, so a test
+ * job's receipts chain: each step's receipt names the previous step's span as its parent.
+ */
+export interface ReceiptSpan {
+  span_id?: string;
+  parent_span_id?: string;
+}
+
 /** A gateway receipt in the Claw Bureau shape, signed by `key` (a gateway's Ed25519 key). */
-export function gatewayReceipt(key: SigningKey, binding: ReceiptBinding, id: string): Envelope<unknown> {
+export function gatewayReceipt(
+  key: SigningKey,
+  binding: ReceiptBinding & ReceiptSpan,
+  id: string,
+): Envelope<unknown> {
   const payload = {
     receipt_version: '1',
     receipt_id: id,
@@ -39,12 +53,18 @@ export function gatewayReceipt(key: SigningKey, binding: ReceiptBinding, id: str
 export const testGateway = newKey();
 
 let counter = 0;
-/** A receipt from the test gateway for a claimed step (`claimToken` answers `runId` and `eventHash`). */
-export function receiptFor(claim: { runId: string; eventHash: string }): Envelope<unknown> {
+/**
+ * A receipt from the test gateway for a claimed step (`claimToken` answers `runId` and
+ * `eventHash`), declaring `span` when given.
+ */
+export function receiptFor(
+  claim: { runId: string; eventHash: string },
+  span: ReceiptSpan = {},
+): Envelope<unknown> {
   counter += 1;
   return gatewayReceipt(
     testGateway,
-    { run_id: claim.runId, event_hash_b64u: claim.eventHash },
+    { run_id: claim.runId, event_hash_b64u: claim.eventHash, ...span },
     `rcpt_${String(counter).padStart(6, '0')}`,
   );
 }
