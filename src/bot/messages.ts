@@ -419,13 +419,45 @@ function endReason(ended: JobEnded): string {
   return m ? `step \`${m[1]}\` denied by ${mention(m[2]!)}` : line(ended.reason);
 }
 
-export function endedMessage(ended: JobEnded, publicUrl: string | null): string {
+/**
+ * The job-ended post: how the job ended, its bundle, and a command that checks the bundle.
+ * `gatewaySigners` are the gateways whose receipts this server accepts; the command names them
+ * so that a bundle carrying their receipts verifies as printed.
+ */
+export function endedMessage(
+  ended: JobEnded,
+  publicUrl: string | null,
+  gatewaySigners: readonly string[] = [],
+): string {
   const link = bundleUrl(publicUrl, ended.bundleId);
   return [
     `**job:${ended.jobId} ${ended.status}** — ${endReason(ended)}`,
     `Proof bundle \`${ended.bundleId}\`${link ? ` · ${link}` : ''}`,
-    `Verify offline: \`claw-approvals bundle verify ${ended.bundleId}\``,
+    verifyLine(ended.bundleId, publicUrl, gatewaySigners),
   ].join('\n');
+}
+
+/**
+ * A reviewer's command: the bundle link and this server's JWKS (with its keys' rotation dates)
+ * are all it needs, on any machine. Without a public URL only the pb_ id form is left, and it
+ * needs this server's database and key, so the line says where it works; so does a link to a
+ * local address (the default when PUBLIC_URL is not set).
+ */
+function verifyLine(bundleId: string, publicUrl: string | null, gatewaySigners: readonly string[]): string {
+  if (!publicUrl) {
+    return `Verify on the server's machine (no public URL is set, so there is no link to check): \`claw-approvals bundle verify ${bundleId}\``;
+  }
+  const base = publicUrl.replace(/\/+$/, '');
+  const command = [
+    `claw-approvals bundle verify ${base}/v1/bundles/${bundleId}`,
+    `--jwks ${base}/.well-known/jwks.json`,
+    ...[...new Set(gatewaySigners)].sort().map((did) => `--gateway ${did}`),
+  ].join(' ');
+  const host = new URL(base).hostname;
+  const local = ['localhost', '[::1]', '0.0.0.0'].includes(host) || /^127(\.\d{1,3}){3}$/.test(host);
+  return local
+    ? `Verify on the server's machine (its public URL is a local address): \`${command}\``
+    : `Verify anywhere: \`${command}\``;
 }
 
 export function bundleUrl(publicUrl: string | null, bundleId: string): string | null {

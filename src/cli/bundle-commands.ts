@@ -3,25 +3,50 @@ import type { Command } from 'commander';
 import { AppError } from '../errors.js';
 import { BUNDLE_ID } from '../http/routes/bundles.js';
 import { getVerifiedPolicy } from '../policy/registry.js';
+import {
+  bundleTrust,
+  checkedDidKey,
+  signersFromAllowlist,
+  signersFromJwks,
+  type TrustedGateway,
+  type TrustedSigner,
+} from '../proofs/trust-sources.js';
 import { type BundleVerdict, verifyBundle } from '../proofs/verify-bundle.js';
-import { loadKeyRing } from '../tokens/key-ring.js';
+import type { Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
+import { fetchSource, httpUrl, readFileSource, readSource, type SourceText } from './read-source.js';
 
-interface Allowlist {
-  agent_did?: string;
-  bundle_signer_dids?: string[];
-  gateway_receipt_signer_dids?: string[];
+/** One check the verdict rests on, as `--json` prints it. */
+interface Check {
+  id: string;
+  ok: boolean;
+  reason?: string;
+  cbReason?: string | null;
+  message: string;
 }
 
-async function readAllowlist(file: string | undefined): Promise<Allowlist> {
-  if (!file) return {};
-  try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as Allowlist;
-  } catch (err) {
-    throw new AppError('ERR_BAD_REQUEST', `allowlist ${file} is not readable JSON`, { cause: err });
-  }
+/** The verifier's verdict, with the per-check detail and Claw Bureau reason it gives. */
+type Verdict = BundleVerdict & { checks?: Check[]; cbReason?: string | null };
+
+type Failed = { reason: string; cbReason: string | null; message: string };
+
+interface Trust {
+  signers: TrustedSigner[];
+  gateways: TrustedGateway[];
 }
+
+interface VerifyOptions {
+  jwks: string[];
+  trust: string[];
+  gateway: string[];
+  allowlist?: string;
+  json?: boolean;
+}
+
+type Target = { kind: 'url'; url: URL } | { kind: 'file'; file: string } | { kind: 'database'; id: string };
+
+const collect = (value: string, previous: string[]) => [...previous, value];
 
 async function isFile(p: string): Promise<boolean> {
   try {
@@ -31,126 +56,326 @@ async function isFile(p: string): Promise<boolean> {
   }
 }
 
+async function targetOf(arg: string): Promise<Target> {
+  const url = httpUrl(arg, 'bundle');
+  if (url) return { kind: 'url', url };
+  if (await isFile(arg)) return { kind: 'file', file: arg };
+  if (BUNDLE_ID.test(arg)) return { kind: 'database', id: arg };
+  throw new AppError(
+    'ERR_BUNDLE_NOT_FOUND',
+    `${arg} is neither a file, an http(s) URL nor a bundle id (pb_…)`,
+  );
+}
+
+/** The JWKS, `--trust`, `--gateway` and allowlist the reviewer gave; nothing from this machine. */
+async function reviewerTrust(opts: VerifyOptions, warn: (text: string) => void): Promise<Trust> {
+  const signers: TrustedSigner[] = opts.trust.map((did) => ({
+    did: checkedDidKey(did, '--trust'),
+    source: '--trust',
+    retiredAt: null,
+  }));
+  const gateways: TrustedGateway[] = opts.gateway.map((did) => ({
+    did: checkedDidKey(did, '--gateway'),
+    source: '--gateway',
+  }));
+  if (opts.allowlist) {
+    const read = await readFileSource(opts.allowlist, {
+      what: 'allowlist',
+      accept: 'application/json',
+      failure: 'ERR_BAD_REQUEST',
+    });
+    const listed = signersFromAllowlist(parseJson(read, 'ERR_BAD_REQUEST'), `allowlist ${read.shown}`);
+    signers.push(...listed.signers);
+    gateways.push(...listed.gateways);
+  }
+  for (const arg of opts.jwks) {
+    const read = await readSource(arg, {
+      what: 'JWKS',
+      accept: 'application/jwk-set+json, application/json',
+      failure: 'ERR_KEY_UNREADABLE',
+    });
+    if (read.url?.protocol === 'http:' && !isLoopback(read.url))
+      warn(`warning: the JWKS ${read.shown} came over plain http: anyone on the way could have replaced it`);
+    signers.push(...signersFromJwks(parseJson(read, 'ERR_KEY_INVALID'), `jwks ${read.shown}`));
+  }
+  return { signers, gateways };
+}
+
+function parseJson(read: SourceText, code: 'ERR_BAD_REQUEST' | 'ERR_KEY_INVALID'): unknown {
+  try {
+    return JSON.parse(read.text);
+  } catch (cause) {
+    throw new AppError(code, `${read.shown} is not JSON${typeOf(read)}`, { cause });
+  }
+}
+
+const typeOf = (read: SourceText) => (read.contentType ? ` (Content-Type ${read.contentType})` : '');
+
+function isLoopback(url: URL): boolean {
+  return /^(localhost|127(\.\d+){3}|\[::1\])$/.test(url.hostname);
+}
+
+/** `--json`: the trust each verdict rested on, by source. */
+function describeTrust(trust: Trust) {
+  return {
+    bundle_signers: trust.signers.map((s) => ({
+      did: s.did,
+      source: s.source,
+      retired_at: s.retiredAt?.toISOString() ?? null,
+    })),
+    gateway_signers: trust.gateways.map((g) => ({ did: g.did, source: g.source })),
+  };
+}
+
+/** The checks of a verdict; a verifier that lists none is shown as one check of the whole bundle. */
+function checksOf(verdict: Verdict): Check[] {
+  if (verdict.checks) return verdict.checks;
+  return [
+    verdict.ok
+      ? { id: 'bundle', ok: true, message: 'bundle verified' }
+      : { id: 'bundle', ok: false, reason: verdict.reason, cbReason: null, message: verdict.message },
+  ];
+}
+
 /**
- * Checks only the database can answer for a bundle stored here: its policy is registered and
- * verifies, and every CST in it is the one issued (same token_hash).
+ * A bundle fetched by its link must be the bundle the link names: a server (or anyone on a
+ * plain-http path) answering with another genuine bundle, say of a job whose approvals were in
+ * order, is refused.
  */
-type DbCheck =
-  { ok: true } | { ok: false; reason: 'POLICY_UNVERIFIABLE' | 'TOKEN_BINDING_MISMATCH'; message: string };
+function checkNamedId(named: string | null, verdict: Verdict): Check | null {
+  if (named === null || !verdict.ok) return null;
+  return verdict.bundleId === named
+    ? { id: 'target.bundle_id', ok: true, message: `the bundle is ${named}, as the link names` }
+    : {
+        id: 'target.bundle_id',
+        ok: false,
+        reason: 'BUNDLE_ID_MISMATCH',
+        cbReason: null,
+        message: `asked for ${named} but got ${verdict.bundleId}`,
+      };
+}
+
+/**
+ * Checks only this server's database can answer for a bundle stored here: its policy is
+ * registered and verifies, and every CST in it is the one issued (same token_hash).
+ */
+async function databaseChecks(rt: Runtime, envelope: unknown): Promise<Check[]> {
+  const ours = (
+    envelope as {
+      payload?: {
+        metadata?: {
+          claw_approvals?: {
+            policy?: { policy_hash_b64u?: string };
+            steps?: { cst: { jti: string; token_hash: string } | null }[];
+          };
+        };
+      };
+    }
+  ).payload?.metadata?.claw_approvals;
+  const checks: Check[] = [];
+  if (ours?.policy?.policy_hash_b64u) {
+    try {
+      await getVerifiedPolicy(rt.database.db, ours.policy.policy_hash_b64u, rt.keyRing.trusts);
+      checks.push({ id: 'database.policy', ok: true, message: 'the policy is registered here and verifies' });
+    } catch (err) {
+      checks.push({
+        id: 'database.policy',
+        ok: false,
+        reason: 'POLICY_UNVERIFIABLE',
+        cbReason: null,
+        message: (err as Error).message,
+      });
+    }
+  }
+  for (const s of ours?.steps ?? []) {
+    if (!s.cst) continue;
+    const t = await rt.database.db
+      .selectFrom('tokens')
+      .select('token_hash')
+      .where('jti', '=', s.cst.jti)
+      .executeTakeFirst();
+    checks.push(
+      t?.token_hash === s.cst.token_hash
+        ? { id: `database.token.${s.cst.jti}`, ok: true, message: `CST ${s.cst.jti} is the token issued` }
+        : {
+            id: `database.token.${s.cst.jti}`,
+            ok: false,
+            reason: 'TOKEN_BINDING_MISMATCH',
+            cbReason: null,
+            message: `CST ${s.cst.jti} is not the token issued`,
+          },
+    );
+  }
+  return checks;
+}
+
+interface Outcome {
+  verdict: Verdict;
+  extra: Check[];
+  trust: Trust;
+  target: { kind: Target['kind']; ref: string };
+}
+
+/** A bundle that is not JSON: failed before the verifier, reported like any other failure. */
+function notJson(shown: string, read: SourceText): Verdict {
+  const message = `${shown} is not JSON${typeOf(read)}`;
+  return {
+    ok: false,
+    reason: 'BUNDLE_ENVELOPE_MALFORMED',
+    cbReason: 'MALFORMED_ENVELOPE',
+    message,
+    checks: [
+      {
+        id: 'input.json',
+        ok: false,
+        reason: 'BUNDLE_ENVELOPE_MALFORMED',
+        cbReason: 'MALFORMED_ENVELOPE',
+        message,
+      },
+    ],
+  };
+}
+
+/** A file or URL: only the reviewer's trust inputs and the bundle are read; no config, key or database. */
+async function verifyOffline(target: Exclude<Target, { kind: 'database' }>, trust: Trust): Promise<Outcome> {
+  const spec = { what: 'bundle', accept: 'application/json', failure: 'ERR_BUNDLE_NOT_FOUND' } as const;
+  const read =
+    target.kind === 'url' ? await fetchSource(target.url, spec) : await readFileSource(target.file, spec);
+  const ref = read.shown;
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(read.text);
+  } catch {
+    return { verdict: notJson(ref, read), extra: [], trust, target: { kind: target.kind, ref } };
+  }
+  const verdict: Verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+  const last = target.kind === 'url' ? (target.url.pathname.split('/').at(-1) ?? '') : '';
+  const named = BUNDLE_ID.test(last) ? last : null;
+  const idCheck = checkNamedId(named, verdict);
+  return { verdict, extra: idCheck ? [idCheck] : [], trust, target: { kind: target.kind, ref } };
+}
+
+/** A pb_ id on the server machine: this server's key ring and gateways are trusted too, and its database is asked. */
+async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<Outcome> {
+  return ctx.withRuntime(async (rt) => {
+    const trust: Trust = {
+      signers: [...given.signers, ...signersFromJwks(rt.keyRing.jwks, 'key ring of this server')],
+      gateways: [
+        ...given.gateways,
+        ...rt.config.gatewaySignerDids.map((did) => ({ did, source: 'GATEWAY_SIGNER_DIDS of this server' })),
+      ],
+    };
+    const row = await rt.database.db
+      .selectFrom('bundles')
+      .select('envelope')
+      .where('bundle_id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', `no bundle ${id} in ${rt.database.description}`);
+    const envelope: unknown = JSON.parse(row.envelope);
+    const verdict: Verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+    const extra = [
+      ...[checkNamedId(id, verdict)].filter((c): c is Check => c !== null),
+      ...(verdict.ok ? await databaseChecks(rt, envelope) : []),
+    ];
+    return { verdict, extra, trust, target: { kind: 'database', ref: id } };
+  });
+}
+
+type Result = { ok: true; verdict: Extract<Verdict, { ok: true }> } | { ok: false; failed: Failed };
+
+/** The first failure: the verifier's, else a check of the link or of this server's database. */
+function resultOf({ verdict, extra }: Outcome): Result {
+  if (!verdict.ok) {
+    return {
+      ok: false,
+      failed: { reason: verdict.reason, cbReason: verdict.cbReason ?? null, message: verdict.message },
+    };
+  }
+  const bad = extra.find((c) => !c.ok);
+  return bad
+    ? {
+        ok: false,
+        failed: { reason: bad.reason ?? bad.id, cbReason: bad.cbReason ?? null, message: bad.message },
+      }
+    : { ok: true, verdict };
+}
+
+function report(outcome: Outcome, result: Result, asJson: boolean): string {
+  const { trust } = outcome;
+  const checks = [...checksOf(outcome.verdict), ...outcome.extra];
+  const common = { target: outcome.target, trust: describeTrust(trust), checks };
+  if (!result.ok) {
+    const { failed } = result;
+    return asJson
+      ? json({ verdict: 'FAIL', ok: false, ...failed, ...common })
+      : `FAIL ${failed.cbReason ? `${failed.cbReason} (${failed.reason})` : failed.reason}: ${failed.message}`;
+  }
+  const { bundleId, signerDid, events, receipts, approvals } = result.verdict;
+  const via = [...new Set(trust.signers.filter((s) => s.did === signerDid).map((s) => s.source))];
+  return asJson
+    ? json({
+        verdict: 'OK',
+        ok: true,
+        reason: 'OK',
+        cbReason: null,
+        bundleId,
+        signerDid,
+        events,
+        receipts,
+        approvals,
+        ...common,
+      })
+    : `OK ${bundleId}: signed by ${signerDid} (trusted: ${via.join(', ')}); ` +
+        `${events} chained events, ${approvals} approval receipts, ${receipts} gateway receipts verified`;
+}
 
 export function bundleCommands(program: Command, ctx: CliContext): void {
   const bundle = program.command('bundle').description('proof bundles: verify, show');
 
   bundle
     .command('verify')
-    .description('re-check a proof bundle (file, or pb_ id from the database) and print a reason code')
-    .argument('<file-or-id>', 'path to a bundle JSON file, or a bundle id')
+    .description(
+      'check a proof bundle on any machine: a file or a bundle link needs only the trust you give ' +
+        '(--jwks, --trust, --allowlist), no configuration, key or database; a pb_ id is checked ' +
+        'against this server (its key ring and database) as well',
+    )
+    .argument('<file | url | pb_id>', 'a bundle JSON file, its https link, or a bundle id stored here')
+    .option(
+      '--jwks <url-or-file>',
+      'trust the keys of this JWKS as bundle signers (a retired key only for bundles issued by its retired_at), e.g. https://<server>/.well-known/jwks.json; repeatable',
+      collect,
+      [],
+    )
+    .option('--trust <did>', 'trust this did:key as a bundle signer; repeatable', collect, [])
+    .option('--gateway <did>', 'trust this did:key as a gateway receipt signer; repeatable', collect, [])
     .option(
       '--allowlist <file>',
       'Claw Bureau allowlist: agent_did (bundle signer), gateway_receipt_signer_dids',
     )
-    .option('--trust <did...>', 'additional trusted bundle signer did:key(s)')
-    .option('--json', 'print the verdict as JSON')
-    .action(async (target: string, opts: { allowlist?: string; trust?: string[]; json?: boolean }) => {
-      const allow = await readAllowlist(opts.allowlist);
-      const signers = new Set([
-        ...(opts.trust ?? []),
-        ...(allow.agent_did ? [allow.agent_did] : []),
-        ...(allow.bundle_signer_dids ?? []),
-      ]);
-      const config = ctx.config();
-      const gateways = new Set([...config.gatewaySignerDids, ...(allow.gateway_receipt_signer_dids ?? [])]);
-      // The bot's own keys are trusted when this machine has them (a retired one only for older bundles).
-      let ringTrusts: ((did: string, at: Date) => boolean) | null = null;
-      try {
-        ringTrusts = (await loadKeyRing(config.signingKey, config.retiredKeysFile, { create: false })).ring
-          .trusts;
-      } catch {
-        ringTrusts = null;
-      }
-      const trust = {
-        trustsSigner: (did: string, at: Date) => signers.has(did) || (ringTrusts?.(did, at) ?? false),
-        gatewaySigners: gateways,
-      };
-
-      let verdict: BundleVerdict;
-      let dbCheck: DbCheck = { ok: true };
-      if (await isFile(target)) {
-        let envelope: unknown;
-        try {
-          envelope = JSON.parse(await fs.readFile(target, 'utf8'));
-        } catch (err) {
-          throw new AppError('ERR_BUNDLE_INVALID', `BUNDLE_ENVELOPE_MALFORMED: ${target} is not JSON`, {
-            cause: err,
-          });
-        }
-        verdict = verifyBundle(envelope, trust);
-      } else if (BUNDLE_ID.test(target)) {
-        ({ verdict, dbCheck } = await ctx.withRuntime(async (rt) => {
-          const row = await rt.database.db
-            .selectFrom('bundles')
-            .selectAll()
-            .where('bundle_id', '=', target)
-            .executeTakeFirst();
-          if (!row)
-            throw new AppError('ERR_BUNDLE_NOT_FOUND', `no bundle ${target} in ${rt.database.description}`);
-          const envelope = JSON.parse(row.envelope) as {
-            payload: {
-              metadata?: {
-                claw_approvals?: {
-                  policy?: { policy_hash_b64u?: string };
-                  steps?: { cst: { jti: string; token_hash: string } | null }[];
-                };
-              };
-            };
-          };
-          const v = verifyBundle(envelope, trust);
-          if (!v.ok) return { verdict: v, dbCheck: { ok: true } as DbCheck };
-          const ours = envelope.payload.metadata?.claw_approvals;
-          let check: DbCheck = { ok: true };
-          if (ours?.policy?.policy_hash_b64u) {
-            try {
-              await getVerifiedPolicy(rt.database.db, ours.policy.policy_hash_b64u, rt.keyRing.trusts);
-            } catch (err) {
-              check = { ok: false, reason: 'POLICY_UNVERIFIABLE', message: (err as Error).message };
-            }
-          }
-          for (const s of ours?.steps ?? []) {
-            if (!check.ok || !s.cst) continue;
-            const t = await rt.database.db
-              .selectFrom('tokens')
-              .select('token_hash')
-              .where('jti', '=', s.cst.jti)
-              .executeTakeFirst();
-            if (t?.token_hash !== s.cst.token_hash) {
-              check = {
-                ok: false,
-                reason: 'TOKEN_BINDING_MISMATCH',
-                message: `CST ${s.cst.jti} is not the token issued`,
-              };
-            }
-          }
-          return { verdict: v, dbCheck: check };
-        }));
-      } else {
-        throw new AppError('ERR_BUNDLE_NOT_FOUND', `${target} is neither a file nor a bundle id (pb_…)`);
-      }
-      const failed = !verdict.ok ? verdict : !dbCheck.ok ? dbCheck : null;
-      if (failed) {
-        ctx.output.out(
-          opts.json
-            ? json({ ok: false, reason: failed.reason, message: failed.message })
-            : `FAIL ${failed.reason}: ${failed.message}`,
+    .option('--json', 'print the verdict, every check and the trust used as JSON')
+    .addHelpText(
+      'after',
+      '\nA bundle never vouches for itself: without --jwks, --trust or --allowlist a file or link is not checked.\n' +
+        'Exit code 0 on OK, 1 on FAIL or when the bundle or a trust source cannot be read.',
+    )
+    .action(async (arg: string, opts: VerifyOptions) => {
+      const target = await targetOf(arg);
+      const given = await reviewerTrust(opts, (text) => ctx.output.err(text));
+      if (target.kind !== 'database' && given.signers.length === 0) {
+        throw new AppError(
+          'ERR_VALIDATION',
+          'no bundle signer to trust: pass --jwks https://<server>/.well-known/jwks.json (the server that ' +
+            "sealed the bundle) or --trust did:key:…; the bundle's own signer_did is never trusted",
         );
-        throw new AppError('ERR_BUNDLE_INVALID', `${failed.reason}: ${failed.message}`);
       }
-      if (!verdict.ok) return;
-      ctx.output.out(
-        opts.json
-          ? json({ ...verdict, reason: 'OK' })
-          : `OK ${verdict.bundleId}: signed by ${verdict.signerDid}; ${verdict.events} chained events, ` +
-              `${verdict.approvals} approval receipts, ${verdict.receipts} gateway receipts verified`,
-      );
+      const outcome =
+        target.kind === 'database'
+          ? await verifyStored(ctx, target.id, given)
+          : await verifyOffline(target, given);
+      const result = resultOf(outcome);
+      ctx.output.out(report(outcome, result, opts.json === true));
+      if (!result.ok)
+        throw new AppError('ERR_BUNDLE_INVALID', `${result.failed.reason}: ${result.failed.message}`);
     });
 
   bundle

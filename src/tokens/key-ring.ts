@@ -36,23 +36,27 @@ export interface KeyRing {
    * than its retirement, so a leaked old key cannot vouch for anything new.
    */
   trusts: TrustCheck;
-  /** Public keys for `/.well-known/jwks.json`. */
-  jwks: { keys: PublicJwk[] };
+  /**
+   * Public keys for `/.well-known/jwks.json`: the active key, then each retired key with its
+   * `retired_at`, so that a verifier elsewhere applies the same rotation rule as `trusts`.
+   */
+  jwks: { keys: (PublicJwk | RetiredKey)[] };
 }
 
 export function buildKeyRing(active: SigningKey, retired: RetiredKey[]): KeyRing {
-  const publicOnly = (k: PublicJwk): PublicJwk => ({
-    kty: k.kty,
-    crv: k.crv,
-    x: k.x,
-    kid: k.kid,
-    alg: k.alg,
-    use: k.use,
-  });
   const others = retired.filter((k) => k.kid !== active.kid);
   const retiredAt = new Map(
     others.map((k) => [didKeyFromPublicKey(fromB64u(k.x)), Date.parse(k.retired_at)] as const),
   );
+  // Members copied one by one: nothing but the public key and its date is ever published. A
+  // retired key without a readable date is trusted for nothing, so it is not published either
+  // (a verifier that ignored a missing date would trust it for everything).
+  const published = others.flatMap((k): RetiredKey[] => {
+    const until = Date.parse(k.retired_at);
+    if (Number.isNaN(until)) return [];
+    const { kty, crv, x, kid, alg, use } = k;
+    return [{ kty, crv, x, kid, alg, use, retired_at: new Date(until).toISOString() }];
+  });
   return {
     active,
     retired: others,
@@ -63,7 +67,7 @@ export function buildKeyRing(active: SigningKey, retired: RetiredKey[]): KeyRing
       // A retired key without a readable retirement date is trusted for nothing new.
       return until !== undefined && !Number.isNaN(until) && at.getTime() <= until;
     },
-    jwks: { keys: [active.publicJwk, ...others.map(publicOnly)] },
+    jwks: { keys: [active.publicJwk, ...published] },
   };
 }
 

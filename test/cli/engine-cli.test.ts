@@ -47,11 +47,17 @@ describe('claw-approvals bundle verify (files, offline)', () => {
   });
 
   it('refuses a correctly signed bundle whose signer nobody said to trust', async () => {
-    const res = await cli(['bundle', 'verify', fixture('proof_bundle_pass.v1.json')], {
-      DATA_DIR: await tempDir(),
+    const dir = await tempDir();
+    const none = await cli(['bundle', 'verify', fixture('proof_bundle_pass.v1.json')], { DATA_DIR: dir });
+    expect(none.code).toBe(1);
+    expect(none.out).toBe('');
+    expect(none.err).toMatch(/^error ERR_VALIDATION: no bundle signer to trust: pass --jwks .* or --trust/);
+    const other = 'did:key:z6MkfF4ykuxdK3Cea9xDqWgLLgMBvxcypy6Tv1K45Eahxy3m';
+    const res = await cli(['bundle', 'verify', fixture('proof_bundle_pass.v1.json'), '--trust', other], {
+      DATA_DIR: dir,
     });
     expect(res.code).toBe(1);
-    expect(res.out).toMatch(/^FAIL BUNDLE_SIGNER_UNTRUSTED/);
+    expect(res.out).toMatch(/^FAIL (\S+ \()?BUNDLE_SIGNER_UNTRUSTED/);
   });
 
   it('refuses gateway receipts whose signer is not allowlisted', async () => {
@@ -63,16 +69,16 @@ describe('claw-approvals bundle verify (files, offline)', () => {
       DATA_DIR: dir,
     });
     expect(res.code).toBe(1);
-    expect(res.out).toMatch(/^FAIL RECEIPT_SIGNER_UNTRUSTED/);
+    expect(res.out).toMatch(/^FAIL (\S+ \()?RECEIPT_SIGNER_UNTRUSTED/);
   });
 
   it('says what is wrong with a file that is not JSON and an argument that is neither file nor id', async () => {
     const dir = await tempDir();
     const junk = path.join(dir, 'junk.json');
     await fs.writeFile(junk, '{"envelope_version":');
-    expect((await cli(['bundle', 'verify', junk], { DATA_DIR: dir })).err).toContain(
-      'BUNDLE_ENVELOPE_MALFORMED',
-    );
+    expect(
+      (await cli(['bundle', 'verify', junk, '--allowlist', ALLOWLIST], { DATA_DIR: dir })).err,
+    ).toContain('BUNDLE_ENVELOPE_MALFORMED');
     const res = await cli(['bundle', 'verify', 'no-such-thing'], { DATA_DIR: dir });
     expect(res.code).toBe(1);
     expect(res.err).toContain('ERR_BUNDLE_NOT_FOUND');

@@ -127,7 +127,8 @@ describe('key ring (trust comes from files, never from the database)', () => {
     expect(ring.retired).toEqual([{ ...first.active.publicJwk, retired_at: '2026-02-01T00:00:00.000Z' }]);
     expect(ring.trustedDids).toEqual(new Set([to.did, from.did]));
     expect(ring.jwks.keys.map((k) => k.kid)).toEqual([to.kid, from.kid]);
-    expect(JSON.stringify(ring.jwks)).not.toContain('retired_at');
+    // Published with its retirement date, so verifiers elsewhere apply the same rotation rule.
+    expect(ring.jwks.keys[1]).toEqual({ ...first.active.publicJwk, retired_at: '2026-02-01T00:00:00.000Z' });
     expect((await fs.stat(retiredFile)).mode & 0o777).toBe(0o600);
     expect(await fs.readFile(retiredFile, 'utf8')).not.toContain('"d"');
   });

@@ -13,6 +13,11 @@ const jwkSchema = {
     kid: { type: 'string' },
     alg: { type: 'string' },
     use: { type: 'string' },
+    /**
+     * On a rotated-out key only: the last moment it signed. Verifiers elsewhere (`bundle verify
+     * --jwks`, the bundle page) trust it only for records issued no later, as the server does.
+     */
+    retired_at: { type: 'string', format: 'date-time' },
   },
 } as const;
 
