@@ -76,6 +76,8 @@ export interface Recheck {
   withdrawn: number;
   /** Approvers whose account is deactivated (or gone): they do not count. */
   inactive: Set<string>;
+  /** The username Mattermost gave just now for each approver still standing and active. */
+  usernames: Map<string, string>;
 }
 
 /**
@@ -91,7 +93,7 @@ export async function recheckApprovals(
   step: string,
   at: Date,
 ): Promise<Recheck> {
-  const result: Recheck = { withdrawn: 0, inactive: new Set() };
+  const result: Recheck = { withdrawn: 0, inactive: new Set(), usernames: new Map() };
   const chat = ctx.chat;
   if (!chat) return result;
   const live = await trx
@@ -130,6 +132,8 @@ export async function recheckApprovals(
     if (user === null || user.delete_at > 0) {
       result.inactive.add(userId);
       ctx.log.info({ jobId: job.id, step, userId }, 'approver deactivated; not counted');
+    } else {
+      result.usernames.set(userId, user.username);
     }
   }
   return result;

@@ -6,6 +6,7 @@ import type { JobEventRow, JobRow } from '../db/schema.js';
 import type { EngineContext } from '../jobs/context.js';
 import { jobSteps } from '../jobs/job-repository.js';
 import { missionId } from '../tokens/cst-claims.js';
+import { getVerifiedPolicy, type WpcEnvelope } from '../policy/registry.js';
 import { readChain } from './event-chain.js';
 import { sortKeysDeep } from './sort-keys.js';
 
@@ -39,6 +40,42 @@ function toolSpanOfSteps(
     if (typeof span === 'string' && span.trim().length > 0) spans.set(r.step_id, span);
   }
   return spans;
+}
+
+/**
+ * A step's two-person snapshot as sealed (issue 10 section 3): null where no approval was
+ * needed or none minted; for a gated mint, the record its `token_minted` event holds plus that
+ * event's hash. Mints chained before snapshots were recorded seal null with a reason, so a
+ * verifier can tell "not recorded" from "not needed".
+ */
+function sealedApproval(
+  gate: string,
+  mint: { event: JobEventRow; payload: Record<string, unknown> } | undefined,
+): { approval: Record<string, unknown> | null; approval_unrecorded?: 'MINTED_BEFORE_SNAPSHOTS' } {
+  if (gate !== 'gated' || !mint) return { approval: null };
+  if (!('approval' in mint.payload))
+    return { approval: null, approval_unrecorded: 'MINTED_BEFORE_SNAPSHOTS' };
+  const record = mint.payload.approval as Record<string, unknown> | null;
+  return {
+    approval: record === null ? null : { ...record, mint_event_hash_b64u: mint.event.event_hash_b64u },
+  };
+}
+
+/**
+ * The pinned policy's signed WPC envelope, exactly as `/v1/wpc/:hash` serves it, so that the
+ * rule can be recomputed offline. A version that no longer verifies is sealed as null (and
+ * logged): ending the job must not hang on it, and the bundle then claims nothing about it.
+ */
+async function pinnedEnvelope(ctx: EngineContext, trx: Db, job: JobRow): Promise<WpcEnvelope | null> {
+  try {
+    return await getVerifiedPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts);
+  } catch (err) {
+    ctx.log.error(
+      { err, jobId: job.id, policyHash: job.policy_hash_b64u },
+      'pinned policy unverifiable at seal',
+    );
+    return null;
+  }
 }
 
 interface StepPlan {
@@ -161,8 +198,9 @@ export async function sealBundle(
   const mintEvents = new Map(
     events
       .filter((e) => e.event_type === 'token_minted')
-      .map((e) => [String(parse(e).step), parse(e)] as const),
+      .map((e) => [String(parse(e).step), { event: e, payload: parse(e) }] as const),
   );
+  const policyEnvelope = await pinnedEnvelope(ctx, trx, job);
   const ours = sortKeysDeep({
     claw_approvals: {
       job_id: runId,
@@ -180,17 +218,19 @@ export async function sealBundle(
       submitted_by: job.submitted_by,
       requester_id: job.requester_id,
       executor: job.executor,
-      policy: { name: job.policy_name, policy_hash_b64u: job.policy_hash_b64u },
+      policy: { name: job.policy_name, policy_hash_b64u: job.policy_hash_b64u, envelope: policyEnvelope },
       plan_hash_b64u: job.plan_hash_b64u,
       steps: steps.map((s) => {
         const t = tokenOf.get(s.step_id);
-        const m = mintEvents.get(s.step_id);
+        const mint = mintEvents.get(s.step_id);
+        const m = mint?.payload;
         return {
           step: s.step_id,
           tool: s.tool,
           gate: s.gate,
           status: s.status,
           result_summary: s.result_summary,
+          ...sealedApproval(s.gate, mint),
           cst: t
             ? {
                 jti: t.jti,

@@ -2,6 +2,7 @@ import { canonicalJson } from '../crypto/jcs.js';
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow } from '../db/schema.js';
 import { AppError, isAppError } from '../errors.js';
+import type { GroupMembership } from '../approvals/directory.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import { recheckApprovals } from '../approvals/recheck-approvals.js';
 import { confirmationStands } from '../approvals/requester-confirmation.js';
@@ -11,7 +12,8 @@ import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
 import { classifyPlan, planHash } from '../jobs/plan.js';
 import { stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
-import { getVerifiedPolicy } from '../policy/registry.js';
+import type { ApprovalRecord } from '../proofs/two-person.js';
+import { getVerifiedApprovalPolicy } from '../policy/registry.js';
 import { matchesPattern } from '../policy/tool-pattern.js';
 import type { ApprovalRule, Wpc } from '../policy/types.js';
 import { missionId, stepScope } from './cst-claims.js';
@@ -41,7 +43,7 @@ export type MintAttempt =
 /** The job's pinned policy, re-verified from the registry (signature and hash) on every use. */
 export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Promise<Wpc> {
   try {
-    return (await getVerifiedPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts)).payload;
+    return await getVerifiedApprovalPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts);
   } catch (err) {
     throw new AppError(
       'ERR_POLICY_UNAVAILABLE',
@@ -97,6 +99,13 @@ export async function pinnedStep(
   return { policy, rule, simulationStep: expected.simulationStep };
 }
 
+/** A live approval as quorum saw it: its decision, its post, and how its author was found in each allowed group. */
+export interface LiveApproval {
+  decisionId: number;
+  postId: string | null;
+  foundIn: GroupMembership[];
+}
+
 /** Live approvals for a step, re-checked against the directory now (SPEC section 2: "at the moment quorum is evaluated"). */
 export async function currentQuorum(
   ctx: EngineContext,
@@ -106,11 +115,11 @@ export async function currentQuorum(
   rule: ApprovalRule | null,
   /** Approvers found deactivated when Mattermost was asked just now: they do not count. */
   inactive: ReadonlySet<string> = new Set(),
-): Promise<QuorumResult & { decisionIds: Map<string, number> }> {
-  if (!rule) return { met: true, counted: [], missing: 0, openGroups: [], decisionIds: new Map() };
+): Promise<QuorumResult & { live: Map<string, LiveApproval> }> {
+  if (!rule) return { met: true, counted: [], missing: 0, openGroups: [], live: new Map() };
   const live = await trx
     .selectFrom('decisions')
-    .select(['id', 'user_id'])
+    .select(['id', 'user_id', 'post_id'])
     .where('job_id', '=', job.id)
     .where('step_id', '=', step.step_id)
     .where('kind', '=', 'approve')
@@ -119,13 +128,13 @@ export async function currentQuorum(
     .orderBy('id')
     .execute();
   const approvals = [];
+  const seen = new Map<string, LiveApproval>();
   for (const d of live) {
     if (d.user_id === job.requester_id && !rule.allow_requester_approval) continue;
     if (inactive.has(d.user_id)) continue;
-    approvals.push({
-      userId: d.user_id,
-      groups: await ctx.directory.groupsOf(d.user_id, rule.allowed_approver_groups),
-    });
+    const foundIn = await ctx.directory.membershipsOf(d.user_id, rule.allowed_approver_groups);
+    seen.set(d.user_id, { decisionId: d.id, postId: d.post_id, foundIn });
+    approvals.push({ userId: d.user_id, groups: foundIn.map((m) => m.group) });
   }
   const quorum = evaluateQuorum(
     {
@@ -135,7 +144,63 @@ export async function currentQuorum(
     },
     approvals,
   );
-  return { ...quorum, decisionIds: new Map(live.map((d) => [d.user_id, d.id])) };
+  return { ...quorum, live: seen };
+}
+
+/**
+ * The two-person snapshot of a mint (issue 10 section 3): the effective rule of the pinned
+ * policy, the requester, and for each counted approver how they were found in each allowed
+ * group. It goes into the `token_minted` payload, so it is hashed into the chain, and the
+ * sealed bundle carries it for `checkTwoPerson` to re-check offline.
+ */
+async function approvalRecord(
+  trx: Db,
+  job: JobRow,
+  rule: ApprovalRule,
+  quorum: QuorumResult & { live: Map<string, LiveApproval> },
+  usernames: ReadonlyMap<string, string>,
+  at: Date,
+): Promise<ApprovalRecord> {
+  const recorded = await trx
+    .selectFrom('job_events')
+    .select(['payload', 'event_hash_b64u'])
+    .where('job_id', '=', job.id)
+    .where('event_type', '=', 'approval_recorded')
+    .execute();
+  const eventOfDecision = new Map(
+    recorded.map((e) => [
+      (JSON.parse(e.payload) as { decision_id?: unknown }).decision_id,
+      e.event_hash_b64u,
+    ]),
+  );
+  return {
+    rule: {
+      required_approvals: rule.required_approvals,
+      allowed_approver_groups: [...rule.allowed_approver_groups],
+      distinct_groups: rule.distinct_groups,
+      allow_requester_approval: rule.allow_requester_approval,
+    },
+    requester_id: job.requester_id,
+    evaluated_at: at.toISOString(),
+    approvers: quorum.counted.map((c) => {
+      const live = quorum.live.get(c.userId);
+      const eventHash = live ? eventOfDecision.get(live.decisionId) : undefined;
+      // Every accepted approval is chained when it is recorded: a gap here is corruption.
+      if (!live || eventHash === undefined)
+        throw new AppError(
+          'ERR_INTERNAL',
+          `job:${job.id}: approval by ${c.userId} has no approval_recorded event`,
+        );
+      return {
+        user_id: c.userId,
+        username: usernames.get(c.userId) ?? null,
+        post_id: live.postId,
+        approval_event_hash_b64u: eventHash,
+        counted_for: c.group,
+        found_in: live.foundIn.map((m) => ({ group: m.group, via: m.via, ref: m.ref })),
+      };
+    }),
+  };
 }
 
 /**
@@ -175,9 +240,11 @@ export async function tryMintStep(
     return { minted: false, waiting: 'confirmation' };
   let quorum = await currentQuorum(ctx, trx, job, step, effective.rule);
   if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
+  let usernames: ReadonlyMap<string, string> = new Map();
   if (effective.rule !== null) {
     // Met on what the database says: confirm with Mattermost now (posts unedited, approvers active).
     const recheck = await recheckApprovals(ctx, trx, job, step.step_id, at);
+    usernames = recheck.usernames;
     if (recheck.withdrawn > 0 || recheck.inactive.size > 0) {
       quorum = await currentQuorum(ctx, trx, job, step, effective.rule, recheck.inactive);
       if (!quorum.met) return { minted: false, waiting: 'approvals', quorum };
@@ -201,6 +268,8 @@ export async function tryMintStep(
   const ttl = Math.min(req.cst_ttl_seconds_max, remaining);
   if (ttl < 1) return { minted: false, waiting: 'deadline' };
 
+  const approval =
+    effective.rule === null ? null : await approvalRecord(trx, job, effective.rule, quorum, usernames, at);
   const issued = await issueToken({
     key: ctx.keyRing.active,
     scope: {
@@ -252,8 +321,9 @@ export async function tryMintStep(
       counted: quorum.counted.map((q) => ({
         user_id: q.userId,
         group: q.group,
-        decision_id: quorum.decisionIds.get(q.userId) ?? null,
+        decision_id: quorum.live.get(q.userId)?.decisionId ?? null,
       })),
+      approval,
     },
     at,
   );
