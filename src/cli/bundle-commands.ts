@@ -37,16 +37,16 @@ interface Trust {
 }
 
 interface VerifyOptions {
-  jwks: string[];
-  trust: string[];
-  gateway: string[];
+  jwks?: string[];
+  trust?: string[];
+  gateway?: string[];
   allowlist?: string;
   json?: boolean;
 }
 
 type Target = { kind: 'url'; url: URL } | { kind: 'file'; file: string } | { kind: 'database'; id: string };
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 async function isFile(p: string): Promise<boolean> {
   try {
@@ -69,12 +69,12 @@ async function targetOf(arg: string): Promise<Target> {
 
 /** The JWKS, `--trust`, `--gateway` and allowlist the reviewer gave; nothing from this machine. */
 async function reviewerTrust(opts: VerifyOptions, warn: (text: string) => void): Promise<Trust> {
-  const signers: TrustedSigner[] = opts.trust.map((did) => ({
+  const signers: TrustedSigner[] = (opts.trust ?? []).map((did) => ({
     did: checkedDidKey(did, '--trust'),
     source: '--trust',
     retiredAt: null,
   }));
-  const gateways: TrustedGateway[] = opts.gateway.map((did) => ({
+  const gateways: TrustedGateway[] = (opts.gateway ?? []).map((did) => ({
     did: checkedDidKey(did, '--gateway'),
     source: '--gateway',
   }));
@@ -88,7 +88,7 @@ async function reviewerTrust(opts: VerifyOptions, warn: (text: string) => void):
     signers.push(...listed.signers);
     gateways.push(...listed.gateways);
   }
-  for (const arg of opts.jwks) {
+  for (const arg of opts.jwks ?? []) {
     const read = await readSource(arg, {
       what: 'JWKS',
       accept: 'application/jwk-set+json, application/json',
@@ -344,10 +344,9 @@ export function bundleCommands(program: Command, ctx: CliContext): void {
       '--jwks <url-or-file>',
       'trust the keys of this JWKS as bundle signers (a retired key only for bundles issued by its retired_at), e.g. https://<server>/.well-known/jwks.json; repeatable',
       collect,
-      [],
     )
-    .option('--trust <did>', 'trust this did:key as a bundle signer; repeatable', collect, [])
-    .option('--gateway <did>', 'trust this did:key as a gateway receipt signer; repeatable', collect, [])
+    .option('--trust <did>', 'trust this did:key as a bundle signer; repeatable', collect)
+    .option('--gateway <did>', 'trust this did:key as a gateway receipt signer; repeatable', collect)
     .option(
       '--allowlist <file>',
       'Claw Bureau allowlist: agent_did (bundle signer), gateway_receipt_signer_dids',
