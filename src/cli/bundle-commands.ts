@@ -11,23 +11,24 @@ import {
   type TrustedGateway,
   type TrustedSigner,
 } from '../proofs/trust-sources.js';
-import { type BundleVerdict, verifyBundle } from '../proofs/verify-bundle.js';
+import {
+  type BundleFailure,
+  type BundleVerdict,
+  type VerifyCheck,
+  verifyBundle,
+} from '../proofs/verify-bundle.js';
 import type { Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
 import { fetchSource, httpUrl, readFileSource, readSource, type SourceText } from './read-source.js';
 
-/** One check the verdict rests on, as `--json` prints it. */
-interface Check {
-  id: string;
-  ok: boolean;
-  reason?: string;
-  cbReason?: string | null;
-  message: string;
-}
-
-/** The verifier's verdict, with the per-check detail and Claw Bureau reason it gives. */
-type Verdict = BundleVerdict & { checks?: Check[]; cbReason?: string | null };
+/**
+ * One check the verdict rests on, as `--json` prints it: the verifier's, or one only this
+ * command can make (the link names the bundle, this server's database agrees).
+ */
+type Check = Omit<VerifyCheck, 'reason'> & {
+  reason?: BundleFailure | 'BUNDLE_ID_MISMATCH' | 'POLICY_UNVERIFIABLE';
+};
 
 type Failed = { reason: string; cbReason: string | null; message: string };
 
@@ -127,31 +128,20 @@ function describeTrust(trust: Trust) {
   };
 }
 
-/** The checks of a verdict; a verifier that lists none is shown as one check of the whole bundle. */
-function checksOf(verdict: Verdict): Check[] {
-  if (verdict.checks) return verdict.checks;
-  return [
-    verdict.ok
-      ? { id: 'bundle', ok: true, message: 'bundle verified' }
-      : { id: 'bundle', ok: false, reason: verdict.reason, cbReason: null, message: verdict.message },
-  ];
-}
-
 /**
  * A bundle fetched by its link must be the bundle the link names: a server (or anyone on a
  * plain-http path) answering with another genuine bundle, say of a job whose approvals were in
  * order, is refused.
  */
-function checkNamedId(named: string | null, verdict: Verdict): Check | null {
-  if (named === null || !verdict.ok) return null;
-  return verdict.bundleId === named
+function checkNamedId(named: string, bundleId: string): Check {
+  return bundleId === named
     ? { id: 'target.bundle_id', ok: true, message: `the bundle is ${named}, as the link names` }
     : {
         id: 'target.bundle_id',
         ok: false,
         reason: 'BUNDLE_ID_MISMATCH',
         cbReason: null,
-        message: `asked for ${named} but got ${verdict.bundleId}`,
+        message: `asked for ${named} but got ${bundleId}`,
       };
 }
 
@@ -210,14 +200,14 @@ async function databaseChecks(rt: Runtime, envelope: unknown): Promise<Check[]> 
 }
 
 interface Outcome {
-  verdict: Verdict;
+  verdict: BundleVerdict;
   extra: Check[];
   trust: Trust;
   target: { kind: Target['kind']; ref: string };
 }
 
 /** A bundle that is not JSON: failed before the verifier, reported like any other failure. */
-function notJson(shown: string, read: SourceText): Verdict {
+function notJson(shown: string, read: SourceText): BundleVerdict {
   const message = `${shown} is not JSON${typeOf(read)}`;
   return {
     ok: false,
@@ -248,11 +238,10 @@ async function verifyOffline(target: Exclude<Target, { kind: 'database' }>, trus
   } catch {
     return { verdict: notJson(ref, read), extra: [], trust, target: { kind: target.kind, ref } };
   }
-  const verdict: Verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+  const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
   const last = target.kind === 'url' ? (target.url.pathname.split('/').at(-1) ?? '') : '';
-  const named = BUNDLE_ID.test(last) ? last : null;
-  const idCheck = checkNamedId(named, verdict);
-  return { verdict, extra: idCheck ? [idCheck] : [], trust, target: { kind: target.kind, ref } };
+  const extra = verdict.ok && BUNDLE_ID.test(last) ? [checkNamedId(last, verdict.bundleId)] : [];
+  return { verdict, extra, trust, target: { kind: target.kind, ref } };
 }
 
 /** A pb_ id on the server machine: this server's key ring and gateways are trusted too, and its database is asked. */
@@ -272,23 +261,22 @@ async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<
       .executeTakeFirst();
     if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', `no bundle ${id} in ${rt.database.description}`);
     const envelope: unknown = JSON.parse(row.envelope);
-    const verdict: Verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
-    const extra = [
-      ...[checkNamedId(id, verdict)].filter((c): c is Check => c !== null),
-      ...(verdict.ok ? await databaseChecks(rt, envelope) : []),
-    ];
+    const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+    const extra = verdict.ok
+      ? [checkNamedId(id, verdict.bundleId), ...(await databaseChecks(rt, envelope))]
+      : [];
     return { verdict, extra, trust, target: { kind: 'database', ref: id } };
   });
 }
 
-type Result = { ok: true; verdict: Extract<Verdict, { ok: true }> } | { ok: false; failed: Failed };
+type Result = { ok: true; verdict: Extract<BundleVerdict, { ok: true }> } | { ok: false; failed: Failed };
 
 /** The first failure: the verifier's, else a check of the link or of this server's database. */
 function resultOf({ verdict, extra }: Outcome): Result {
   if (!verdict.ok) {
     return {
       ok: false,
-      failed: { reason: verdict.reason, cbReason: verdict.cbReason ?? null, message: verdict.message },
+      failed: { reason: verdict.reason, cbReason: verdict.cbReason, message: verdict.message },
     };
   }
   const bad = extra.find((c) => !c.ok);
@@ -302,7 +290,7 @@ function resultOf({ verdict, extra }: Outcome): Result {
 
 function report(outcome: Outcome, result: Result, asJson: boolean): string {
   const { trust } = outcome;
-  const checks = [...checksOf(outcome.verdict), ...outcome.extra];
+  const checks = [...outcome.verdict.checks, ...outcome.extra];
   const common = { target: outcome.target, trust: describeTrust(trust), checks };
   if (!result.ok) {
     const { failed } = result;
