@@ -109,6 +109,7 @@ export async function announceEnded(
   ended: JobEnded,
   publicUrl: string | null,
   at: Date,
+  gatewaySigners: readonly string[] = [],
 ): Promise<void> {
   const t = thread(job);
   if (!t) return;
@@ -119,7 +120,7 @@ export async function announceEnded(
       key: endedPostKey(job.id),
       jobId: job.id,
       ...t,
-      message: endedMessage(ended, publicUrl),
+      message: endedMessage(ended, publicUrl, gatewaySigners),
       props: {
         claw_job_id: `job:${job.id}`,
         claw_bundle_id: ended.bundleId,

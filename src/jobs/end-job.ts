@@ -73,14 +73,23 @@ export async function endJob(
   await appendRejectionSummaries(trx, job.id, at);
   await appendEvent(trx, job.id, 'job_ended', { status, reason }, at);
   const ended: JobRow = { ...job, status, end_reason: reason, ended_at: at, updated_at: at };
-  const { bundleId } = await sealBundle(ctx, trx, ended, at);
+  const { bundleId, envelope } = await sealBundle(ctx, trx, ended, at);
   await trx
     .updateTable('jobs')
     .set({ status, end_reason: reason, ended_at: at, updated_at: at, bundle_id: bundleId })
     .where('id', '=', job.id)
     .execute();
   const result = { jobId: job.id, status, reason, bundleId };
-  await announceEnded(trx, job, result, ctx.publicUrl ?? null, at);
+  // The reviewer's command names the gateways whose receipts this bundle carries, so it
+  // verifies as printed; only gateways this server trusts were sealed as verified receipts.
+  const gateways = [
+    ...new Set(
+      ((envelope.payload.receipts ?? []) as { signer_did?: unknown }[])
+        .map((r) => r.signer_did)
+        .filter((did): did is string => typeof did === 'string' && ctx.gatewaySigners.has(did)),
+    ),
+  ].sort();
+  await announceEnded(trx, job, result, ctx.publicUrl ?? null, at, gateways);
   ctx.log.info({ jobId: job.id, status, bundleId }, 'job ended');
   return result;
 }

@@ -176,6 +176,7 @@ describe(`approvals that still count (${dialectName})`, () => {
     await decideStep(s.ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice });
     s.ctx.directory = {
       groupsOf: () => Promise.reject(new Error('Mattermost is unreachable')),
+      membershipsOf: () => Promise.reject(new Error('Mattermost is unreachable')),
     };
     expect(await approvalsOf(s, job.jobId)).toBeNull();
 

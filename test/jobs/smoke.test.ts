@@ -3,7 +3,8 @@ import { decideStep } from '../../src/approvals/record-decision.js';
 import { claimToken, reportResult } from '../../src/jobs/agent-job-ops.js';
 import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { redeemToken } from '../../src/tokens/token-lifecycle.js';
-import { receiptFor } from '../helpers/receipts.js';
+import { endedPostKey } from '../../src/chat/announce.js';
+import { receiptFor, testGateway } from '../helpers/receipts.js';
 import { createTestEngine, OPS, opsJob, U, type TestEngine } from '../helpers/engine.js';
 
 let e: TestEngine;
@@ -13,6 +14,7 @@ describe('engine smoke', () => {
   it('runs a job end to end and seals a verifiable bundle', async () => {
     e = await createTestEngine();
     const { ctx } = e;
+    ctx.publicUrl = 'https://claw.example.com';
     const job = await opsJob(ctx);
     expect(job.minted.map((m) => m.step)).toEqual(['search-kb', 'read-runbook', 'fetch-status']);
     const a1 = await decideStep(ctx, {
@@ -48,5 +50,12 @@ describe('engine smoke', () => {
       gatewaySigners: ctx.gatewaySigners,
     });
     expect(verdict).toMatchObject({ ok: true, receipts: 4 });
+    // The thread's reviewer command names the gateway whose receipts the bundle carries.
+    const ended = await ctx.db
+      .selectFrom('outbox')
+      .select('message')
+      .where('dedupe_key', '=', endedPostKey(job.jobId))
+      .executeTakeFirstOrThrow();
+    expect(ended.message).toContain(`--gateway ${testGateway.did}`);
   });
 });
