@@ -1,4 +1,4 @@
-import { checkApprovalAnchoring } from './verify/approval-anchoring.js';
+import { checkApprovalAnchoring, type StepIndex } from './verify/approval-anchoring.js';
 import { checkApprovalEvents } from './verify/approval-events.js';
 import { checkApprovalReceipts } from './verify/approval-receipts.js';
 import { checkBundleLimits } from './verify/bundle-limits.js';
@@ -83,7 +83,7 @@ export function verifyBundle(
     const spans = log.run('causal.graph', () => checkCausalGraph(p.receipts));
     log.note('causal.side_effects', () => checkSideEffectAnchoring(p.side_effect_receipts, spans));
     const ours = log.run('ours.metadata', () => checkOurMetadata(p));
-    let index = null;
+    let index: StepIndex | null = null;
     if (ours) {
       log.note('ours.run', () => checkOurRun(ours, chain, env.issued_at));
       const decoded = log.run('ours.event_payloads', () => checkEventPayloads(ours, chain));

@@ -4,6 +4,9 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
+import { checkBundleSchema } from '../../src/proofs/verify/bundle-schema.js';
+import { CheckFailure } from '../../src/proofs/verify/check.js';
+import type { BundleEnvelope } from '../../src/proofs/verify/envelope.js';
 import { isDateTime } from '../../src/proofs/verify/schemas/formats.js';
 import { eventChainEntry } from '../../src/proofs/verify/schemas/event-chain-entry.js';
 import {
@@ -102,9 +105,12 @@ const corpus: Record<Kind, unknown[]> = {
 const manifest = clawBureauJson<{ vectors: { kind: string; path: string }[] }>(
   'upstream/packages/schema/fixtures/protocol-conformance/manifest.v1.json',
 );
-for (const v of manifest.vectors.filter((x) => x.kind === 'proof_bundle')) {
-  const p = (JSON.parse(readFileSync(upstreamPath(v.path), 'utf8')) as { payload: Record<string, unknown[]> })
-    .payload;
+const bundles = manifest.vectors
+  .filter((x) => x.kind === 'proof_bundle')
+  .map(
+    (v) => JSON.parse(readFileSync(upstreamPath(v.path), 'utf8')) as { payload: Record<string, unknown[]> },
+  );
+for (const { payload: p } of bundles) {
   corpus.event.push(...(p.event_chain ?? []));
   corpus.gateway.push(...(p.receipts ?? []));
   corpus.tool.push(...(p.tool_receipts ?? []));
@@ -291,6 +297,9 @@ function mutations(value: unknown, depth = 0): unknown[] {
   return out;
 }
 
+/** Mutations of a bundle envelope down to its payload's entries, not inside them. */
+const shallowMutations = (value: unknown): unknown[] => mutations(value, 1);
+
 describe('our receipt validators agree with ajv over Claw Bureau schema files', () => {
   it.each(PAIRS)('%s', (_name, ours, theirs, kind) => {
     const items = corpus[kind as Kind].flatMap((base) => [base, ...mutations(base)]);
@@ -306,6 +315,31 @@ describe('our receipt validators agree with ajv over Claw Bureau schema files', 
     // The corpus exercises both answers.
     expect(valid).toBeGreaterThan(0);
     expect(items.length - valid).toBeGreaterThan(valid);
+  });
+
+  it('the bundle schema step (envelope, payload, every entry) agrees with proof_bundle_envelope.v1', () => {
+    const theirs = ref('https://schemas.clawbureau.org/claw.poh.proof_bundle_envelope.v1.json');
+    const ours = (env: unknown) => {
+      try {
+        checkBundleSchema(env as BundleEnvelope);
+        return true;
+      } catch (err) {
+        if (err instanceof CheckFailure) return false;
+        throw err;
+      }
+    };
+    // Bundles with components we do not evaluate (their shape is not ours to check) are left out.
+    const base = bundles.filter((b) => b.payload.rate_limit_claims === undefined);
+    base.push({
+      ...base[0]!,
+      payload: { ...base[0]!.payload, metadata: { harness: { id: 'h', version: '1' } } as never },
+    });
+    const items = base.flatMap((b) => [b, ...shallowMutations(b)]);
+    const disagreements = items
+      .filter((item) => (theirs(item) as boolean) !== ours(item))
+      .map((item) => `${JSON.stringify(item).slice(0, 300)}: ajv ${String(theirs(item))}`);
+    expect(disagreements.slice(0, 5)).toEqual([]);
+    expect(items.filter((i) => theirs(i)).length).toBeGreaterThan(0);
   });
 
   it('date-time agrees with ajv-formats on the edge cases', () => {

@@ -5,7 +5,7 @@ import type { Chain } from './event-chain.js';
 import type { EventBody } from './our-bindings.js';
 import type { HumanApprovalReceipt } from './schemas/human-approval-receipt.js';
 
-/** What a claw-approvals chain says about steps: whose event a receipt is bound to, who reported it. */
+/** A claw-approvals chain with its verified event payloads, from which each receipt's step is read. */
 export interface StepIndex {
   chain: Chain;
   decoded: ReadonlyMap<string, EventBody>;

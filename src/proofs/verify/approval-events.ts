@@ -1,5 +1,4 @@
-import type { BundleFailure } from './check.js';
-import { fail, type Passed, quote } from './check.js';
+import { type BundleFailure, fail, type Passed, quote } from './check.js';
 import type { Chain } from './event-chain.js';
 import type { EventBody, Mint, OurMetadata, Tokens } from './our-bindings.js';
 import type { HumanApprovalReceipt } from './schemas/human-approval-receipt.js';
@@ -67,7 +66,7 @@ function checkOne(r: HumanApprovalReceipt, i: number, ctx: Context, planned: Map
   if (header.event_type !== expected)
     bad(
       'APPROVAL_RECEIPT_BINDING_MISMATCH',
-      `(${r.approval_type}) points at a ${header.event_type} event, not ${expected}`,
+      `(${r.approval_type}) points at a ${quote(header.event_type)} event, not ${expected}`,
     );
   const { policy, plan_hash_b64u: planHash } = ctx.ours.claw_approvals;
   if (r.approval_type === 'auto_approve') {
@@ -80,7 +79,7 @@ function checkOne(r: HumanApprovalReceipt, i: number, ctx: Context, planned: Map
       );
   } else {
     if (event.user_id !== r.approver_subject)
-      bad('APPROVAL_RECEIPT_BINDING_MISMATCH', "'s approver is not the one in its event");
+      bad('APPROVAL_RECEIPT_BINDING_MISMATCH', 'names another approver than its event');
     if (r.approver_method === 'policy_auto' || r.approver_method === 'timeout')
       bad(
         'APPROVAL_RECEIPT_BINDING_MISMATCH',
@@ -96,14 +95,14 @@ function checkOne(r: HumanApprovalReceipt, i: number, ctx: Context, planned: Map
   if (r.approval_type === 'explicit_deny') {
     const scope = planned.get(step);
     if (r.scope_hash_b64u !== scope || binding.token_scope_hash_b64u !== scope)
-      bad('TOKEN_BINDING_MISMATCH', "'s scope hash is not its step's planned scope");
+      bad('TOKEN_BINDING_MISMATCH', "names another scope than its step's planned one");
     if (r.minted_capability_id !== undefined || r.minted_capability_ttl_seconds !== undefined)
       bad('APPROVAL_RECEIPT_INVALID', 'is a deny that names a minted CST');
     return;
   }
   const scope = ctx.tokens.scopeOfStep.get(step);
   if (scope === undefined || r.scope_hash_b64u !== scope || binding.token_scope_hash_b64u !== scope)
-    bad('TOKEN_BINDING_MISMATCH', "'s scope hash is not its step's CST");
+    bad('TOKEN_BINDING_MISMATCH', "names another scope than its step's CST");
   const mints = ctx.tokens.mints.get(step) ?? [];
   const mint =
     r.approval_type === 'auto_approve'
@@ -141,17 +140,17 @@ function checkComplete(approvals: HumanApprovalReceipt[], ctx: Context): void {
   for (const h of ctx.chain.list) {
     const body = ctx.decoded.get(h.event_hash_b64u)!;
     if (h.event_type === 'step_denied' && !sealed.has(`${h.event_hash_b64u}|${String(body.user_id)}`))
-      missing(`the denial of step ${String(body.step)}`);
+      missing(`the denial of step ${quote(body.step)}`);
     if (h.event_type !== 'token_minted') continue;
     if (body.gate === 'auto') {
       if (!sealed.has(`${h.event_hash_b64u}|policy:${ctx.ours.claw_approvals.policy.name}`))
-        missing(`the auto approval of step ${String(body.step)}`);
+        missing(`the auto approval of step ${quote(body.step)}`);
       continue;
     }
     for (const c of Array.isArray(body.counted) ? (body.counted as Counted[]) : []) {
       const hash = approvalEvent.get(c.decision_id);
       if (hash !== undefined && !sealed.has(`${hash}|${String(c.user_id)}`))
-        missing(`an approval counted toward step ${String(body.step)}`);
+        missing(`an approval counted toward step ${quote(body.step)}`);
     }
   }
 }

@@ -42,6 +42,20 @@ function holds(schema: z.ZodType, value: unknown, base: string, reason: BundleFa
   if (!result.ok) fail(reason, cbSchemaReason(result.path), result.message);
 }
 
+/**
+ * Claw Bureau's bounds on the arrays its schema leaves open (CVF-US-025), checked before any
+ * entry is, so that the work of verifying stays bounded.
+ */
+const MAX_ENTRIES = { event_chain: 1000, receipts: 1000 } as const;
+
+function checkCounts(p: BundlePayload): void {
+  for (const [key, max] of Object.entries(MAX_ENTRIES)) {
+    const n = (p[key] as unknown[] | undefined)?.length ?? 0;
+    if (n > max)
+      fail('BUNDLE_TOO_LARGE', 'MALFORMED_ENVELOPE', `payload.${key} has ${n} entries (at most ${max})`);
+  }
+}
+
 const COMPONENTS = [
   ['event_chain', eventChainEntry, 'EVENT_CHAIN_INVALID'],
   ['receipts', bundledGatewayReceipt, 'RECEIPT_ENVELOPE_MALFORMED'],
@@ -59,6 +73,7 @@ export function checkBundleSchema(env: BundleEnvelope): { value: BundlePayload }
   holds(proofBundleEnvelope, env, 'envelope', 'BUNDLE_ENVELOPE_MALFORMED');
   holds(proofBundlePayload, env.payload, 'payload', 'BUNDLE_PAYLOAD_INVALID');
   const p = env.payload as BundlePayload;
+  checkCounts(p);
   const counted: string[] = [];
   for (const [key, schema, reason] of COMPONENTS) {
     const entries = p[key] as unknown[] | undefined;

@@ -100,7 +100,7 @@ export class CheckLog {
             new CheckFailure(
               'BUNDLE_PAYLOAD_INVALID',
               null,
-              `malformed content: ${err instanceof Error ? err.message : String(err)}`,
+              `malformed content: ${quote(err instanceof Error ? err.message : err)}`,
             );
       this.checks.push({
         id,

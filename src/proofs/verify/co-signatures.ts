@@ -1,4 +1,4 @@
-import { fail } from './check.js';
+import { fail, quote } from './check.js';
 import { signatureFault } from './envelope.js';
 
 interface CoSigned {
@@ -17,7 +17,7 @@ export function checkCoSignatures(envelope: CoSigned, where: string): number {
       fail(
         'CO_SIGNATURE_INVALID',
         'CO_SIGNATURE_INVALID',
-        `${where}.co_signatures[${i}] (${co.role}) does not verify as ${co.signer_did}'s signature over payload_hash_b64u`,
+        `${where}.co_signatures[${i}] (${co.role}) does not verify as the signature of ${quote(co.signer_did)} over payload_hash_b64u`,
       );
     }
   }

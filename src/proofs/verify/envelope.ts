@@ -82,7 +82,7 @@ export function checkEnvelopeFormat(envelope: unknown, now: Date): { value: Bund
     fail(
       'BUNDLE_SIGNER_DID_INVALID',
       'INVALID_DID_FORMAT',
-      `signer_did ${quote(e.signer_did)} is not a did:key`,
+      `signer_did ${quote(e.signer_did)} is not a did:key or did:web DID`,
     );
   if (!isDate(e.issued_at))
     fail('BUNDLE_ENVELOPE_MALFORMED', 'MALFORMED_ENVELOPE', 'issued_at is not a date');
@@ -93,7 +93,7 @@ export function checkEnvelopeFormat(envelope: unknown, now: Date): { value: Bund
       fail(
         'BUNDLE_EXPIRED',
         'EXPIRED_TTL',
-        `the bundle expired at ${e.expires_at} (now ${now.toISOString()})`,
+        `the bundle expired at ${quote(e.expires_at)} (now ${now.toISOString()})`,
       );
   }
   for (const field of ['payload_hash_b64u', 'signature_b64u'] as const) {
@@ -103,7 +103,7 @@ export function checkEnvelopeFormat(envelope: unknown, now: Date): { value: Bund
   }
   return {
     value: e as unknown as BundleEnvelope,
-    message: `proof_bundle envelope v1, Ed25519 over SHA-256, signer ${e.signer_did}, issued ${e.issued_at}`,
+    message: `proof_bundle envelope v1, Ed25519 over SHA-256, signer ${e.signer_did}, issued ${quote(e.issued_at)}`,
   };
 }
 
@@ -152,9 +152,9 @@ export function checkSignerTrusted(env: BundleEnvelope, trust: BundleTrust): Pas
     fail(
       'BUNDLE_SIGNER_UNTRUSTED',
       null,
-      `bundle signer ${env.signer_did} is not trusted at ${env.issued_at}`,
+      `bundle signer ${env.signer_did} is not trusted at ${quote(env.issued_at)}`,
     );
-  return { message: `signer ${env.signer_did} is trusted at ${env.issued_at}` };
+  return { message: `signer ${env.signer_did} is trusted at ${quote(env.issued_at)}` };
 }
 
 /** The payload names its signer as its agent (Claw Bureau CVF-US-022). */

@@ -4,7 +4,7 @@ import { canonicalJson } from '../../crypto/jcs.js';
 import { tokenScopeHash } from '../../tokens/cst-claims.js';
 import type { ChainedEvent } from '../event-chain.js';
 import type { BundlePayload } from './bundle-schema.js';
-import { fail, type Passed } from './check.js';
+import { fail, type Passed, quote } from './check.js';
 import type { Chain } from './event-chain.js';
 import { validate } from './schemas/validate.js';
 
@@ -62,7 +62,7 @@ export function checkOurRun(ours: OurMetadata, chain: Chain, issuedAt: string): 
     fail('EVENT_RUN_ID_MISMATCH', null, 'metadata names another job than the event chain');
   if (chain.list.at(-1)?.timestamp !== issuedAt)
     fail('BUNDLE_ISSUED_AT_MISMATCH', null, 'issued_at is not the time of the last event');
-  return { message: `job ${ours.claw_approvals.job_id} is the chain's run, sealed at its last event` };
+  return { message: `job ${quote(ours.claw_approvals.job_id)} is the chain's run, sealed at its last event` };
 }
 
 /** Every event's payload is in the metadata and hashes to the event's `payload_hash_b64u`. */
@@ -75,9 +75,13 @@ export function checkEventPayloads(
   for (const e of chain.list) {
     const body = byId.get(e.event_id);
     if (body === undefined)
-      fail('EVENT_PAYLOAD_MISMATCH', null, `event ${e.event_id} has no payload in metadata`);
+      fail('EVENT_PAYLOAD_MISMATCH', null, `event ${quote(e.event_id)} has no payload in metadata`);
     if (sha256B64u(canonicalJson(body)) !== e.payload_hash_b64u)
-      fail('EVENT_PAYLOAD_MISMATCH', null, `event ${e.event_id}'s payload does not match its hash`);
+      fail(
+        'EVENT_PAYLOAD_MISMATCH',
+        null,
+        `the payload of event ${quote(e.event_id)} does not match its hash`,
+      );
     decoded.set(e.event_hash_b64u, body);
   }
   if (byId.size !== chain.list.length || ours.event_payloads.length !== chain.list.length)
@@ -100,7 +104,7 @@ export function checkPolicyAndPlan(
     fail('POLICY_BINDING_MISMATCH', null, 'job_created names another policy');
   if (created.plan_hash_b64u !== planHash || sha256B64u(canonicalJson(created.plan)) !== planHash)
     fail('PLAN_BINDING_MISMATCH', null, 'the plan does not hash to plan_hash_b64u');
-  return { message: `job_created pins policy ${policy.policy_hash_b64u} and plan ${planHash}` };
+  return { message: `job_created pins policy ${quote(policy.policy_hash_b64u)} and plan ${quote(planHash)}` };
 }
 
 export interface Mint {
@@ -141,7 +145,7 @@ export function checkTokens(
     const m = mints.get(s.step)?.find((x) => x.body.jti === c.jti)?.body;
     const scope = c.scope;
     if (!m || !Array.isArray(scope) || typeof c.aud !== 'string')
-      fail('TOKEN_BINDING_MISMATCH', null, `step ${s.step}'s CST binding does not recompute`);
+      fail('TOKEN_BINDING_MISMATCH', null, `the CST binding of step ${quote(s.step)} does not recompute`);
     const recomputed = tokenScopeHash({
       sub: c.sub,
       aud: c.aud,
@@ -157,7 +161,8 @@ export function checkTokens(
       scope.includes(`plan:${planHash}`) &&
       scope.includes(`step:${s.step}`) &&
       scope.includes(`tool:${s.tool}`);
-    if (!bound) fail('TOKEN_BINDING_MISMATCH', null, `step ${s.step}'s CST binding does not recompute`);
+    if (!bound)
+      fail('TOKEN_BINDING_MISMATCH', null, `the CST binding of step ${quote(s.step)} does not recompute`);
     scopeOfStep.set(s.step, recomputed);
   }
   return {
