@@ -53,6 +53,8 @@ export interface AppDeps {
   rateLimits?: Partial<RateLimits>;
   /** Unset fields keep DEFAULT_HTTP_TIMEOUTS. */
   timeouts?: Partial<HttpTimeouts>;
+  /** `config.mattermost.url`: the bundle page links the job's posts there; absent, it names their ids. */
+  mattermostUrl?: string | null;
 }
 
 function checkedTimeouts(given: Partial<HttpTimeouts> | undefined): HttpTimeouts {
@@ -100,7 +102,15 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   void app.register(async (open) => {
     open.addHook('onRequest', limiter.byAddress);
     wpcRoutes(open, { db: deps.db, keyRing: deps.keyRing });
-    if (deps.engine) bundleRoutes(open, { db: deps.db });
+    if (deps.engine) {
+      bundleRoutes(open, {
+        db: deps.db,
+        keyRing: deps.keyRing,
+        gatewaySigners: deps.engine.gatewaySigners,
+        mattermostUrl: deps.mattermostUrl ?? null,
+        publicUrl: deps.engine.publicUrl ?? null,
+      });
+    }
     if (deps.engine) planRoutes(open, { db: deps.db });
   });
   if (deps.engine) {

@@ -1,16 +1,55 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { AppError } from '../../errors.js';
+import { type BundleVerdict, verifyBundle } from '../../proofs/verify-bundle.js';
+import type { KeyRing } from '../../tokens/key-ring.js';
+import { prefersHtml } from '../bundle-page/accept.js';
+import { bundlePageCsp, renderBundlePage, type ServerVerdictView } from '../bundle-page/render-page.js';
 
 export const BUNDLE_ID = /^pb_[A-Za-z0-9_-]{22,64}$/;
 
+export interface BundleRouteDeps {
+  db: Db;
+  /** Signs bundles and publishes the JWKS the page embeds; `trusts` decides the server's verdict. */
+  keyRing: KeyRing;
+  /** did:key of the gateways whose receipts count (`GATEWAY_SIGNER_DIDS`). */
+  gatewaySigners: ReadonlySet<string>;
+  /** `config.mattermost.url`: the page links the plan and approval posts there. */
+  mattermostUrl: string | null;
+  /** `PUBLIC_URL`, for the page's absolute links. */
+  publicUrl: string | null;
+}
+
+/** The server's verdict as the page shows it; a failed check names Claw Bureau's code beside ours. */
+function serverVerdict(v: BundleVerdict): ServerVerdictView {
+  const checks = v.checks.map((c) => ({
+    id: c.id,
+    ok: c.ok,
+    message: c.message,
+    ...(c.reason ? { reason: c.cbReason ? `${c.cbReason} (${c.reason})` : c.reason } : {}),
+  }));
+  return v.ok
+    ? {
+        ok: true,
+        reason: null,
+        cbReason: null,
+        message: `${v.events} events, ${v.approvals} approval receipts, ${v.receipts} gateway receipts`,
+        checks,
+      }
+    : { ok: false, reason: v.reason, cbReason: v.cbReason, message: v.message, checks };
+}
+
 /**
- * `GET /v1/bundles/:id`: the sealed envelope, byte for byte as stored. Deliberately no
- * response schema: a serializer would re-order keys and the payload hash is over the
- * stored order. The id carries 128 random bits; the link is the capability the bot posts
- * in the job's thread, so no shared cache keeps it and no page it opens learns it.
+ * `GET /v1/bundles/:id`: the sealed envelope, byte for byte as stored, or, for a browser that
+ * asks for HTML, the reviewer's page around those same bytes. JSON stays the answer to every
+ * client that does not prefer HTML (no Accept, `*\/*`, `application/json`), and `Vary: Accept`
+ * keeps the two apart in any cache. Deliberately no response schema: a serializer would
+ * re-order keys and the payload hash is over the stored order. The id carries 128 random bits;
+ * the link is the capability the bot posts in the job's thread, so no shared cache keeps it and
+ * no page it opens learns it.
  */
-export function bundleRoutes(app: FastifyInstance, deps: { db: Db }): void {
+export function bundleRoutes(app: FastifyInstance, deps: BundleRouteDeps): void {
+  const trust = { trustsSigner: deps.keyRing.trusts, gatewaySigners: deps.gatewaySigners };
   app.get<{ Params: { id: string } }>(
     '/v1/bundles/:id',
     {
@@ -24,6 +63,7 @@ export function bundleRoutes(app: FastifyInstance, deps: { db: Db }): void {
       },
     },
     async (req, reply) => {
+      reply.header('vary', 'Accept');
       if (!BUNDLE_ID.test(req.params.id)) throw new AppError('ERR_BUNDLE_NOT_FOUND', 'no such bundle');
       const row = await deps.db
         .selectFrom('bundles')
@@ -32,13 +72,49 @@ export function bundleRoutes(app: FastifyInstance, deps: { db: Db }): void {
         .executeTakeFirst();
       if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', 'no such bundle');
       reply.headers({
-        'cache-control': 'private, max-age=31536000, immutable',
         'x-content-type-options': 'nosniff',
         'referrer-policy': 'no-referrer',
         'x-robots-tag': 'noindex',
       });
-      reply.type('application/json; charset=utf-8');
-      return reply.send(row.envelope);
+      if (!prefersHtml(req.headers.accept)) {
+        reply.header('cache-control', 'private, max-age=31536000, immutable');
+        reply.type('application/json; charset=utf-8');
+        return reply.send(row.envelope);
+      }
+      let envelope: unknown;
+      try {
+        envelope = JSON.parse(row.envelope);
+      } catch {
+        envelope = undefined;
+      }
+      const server: ServerVerdictView =
+        envelope === undefined
+          ? {
+              ok: false,
+              reason: 'BUNDLE_ENVELOPE_MALFORMED',
+              cbReason: null,
+              message: 'the stored bundle is not JSON',
+              checks: [],
+            }
+          : serverVerdict(verifyBundle(envelope, trust));
+      const page = renderBundlePage({
+        bundleId: req.params.id,
+        stored: row.envelope,
+        envelope,
+        server,
+        trust: { keys: deps.keyRing.jwks.keys, gateway_signers: [...deps.gatewaySigners] },
+        mattermostUrl: deps.mattermostUrl,
+        publicUrl: deps.publicUrl,
+      });
+      // The verdict is today's (keys rotate, the renderer improves): never served from a cache.
+      reply.headers({
+        'cache-control': 'private, no-store',
+        'content-security-policy': bundlePageCsp('header'),
+        'x-frame-options': 'DENY',
+        'cross-origin-opener-policy': 'same-origin',
+      });
+      reply.type('text/html; charset=utf-8');
+      return reply.send(page);
     },
   );
 }
