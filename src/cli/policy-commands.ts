@@ -2,12 +2,17 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { B64U_SHA256 } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
-import { diffPolicies, formatChanges } from '../policy/diff-policy.js';
+import {
+  diffVersions,
+  formatChanges,
+  type PolicyVersion,
+  versionOfFile,
+  versionOfPayload,
+} from '../policy/diff-policy.js';
 import { loadPolicyDir, loadPolicyFile, readJsonFile } from '../policy/load-policy-dir.js';
 import { pinHistory, pinPolicy } from '../policy/pins.js';
 import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js';
 import { resolveChannels } from '../policy/resolve-channels.js';
-import type { Wpc } from '../policy/types.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
 import { policyServiceFor, type Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
@@ -80,9 +85,11 @@ export function policyCommands(program: Command, ctx: CliContext): void {
 
   policy
     .command('hash')
-    .description('print policy_hash_b64u = base64url(SHA-256(JCS(policy))) of a valid policy file')
+    .description(
+      'print policy_hash_b64u = base64url(SHA-256(JCS(payload))) of the WPC v1 payload a valid policy file is signed as',
+    )
     .argument('<file>')
-    .option('--canonical', 'also print the canonical (JCS) text that is hashed')
+    .option('--canonical', 'also print the canonical (JCS) payload that is hashed and signed')
     .action(async (file: string, opts: { canonical?: boolean }) => {
       const config = ctx.config();
       const groupsRaw = await readJsonFile(path.join(config.policiesDir, 'groups.json'));
@@ -138,16 +145,16 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .argument('<to>', 'policy file or hash')
     .action(async (from: string, to: string) => {
       const needsDb = [from, to].some((r) => B64U_SHA256.test(r));
-      const read = async (ref: string, rt?: Runtime): Promise<Wpc> => {
+      const read = async (ref: string, rt?: Runtime): Promise<PolicyVersion> => {
         if (B64U_SHA256.test(ref) && rt) {
-          return (await getVerifiedPolicy(rt.database.db, ref, rt.keyRing.trusts)).payload;
+          return versionOfPayload((await getVerifiedPolicy(rt.database.db, ref, rt.keyRing.trusts)).payload);
         }
         const r = await readJsonFile(path.resolve(ref));
         if (!r.ok) throw new AppError('ERR_POLICY_UNREADABLE', `${ref}: ${formatProblems(r.problems)}`);
-        return r.value as Wpc;
+        return versionOfFile(r.value);
       };
       const run = async (rt?: Runtime) => {
-        const changes = diffPolicies(await read(from, rt), await read(to, rt));
+        const changes = diffVersions(await read(from, rt), await read(to, rt));
         ctx.output.out(changes.length ? formatChanges(changes) : 'no differences');
       };
       if (needsDb) await ctx.withRuntime(run);

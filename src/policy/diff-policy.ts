@@ -1,4 +1,5 @@
 import { pointerToPath } from './validate-policy.js';
+import { approvalPolicyOf, carriedApprovalPolicy, isWpcV1Payload } from './wpc-payload.js';
 
 export interface PolicyChange {
   kind: 'added' | 'removed' | 'changed';
@@ -62,4 +63,44 @@ export function formatChanges(changes: readonly PolicyChange[]): string {
           : `~ ${c.path}: ${show(c.before)} -> ${show(c.after)}`,
     )
     .join('\n');
+}
+
+/** A policy version to compare: its approval policy, and the form it is (or will be) signed in. */
+export interface PolicyVersion {
+  policy: unknown;
+  form: 'wpc_v1' | 'legacy';
+}
+
+const FORM_NAMES: Record<PolicyVersion['form'], string> = {
+  legacy: 'legacy approval policy (signed before WPC v1)',
+  wpc_v1: 'Claw Bureau WPC v1',
+};
+
+/** A verified, signed payload of either form. */
+export function versionOfPayload(payload: unknown): PolicyVersion {
+  return { policy: approvalPolicyOf(payload), form: isWpcV1Payload(payload) ? 'wpc_v1' : 'legacy' };
+}
+
+/** A policy file of either form, unvalidated: whatever it is, it will be signed as WPC v1. */
+export function versionOfFile(value: unknown): PolicyVersion {
+  return { policy: carriedApprovalPolicy(value), form: 'wpc_v1' };
+}
+
+/**
+ * What changes between two versions: their approval policies, path by path (every gateway
+ * field derives from them), preceded by a change of payload form when there is one.
+ */
+export function diffVersions(before: PolicyVersion, after: PolicyVersion): PolicyChange[] {
+  const form: PolicyChange[] =
+    before.form === after.form
+      ? []
+      : [
+          {
+            kind: 'changed',
+            path: '(payload form)',
+            before: FORM_NAMES[before.form],
+            after: FORM_NAMES[after.form],
+          },
+        ];
+  return [...form, ...diffPolicies(before.policy, after.policy)];
 }

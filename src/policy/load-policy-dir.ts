@@ -2,7 +2,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type HashedPolicy, hashPolicy } from './hash-policy.js';
 import type { GroupsFile } from './types.js';
-import { type Checked, type PolicyProblem, validateGroups, validatePolicy } from './validate-policy.js';
+import { type Checked, type PolicyProblem, validateGroups } from './validate-policy.js';
+import { validatePolicyFile } from './validate-policy-file.js';
+import { carriedApprovalPolicy } from './wpc-payload.js';
 
 export const GROUPS_FILE = 'groups.json';
 
@@ -46,15 +48,15 @@ export async function readJsonFile(file: string): Promise<Checked<unknown>> {
   }
 }
 
-/** Best effort: which channels a policy that failed validation was trying to claim. */
+/** Best effort: which channels a policy that failed validation was trying to claim (either form). */
 function claimedChannels(value: unknown): string[] {
-  const ids = (value as { channel_context?: { allowed_channel_ids?: unknown } } | null)?.channel_context
-    ?.allowed_channel_ids;
+  const ids = (carriedApprovalPolicy(value) as { channel_context?: { allowed_channel_ids?: unknown } } | null)
+    ?.channel_context?.allowed_channel_ids;
   return Array.isArray(ids) ? ids.filter((v): v is string => typeof v === 'string') : [];
 }
 
 function policyNameOf(value: unknown): string | null {
-  const name = (value as { policy_name?: unknown } | null)?.policy_name;
+  const name = (carriedApprovalPolicy(value) as { policy_name?: unknown } | null)?.policy_name;
   return typeof name === 'string' ? name : null;
 }
 
@@ -62,7 +64,7 @@ export async function loadPolicyFile(file: string, groups?: GroupsFile): Promise
   const parsed = await readJsonFile(file);
   if (!parsed.ok)
     return { file, ok: false, problems: parsed.problems, claimedChannels: [], policyName: null };
-  const checked = validatePolicy(parsed.value, groups ? { groups } : {});
+  const checked = validatePolicyFile(parsed.value, groups ? { groups } : {});
   if (!checked.ok) {
     return {
       file,

@@ -6,7 +6,7 @@ import type { PolicyPinRow } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { TrustCheck } from '../tokens/key-ring.js';
 import { type SigningKey, signBytes, verifyEd25519 } from '../tokens/signing-key.js';
-import { assertHashFormat, getVerifiedPolicy } from './registry.js';
+import { assertHashFormat, getVerifiedApprovalPolicy } from './registry.js';
 
 /** `prev_pin_hash_b64u` of the first pin of a policy name. */
 export const PIN_GENESIS = 'genesis';
@@ -54,11 +54,11 @@ export async function pinPolicy(
 ): Promise<PolicyPinRow> {
   if (args.hash !== null) {
     assertHashFormat(args.hash);
-    const { payload } = await getVerifiedPolicy(db, args.hash, args.trusts);
-    if (payload.policy_name !== args.name) {
+    const policy = await getVerifiedApprovalPolicy(db, args.hash, args.trusts);
+    if (policy.policy_name !== args.name) {
       throw new AppError(
         'ERR_POLICY_CONFLICT',
-        `hash ${args.hash} is a version of "${payload.policy_name}", not "${args.name}"`,
+        `hash ${args.hash} is a version of "${policy.policy_name}", not "${args.name}"`,
       );
     }
   }

@@ -17,6 +17,7 @@ import {
 } from './resolve-channels.js';
 import type { GroupsFile, Wpc } from './types.js';
 import { formatProblems, validatePolicy } from './validate-policy.js';
+import { approvalPolicyOf, carriedApprovalPolicy } from './wpc-payload.js';
 
 export interface PolicySnapshot {
   loadedAt: Date;
@@ -68,7 +69,8 @@ async function writeHeads(file: string, heads: ReadonlyMap<string, string>): Pro
 function channelsOf(rows: readonly WpcRegistryRow[]): string[] {
   return rows.flatMap((r) => {
     try {
-      const ids = (JSON.parse(r.canonical_payload) as Wpc).channel_context?.allowed_channel_ids;
+      const policy = carriedApprovalPolicy(JSON.parse(r.canonical_payload)) as Partial<Wpc> | undefined;
+      const ids = policy?.channel_context?.allowed_channel_ids;
       return Array.isArray(ids) ? ids.filter((c): c is string => typeof c === 'string') : [];
     } catch {
       return [];
@@ -218,11 +220,13 @@ export class PolicyService {
     const pinned = new Map<string, { ok: true; policy: Wpc } | { ok: false; reason: string }>();
     for (const hash of new Set(pinState.pins.values())) {
       try {
-        const policy = verifiedEnvelope(
-          hash,
-          rowsBy((r) => r.policy_hash_b64u === hash),
-          trusted,
-        ).payload;
+        const policy = approvalPolicyOf(
+          verifiedEnvelope(
+            hash,
+            rowsBy((r) => r.policy_hash_b64u === hash),
+            trusted,
+          ).payload,
+        );
         // A pinned version must still satisfy today's schema and groups.
         const checked = validatePolicy(policy, groups ? { groups } : {});
         if (!checked.ok)

@@ -8,9 +8,16 @@ import { AppError } from '../errors.js';
 import type { TrustCheck } from '../tokens/key-ring.js';
 import type { SigningKey } from '../tokens/signing-key.js';
 import type { HashedPolicy } from './hash-policy.js';
-import type { Wpc } from './types.js';
+import type { Wpc, WpcPayload } from './types.js';
+import { approvalPolicyOf } from './wpc-payload.js';
 
-export type WpcEnvelope = Envelope<Wpc, 'work_policy_contract'>;
+/**
+ * A signed payload as stored: a Claw Bureau WPC v1 payload, or (for versions registered
+ * before it) the approval policy itself, which stays verifiable for the jobs pinned to it.
+ */
+export type SignedWpcPayload = WpcPayload | Wpc;
+
+export type WpcEnvelope = Envelope<SignedWpcPayload, 'work_policy_contract'>;
 
 /**
  * Stores a policy version under its hash, signed by the bot key. Idempotent per signer: a
@@ -23,7 +30,7 @@ export async function registerPolicy(
   const { hashed, key } = args;
   const envelope = sealEnvelope({
     type: 'work_policy_contract',
-    payload: hashed.policy,
+    payload: hashed.payload,
     payloadHashB64u: hashed.hash,
     key,
     issuedAt: args.clock(),
@@ -69,9 +76,9 @@ export function assertHashFormat(hash: string): void {
 export function envelopeFromRow(row: WpcRegistryRow, trusts: TrustCheck): WpcEnvelope {
   const corrupted = (why: string) =>
     new AppError('ERR_WPC_CORRUPTED', `stored policy ${row.policy_hash_b64u} failed verification: ${why}`);
-  let payload: Wpc;
+  let payload: SignedWpcPayload;
   try {
-    payload = JSON.parse(row.canonical_payload) as Wpc;
+    payload = JSON.parse(row.canonical_payload) as SignedWpcPayload;
     if (canonicalJson(payload) !== row.canonical_payload) throw new Error('not canonical');
   } catch {
     throw corrupted('payload is not canonical JSON');
@@ -94,7 +101,13 @@ export function envelopeFromRow(row: WpcRegistryRow, trusts: TrustCheck): WpcEnv
     trustedSigners: new Set(trusts(row.signer_did, new Date(row.issued_at)) ? [row.signer_did] : []),
   });
   if (!check.ok) throw corrupted(check.message);
-  if (payload?.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
+  let policy: Wpc;
+  try {
+    policy = approvalPolicyOf(payload);
+  } catch (err) {
+    throw corrupted((err as Error).message);
+  }
+  if (policy.policy_name !== row.policy_name) throw corrupted('policy_name column does not match payload');
   return envelope;
 }
 
@@ -121,6 +134,11 @@ export async function getVerifiedPolicy(db: Db, hash: string, trusts: TrustCheck
   assertHashFormat(hash);
   const rows = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).execute();
   return verifiedEnvelope(hash, rows, trusts);
+}
+
+/** The approval policy of one version, read and verified as `getVerifiedPolicy` does (either payload form). */
+export async function getVerifiedApprovalPolicy(db: Db, hash: string, trusts: TrustCheck): Promise<Wpc> {
+  return approvalPolicyOf((await getVerifiedPolicy(db, hash, trusts)).payload);
 }
 
 /** Every registered version (one entry per hash, first registration), oldest first. */

@@ -36,9 +36,21 @@ export interface Runbook {
   steps: RunbookStep[];
 }
 
+/** A gateway redaction rule (Claw Bureau WPC v1 `redaction_rules[]`). */
+export interface RedactionRule {
+  path: string;
+  action: 'remove' | 'hash' | 'mask';
+}
+
+/** Model providers a policy may name; `openrouter-via-fal` reaches the gateway as `openai`. */
+export type ModelProvider = 'openai' | 'anthropic' | 'google' | 'openrouter-via-fal';
+
+/** The approval policy as authors write it (`policies/*.json`), carried whole in the signed payload. */
 export interface Wpc {
   wpc_version: '1';
   policy_name: string;
+  /** The enterprise issuing the policy; hash-bound, so it is never taken from the signing key. */
+  issuer_did?: string;
   description?: string;
   channel_context: {
     system: 'mattermost';
@@ -54,7 +66,7 @@ export interface Wpc {
     step_overrides?: Record<string, ApprovalOverride>;
   };
   models?: {
-    provider?: string;
+    provider?: ModelProvider;
     allowed_models?: string[];
     route_through: 'clawproxy';
     require_gateway_receipts: boolean;
@@ -64,6 +76,8 @@ export interface Wpc {
     export?: 'allow' | 'deny';
     allowed_data_classes?: string[];
     denied_data_classes?: string[];
+    egress_allowlist?: string[];
+    redaction_rules?: RedactionRule[];
   };
   token_requirements: {
     cst_ttl_seconds_max: number;
@@ -75,6 +89,23 @@ export interface Wpc {
   };
   attestation: { require_proof_bundle: boolean; require_gateway_receipts: boolean };
   runbooks?: Record<string, Runbook>;
+}
+
+/**
+ * What is hashed and signed: a Claw Bureau Work Policy Contract v1 payload
+ * (`work_policy_contract.v1.json`), whose gateway fields are derived from the approval policy
+ * carried whole in `metadata.claw_approvals`.
+ */
+export interface WpcPayload {
+  policy_version: '1';
+  policy_id: string;
+  issuer_did: string;
+  allowed_providers?: ('openai' | 'anthropic' | 'google')[];
+  allowed_models?: string[];
+  egress_allowlist?: string[];
+  receipt_privacy_mode?: 'hash_only' | 'encrypted';
+  redaction_rules?: RedactionRule[];
+  metadata: { claw_approvals: Wpc };
 }
 
 export interface GroupMember {

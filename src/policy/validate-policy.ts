@@ -228,6 +228,19 @@ function semanticProblems(policy: Wpc, groups?: GroupsFile): PolicyProblem[] {
     }
   }
 
+  // The gateway sees OpenRouter calls as provider "openai": only the model ids tell them apart.
+  const models = policy.models;
+  if (
+    models?.provider === 'openrouter-via-fal' &&
+    !models.allowed_models?.every((m) => m.startsWith('openrouter/'))
+  ) {
+    push(
+      models.allowed_models ? '$.models.allowed_models' : '$.models',
+      'lint:provider-models-mismatch',
+      'provider "openrouter-via-fal" reaches the gateway as "openai", so allowed_models must name only openrouter/ models',
+    );
+  }
+
   const sim = policy.execution.simulate_first;
   if (sim && !isToolAllowed(policy, sim.simulation_tool)) {
     push(

@@ -1,7 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { diffPolicies, formatChanges, type PolicyChange } from '../../src/policy/diff-policy.js';
+import {
+  diffPolicies,
+  diffVersions,
+  formatChanges,
+  type PolicyChange,
+  versionOfFile,
+  versionOfPayload,
+} from '../../src/policy/diff-policy.js';
 import type { Wpc } from '../../src/policy/types.js';
+import { toWpcPayload } from '../../src/policy/wpc-payload.js';
 
 const policiesDir = new URL('../../policies/', import.meta.url);
 const basePolicy = JSON.parse(
@@ -155,5 +163,37 @@ describe('formatChanges', () => {
         '\n',
       ),
     );
+  });
+});
+
+describe('diffVersions: registered payloads and files of either form', () => {
+  it('compares approval policies, so a WPC v1 payload and its file show no difference', () => {
+    expect(diffVersions(versionOfPayload(toWpcPayload(base())), versionOfFile(base()))).toEqual([]);
+    expect(diffVersions(versionOfFile(toWpcPayload(base())), versionOfFile(base()))).toEqual([]);
+  });
+
+  it('names the change of payload form first when a legacy version is compared with a WPC v1 one', () => {
+    const after = base();
+    after.execution.approval_rule.approval_ttl_seconds = 900;
+    const changes = diffVersions(versionOfPayload(base()), versionOfPayload(toWpcPayload(after)));
+    expect(formatChanges(changes)).toBe(
+      [
+        '~ (payload form): "legacy approval policy (signed before WPC v1)" -> "Claw Bureau WPC v1"',
+        '~ $.execution.approval_rule.approval_ttl_seconds: 3600 -> 900',
+      ].join('\n'),
+    );
+  });
+
+  it('shows a declared issuer as a change of the approval policy', () => {
+    const after = base();
+    after.issuer_did = 'did:web:acme.example';
+    expect(diffVersions(versionOfFile(base()), versionOfFile(after))).toEqual([
+      { kind: 'added', path: '$.issuer_did', after: 'did:web:acme.example' },
+    ]);
+  });
+
+  it('refuses a registered payload whose gateway fields disagree with its approval policy', () => {
+    const payload = { ...toWpcPayload(base()), allowed_models: ['*'] };
+    expect(() => versionOfPayload(payload)).toThrow(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }));
   });
 });

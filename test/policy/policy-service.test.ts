@@ -8,6 +8,7 @@ import { hashPolicy } from '../../src/policy/hash-policy.js';
 import { pinHistory, pinPolicy, readPins } from '../../src/policy/pins.js';
 import { getVerifiedPolicy, registerPolicy } from '../../src/policy/registry.js';
 import type { Wpc } from '../../src/policy/types.js';
+import { approvalPolicyOf, toWpcPayload } from '../../src/policy/wpc-payload.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
 import { createState, newKey, ringOf, testClock } from '../helpers/state.js';
@@ -66,7 +67,8 @@ describe(`policy registry (${dialectName})`, () => {
     expect(again.row.source).toBe('invoice-triage.json');
     const envelope = await getVerifiedPolicy(s.db, hashed.hash, s.keyRing.trusts);
     expect(envelope.payload_hash_b64u).toBe(hashed.hash);
-    expect(envelope.payload).toEqual(policy);
+    expect(envelope.payload).toEqual(toWpcPayload(policy));
+    expect(approvalPolicyOf(envelope.payload)).toEqual(policy);
     expect(envelope.signer_did).toBe(s.key.did);
     expect(verifyEnvelope(envelope, { type: 'work_policy_contract', hashPayload: jcsHashB64u }).ok).toBe(
       true,

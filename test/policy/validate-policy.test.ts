@@ -236,7 +236,51 @@ const schemaCases: SchemaCase[] = [
     path: '$.data_boundaries.pii',
     rule: 'schema:enum',
   },
+  {
+    name: 'a model provider the gateway cannot name',
+    mutate: set(['models', 'provider'], 'mistral'),
+    path: '$.models.provider',
+    rule: 'schema:enum',
+  },
+  {
+    name: 'redaction action the gateway does not know',
+    mutate: set(['data_boundaries'], {
+      redaction_rules: [{ path: '$.messages[*].content', action: 'blur' }],
+    }),
+    path: '$.data_boundaries.redaction_rules[0].action',
+    rule: 'schema:enum',
+  },
   // pattern
+  {
+    name: 'issuer_did that is not a DID',
+    mutate: set(['issuer_did'], 'https://example.com'),
+    path: '$.issuer_did',
+    rule: 'schema:pattern',
+  },
+  {
+    name: 'issuer_did without a method-specific id',
+    mutate: set(['issuer_did'], 'did:web:'),
+    path: '$.issuer_did',
+    rule: 'schema:pattern',
+  },
+  {
+    name: 'model pattern with a space (the gateway trims it)',
+    mutate: set(['models', 'allowed_models'], ['openrouter/*', ' openrouter/x']),
+    path: '$.models.allowed_models[1]',
+    rule: 'schema:pattern',
+  },
+  {
+    name: 'egress host with a path',
+    mutate: set(['data_boundaries'], { egress_allowlist: ['api.example.com/v1'] }),
+    path: '$.data_boundaries.egress_allowlist[0]',
+    rule: 'schema:pattern',
+  },
+  {
+    name: 'redaction path that is not JSONPath-like',
+    mutate: set(['data_boundaries'], { redaction_rules: [{ path: 'messages', action: 'mask' }] }),
+    path: '$.data_boundaries.redaction_rules[0].path',
+    rule: 'schema:pattern',
+  },
   {
     name: 'policy_name with spaces',
     mutate: set(['policy_name'], 'Change Mgmt'),
@@ -345,6 +389,18 @@ const schemaCases: SchemaCase[] = [
     name: 'runbook without steps',
     mutate: set(['runbooks', 'change-review', 'steps'], []),
     path: `${RB}.steps`,
+    rule: 'schema:minItems',
+  },
+  {
+    name: 'empty allowed_models (the gateway would read it as "any model")',
+    mutate: set(['models', 'allowed_models'], []),
+    path: '$.models.allowed_models',
+    rule: 'schema:minItems',
+  },
+  {
+    name: 'empty egress_allowlist (the gateway would read it as "anywhere")',
+    mutate: set(['data_boundaries'], { egress_allowlist: [] }),
+    path: '$.data_boundaries.egress_allowlist',
     rule: 'schema:minItems',
   },
   {
@@ -828,6 +884,18 @@ const lintCases: LintCase[] = [
     }),
     path: `${RB}.params.note.default`,
     rule: 'lint:param-default-invalid',
+  },
+  {
+    name: 'openrouter-via-fal with a direct OpenAI model (the gateway would allow all of openai)',
+    mutate: set(['models', 'allowed_models'], ['openrouter/*', 'gpt-4o']),
+    path: '$.models.allowed_models',
+    rule: 'lint:provider-models-mismatch',
+  },
+  {
+    name: 'openrouter-via-fal without allowed_models',
+    mutate: del(['models', 'allowed_models']),
+    path: '$.models',
+    rule: 'lint:provider-models-mismatch',
   },
   {
     name: 'runbook arg the plan would refuse (a control character)',
