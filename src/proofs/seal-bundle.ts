@@ -6,7 +6,6 @@ import type { JobEventRow, JobRow } from '../db/schema.js';
 import type { EngineContext } from '../jobs/context.js';
 import { jobSteps } from '../jobs/job-repository.js';
 import { missionId } from '../tokens/cst-claims.js';
-import { getVerifiedPolicy, type WpcEnvelope } from '../policy/registry.js';
 import { readChain } from './event-chain.js';
 import { sortKeysDeep } from './sort-keys.js';
 
@@ -59,23 +58,6 @@ function sealedApproval(
   return {
     approval: record === null ? null : { ...record, mint_event_hash_b64u: mint.event.event_hash_b64u },
   };
-}
-
-/**
- * The pinned policy's signed WPC envelope, exactly as `/v1/wpc/:hash` serves it, so that the
- * rule can be recomputed offline. A version that no longer verifies is sealed as null (and
- * logged): ending the job must not hang on it, and the bundle then claims nothing about it.
- */
-async function pinnedEnvelope(ctx: EngineContext, trx: Db, job: JobRow): Promise<WpcEnvelope | null> {
-  try {
-    return await getVerifiedPolicy(trx, job.policy_hash_b64u, ctx.keyRing.trusts);
-  } catch (err) {
-    ctx.log.error(
-      { err, jobId: job.id, policyHash: job.policy_hash_b64u },
-      'pinned policy unverifiable at seal',
-    );
-    return null;
-  }
 }
 
 interface StepPlan {
@@ -200,7 +182,6 @@ export async function sealBundle(
       .filter((e) => e.event_type === 'token_minted')
       .map((e) => [String(parse(e).step), { event: e, payload: parse(e) }] as const),
   );
-  const policyEnvelope = await pinnedEnvelope(ctx, trx, job);
   const ours = sortKeysDeep({
     claw_approvals: {
       job_id: runId,
@@ -218,7 +199,10 @@ export async function sealBundle(
       submitted_by: job.submitted_by,
       requester_id: job.requester_id,
       executor: job.executor,
-      policy: { name: job.policy_name, policy_hash_b64u: job.policy_hash_b64u, envelope: policyEnvelope },
+      // Named by hash, not embedded: clawverify refuses a payload.metadata over 16 KiB, and the
+      // rule each gated step was held to is already in job_created and in its snapshot; the
+      // signed policy itself is served at /v1/wpc/:hash (`bundle verify` fetches it for links).
+      policy: { name: job.policy_name, policy_hash_b64u: job.policy_hash_b64u },
       plan_hash_b64u: job.plan_hash_b64u,
       steps: steps.map((s) => {
         const t = tokenOf.get(s.step_id);

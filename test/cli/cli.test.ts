@@ -3,6 +3,7 @@ import path from 'node:path';
 import { canonicalize as independentJcs } from 'json-canonicalize';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sha256B64u } from '../../src/crypto/hash.js';
+import { toWpcPayload } from '../../src/policy/wpc-payload.js';
 import { cli, stateEnv } from '../helpers/cli.js';
 import type { TestDb } from '../helpers/db.js';
 import { dialectName } from '../helpers/db.js';
@@ -29,7 +30,7 @@ describe('claw-approvals policy hash / lint (no database)', () => {
     expect(files).toHaveLength(5);
     for (const file of files) {
       const full = path.join(REPO_POLICIES_DIR, file);
-      const expected = sha256B64u(independentJcs(JSON.parse(await fs.readFile(full, 'utf8'))));
+      const expected = sha256B64u(independentJcs(toWpcPayload(JSON.parse(await fs.readFile(full, 'utf8')))));
       const res = await cli(['policy', 'hash', full], { POLICIES_DIR: REPO_POLICIES_DIR });
       expect(res).toEqual({ code: 0, out: expected, err: '' });
       expect(expected).toMatch(/^[A-Za-z0-9_-]{43}$/);
@@ -41,7 +42,7 @@ describe('claw-approvals policy hash / lint (no database)', () => {
     const res = await cli(['policy', 'hash', '--canonical', full], { POLICIES_DIR: REPO_POLICIES_DIR });
     const [hash, canonical] = res.out.split('\n');
     expect(sha256B64u(canonical!)).toBe(hash);
-    expect(canonical).toBe(independentJcs(JSON.parse(await fs.readFile(full, 'utf8'))));
+    expect(canonical).toBe(independentJcs(toWpcPayload(JSON.parse(await fs.readFile(full, 'utf8')))));
   });
 
   it('hash refuses an invalid policy with the JSON path and the rule', async () => {

@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { sha256B64u } from '../../src/crypto/hash.js';
+import { toWpcPayload } from '../../src/policy/wpc-payload.js';
 import type { RateLimits } from '../../src/http/rate-limit.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
 import { copyPolicies } from '../helpers/fs.js';
@@ -211,7 +212,7 @@ describe(`HTTP skeleton (${dialectName})`, () => {
     const { app, policies } = await setup();
     const active = policies.current()!.resolution.active.get('change-mgmt-prod-approval')!;
     // The hash an independent RFC 8785 implementation computes for the shipped file.
-    expect(sha256B64u(independentJcs(active.policy))).toBe(active.hash);
+    expect(sha256B64u(independentJcs(toWpcPayload(active.policy)))).toBe(active.hash);
     const res = await app.inject(`/v1/wpc/${active.hash}`);
     expect(res.statusCode).toBe(200);
     expect(res.headers['cache-control']).toContain('immutable');
@@ -226,7 +227,7 @@ describe(`HTTP skeleton (${dialectName})`, () => {
       algorithm: 'Ed25519',
       issued_at: testClock().toISOString(),
     });
-    expect(env.payload).toEqual(active.policy);
+    expect(env.payload).toEqual(toWpcPayload(active.policy));
     const jwk = (await app.inject('/.well-known/jwks.json')).json().keys[0];
     const publicKey = await webcrypto.subtle.importKey(
       'jwk',

@@ -30,7 +30,7 @@ interface Sealed {
   event_chain: { event_id: string; event_type: string; event_hash_b64u: string; timestamp: string }[];
   metadata: {
     claw_approvals: {
-      policy: { name: string; policy_hash_b64u: string; envelope: unknown };
+      policy: { name: string; policy_hash_b64u: string; envelope?: unknown };
       steps: SealedStep[];
     };
     event_payloads: { event_id: string; payload: Record<string, unknown> }[];
@@ -96,12 +96,13 @@ function eventOf(p: Sealed, type: string, where: (payload: Record<string, unknow
   return { event: found[0]!, payload: payloads.get(found[0]!.event_id)! };
 }
 
-/** The rule the pinned policy's signed envelope gives a step, recomputed from the bundle alone. */
-function ruleFromEnvelope(p: Sealed, tool: string) {
-  const envelope = p.metadata.claw_approvals.policy.envelope as {
-    payload: unknown;
-    payload_hash_b64u: string;
-  };
+/** The rule the pinned policy's signed envelope (as `/v1/wpc/:hash` serves it) gives a step. */
+async function ruleFromEnvelope(ctx: EngineContext, p: Sealed, tool: string) {
+  const envelope = await getVerifiedPolicy(
+    ctx.db,
+    p.metadata.claw_approvals.policy.policy_hash_b64u,
+    ctx.keyRing.trusts,
+  );
   expect(sha256B64u(canonicalJson(envelope.payload))).toBe(envelope.payload_hash_b64u);
   expect(envelope.payload_hash_b64u).toBe(p.metadata.claw_approvals.policy.policy_hash_b64u);
   const r = approvalRuleFor(approvalPolicyOf(envelope.payload as never), tool);
@@ -151,7 +152,7 @@ describe(`each gated step seals the two-person snapshot taken at its mint (${dia
     const approved = (user: string) => eventOf(p, 'approval_recorded', (x) => x.user_id === user).event;
     const gated = stepOf(p, 'post-summary');
     expect(gated.approval).toEqual({
-      rule: ruleFromEnvelope(p, gated.tool),
+      rule: await ruleFromEnvelope(ctx, p, gated.tool),
       requester_id: U.grace,
       evaluated_at: mint.event.timestamp,
       mint_event_hash_b64u: mint.event.event_hash_b64u,
@@ -190,9 +191,11 @@ describe(`each gated step seals the two-person snapshot taken at its mint (${dia
       expect(stepOf(p, s)).not.toHaveProperty('approval_unrecorded');
       expect(eventOf(p, 'token_minted', (x) => x.step === s).payload.approval).toBeNull();
     }
-    // The envelope is the one the registry serves at /v1/wpc/:hash.
-    const served = await getVerifiedPolicy(ctx.db, job.policyHash, ctx.keyRing.trusts);
-    expect(p.metadata.claw_approvals.policy.envelope).toEqual(JSON.parse(JSON.stringify(served)));
+    // The policy is named by hash, not embedded: clawverify caps payload.metadata at 16 KiB.
+    expect(p.metadata.claw_approvals.policy).toEqual({
+      name: 'mattermost-agent-prod',
+      policy_hash_b64u: job.policyHash,
+    });
     expect(
       verifyBundle(env, { trustsSigner: ctx.keyRing.trusts, gatewaySigners: ctx.gatewaySigners }),
     ).toMatchObject({ ok: true });
@@ -300,7 +303,10 @@ describe(`each gated step seals the two-person snapshot taken at its mint (${dia
     const { p } = await sealed(ctx, job.jobId);
     const gated = stepOf(p, 'post-summary');
     const snapshot = gated.approval!;
-    expect(snapshot.rule).toEqual({ ...ruleFromEnvelope(p, gated.tool), allow_requester_approval: true });
+    expect(snapshot.rule).toEqual({
+      ...(await ruleFromEnvelope(ctx, p, gated.tool)),
+      allow_requester_approval: true,
+    });
     expect(snapshot.requester_id).toBe(U.bruno);
     expect(snapshot.approvers.map((a) => [a.user_id, a.counted_for])).toEqual([
       [U.bruno, 'ops-oncall'],
