@@ -102,6 +102,8 @@ export async function startServer(
     log,
     engine,
     adminToken: config.adminToken,
+    // The bundle page links each approval to its Mattermost post.
+    mattermostUrl: config.mattermost?.url ?? null,
     ...(readinessChecks ? { readinessChecks } : {}),
   });
   try {
