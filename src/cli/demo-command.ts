@@ -54,17 +54,32 @@ export function demoCommand(program: Command, ctx: CliContext): void {
       const sandbox = await startSandbox({ log: log.child({ component: 'sandbox' }) });
       const ws = seedOpsWorkspace(sandbox);
       const gateway = signingKeyFromJwk(generateSigningJwk(), 'demo gateway');
+      // A stand-in gateway: one Claw Bureau gateway receipt per step, bound to the step's claim
+      // and declaring a causal span (each step's span hangs from the job's previous one), so the
+      // sealed bundle passes clawverify's enforce mode as a real gateway's would.
+      const lastSpan = new Map<string, string>();
       const receiptFor = (runId: string, eventHash: string, step: string) => {
+        const span = `span_${runId.replace(':', '_')}_${step}`;
+        const parent = lastSpan.get(runId);
+        lastSpan.set(runId, span);
         const payload = {
           receipt_version: '1',
-          receipt_id: `rcpt_demo_${step}`,
+          receipt_id: `rcpt_demo_${runId.replace(':', '_')}_${step}`,
           gateway_id: 'gw_demo',
           provider: 'demo',
           model: 'demo',
           request_hash_b64u: sha256B64u(`request ${runId} ${step}`),
           response_hash_b64u: sha256B64u(`response ${runId} ${step}`),
+          tokens_input: 0,
+          tokens_output: 0,
+          latency_ms: 0,
           timestamp: new Date().toISOString(),
-          binding: { run_id: runId, event_hash_b64u: eventHash },
+          binding: {
+            run_id: runId,
+            event_hash_b64u: eventHash,
+            span_id: span,
+            ...(parent ? { parent_span_id: parent } : {}),
+          },
         };
         return sealEnvelope({
           type: 'gateway_receipt',
@@ -252,6 +267,9 @@ export function demoCommand(program: Command, ctx: CliContext): void {
         });
         say(
           `\n5. Proof bundle ${bundleId}: GET /v1/bundles/${bundleId} -> HTTP ${res.status}; verified offline against JWKS: ${verdict.ok ? 'OK' : `FAILED ${verdict.reason}`}`,
+        );
+        say(
+          `   A reviewer opens ${server.url}/v1/bundles/${bundleId} in a browser, or runs the thread's Verify line.`,
         );
         if (!verdict.ok || !replayAnswer.includes('ERR_TOKEN_REPLAYED')) {
           throw new AppError('ERR_INTERNAL', 'the demo did not end as it should');
