@@ -31,6 +31,8 @@ describe('engine smoke', () => {
       userId: U.chioma,
     });
     expect(a2.code).toBe('QUORUM_MET');
+    // The gateway declares one causal span per step, each hanging from the previous one.
+    let parent: string | undefined;
     for (const step of ['search-kb', 'read-runbook', 'fetch-status', 'post-summary']) {
       const c = await claimToken(ctx, { jobId: job.jobId, step, agentId: OPS.executor });
       await redeemToken(ctx, c.token);
@@ -40,9 +42,10 @@ describe('engine smoke', () => {
         step,
         agentId: OPS.executor,
         status: 'succeeded',
-        receipts: [receiptFor(c)],
+        receipts: [receiptFor(c, { span_id: `span_${step}`, ...(parent ? { parent_span_id: parent } : {}) })],
       });
       if (step === 'post-summary') expect(r.ended?.status).toBe('completed');
+      parent = `span_${step}`;
     }
     const row = await ctx.db.selectFrom('bundles').selectAll().executeTakeFirstOrThrow();
     const verdict = verifyBundle(JSON.parse(row.envelope), {
@@ -50,6 +53,8 @@ describe('engine smoke', () => {
       gatewaySigners: ctx.gatewaySigners,
     });
     expect(verdict).toMatchObject({ ok: true, receipts: 4 });
+    // Nothing Claw Bureau's verifier would refuse: no check, passed or not, carries its reason.
+    expect(verdict.checks.filter((c) => c.cbReason)).toEqual([]);
     // The thread's reviewer command names the gateway whose receipts the bundle carries.
     const ended = await ctx.db
       .selectFrom('outbox')
