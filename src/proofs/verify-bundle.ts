@@ -28,8 +28,11 @@ import {
   checkPolicyAndPlan,
   checkTokens,
 } from './verify/our-bindings.js';
+import { plannedSteps } from './verify/planned-steps.js';
+import { checkPolicyRules } from './verify/policy-rules.js';
 import { checkSideEffectReceipts } from './verify/side-effect-receipts.js';
 import { checkToolReceipts } from './verify/tool-receipts.js';
+import { checkTwoPersonRule } from './verify/two-person-check.js';
 
 export type { BundleFailure, BundleTrust, VerifyCheck };
 
@@ -51,14 +54,16 @@ export type BundleVerdict =
  * chain, gateway, tool and side-effect receipts with co-signatures, human approval receipts,
  * causal graph in enforce mode), then ours: a trusted signer, every receipt bound to this run,
  * approval receipts against their own schema and, in bundles this project seals, against the
- * chain's events and every policy, plan and token binding. Anything it cannot evaluate fails
- * as UNSUPPORTED_FEATURE. Fails closed with the first failing check; `checks` lists every check
- * made. `now` judges expiry (default: the current time).
+ * chain's events and every policy, plan and token binding, and each gated step's two-person
+ * rule recomputed from its sealed snapshot. Anything it cannot evaluate fails as
+ * UNSUPPORTED_FEATURE. Fails closed with the first failing check; `checks` lists every check
+ * made. `now` judges expiry (default: the current time). `policy`, the pinned policy's signed
+ * WPC envelope when the caller has it, is checked to give each step the rule the chain pinned.
  */
 export function verifyBundle(
   envelope: unknown,
   trust: BundleTrust,
-  opts: { now?: Date } = {},
+  opts: { now?: Date; policy?: unknown } = {},
 ): BundleVerdict {
   const now = opts.now ?? new Date();
   const log = new CheckLog();
@@ -90,6 +95,11 @@ export function verifyBundle(
       log.note('ours.policy_plan', () => checkPolicyAndPlan(ours, chain, decoded));
       const tokens = log.run('ours.tokens', () => checkTokens(ours, chain, decoded));
       log.note('ours.approvals', () => checkApprovalEvents(approvals, { ours, chain, decoded, tokens }));
+      const planned = log.run('ours.steps', () => plannedSteps(ours, chain, decoded));
+      log.note('ours.two_person', () =>
+        checkTwoPersonRule({ ours, chain, decoded, tokens, planned, approvals }),
+      );
+      log.note('ours.policy_rules', () => checkPolicyRules(opts.policy, trust, ours, planned));
       index = { chain, decoded };
     }
     log.note('causal.approvals', () => checkApprovalAnchoring(approvals, p.receipts, spans, index));

@@ -1,4 +1,5 @@
 import type { EnvelopeFailure } from '../../crypto/envelope.js';
+import type { TwoPersonReason } from '../two-person.js';
 
 /** Every reason `verifyBundle` may fail with. Claw Bureau's code for the same failure rides alongside. */
 export type BundleFailure =
@@ -33,7 +34,9 @@ export type BundleFailure =
   | 'APPROVAL_NOT_ANCHORED'
   | 'POLICY_BINDING_MISMATCH'
   | 'PLAN_BINDING_MISMATCH'
-  | 'TOKEN_BINDING_MISMATCH';
+  | 'TOKEN_BINDING_MISMATCH'
+  | TwoPersonReason
+  | 'APPROVAL_RULE_MISMATCH';
 
 /**
  * One check `verifyBundle` made. `cbReason` is the reason code Claw Bureau's `clawverify`
