@@ -60,6 +60,11 @@ const BUNDLE_FAILURES = [
   'POLICY_BINDING_MISMATCH',
   'PLAN_BINDING_MISMATCH',
   'TOKEN_BINDING_MISMATCH',
+  'APPROVAL_QUORUM_NOT_MET',
+  'APPROVAL_BY_REQUESTER',
+  'APPROVAL_GROUPS_NOT_DISTINCT',
+  'APPROVAL_SNAPSHOT_INVALID',
+  'APPROVAL_RULE_MISMATCH',
 ] as const satisfies readonly BundleFailure[];
 type Unlisted = Exclude<BundleFailure, (typeof BUNDLE_FAILURES)[number]>;
 const everyReasonListed: [Unlisted] extends [never] ? true : false = true;
