@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
+import { B64U_SHA256 } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
 import { BUNDLE_ID } from '../http/routes/bundles.js';
 import { getVerifiedPolicy } from '../policy/registry.js';
@@ -20,7 +21,14 @@ import {
 import type { Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
-import { fetchSource, httpUrl, readFileSource, readSource, type SourceText } from './read-source.js';
+import {
+  fetchSource,
+  httpUrl,
+  readFileSource,
+  readSource,
+  shownUrl,
+  type SourceText,
+} from './read-source.js';
 
 /**
  * One check the verdict rests on, as `--json` prints it: the verifier's, or one only this
@@ -42,6 +50,7 @@ interface VerifyOptions {
   trust?: string[];
   gateway?: string[];
   allowlist?: string;
+  policy?: string;
   json?: boolean;
 }
 
@@ -226,8 +235,62 @@ function notJson(shown: string, read: SourceText): BundleVerdict {
   };
 }
 
+/** The policy hash a bundle names (read only to find its policy; the verifier checks the binding). */
+function namedPolicyHash(envelope: unknown): string | null {
+  const hash = (
+    envelope as { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
+  )?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
+  return typeof hash === 'string' && B64U_SHA256.test(hash) ? hash : null;
+}
+
+/** `GET /v1/wpc/:hash` answers `{ok, policy_hash_b64u, envelope}`; a file may hold either form. */
+function policyEnvelopeOf(parsed: unknown): unknown {
+  const wrapped = parsed as { envelope?: unknown } | null;
+  return wrapped && typeof wrapped === 'object' && 'envelope' in wrapped ? wrapped.envelope : parsed;
+}
+
+/**
+ * The signed policy the bundle names, so the verifier can recompute each gated step's rule
+ * from it (`ours.policy_rules`): the one given with `--policy`, else, for a bundle link, the
+ * one its server publishes at `/v1/wpc/<hash>`. A link's policy that cannot be fetched leaves
+ * that check not made (said in its message and on stderr); a `--policy` that cannot be read
+ * is an error. Either way the verifier checks its hash, signature and signer.
+ */
+async function suppliedPolicy(
+  opts: VerifyOptions,
+  target: Exclude<Target, { kind: 'database' }>,
+  envelope: unknown,
+  warn: (text: string) => void,
+): Promise<unknown> {
+  const spec = { what: 'policy', accept: 'application/json', failure: 'ERR_WPC_NOT_FOUND' } as const;
+  if (opts.policy) {
+    const read = await readSource(opts.policy, spec);
+    try {
+      return policyEnvelopeOf(JSON.parse(read.text));
+    } catch (cause) {
+      throw new AppError('ERR_BAD_REQUEST', `policy ${read.shown} is not JSON${typeOf(read)}`, { cause });
+    }
+  }
+  const hash = namedPolicyHash(envelope);
+  if (target.kind !== 'url' || !hash) return undefined;
+  const url = new URL(`/v1/wpc/${hash}`, target.url);
+  try {
+    return policyEnvelopeOf(JSON.parse((await fetchSource(url, spec)).text));
+  } catch (err) {
+    warn(
+      `warning: the policy ${shownUrl(url)} could not be read (${(err as Error).message}); its rules were not recomputed`,
+    );
+    return undefined;
+  }
+}
+
 /** A file or URL: only the reviewer's trust inputs and the bundle are read; no config, key or database. */
-async function verifyOffline(target: Exclude<Target, { kind: 'database' }>, trust: Trust): Promise<Outcome> {
+async function verifyOffline(
+  target: Exclude<Target, { kind: 'database' }>,
+  trust: Trust,
+  opts: VerifyOptions,
+  warn: (text: string) => void,
+): Promise<Outcome> {
   const spec = { what: 'bundle', accept: 'application/json', failure: 'ERR_BUNDLE_NOT_FOUND' } as const;
   const read =
     target.kind === 'url' ? await fetchSource(target.url, spec) : await readFileSource(target.file, spec);
@@ -238,7 +301,8 @@ async function verifyOffline(target: Exclude<Target, { kind: 'database' }>, trus
   } catch {
     return { verdict: notJson(ref, read), extra: [], trust, target: { kind: target.kind, ref } };
   }
-  const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+  const policy = await suppliedPolicy(opts, target, envelope, warn);
+  const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways), { policy });
   const last = target.kind === 'url' ? (target.url.pathname.split('/').at(-1) ?? '') : '';
   const extra = verdict.ok && BUNDLE_ID.test(last) ? [checkNamedId(last, verdict.bundleId)] : [];
   return { verdict, extra, trust, target: { kind: target.kind, ref } };
@@ -261,7 +325,11 @@ async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<
       .executeTakeFirst();
     if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', `no bundle ${id} in ${rt.database.description}`);
     const envelope: unknown = JSON.parse(row.envelope);
-    const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways));
+    const hash = namedPolicyHash(envelope);
+    const policy = hash
+      ? await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts).catch(() => undefined)
+      : undefined;
+    const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways), { policy });
     const extra = verdict.ok
       ? [checkNamedId(id, verdict.bundleId), ...(await databaseChecks(rt, envelope))]
       : [];
@@ -339,6 +407,10 @@ export function bundleCommands(program: Command, ctx: CliContext): void {
       '--allowlist <file>',
       'Claw Bureau allowlist: agent_did (bundle signer), gateway_receipt_signer_dids',
     )
+    .option(
+      '--policy <url-or-file>',
+      "the signed policy the bundle names (a /v1/wpc/<hash> answer or its envelope), to recompute each gated step's rule from it; a bundle link's own server is asked by default",
+    )
     .option('--json', 'print the verdict, every check and the trust used as JSON')
     .addHelpText(
       'after',
@@ -358,7 +430,7 @@ export function bundleCommands(program: Command, ctx: CliContext): void {
       const outcome =
         target.kind === 'database'
           ? await verifyStored(ctx, target.id, given)
-          : await verifyOffline(target, given);
+          : await verifyOffline(target, given, opts, (text) => ctx.output.err(text));
       const result = resultOf(outcome);
       ctx.output.out(report(outcome, result, opts.json === true));
       if (!result.ok)

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fetchSource } from '../../src/cli/read-source.js';
 import { sealEnvelope } from '../../src/crypto/envelope.js';
+import { getVerifiedPolicy, listRegisteredPolicies } from '../../src/policy/registry.js';
 import { bundlePayloadHash } from '../../src/proofs/seal-bundle.js';
 import { buildKeyRing } from '../../src/tokens/key-ring.js';
 import { cli } from '../helpers/cli.js';
@@ -92,6 +93,43 @@ describe('bundle verify <file | url> on a reviewer machine', () => {
     for (const c of out.checks)
       expect(c).toMatchObject({ id: expect.any(String), ok: true, message: expect.any(String) });
     expect(out.checks).toContainEqual(expect.objectContaining({ id: 'target.bundle_id', ok: true }));
+    // The link's server also publishes the signed policy: each step's rule is recomputed from it.
+    const rules = out.checks.find((c: { id: string }) => c.id === 'ours.policy_rules');
+    expect(rules).toMatchObject({ ok: true });
+    expect(rules.message).not.toMatch(/^not made/);
+  });
+
+  it('--policy: the signed policy the bundle names confirms its rules; another version is refused', async () => {
+    const s = sealedOnce;
+    const { env } = await reviewer();
+    const dir = await tempDir();
+    const file = await writeJson(dir, 'bundle.json', s.text);
+    const jwks = await writeJson(dir, 'jwks.json', jwksOf(s));
+    const named = JSON.parse(s.text).payload.metadata.claw_approvals.policy.policy_hash_b64u as string;
+    const versions = await listRegisteredPolicies(s.engine.ctx.db);
+    const envelopeOf = (hash: string) =>
+      getVerifiedPolicy(s.engine.ctx.db, hash, s.engine.ctx.keyRing.trusts);
+    const own = await writeJson(dir, 'own.json', await envelopeOf(named));
+    const other = versions.find((v) => v.policy_hash_b64u !== named)!;
+    const wrong = await writeJson(dir, 'wrong.json', await envelopeOf(other.policy_hash_b64u));
+
+    const ok = await cli(
+      ['bundle', 'verify', file, '--jwks', jwks, ...GATEWAY, '--policy', own, '--json'],
+      env,
+    );
+    expect(ok.code).toBe(0);
+    const rules = JSON.parse(ok.out).checks.find((c: { id: string }) => c.id === 'ours.policy_rules');
+    expect(rules).toMatchObject({ ok: true });
+    expect(rules.message).not.toMatch(/^not made/);
+
+    const bad = await cli(['bundle', 'verify', file, '--jwks', jwks, ...GATEWAY, '--policy', wrong], env);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(failLine('POLICY_BINDING_MISMATCH'));
+
+    // Without --policy, a file's rules are checked against its own chain only, and it says so.
+    const plain = await cli(['bundle', 'verify', file, '--jwks', jwks, ...GATEWAY, '--json'], env);
+    const unchecked = JSON.parse(plain.out).checks.find((c: { id: string }) => c.id === 'ours.policy_rules');
+    expect(unchecked).toMatchObject({ ok: true, message: expect.stringMatching(/^not made/) });
   });
 
   it('refuses to judge without a trust source: the bundle never vouches for itself', async () => {
