@@ -137,9 +137,16 @@ describe.skipIf(!HAS_CHROMIUM)(`the bundle page in a real browser (${dialectName
         'events, each hashed',
         'scope hash',
         'approval receipts',
+        "steps are job_created's",
+        'two-person rule recomputed from the sealed snapshot for "post-summary"',
       ]) {
         expect(checked.some((t) => t.includes(what))).toBe(true);
       }
+      // Said, not counted: the signed policy is not in the bundle; the server checks the rules against it.
+      const notChecked = checks.filter((c) => c.kind === 'check na').map((c) => c.text);
+      expect(notChecked.some((t) => t.includes('the signed policy is not in the bundle'))).toBe(true);
+      const job = (await o.page.textContent('#job-h + dl'))!.replace(/\s+/g, ' ');
+      expect(job).toContain("the server's verdict checks each step's gate and approval rule against it");
       // Every approver by name, under the verdict and in the approvals, with a permalink to their post.
       const names = [USERNAMES[U.alice]!, USERNAMES[U.chioma]!];
       expect(approverNames()).toEqual(names);

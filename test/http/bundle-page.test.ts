@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prefersHtml } from '../../src/http/bundle-page/accept.js';
 import { escapeHtml, html, jsonInScript } from '../../src/http/bundle-page/html.js';
 import { bundlePageScript } from '../../src/http/bundle-page/page-script.js';
+import { verifyInBrowser } from '../../src/http/bundle-page/browser-verify.js';
+import { checkTwoPerson } from '../../src/proofs/two-person.js';
 import {
   HOSTILE,
   MATTERMOST_URL,
@@ -12,6 +14,8 @@ import {
   sealedBundleApp,
 } from '../browser/sealed-bundle-app.js';
 import { dialectName } from '../helpers/db.js';
+import { testGateway } from '../helpers/receipts.js';
+import { eventOf, forge, type Obj } from '../proofs/adversarial-forge.js';
 
 const BROWSER_ACCEPT =
   'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8';
@@ -183,6 +187,95 @@ describe(`GET /v1/bundles/:id, JSON or page (${dialectName})`, () => {
     const page = (await get('text/html')).body;
     expect(page).toContain('data-server="ok"');
     expect(page).toMatch(/<p class="status ok">\s*VERIFIED\s*<\/p>/);
+  });
+
+  /** Runs `check` with `envelope` stored as this bundle's row (around its append-only trigger), then puts the sealed one back. */
+  async function whileStored(envelope: string, check: () => Promise<void>): Promise<void> {
+    const store = (text: string) =>
+      s.engine.ctx.db.transaction().execute(async (trx) => {
+        await sql`alter table bundles disable trigger bundles_append_only`.execute(trx);
+        await sql`update bundles set envelope = ${text} where bundle_id = ${s.bundleId}`.execute(trx);
+        await sql`alter table bundles enable trigger bundles_append_only`.execute(trx);
+      });
+    await store(envelope);
+    try {
+      await check();
+    } finally {
+      await store(s.stored);
+    }
+  }
+
+  const policyHash = () =>
+    JSON.parse(s.stored).payload.metadata.claw_approvals.policy.policy_hash_b64u as string;
+
+  it("the server's verdict is made against the signed policy from this server's registry, and the page says so", async () => {
+    const page = (await get('text/html')).body;
+    expect(page).toContain(
+      `the signed policy &quot;${policyHash()}&quot; (trusted signer) gives every planned step the gate and two-person rule job_created pinned`,
+    );
+    const signer = s.engine.ctx.keyRing.active.did;
+    expect(page).toMatch(
+      new RegExp(`Signed by <code>${signer}</code> on [^;]+; the server's verdict checks`),
+    );
+  });
+
+  it('a rule weakened consistently in job_created and both records: only the signed policy catches it, and the page puts FAIL on top', async () => {
+    const weakened = forge(s.stored, { key: s.engine.ctx.keyRing.active, gateway: testGateway }, (p) => {
+      const gated = (x: Obj) => x.id === 'post-summary' || x.step === 'post-summary';
+      const planned = (eventOf(p, 'job_created').body.steps as Obj[]).find(gated)!;
+      const sealed = (p.metadata.claw_approvals.steps as Obj[]).find(gated)!;
+      const minted = (p.metadata.event_payloads as Obj[]).find(
+        (x) => gated(x.payload) && x.payload.approval,
+      )!;
+      for (const rule of [planned.rule, sealed.approval.rule, minted.payload.approval.rule])
+        rule.required_approvals = 1;
+    });
+    // Nothing inside the bundle contradicts it: the browser, which has no signed policy, passes it.
+    const ctx = s.engine.ctx;
+    const trust = { keys: ctx.keyRing.jwks.keys, gateway_signers: [...ctx.gatewaySigners] };
+    expect(await verifyInBrowser(new TextEncoder().encode(weakened), trust, checkTwoPerson)).toMatchObject({
+      status: 'verified',
+    });
+    await whileStored(weakened, async () => {
+      const page = (await get('text/html')).body;
+      expect(page).toContain('<section id="verdict" class="verdict fail" data-server="fail"');
+      expect(page).toContain(
+        '<code class="reason">APPROVAL_RULE_MISMATCH</code>: step &quot;post-summary&quot;: job_created pinned another approval rule than the signed policy',
+      );
+    });
+  });
+
+  it('a policy the registry cannot give (its row no longer verifies): the page still answers, saying the rule check was not made and why', async () => {
+    const hash = policyHash();
+    const { canonical_payload: original } = await s.engine.ctx.db
+      .selectFrom('wpc_registry')
+      .select('canonical_payload')
+      .where('policy_hash_b64u', '=', hash)
+      .executeTakeFirstOrThrow();
+    const setPayload = (text: string) =>
+      s.engine.ctx.db.transaction().execute(async (trx) => {
+        await sql`alter table wpc_registry disable trigger wpc_registry_immutable`.execute(trx);
+        await sql`update wpc_registry set canonical_payload = ${text} where policy_hash_b64u = ${hash}`.execute(
+          trx,
+        );
+        await sql`alter table wpc_registry enable trigger wpc_registry_immutable`.execute(trx);
+      });
+    await setPayload(`${original} `);
+    try {
+      const res = await get('text/html');
+      expect(res.statusCode).toBe(200);
+      expect(res.body).toContain('data-server="ok"');
+      expect(res.body).toContain(
+        `not made: the signed policy &quot;${hash}&quot; was not supplied, so the rules job_created pinned were not recomputed from it`,
+      );
+      expect(res.body).toMatch(
+        new RegExp(
+          `Not available from this server's registry \\(stored policy ${hash} failed verification: [^)]*\\)`,
+        ),
+      );
+    } finally {
+      await setPayload(original);
+    }
   });
 
   it('unknown ids answer the JSON error for either kind of client, varying on Accept', async () => {

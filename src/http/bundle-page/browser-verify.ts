@@ -1,15 +1,19 @@
 /**
  * The bundle page's own verifier, run in the reader's browser over the exact bytes the page
  * carries, with WebCrypto (SHA-256, Ed25519) against the server's JWKS that the page embeds.
- * It repeats what `verifyBundle` checks (src/proofs/verify-bundle.ts) without trusting the
- * server's answer: envelope, payload hash, signature, signer, event chain, gateway receipts,
- * event payloads, every policy, plan, token and approval binding, and the two-person rule.
+ * It repeats, without trusting the server's answer, what `verifyBundle` checks of a bundle's
+ * integrity and approvals (src/proofs/verify-bundle.ts): envelope, payload hash, signature,
+ * signer, event chain, gateway receipts, event payloads, plan, token and approval bindings, the
+ * steps job_created planned, and each gated step's two-person rule against the chain, with the
+ * server's reasons. Not here: the signed policy (bundles name it by hash; the server and
+ * `bundle verify` recompute each step's rule from it) and what the page lists as "not checked
+ * in the browser".
  *
  * How it ships: the page inlines this module's compiled text (see page-script.ts), so the code a
  * browser runs is the code typechecked and tested here. Hence its one rule: no imports but
  * `import type` (erased), and only globals that browsers and Node share (crypto.subtle,
- * TextEncoder, TextDecoder, atob, btoa). The two-person rule is not re-written here: the page
- * inlines src/proofs/two-person.ts the same way and passes its `checkTwoPerson` in.
+ * TextEncoder, TextDecoder, atob, btoa). The snapshot's own consistency is not re-written here:
+ * the page inlines src/proofs/two-person.ts the same way and passes its `checkTwoPerson` in.
  */
 
 import type { ApprovalSnapshot, TwoPersonFailure } from '../../proofs/two-person.js';
@@ -361,16 +365,41 @@ async function tokenScopeHash(cst: Obj, policyHash: string, missionId: string): 
   );
 }
 
+/** An untrusted value in a message, as the server words it (`quote`): JSON-quoted and clipped. */
+function quote(value: unknown): string {
+  const text = JSON.stringify(typeof value === 'string' ? value : String(value)) ?? '""';
+  return text.length > 90 ? `${text.slice(0, 86)}…"` : text;
+}
+
+/** A step's `token_minted` event: its chained header and its payload. */
+interface Mint {
+  header: Obj;
+  body: Obj;
+}
+
+/** Each step's `token_minted` events, in chain order (as the server's `mintsByStep`). */
+function mintsByStep(chain: Chain, decoded: Map<string, Obj>): Map<string, Mint[]> {
+  const out = new Map<string, Mint[]>();
+  for (const header of chain.list) {
+    if (header.event_type !== 'token_minted') continue;
+    const body = decoded.get(String(header.event_hash_b64u))!;
+    const step = String(body.step);
+    out.set(step, [...(out.get(step) ?? []), { header, body }]);
+  }
+  return out;
+}
+
 /**
- * Everything a claw-approvals bundle adds to the Claw Bureau format, as `checkOurBindings`:
- * event payloads against their hashes, issued_at, policy and plan, each step's CST, each
- * approval receipt; then the signed policy and each gated step's two-person rule.
+ * Everything a claw-approvals bundle adds to the Claw Bureau format, as the server's
+ * `ours.*` checks: event payloads against their hashes, issued_at, policy and plan, each
+ * step's CST, each approval receipt; then the steps job_created planned and each gated step's
+ * two-person rule. The signed policy is not in the bundle (it is named by hash: clawverify caps
+ * payload.metadata at 16 KiB), so its rules are recomputed by the server and `bundle verify`.
  */
 async function checkOurBindings(
   payload: Obj,
   chain: Chain,
   issuedAt: string,
-  trust: BrowserTrust,
   twoPerson: TwoPersonCheck,
   passed: Passed,
 ): Promise<void> {
@@ -424,47 +453,25 @@ async function checkOurBindings(
     failWith('PLAN_BINDING_MISMATCH', 'the plan does not hash to plan_hash_b64u');
   }
   passed('plan', `the plan hashes to ${planHash}, and job_created pins it with policy ${policyHash}`);
+  passed(
+    'policy',
+    `policy ${String(policy.name)} is named by its hash only: the signed policy is not in the bundle, so its rules are recomputed by the server and by \`bundle verify\`, not here`,
+    null,
+  );
 
-  if (policy.envelope !== undefined) {
-    try {
-      const key = await checkEnvelope(
-        policy.envelope,
-        'work_policy_contract',
-        'POLICY',
-        'policy.envelope: ',
-        (p) => sha256B64u(jcs(p)),
-        null,
-      );
-      const env = policy.envelope as Obj;
-      if (env.payload_hash_b64u !== policyHash)
-        failWith('POLICY_BINDING_MISMATCH', 'policy.envelope is another policy');
-      if (!trustedKey(trust, key, String(env.issued_at)))
-        failWith('POLICY_BINDING_MISMATCH', "policy.envelope's signer is not in this server's JWKS");
-    } catch (err) {
-      const failure = (err as { bundleFailure?: string }).bundleFailure;
-      if (!failure) throw err;
-      failWith('POLICY_BINDING_MISMATCH', (err as Error).message);
-    }
-    passed('policy', `the signed policy envelope hashes to ${policyHash} and is signed by this server's key`);
-  }
-
-  const minted = new Map<string, Obj>();
-  for (const body of decoded.values()) {
-    if (typeof body.jti === 'string' && 'token_scope_hash_b64u' in body) minted.set(String(body.step), body);
-  }
+  const mints = mintsByStep(chain, decoded);
   const scopeOfStep = new Map<string, string>();
   let tokens = 0;
   for (const s of steps) {
     if (s.cst === null) continue;
     const cst = s.cst as Obj;
-    const m = minted.get(String(s.step));
+    const m = mints.get(String(s.step))?.find((x) => x.body.jti === cst.jti)?.body;
     const scope = Array.isArray(cst.scope) ? cst.scope : [];
     const recomputed = await tokenScopeHash(cst, policyHash, String(o.job_id));
     const bound =
       m !== undefined &&
       recomputed === cst.token_scope_hash_b64u &&
       m.token_scope_hash_b64u === recomputed &&
-      m.jti === cst.jti &&
       m.token_hash === cst.token_hash &&
       m.policy_hash_b64u === policyHash &&
       scope.includes(`plan:${planHash}`) &&
@@ -529,83 +536,233 @@ async function checkOurBindings(
       `${n} approval receipt${n === 1 ? '' : 's'}, each bound to its event, policy, plan and token scope`,
     );
   }
-  await checkApprovalSnapshots(steps, job, decoded, String(o.requester_id), twoPerson, passed);
+
+  const planned = plannedSteps(job, steps);
+  const gated = planned.filter((p) => p.gate === 'gated').length;
+  passed(
+    'steps',
+    `the metadata's ${planned.length} steps are job_created's, ${gated} gated with a pinned rule`,
+  );
+  checkApprovalSnapshots(planned, {
+    steps,
+    chain,
+    decoded,
+    mints,
+    requesterId: o.requester_id,
+    approvals: Array.isArray(approvals) ? (approvals as Obj[]) : [],
+    twoPerson,
+    passed,
+  });
+}
+
+// The two-person rule, as the server checks it (src/proofs/verify/planned-steps.ts and
+// two-person-check.ts): the same rule with the same reasons, written for the page.
+
+/** A step as job_created planned it: the chain, not the metadata beside it, says which steps needed approval and under which rule. */
+interface PlannedStep {
+  id: string;
+  tool: string;
+  gate: 'auto' | 'gated';
+  rule?: Obj;
+}
+
+const isPlannedStep = (v: unknown): v is PlannedStep =>
+  isObject(v) &&
+  typeof v.id === 'string' &&
+  typeof v.tool === 'string' &&
+  (v.gate === 'auto' || v.gate === 'gated') &&
+  (v.rule === undefined || isObject(v.rule));
+
+/**
+ * job_created's planned steps, which must be the metadata's steps, in order, with the same tool
+ * and gate: a step dropped from or re-gated in the metadata would escape the two-person check.
+ */
+function plannedSteps(job: Obj, steps: Obj[]): PlannedStep[] {
+  const planned = job.steps;
+  if (!Array.isArray(planned) || !planned.every(isPlannedStep))
+    failWith('BUNDLE_PAYLOAD_INVALID', 'job_created.steps is not a list of {id, tool, gate, rule?}');
+  if (steps.length !== planned.length)
+    failWith('PLAN_BINDING_MISMATCH', 'metadata lists other steps than job_created planned');
+  for (const [i, p] of planned.entries()) {
+    const s = steps[i]!;
+    if (s.step !== p.id || s.tool !== p.tool || s.gate !== p.gate)
+      failWith(
+        'PLAN_BINDING_MISMATCH',
+        `metadata step ${quote(s.step)} is not step ${quote(p.id)} as job_created planned it (tool, gate)`,
+      );
+    if (p.gate === 'gated' && p.rule === undefined)
+      failWith('BUNDLE_PAYLOAD_INVALID', `job_created pins no rule for gated step ${quote(p.id)}`);
+  }
+  return planned;
+}
+
+/** A rule's two-person fields as comparable text (a missing field reads as null), as `twoPersonRuleText`. */
+function ruleText(rule: unknown): string {
+  const r = isObject(rule) ? rule : {};
+  const fields = [
+    'required_approvals',
+    'allowed_approver_groups',
+    'distinct_groups',
+    'allow_requester_approval',
+  ];
+  return jcs(Object.fromEntries(fields.map((k) => [k, r[k] ?? null])));
+}
+
+/** C0 and C1 controls, line separators and bidi controls: what could rewrite the line a reader sees. */
+const unprintable = (c: number) =>
+  c < 0x20 ||
+  (c >= 0x7f && c <= 0x9f) ||
+  c === 0x200e ||
+  c === 0x200f ||
+  (c >= 0x2028 && c <= 0x202e) ||
+  (c >= 0x2066 && c <= 0x2069);
+
+/** `checkTwoPerson` words its findings with values from the bundle: escaped and bounded, as the server does. */
+function printable(text: string): string {
+  const safe = Array.from(text, (ch) => {
+    const c = ch.codePointAt(0)!;
+    return unprintable(c) ? `\\u${c.toString(16).padStart(4, '0')}` : ch;
+  }).join('');
+  return safe.length > 300 ? `${safe.slice(0, 299)}…` : safe;
+}
+
+interface SnapshotContext {
+  /** The metadata's steps, one per planned step (checked by `plannedSteps`). */
+  steps: Obj[];
+  chain: Chain;
+  decoded: Map<string, Obj>;
+  mints: Map<string, Mint[]>;
+  /** metadata.claw_approvals.requester_id */
+  requesterId: unknown;
+  approvals: Obj[];
+  twoPerson: TwoPersonCheck;
+  passed: Passed;
 }
 
 /**
- * Each gated step that minted carries the approval snapshot taken at quorum: `checkTwoPerson`
- * (src/proofs/two-person.ts, inlined as it is) must find its rule satisfied, the rule must be
- * the one job_created pinned, the snapshot (less its own mint hash) the record its token_minted
- * event chained, and each counted approver one with an approval_recorded event for the step.
+ * The snapshot against the chain: it is the record its step's `token_minted` event chained
+ * (and dated), under the rule job_created pinned and the job's requester, and each approver it
+ * counts is a person whose `approval_recorded` event for this step came before the mint, whom
+ * the mint counted for the same group, and whose approval receipt the bundle carries.
  */
-async function checkApprovalSnapshots(
-  steps: Obj[],
-  job: Obj,
-  decoded: Map<string, Obj>,
-  requesterId: string,
-  twoPerson: TwoPersonCheck,
-  passed: Passed,
-): Promise<void> {
-  const fail = (step: unknown, why: string) =>
-    failWith('APPROVAL_SNAPSHOT_INVALID', `step ${String(step)}: ${why}`);
-  const planned = new Map<unknown, Obj>();
-  for (const s of Array.isArray(job.steps) ? (job.steps as Obj[]) : []) planned.set(s.id, s);
-  const checked: string[] = [];
-  const unrecorded: string[] = [];
-  for (const s of steps) {
-    if (s.gate !== 'gated' || s.cst === null) continue;
-    // Sealed before snapshots existed (the seal says so, or the key is absent): said, not failed.
-    if (!('approval' in s) || (s.approval === null && s.approval_unrecorded === 'MINTED_BEFORE_SNAPSHOTS')) {
-      unrecorded.push(String(s.step));
-      continue;
-    }
-    if (!isObject(s.approval)) fail(s.step, 'a gated step minted without an approval snapshot');
-    const snap = s.approval as Obj;
-    const failure = twoPerson(snap as unknown as ApprovalSnapshot);
-    if (failure) failWith(failure.reason, `step ${String(s.step)}: ${failure.message}`);
-    const pinned = planned.get(s.step)?.rule;
-    const rule = isObject(snap.rule) ? snap.rule : {};
-    const ruleKeys = [
-      'required_approvals',
-      'allowed_approver_groups',
-      'distinct_groups',
-      'allow_requester_approval',
-    ];
-    if (!isObject(pinned) || ruleKeys.some((k) => jcs(rule[k] ?? null) !== jcs(pinned[k] ?? null))) {
-      fail(s.step, 'the rule is not the one job_created pinned');
-    }
-    if (snap.requester_id !== requesterId) fail(s.step, "the requester is not the job's");
-    const mint = decoded.get(String(snap.mint_event_hash_b64u));
-    if (!mint || mint.step !== s.step || !('token_scope_hash_b64u' in mint)) {
-      fail(s.step, 'mint_event_hash_b64u is not its token_minted event');
-    }
-    const { mint_event_hash_b64u: _mintHash, ...record } = snap;
-    if (jcs((mint as Obj).approval ?? null) !== jcs(record)) {
-      fail(s.step, 'the snapshot is not the record its token_minted event chained');
-    }
-    for (const a of Array.isArray(snap.approvers) ? (snap.approvers as Obj[]) : []) {
-      const recorded = decoded.get(String(a.approval_event_hash_b64u));
-      if (
-        !recorded ||
-        recorded.step !== s.step ||
-        recorded.user_id !== a.user_id ||
-        (a.post_id !== null && recorded.post_id !== a.post_id)
-      ) {
-        fail(s.step, `approver ${String(a.user_id)} has no approval_recorded event for this step`);
-      }
-    }
-    checked.push(String(s.step));
+function checkSnapshotAgainstChain(snap: Obj, p: PlannedStep, mint: Mint, ctx: SnapshotContext): void {
+  const bad = (why: string): never => failWith('APPROVAL_SNAPSHOT_INVALID', `step ${quote(p.id)}: ${why}`);
+  if (snap.mint_event_hash_b64u !== mint.header.event_hash_b64u)
+    bad('mint_event_hash_b64u is not its token_minted event');
+  const { mint_event_hash_b64u: _, ...record } = snap;
+  if (jcs(mint.body.approval ?? null) !== jcs(record))
+    bad('the snapshot is not the record its token_minted event chained');
+  if (snap.evaluated_at !== mint.header.timestamp)
+    bad('evaluated_at is not the time of its token_minted event');
+  const created = ctx.decoded.get(String(ctx.chain.list[0]!.event_hash_b64u))!;
+  if (snap.requester_id !== created.requester_id || snap.requester_id !== ctx.requesterId)
+    bad("the requester is not the job's");
+  if (ruleText(snap.rule) !== ruleText(p.rule)) bad('the rule is not the one job_created pinned');
+
+  const approvers = snap.approvers as Obj[];
+  const mintAt = ctx.chain.list.indexOf(mint.header);
+  const counted = Array.isArray(mint.body.counted) ? (mint.body.counted as unknown[]) : [];
+  for (const [i, a] of approvers.entries()) {
+    const header = ctx.chain.byHash.get(String(a.approval_event_hash_b64u));
+    const event = ctx.decoded.get(String(a.approval_event_hash_b64u)) ?? {};
+    if (
+      header?.event_type !== 'approval_recorded' ||
+      ctx.chain.list.indexOf(header) > mintAt ||
+      event.step !== p.id ||
+      event.user_id !== a.user_id ||
+      (event.post_id ?? null) !== a.post_id
+    )
+      bad(`approver ${quote(a.user_id)} has no approval_recorded event for this step before its mint`);
+    const c = counted[i];
+    if (
+      !isObject(c) ||
+      c.user_id !== a.user_id ||
+      c.group !== a.counted_for ||
+      c.decision_id !== event.decision_id
+    )
+      bad(`its token_minted event did not count approver ${quote(a.user_id)} for ${quote(a.counted_for)}`);
   }
-  if (checked.length > 0) {
-    passed('two_person', `two-person rule recomputed from the sealed snapshot for ${checked.join(', ')}`);
+  if (counted.length !== approvers.length)
+    bad('its token_minted event counted more approvers than the snapshot');
+
+  const receipted = ctx.approvals
+    .filter(
+      (r) =>
+        r.approval_type === 'explicit_approve' &&
+        ctx.decoded.get(String(isObject(r.binding) ? r.binding.event_hash_b64u : undefined))?.step === p.id,
+    )
+    .map((r) => String(r.approver_subject))
+    .sort();
+  const named = approvers.map((a) => String(a.user_id)).sort();
+  if (jcs(receipted) !== jcs(named)) bad('its approval receipts name other approvers than the snapshot');
+}
+
+const UNRECORDED = 'MINTED_BEFORE_SNAPSHOTS';
+
+/**
+ * One step: an auto step, or a gated one that never minted, carries no snapshot; a gated mint
+ * carries the one its `token_minted` event chained, which must satisfy its rule. A mint chained
+ * before snapshots existed (its payload has no `approval` key) is said, not failed; claiming
+ * that for a mint whose event holds a snapshot is stripping it, and fails.
+ */
+function checkStepApproval(
+  s: Obj,
+  p: PlannedStep,
+  ctx: SnapshotContext,
+): 'checked' | 'unrecorded' | 'not_needed' {
+  const bad = (why: string): never => failWith('APPROVAL_SNAPSHOT_INVALID', `step ${quote(p.id)}: ${why}`);
+  const mints = ctx.mints.get(p.id) ?? [];
+  if (mints.length > 1) bad('has more than one token_minted event');
+  const mint = mints[0];
+  if (mint && mint.body.gate !== p.gate)
+    bad(`its token_minted event says gate ${quote(mint.body.gate)}, job_created planned ${p.gate}`);
+  const sealed = Object.hasOwn(s, 'approval');
+  const unrecorded = s.approval_unrecorded;
+  if (unrecorded !== undefined && unrecorded !== UNRECORDED)
+    bad(`approval_unrecorded is ${quote(unrecorded)}, not ${UNRECORDED}`);
+
+  if (p.gate === 'auto' || !mint) {
+    const why = p.gate === 'auto' ? 'needed no approval' : 'never minted';
+    if (sealed && s.approval !== null) bad(`${why} but carries an approval snapshot`);
+    if (unrecorded !== undefined) bad(`${why} but says its snapshot went unrecorded`);
+    if (mint && (mint.body.approval ?? null) !== null)
+      bad('its token_minted event records an approval snapshot for an auto step');
+    return 'not_needed';
   }
-  if (unrecorded.length > 0) {
-    passed(
+  if (!sealed || s.approval === null) {
+    if (Object.hasOwn(mint.body, 'approval'))
+      bad('its token_minted event chained an approval snapshot that the bundle does not carry');
+    if (sealed && unrecorded === undefined) bad('a gated step minted without an approval snapshot');
+    return 'unrecorded';
+  }
+  if (unrecorded !== undefined) bad('carries an approval snapshot yet says it went unrecorded');
+  const failure = ctx.twoPerson(s.approval as ApprovalSnapshot);
+  if (failure) failWith(failure.reason, `step ${quote(p.id)}: ${printable(failure.message)}`);
+  checkSnapshotAgainstChain(s.approval as Obj, p, mint, ctx);
+  return 'checked';
+}
+
+/**
+ * Issue 10 section 3 in the page: every gated step that minted carries the snapshot taken when
+ * its quorum was evaluated, `checkTwoPerson` (src/proofs/two-person.ts, inlined as it is) finds
+ * the rule satisfied, and the snapshot is the one the chain recorded.
+ */
+function checkApprovalSnapshots(planned: PlannedStep[], ctx: SnapshotContext): void {
+  const seen = { checked: [] as string[], unrecorded: [] as string[], not_needed: [] as string[] };
+  for (const [i, p] of planned.entries()) seen[checkStepApproval(ctx.steps[i]!, p, ctx)].push(quote(p.id));
+  if (seen.checked.length > 0)
+    ctx.passed(
+      'two_person',
+      `two-person rule recomputed from the sealed snapshot for ${seen.checked.join(', ')}`,
+    );
+  if (seen.unrecorded.length > 0)
+    ctx.passed(
       'two_person_unrecorded',
-      `${unrecorded.join(', ')}: minted before approval snapshots were sealed, so the two-person rule cannot be recomputed here`,
+      `${seen.unrecorded.join(', ')}: minted before approval snapshots were sealed, so the two-person rule cannot be recomputed here`,
       null,
     );
-  }
+  if (seen.checked.length + seen.unrecorded.length === 0)
+    ctx.passed('two_person', 'no gated step minted a token: no approval to recompute', null);
 }
 
 async function checkBundle(
@@ -654,7 +811,7 @@ async function checkBundle(
       : `${receipts} gateway receipt${receipts === 1 ? '' : 's'}: signed by an allowlisted gateway, bound to this job's events`,
     receipts === 0 ? null : true,
   );
-  await checkOurBindings(p, chain, String(env.issued_at), trust, twoPerson, passed);
+  await checkOurBindings(p, chain, String(env.issued_at), twoPerson, passed);
   const known = [
     'agent_did',
     'bundle_id',

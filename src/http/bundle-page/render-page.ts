@@ -20,6 +20,12 @@ export interface ServerVerdictView {
   checks: { id: string; ok: boolean; reason?: string; message: string }[];
 }
 
+/** The policy version the bundle pins, as this server's registry holds it. */
+export type PinnedPolicyView =
+  | { found: true; signerDid: string; issuedAt: string }
+  /** Not in the registry, or no longer verifying there: why, in the registry's words. */
+  | { found: false; why: string };
+
 export interface BundlePageInput {
   bundleId: string;
   /** The envelope exactly as stored: embedded (base64) for the browser to verify and download. */
@@ -27,6 +33,8 @@ export interface BundlePageInput {
   /** `stored` parsed, or undefined when it is not JSON. */
   envelope: unknown;
   server: ServerVerdictView;
+  /** Whether the server's verdict had the signed policy to recompute each step's rule from (unsaid when absent). */
+  policy?: PinnedPolicyView;
   /** The server's JWKS and gateway allowlist, embedded so that a saved page still checks itself. */
   trust: BrowserTrust;
   /** `config.mattermost.url`, for permalinks to the plan and approval posts. */
@@ -205,14 +213,30 @@ function verdictCards(server: ServerVerdictView): SafeHtml {
   </div>`;
 }
 
-function jobCard(view: BundleView, links: Links): SafeHtml {
+/** What the server did with the signed policy: bundles name it by hash, the registry holds it. */
+function pinnedPolicyLine(policy: PinnedPolicyView): SafeHtml {
+  return policy.found
+    ? html`<span class="muted"
+        >Signed by <code>${policy.signerDid}</code> on ${when(policy.issuedAt)}; the server's verdict checks
+        each step's gate and approval rule against it.</span
+      >`
+    : html`<span class="muted"
+        >Not available from this server's registry (${policy.why}): the server's verdict could not check the
+        steps' rules against the signed policy.</span
+      >`;
+}
+
+function jobCard(view: BundleView, policy: PinnedPolicyView | undefined, links: Links): SafeHtml {
   return html`<section class="card" aria-labelledby="job-h">
     <h2 id="job-h">Job ${view.jobId ?? ''}</h2>
     <dl class="facts">
       <dt>Outcome</dt>
       <dd>${statusBadge(view.status)} ${view.endReason ?? ''}</dd>
       <dt>Policy</dt>
-      <dd><span class="who">${view.policyName ?? '—'}</span><br />${links.policy(view.policyHash)}</dd>
+      <dd>
+        <span class="who">${view.policyName ?? '—'}</span><br />${links.policy(view.policyHash)}
+        ${policy ? html`<br />${pinnedPolicyLine(policy)}` : ''}
+      </dd>
       <dt>Started from</dt>
       <dd>${view.origin ?? '—'}</dd>
       <dt>Requested by</dt>
@@ -462,8 +486,9 @@ export function renderBundlePage(input: BundlePageInput): string {
             <h1>claw-approvals · proof bundle</h1>
             <span class="id mono">${input.bundleId}</span>
           </header>
-          ${verdictBox(input.server, view)} ${verdictCards(input.server)} ${jobCard(view, links)}
-          ${approvalsCard(view, links)} ${planCard(view)} ${chainCard(view)} ${jsonCard(input, view, links)}
+          ${verdictBox(input.server, view)} ${verdictCards(input.server)}
+          ${jobCard(view, input.policy, links)} ${approvalsCard(view, links)} ${planCard(view)}
+          ${chainCard(view)} ${jsonCard(input, view, links)}
           <footer>
             Everything this page checks, it checks from what it carries: save it, and the saved file still
             verifies itself.

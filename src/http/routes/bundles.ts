@@ -1,10 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { AppError } from '../../errors.js';
+import { getVerifiedPolicy, type WpcEnvelope } from '../../policy/registry.js';
 import { type BundleVerdict, verifyBundle } from '../../proofs/verify-bundle.js';
 import type { KeyRing } from '../../tokens/key-ring.js';
 import { prefersHtml } from '../bundle-page/accept.js';
-import { bundlePageCsp, renderBundlePage, type ServerVerdictView } from '../bundle-page/render-page.js';
+import {
+  bundlePageCsp,
+  type PinnedPolicyView,
+  renderBundlePage,
+  type ServerVerdictView,
+} from '../bundle-page/render-page.js';
 
 export const BUNDLE_ID = /^pb_[A-Za-z0-9_-]{22,64}$/;
 
@@ -39,9 +45,46 @@ function serverVerdict(v: BundleVerdict): ServerVerdictView {
     : { ok: false, reason: v.reason, cbReason: v.cbReason, message: v.message, checks };
 }
 
+/** The policy hash a bundle of any shape names, or null. */
+function policyHashOf(envelope: unknown): string | null {
+  const named = envelope as
+    | { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
+    | null
+    | undefined;
+  const hash = named?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
+  return typeof hash === 'string' ? hash : null;
+}
+
+/**
+ * The signed envelope of the policy version a bundle pins, from this server's registry and
+ * verified there (bundles name it by hash only), so that the verdict recomputes each gated
+ * step's rule from it. A version the registry cannot give (unknown, malformed hash, a row that
+ * no longer verifies) is not supplied: the verdict then says that check was not made, and the
+ * page says why. Anything but the registry's own refusals (a database failure) is thrown.
+ */
+async function pinnedPolicy(
+  deps: BundleRouteDeps,
+  envelope: unknown,
+): Promise<{ envelope: WpcEnvelope | undefined; view: PinnedPolicyView }> {
+  const hash = policyHashOf(envelope);
+  if (hash === null)
+    return { envelope: undefined, view: { found: false, why: 'the bundle names no policy' } };
+  try {
+    const signed = await getVerifiedPolicy(deps.db, hash, deps.keyRing.trusts);
+    return {
+      envelope: signed,
+      view: { found: true, signerDid: signed.signer_did, issuedAt: signed.issued_at },
+    };
+  } catch (err) {
+    if (!(err instanceof AppError)) throw err;
+    return { envelope: undefined, view: { found: false, why: err.message } };
+  }
+}
+
 /**
  * `GET /v1/bundles/:id`: the sealed envelope, byte for byte as stored, or, for a browser that
- * asks for HTML, the reviewer's page around those same bytes. JSON stays the answer to every
+ * asks for HTML, the reviewer's page around those same bytes, with the server's verdict made
+ * against the signed policy the bundle pins (see `pinnedPolicy`). JSON stays the answer to every
  * client that does not prefer HTML (no Accept, `*\/*`, `application/json`), and `Vary: Accept`
  * keeps the two apart in any cache. Deliberately no response schema: a serializer would
  * re-order keys and the payload hash is over the stored order. The id carries 128 random bits;
@@ -87,6 +130,7 @@ export function bundleRoutes(app: FastifyInstance, deps: BundleRouteDeps): void 
       } catch {
         envelope = undefined;
       }
+      const policy = await pinnedPolicy(deps, envelope);
       const server: ServerVerdictView =
         envelope === undefined
           ? {
@@ -96,12 +140,13 @@ export function bundleRoutes(app: FastifyInstance, deps: BundleRouteDeps): void 
               message: 'the stored bundle is not JSON',
               checks: [],
             }
-          : serverVerdict(verifyBundle(envelope, trust));
+          : serverVerdict(verifyBundle(envelope, trust, { policy: policy.envelope }));
       const page = renderBundlePage({
         bundleId: req.params.id,
         stored: row.envelope,
         envelope,
         server,
+        policy: policy.view,
         trust: { keys: deps.keyRing.jwks.keys, gateway_signers: [...deps.gatewaySigners] },
         mattermostUrl: deps.mattermostUrl,
         publicUrl: deps.publicUrl,
