@@ -13,8 +13,9 @@ export const STEP_ID = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 // No leading zeros: every accepted command has exactly one spelling.
 const JOB = '(0|[1-9]\\d{0,14})';
 const STEP = '([a-z0-9][a-z0-9_.-]{0,63})';
-// A reason is one line of printable text: no control characters, no line breaks.
-const REASON = '(\\S(?:[^\\p{Cc}\\p{Zl}\\p{Zp}]{0,498}\\S)?)';
+// A reason is one line of printable text: no control characters, no line breaks, no lone
+// surrogates (not text; no event could record them).
+const REASON = '([^\\s\\p{Cc}\\p{Cs}](?:[^\\p{Cc}\\p{Cs}\\p{Zl}\\p{Zp}]{0,498}[^\\s\\p{Cc}\\p{Cs}])?)';
 
 const APPROVE = new RegExp(`^APPROVE job:${JOB} step:${STEP}$`);
 const DENY = new RegExp(`^DENY job:${JOB} step:${STEP} ${REASON}$`, 'u');

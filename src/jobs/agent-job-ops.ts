@@ -201,7 +201,11 @@ export async function reportResult(
   if (receipts.length > MAX_RECEIPTS_PER_RESULT) {
     throw new AppError('ERR_VALIDATION', `at most ${MAX_RECEIPTS_PER_RESULT} receipts per result`);
   }
-  const summary = (input.summary ?? '').slice(0, MAX_SUMMARY_LENGTH);
+  if (/\p{Cs}/u.test(input.summary ?? ''))
+    throw new AppError('ERR_VALIDATION', 'summary contains a lone surrogate (not text)');
+  // Cut at a code point, never inside a surrogate pair (half a pair is not text either).
+  const cut = (input.summary ?? '').slice(0, MAX_SUMMARY_LENGTH);
+  const summary = /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
   return withOwnOpenJob(ctx, input.jobId, input.agentId, async (trx, job, at) => {
     const steps = await jobSteps(trx, job.id);
     const step = steps.find((s) => s.step_id === input.step);

@@ -25,9 +25,10 @@ export const MAX_PARAM_LENGTH = 1000;
  * allowed; spaces, control characters, `*` and more than 128 characters never are.
  */
 export const TOOL_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$/;
-// Control characters (C0, DEL, C1) and Unicode bidi/zero-width controls never belong in a param.
+// Control characters (C0, DEL, C1), Unicode bidi/zero-width controls and lone surrogates (not
+// text at all: JCS refuses them, so no event could record them) never belong in a param.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point.
-const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/u;
+const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\p{Cs}]/u;
 
 export function hasUnsafeText(text: string): boolean {
   return UNSAFE_TEXT.test(text);

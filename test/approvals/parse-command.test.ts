@@ -34,6 +34,15 @@ describe('parseCommand: the exact grammar', () => {
     );
   });
 
+  it('a reason is text: a lone surrogate or a control character anywhere in it is no reason', () => {
+    for (const bad of ['\ud800', 'late \udfff', 'ok\ud83d', '\u0001 no', 'no \u0085']) {
+      expect(parseCommand(`DENY job:1 step:s ${bad}`)).not.toMatchObject({ kind: 'deny' });
+      expect(parseCommand(`REVOKE job:1 ${bad}`)).not.toMatchObject({ kind: 'revoke' });
+    }
+    // A whole surrogate pair is one character, and welcome.
+    expect(parseCommand('DENY job:1 step:s too risky \u{1F600}')).toMatchObject({ kind: 'deny' });
+  });
+
   it('no input other than the exact grammar is ever an approval (arbitrary Unicode)', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (text) => {
