@@ -18,6 +18,8 @@ import {
   type VerifyCheck,
   verifyBundle,
 } from '../proofs/verify-bundle.js';
+import { escapeControls, escapeControlsInJson, quote } from '../proofs/verify/check.js';
+import { firstDuplicateKey } from '../proofs/verify/duplicate-keys.js';
 import type { Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
@@ -213,26 +215,45 @@ interface Outcome {
   extra: Check[];
   trust: Trust;
   target: { kind: Target['kind']; ref: string };
+  /** Whether the signed policy was given to the verifier; it checks it whenever it is. */
+  policySupplied: boolean;
 }
 
-/** A bundle that is not JSON: failed before the verifier, reported like any other failure. */
-function notJson(shown: string, read: SourceText): BundleVerdict {
-  const message = `${shown} is not JSON${typeOf(read)}`;
-  return {
-    ok: false,
-    reason: 'BUNDLE_ENVELOPE_MALFORMED',
-    cbReason: 'MALFORMED_ENVELOPE',
-    message,
-    checks: [
-      {
-        id: 'input.json',
-        ok: false,
-        reason: 'BUNDLE_ENVELOPE_MALFORMED',
-        cbReason: 'MALFORMED_ENVELOPE',
-        message,
-      },
-    ],
-  };
+/** A bundle text refused before the verifier, reported like any other failure. */
+function malformedText(id: string, cbReason: string | null, message: string): BundleVerdict {
+  const reason = 'BUNDLE_ENVELOPE_MALFORMED';
+  return { ok: false, reason, cbReason, message, checks: [{ id, ok: false, reason, cbReason, message }] };
+}
+
+/**
+ * The bundle's text, parsed; a failed verdict when it is not JSON, or when an object in it
+ * repeats a key (JSON.parse keeps the last value, a person reading the file sees the first:
+ * the verdict would be over a bundle other than the one they read). Claw Bureau's verifier
+ * makes no such check, hence no cbReason for it.
+ */
+function parseBundleText(
+  text: string,
+  shown: string,
+  read?: SourceText,
+): { envelope: unknown } | BundleVerdict {
+  let envelope: unknown;
+  try {
+    envelope = JSON.parse(text);
+  } catch {
+    return malformedText(
+      'input.json',
+      'MALFORMED_ENVELOPE',
+      `${shown} is not JSON${read ? typeOf(read) : ''}`,
+    );
+  }
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate)
+    return malformedText(
+      'input.duplicate_keys',
+      null,
+      `duplicate key ${quote(duplicate.key)} in ${duplicate.path} of ${shown}: JSON.parse keeps the last value, a reader of the file sees the first`,
+    );
+  return { envelope };
 }
 
 /** The policy hash a bundle names (read only to find its policy; the verifier checks the binding). */
@@ -252,9 +273,10 @@ function policyEnvelopeOf(parsed: unknown): unknown {
 /**
  * The signed policy the bundle names, so the verifier can recompute each gated step's rule
  * from it (`ours.policy_rules`): the one given with `--policy`, else, for a bundle link, the
- * one its server publishes at `/v1/wpc/<hash>`. A link's policy that cannot be fetched leaves
- * that check not made (said in its message and on stderr); a `--policy` that cannot be read
- * is an error. Either way the verifier checks its hash, signature and signer.
+ * one its server publishes at `/v1/wpc/<hash>`. A link's policy that cannot be fetched, or
+ * whose answer is not a signed policy at all (a server answering every path with the bundle),
+ * leaves that check not made (said on the OK line and on stderr); a `--policy` that cannot be
+ * read is an error. Either way the verifier checks its hash, signature and signer.
  */
 async function suppliedPolicy(
   opts: VerifyOptions,
@@ -274,14 +296,17 @@ async function suppliedPolicy(
   const hash = namedPolicyHash(envelope);
   if (target.kind !== 'url' || !hash) return undefined;
   const url = new URL(`/v1/wpc/${hash}`, target.url);
+  let problem: string;
   try {
-    return policyEnvelopeOf(JSON.parse((await fetchSource(url, spec)).text));
+    const policy = policyEnvelopeOf(JSON.parse((await fetchSource(url, spec)).text));
+    if ((policy as { envelope_type?: unknown } | null)?.envelope_type === 'work_policy_contract')
+      return policy;
+    problem = 'the answer is not a signed policy';
   } catch (err) {
-    warn(
-      `warning: the policy ${shownUrl(url)} could not be read (${(err as Error).message}); its rules were not recomputed`,
-    );
-    return undefined;
+    problem = (err as Error).message;
   }
+  warn(`warning: the policy ${shownUrl(url)} could not be read (${problem}); its rules were not recomputed`);
+  return undefined;
 }
 
 /** A file or URL: only the reviewer's trust inputs and the bundle are read; no config, key or database. */
@@ -295,17 +320,21 @@ async function verifyOffline(
   const read =
     target.kind === 'url' ? await fetchSource(target.url, spec) : await readFileSource(target.file, spec);
   const ref = read.shown;
-  let envelope: unknown;
-  try {
-    envelope = JSON.parse(read.text);
-  } catch {
-    return { verdict: notJson(ref, read), extra: [], trust, target: { kind: target.kind, ref } };
-  }
+  const parsed = parseBundleText(read.text, ref, read);
+  if (!('envelope' in parsed))
+    return { verdict: parsed, extra: [], trust, target: { kind: target.kind, ref }, policySupplied: false };
+  const { envelope } = parsed;
   const policy = await suppliedPolicy(opts, target, envelope, warn);
   const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways), { policy });
   const last = target.kind === 'url' ? (target.url.pathname.split('/').at(-1) ?? '') : '';
   const extra = verdict.ok && BUNDLE_ID.test(last) ? [checkNamedId(last, verdict.bundleId)] : [];
-  return { verdict, extra, trust, target: { kind: target.kind, ref } };
+  return {
+    verdict,
+    extra,
+    trust,
+    target: { kind: target.kind, ref },
+    policySupplied: policy !== undefined,
+  };
 }
 
 /** A pb_ id on the server machine: this server's key ring and gateways are trusted too, and its database is asked. */
@@ -324,7 +353,10 @@ async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<
       .where('bundle_id', '=', id)
       .executeTakeFirst();
     if (!row) throw new AppError('ERR_BUNDLE_NOT_FOUND', `no bundle ${id} in ${rt.database.description}`);
-    const envelope: unknown = JSON.parse(row.envelope);
+    const target = { kind: 'database' as const, ref: id };
+    const parsed = parseBundleText(row.envelope, `bundle ${id}`);
+    if (!('envelope' in parsed)) return { verdict: parsed, extra: [], trust, target, policySupplied: false };
+    const { envelope } = parsed;
     const hash = namedPolicyHash(envelope);
     const policy = hash
       ? await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts).catch(() => undefined)
@@ -333,7 +365,7 @@ async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<
     const extra = verdict.ok
       ? [checkNamedId(id, verdict.bundleId), ...(await databaseChecks(rt, envelope))]
       : [];
-    return { verdict, extra, trust, target: { kind: 'database', ref: id } };
+    return { verdict, extra, trust, target, policySupplied: policy !== undefined };
   });
 }
 
@@ -356,6 +388,19 @@ function resultOf({ verdict, extra }: Outcome): Result {
     : { ok: true, verdict };
 }
 
+/**
+ * Said after OK when the bundle's gates and two-person rules were read from its own chain
+ * only: its signer vouches for them, but no signed policy confirmed them (`ours.policy_rules`
+ * was not made), so a signer that weakened a rule consistently would pass.
+ */
+const POLICY_NOT_CHECKED =
+  '; gates and approval rules checked against the chain only (the signed policy was not supplied: pass --policy)';
+
+/**
+ * The verdict as printed. Everything in it that came from the bundle is escaped: no control
+ * or bidi character reaches the reviewer's terminal (messages quote values through the
+ * verifier's `quote`; the line is escaped whole, the bundle id included).
+ */
 function report(outcome: Outcome, result: Result, asJson: boolean): string {
   const { trust } = outcome;
   const checks = [...outcome.verdict.checks, ...outcome.extra];
@@ -363,26 +408,36 @@ function report(outcome: Outcome, result: Result, asJson: boolean): string {
   if (!result.ok) {
     const { failed } = result;
     return asJson
-      ? json({ verdict: 'FAIL', ok: false, ...failed, ...common })
-      : `FAIL ${failed.cbReason ? `${failed.cbReason} (${failed.reason})` : failed.reason}: ${failed.message}`;
+      ? escapeControlsInJson(json({ verdict: 'FAIL', ok: false, ...failed, ...common }))
+      : escapeControls(
+          `FAIL ${failed.cbReason ? `${failed.cbReason} (${failed.reason})` : failed.reason}: ${failed.message}`,
+        );
   }
   const { bundleId, signerDid, events, receipts, approvals } = result.verdict;
   const via = [...new Set(trust.signers.filter((s) => s.did === signerDid).map((s) => s.source))];
+  // Made only for claw-approvals bundles; with a supplied policy an OK verdict means it held.
+  const rulesChecked = outcome.verdict.checks.some((c) => c.id === 'ours.policy_rules');
   return asJson
-    ? json({
-        verdict: 'OK',
-        ok: true,
-        reason: 'OK',
-        cbReason: null,
-        bundleId,
-        signerDid,
-        events,
-        receipts,
-        approvals,
-        ...common,
-      })
-    : `OK ${bundleId}: signed by ${signerDid} (trusted: ${via.join(', ')}); ` +
-        `${events} chained events, ${approvals} approval receipts, ${receipts} gateway receipts verified`;
+    ? escapeControlsInJson(
+        json({
+          verdict: 'OK',
+          ok: true,
+          reason: 'OK',
+          cbReason: null,
+          bundleId,
+          signerDid,
+          events,
+          receipts,
+          approvals,
+          policy_checked: rulesChecked && outcome.policySupplied,
+          ...common,
+        }),
+      )
+    : escapeControls(
+        `OK ${bundleId}: signed by ${signerDid} (trusted: ${via.join(', ')}); ` +
+          `${events} chained events, ${approvals} approval receipts, ${receipts} gateway receipts verified` +
+          (rulesChecked && !outcome.policySupplied ? POLICY_NOT_CHECKED : ''),
+      );
 }
 
 export function bundleCommands(program: Command, ctx: CliContext): void {
@@ -434,7 +489,10 @@ export function bundleCommands(program: Command, ctx: CliContext): void {
       const result = resultOf(outcome);
       ctx.output.out(report(outcome, result, opts.json === true));
       if (!result.ok)
-        throw new AppError('ERR_BUNDLE_INVALID', `${result.failed.reason}: ${result.failed.message}`);
+        throw new AppError(
+          'ERR_BUNDLE_INVALID',
+          escapeControls(`${result.failed.reason}: ${result.failed.message}`),
+        );
     });
 
   bundle

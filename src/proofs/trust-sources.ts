@@ -1,4 +1,9 @@
-import { didKeyFromPublicKey, publicKeyFromDidKey } from '../crypto/did-key.js';
+import {
+  assertSafeEd25519Key,
+  didKeyFromPublicKey,
+  publicKeyFromDidKey,
+  UnsafeEd25519KeyError,
+} from '../crypto/did-key.js';
 import { fromB64u } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
 import type { BundleTrust } from './verify-bundle.js';
@@ -33,8 +38,9 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})
 /**
  * The signers a JWKS vouches for: each Ed25519 key as its did:key, a key with `retired_at`
  * (published by `/.well-known/jwks.json` for rotated-out keys) only up to that moment. Any key
- * that is not an Ed25519 public key, or has an unreadable date, refuses the whole set: a
- * reviewer should not get a verdict from a trust source that was only partly understood.
+ * that is not an Ed25519 public key, is one of small order (it would vouch for forged
+ * signatures), or has an unreadable date, refuses the whole set: a reviewer should not get a
+ * verdict from a trust source that was only partly understood.
  */
 export function signersFromJwks(jwks: unknown, source: string): TrustedSigner[] {
   const keys = isObject(jwks) ? jwks.keys : undefined;
@@ -55,6 +61,11 @@ export function signersFromJwks(jwks: unknown, source: string): TrustedSigner[] 
       throw bad('has an x that is not base64url');
     }
     if (raw.length !== 32) throw bad('has an x that is not a 32-byte key');
+    try {
+      assertSafeEd25519Key(raw);
+    } catch (err) {
+      throw bad(`is not a usable signing key: ${(err as Error).message}`);
+    }
     let retiredAt: Date | null = null;
     if (k.retired_at !== undefined) {
       const at =
@@ -66,13 +77,18 @@ export function signersFromJwks(jwks: unknown, source: string): TrustedSigner[] 
   });
 }
 
-/** A did:key given by hand (`--trust`, `--gateway`, an allowlist): Ed25519 only, or a named error. */
+/**
+ * A did:key given by hand (`--trust`, `--gateway`, an allowlist): Ed25519 only, and a key
+ * under which signatures mean something (not of small order), or a named error.
+ */
 export function checkedDidKey(did: unknown, source: string): string {
   try {
     if (typeof did !== 'string') throw new TypeError('not a string');
     publicKeyFromDidKey(did);
     return did;
-  } catch {
+  } catch (err) {
+    if (err instanceof UnsafeEd25519KeyError)
+      throw new AppError('ERR_VALIDATION', `${source}: not a usable signing key: ${err.message}`);
     throw new AppError('ERR_VALIDATION', `${source}: not an Ed25519 did:key (did:key:z6Mk…)`);
   }
 }

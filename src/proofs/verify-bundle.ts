@@ -4,6 +4,7 @@ import { checkApprovalReceipts } from './verify/approval-receipts.js';
 import { checkBundleLimits } from './verify/bundle-limits.js';
 import { checkBundleSchema } from './verify/bundle-schema.js';
 import { checkCausalGraph, checkSideEffectAnchoring } from './verify/causal.js';
+import { checkCountedApprovals } from './verify/counted-approvals.js';
 import {
   type BundleFailure,
   type BundleTrust,
@@ -31,6 +32,7 @@ import {
 import { plannedSteps } from './verify/planned-steps.js';
 import { checkPolicyRules } from './verify/policy-rules.js';
 import { checkSideEffectReceipts } from './verify/side-effect-receipts.js';
+import { checkTokenLifecycle } from './verify/token-lifecycle.js';
 import { checkToolReceipts } from './verify/tool-receipts.js';
 import { checkTwoPersonRule } from './verify/two-person-check.js';
 
@@ -54,8 +56,9 @@ export type BundleVerdict =
  * chain, gateway, tool and side-effect receipts with co-signatures, human approval receipts,
  * causal graph in enforce mode), then ours: a trusted signer, every receipt bound to this run,
  * approval receipts against their own schema and, in bundles this project seals, against the
- * chain's events and every policy, plan and token binding, and each gated step's two-person
- * rule recomputed from its sealed snapshot. Anything it cannot evaluate fails as
+ * chain's events and every policy, plan and token binding, tokens within the job's lifecycle,
+ * and each gated step's two-person rule recomputed from its sealed snapshot and from the
+ * approvals its mint counted in the chain. Anything it cannot evaluate fails as
  * UNSUPPORTED_FEATURE. Fails closed with the first failing check; `checks` lists every check
  * made. `now` judges expiry (default: the current time). `policy`, the pinned policy's signed
  * WPC envelope when the caller has it, is checked to give each step the rule the chain pinned.
@@ -94,11 +97,13 @@ export function verifyBundle(
       const decoded = log.run('ours.event_payloads', () => checkEventPayloads(ours, chain));
       log.note('ours.policy_plan', () => checkPolicyAndPlan(ours, chain, decoded));
       const tokens = log.run('ours.tokens', () => checkTokens(ours, chain, decoded));
+      log.note('ours.token_lifecycle', () => checkTokenLifecycle(chain, decoded));
       log.note('ours.approvals', () => checkApprovalEvents(approvals, { ours, chain, decoded, tokens }));
       const planned = log.run('ours.steps', () => plannedSteps(ours, chain, decoded));
       log.note('ours.two_person', () =>
         checkTwoPersonRule({ ours, chain, decoded, tokens, planned, approvals }),
       );
+      log.note('ours.counted_approvals', () => checkCountedApprovals({ chain, decoded, tokens, planned }));
       log.note('ours.policy_rules', () => checkPolicyRules(opts.policy, trust, ours, planned));
       index = { chain, decoded };
     }

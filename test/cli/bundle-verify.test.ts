@@ -64,7 +64,8 @@ describe('bundle verify <file | url> on a reviewer machine', () => {
     const { payload } = JSON.parse(s.text);
     expect(res.out).toBe(
       `OK ${s.bundleId}: signed by ${signerOf(s)} (trusted: jwks ${jwks}); ${payload.event_chain.length} chained ` +
-        `events, ${payload.human_approval_receipts.length} approval receipts, 1 gateway receipts verified`,
+        `events, ${payload.human_approval_receipts.length} approval receipts, 1 gateway receipts verified; ` +
+        'gates and approval rules checked against the chain only (the signed policy was not supplied: pass --policy)',
     );
     expect(await fs.readdir(home)).toEqual([]);
   });

@@ -64,6 +64,7 @@ const BUNDLE_FAILURES = [
   'APPROVAL_BY_REQUESTER',
   'APPROVAL_GROUPS_NOT_DISTINCT',
   'APPROVAL_SNAPSHOT_INVALID',
+  'APPROVAL_WITHDRAWN_COUNTED',
   'APPROVAL_RULE_MISMATCH',
 ] as const satisfies readonly BundleFailure[];
 type Unlisted = Exclude<BundleFailure, (typeof BUNDLE_FAILURES)[number]>;

@@ -36,6 +36,7 @@ export type BundleFailure =
   | 'PLAN_BINDING_MISMATCH'
   | 'TOKEN_BINDING_MISMATCH'
   | TwoPersonReason
+  | 'APPROVAL_WITHDRAWN_COUNTED'
   | 'APPROVAL_RULE_MISMATCH';
 
 /**
@@ -125,8 +126,40 @@ export class CheckLog {
 export const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** An untrusted value in a message: JSON-quoted (no control characters) and clipped. */
+/**
+ * C0 and C1 controls (U+009B alone starts a terminal command), line and paragraph separators,
+ * and the bidi marks, embeddings, overrides and isolates: characters that could rewrite or
+ * reorder what a terminal shows. JSON.stringify escapes only C0.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what it finds
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+/** UNPRINTABLE but C0, which JSON.stringify escapes already. */
+const UNPRINTABLE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+
+const escaped = (ch: string) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/** `text` with every unprintable character written as a `\uXXXX` escape: safe on a terminal. */
+export function escapeControls(text: string): string {
+  return text.replace(UNPRINTABLE, escaped);
+}
+
+/**
+ * JSON text (as JSON.stringify writes it) made safe on a terminal without changing its value:
+ * C0 is escaped inside its strings already and its line breaks are layout; the rest of
+ * UNPRINTABLE gets a JSON escape.
+ */
+export function escapeControlsInJson(text: string): string {
+  return text.replace(UNPRINTABLE_IN_JSON, escaped);
+}
+
+/** Text worded from a bundle's values (e.g. `checkTwoPerson`'s findings): escaped and bounded. */
+export function printable(text: string): string {
+  const safe = escapeControls(text);
+  return safe.length > 300 ? `${safe.slice(0, 299)}…` : safe;
+}
+
+/** An untrusted value in a message: JSON-quoted, every unprintable character escaped, clipped. */
 export function quote(value: unknown): string {
-  const text = JSON.stringify(typeof value === 'string' ? value : String(value)) ?? '""';
+  const text = escapeControls(JSON.stringify(typeof value === 'string' ? value : String(value)) ?? '""');
   return text.length > 90 ? `${text.slice(0, 86)}…"` : text;
 }

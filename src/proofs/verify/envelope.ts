@@ -1,4 +1,4 @@
-import { publicKeyFromDidKey } from '../../crypto/did-key.js';
+import { publicKeyFromDidKey, UnsafeEd25519KeyError } from '../../crypto/did-key.js';
 import { fromB64u, sha256B64u } from '../../crypto/hash.js';
 import { verifyEd25519 } from '../../tokens/signing-key.js';
 import { type BundleTrust, fail, isRecord, type Passed, quote } from './check.js';
@@ -114,17 +114,20 @@ export function checkPayloadHash(env: BundleEnvelope): Passed {
   return { message: `payload hashes to ${env.payload_hash_b64u}` };
 }
 
-/** Why an Ed25519 signature by a did:key does not hold, or null when it does. */
+/**
+ * Why an Ed25519 signature by a did:key does not hold, or null when it does: `unsafe_key` for
+ * a key of small order (or non-canonical), under which forged signatures verify.
+ */
 export function signatureFault(
   did: string,
   message: string,
   signatureB64u: string,
-): 'did' | 'signature' | null {
+): 'did' | 'unsafe_key' | 'signature' | null {
   let key: Uint8Array;
   try {
     key = publicKeyFromDidKey(did);
-  } catch {
-    return 'did';
+  } catch (err) {
+    return err instanceof UnsafeEd25519KeyError ? 'unsafe_key' : 'did';
   }
   try {
     return verifyEd25519(key, message, fromB64u(signatureB64u)) ? null : 'signature';
@@ -138,6 +141,13 @@ export function checkSignature(env: BundleEnvelope): Passed {
   const fault = signatureFault(env.signer_did, env.payload_hash_b64u, env.signature_b64u);
   if (fault === 'did')
     fail('BUNDLE_SIGNER_DID_INVALID', 'INVALID_DID_FORMAT', 'signer_did is not an Ed25519 did:key');
+  if (fault === 'unsafe_key')
+    // clawverify accepts such a key (its Ed25519 check does), hence no cbReason.
+    fail(
+      'BUNDLE_SIGNATURE_INVALID',
+      null,
+      'signer_did is an Ed25519 key of small order (or non-canonical): a signature by it proves nothing',
+    );
   if (fault === 'signature')
     fail('BUNDLE_SIGNATURE_INVALID', 'SIGNATURE_INVALID', 'signature does not verify over payload_hash_b64u');
   return { message: `Ed25519 signature by ${env.signer_did} verifies` };

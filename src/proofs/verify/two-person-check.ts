@@ -1,6 +1,6 @@
 import { canonicalJson } from '../../crypto/jcs.js';
 import { type ApprovalSnapshot, checkTwoPerson } from '../two-person.js';
-import { fail, isRecord, type Passed, quote } from './check.js';
+import { fail, isRecord, type Passed, printable, quote } from './check.js';
 import type { Chain } from './event-chain.js';
 import type { EventBody, Mint, OurMetadata, Tokens } from './our-bindings.js';
 import { type PlannedStep, twoPersonRuleText } from './planned-steps.js';
@@ -23,27 +23,6 @@ interface SealedStep {
 }
 
 const UNRECORDED = 'MINTED_BEFORE_SNAPSHOTS';
-
-/** C0 and C1 controls, line separators and bidi controls: what could rewrite a terminal line. */
-const unprintable = (c: number) =>
-  c < 0x20 ||
-  (c >= 0x7f && c <= 0x9f) ||
-  c === 0x200e ||
-  c === 0x200f ||
-  (c >= 0x2028 && c <= 0x202e) ||
-  (c >= 0x2066 && c <= 0x2069);
-
-/**
- * `checkTwoPerson` words its findings with values from the bundle: unprintable characters are
- * escaped and the length bounded before they reach a terminal.
- */
-function printable(text: string): string {
-  const safe = Array.from(text, (ch) => {
-    const c = ch.codePointAt(0)!;
-    return unprintable(c) ? `\\u${c.toString(16).padStart(4, '0')}` : ch;
-  }).join('');
-  return safe.length > 300 ? `${safe.slice(0, 299)}…` : safe;
-}
 
 /**
  * The snapshot against the chain: it is the record its step's `token_minted` event chained
@@ -110,8 +89,9 @@ type Outcome = 'checked' | 'unrecorded' | 'not_needed';
 /**
  * One step: an auto step, or a gated one that never minted, carries no snapshot; a gated
  * mint carries the one its `token_minted` event chained, which must satisfy its rule. A mint
- * chained before snapshots existed (its payload has no `approval` key) is said, not failed;
- * claiming that for a mint whose event holds a snapshot is stripping it, and fails.
+ * chained before snapshots existed (its payload has no `approval` key) is said, not failed
+ * here (`checkCountedApprovals` still holds what it counted to the pinned rule); claiming
+ * that for a mint whose event holds a snapshot is stripping it, and fails.
  */
 function checkStep(s: SealedStep, p: PlannedStep, ctx: Context): Outcome {
   const bad = (why: string): never => fail('APPROVAL_SNAPSHOT_INVALID', null, `step ${quote(p.id)}: ${why}`);
