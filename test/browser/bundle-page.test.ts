@@ -139,6 +139,9 @@ describe.skipIf(!HAS_CHROMIUM)(`the bundle page in a real browser (${dialectName
         'approval receipts',
         "steps are job_created's",
         'two-person rule recomputed from the sealed snapshot for "post-summary"',
+        'recorded for the step before the mint and not withdrawn: "post-summary"',
+        "minted for planned steps before the job's end",
+        `the bundle is ${s.bundleId}, as this page's link names it`,
       ]) {
         expect(checked.some((t) => t.includes(what))).toBe(true);
       }
@@ -232,6 +235,53 @@ describe.skipIf(!HAS_CHROMIUM)(`the bundle page in a real browser (${dialectName
       expect(o.errors).toEqual([]);
     } finally {
       await o.close();
+    }
+  });
+
+  it("a saved page whose link id was edited: the browser alone finds the bundle is not the page's", async () => {
+    const res = await fetch(bundleUrl(), { headers: { accept: 'text/html' } });
+    const page = await res.text();
+    const other = 'pb_SomeoneElsesBundleId0000';
+    const own = `data-bundle-id="${s.bundleId}"`;
+    expect(page).toContain(own);
+    const file = path.join(shots, 'other-id.html');
+    await fs.writeFile(file, page.replace(own, `data-bundle-id="${other}"`));
+    const o = await open(pathToFileURL(file).href);
+    try {
+      expect(await o.page.getAttribute('#verdict', 'data-server')).toBe('ok');
+      expect(o.word).toBe('FAIL');
+      expect(await o.page.textContent('#verdict-line')).toBe(
+        `BUNDLE_ID_MISMATCH: this page is for "${other}" but the bundle is "${s.bundleId}"`,
+      );
+      expect(o.errors).toEqual([]);
+    } finally {
+      await o.close();
+    }
+  });
+
+  it("another genuine bundle under this link's id: FAIL in both verdicts, the bundle's own id shown", async () => {
+    const other = 'pb_SomeoneElsesBundleId0000';
+    const move = (from: string, to: string) =>
+      s.engine.ctx.db.transaction().execute(async (trx) => {
+        await sql`alter table bundles disable trigger bundles_append_only`.execute(trx);
+        await sql`update bundles set bundle_id = ${to} where bundle_id = ${from}`.execute(trx);
+        await sql`alter table bundles enable trigger bundles_append_only`.execute(trx);
+      });
+    await move(s.bundleId, other);
+    try {
+      const o = await open(`${base}/v1/bundles/${other}`);
+      try {
+        await o.page.screenshot({ path: path.join(shots, 'other-id-top.png') });
+        expect(o.word).toBe('FAIL');
+        expect(await o.page.textContent('#verdict-line')).toContain('BUNDLE_ID_MISMATCH');
+        expect((await o.page.textContent('#browser-status'))!.trim()).toBe('FAIL BUNDLE_ID_MISMATCH');
+        expect((await o.page.textContent('#payload-bundle-id'))!.trim()).toBe(s.bundleId);
+        expect(o.errors).toEqual([]);
+      } finally {
+        await o.close();
+      }
+    } finally {
+      await move(other, s.bundleId);
     }
   });
 

@@ -1,7 +1,7 @@
 /**
- * The bundle page's script, run in the reader's browser: it reads the page's embedded bytes and
- * trust, verifies them, and writes the verdict in. Inlined as compiled text like
- * browser-verify.ts (see page-script.ts): no imports but `import type`.
+ * The bundle page's script, run in the reader's browser: it reads the page's embedded bytes,
+ * trust and the bundle id its link names, verifies them, and writes the verdict in. Inlined as
+ * compiled text like browser-verify.ts (see page-script.ts): no imports but `import type`.
  */
 import type { BrowserVerdict, TwoPersonCheck, verifyInBrowser } from './browser-verify.js';
 
@@ -20,9 +20,10 @@ interface PageDocument {
 }
 
 /**
- * Runs in the page: reads the exact bundle bytes from the download link and the server's trust
- * from its JSON block, verifies them with `verify`, and writes both into the page as text only
- * (textContent, never markup). Running it again (a page saved after it ran) redraws the same.
+ * Runs in the page: reads the exact bundle bytes from the download link, the server's trust
+ * from its JSON block and the link's bundle id from the page's `main`, verifies them with
+ * `verify`, and writes both verdicts into the page as text only (textContent, never markup).
+ * Running it again (a page saved after it ran) redraws the same.
  */
 export async function runBundlePage(
   verify: typeof verifyInBrowser,
@@ -44,7 +45,9 @@ export async function runBundlePage(
     const b64 = href.slice(href.indexOf(',') + 1);
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     const trust = JSON.parse(el('bundle-trust').textContent ?? '');
-    verdict = await verify(bytes, trust, twoPerson);
+    verdict = await verify(bytes, trust, twoPerson, {
+      bundleId: el('page').getAttribute('data-bundle-id') ?? '',
+    });
   } catch (err) {
     verdict = { status: 'unavailable', message: `the page could not be read: ${String(err)}`, checks: [] };
   }

@@ -5,10 +5,14 @@ import { fileURLToPath } from 'node:url';
 import type * as TypeScript from 'typescript';
 
 /**
- * The browser code of the bundle page ships as the compiled text of three modules that import
- * nothing (only `import type`, which compiles away): src/proofs/two-person.ts (the very rule
- * `bundle verify` applies), browser-verify.ts and browser-page.ts. Each is inlined in a scope of
- * its own, its `export` keywords dropped, and the one script is allowed by its hash in the CSP.
+ * The browser code of the bundle page ships as the compiled text of the modules below, in
+ * this order: src/proofs/two-person.ts (the very rule `bundle verify` applies) and
+ * verify/duplicate-keys.ts (its scan for a repeated key), the page's verifier (browser-*.ts)
+ * and browser-page.ts. They import nothing but each other (and
+ * `import type`, which compiles away), so each is inlined in a scope of its own: its
+ * `export`ed names are what that scope returns, and an `import { a, b } from './x.js'` of an
+ * earlier module becomes `const { a, b } = <that module's scope>`. The one script is allowed
+ * by its hash in the CSP.
  *
  * Why compiled text rather than `fn.toString()`: `toString` carries neither the module-level
  * helpers a function calls nor the same text under every loader (tsx's esbuild inserts
@@ -18,9 +22,15 @@ import type * as TypeScript from 'typescript';
  * compiled here by the same compiler, `typescript`, which every source checkout has.
  */
 const MODULES = [
-  { path: '../../proofs/two-person', name: 'twoPerson', exports: 'checkTwoPerson' },
-  { path: './browser-verify', name: 'verifier', exports: 'verifyInBrowser' },
-  { path: './browser-page', name: 'page', exports: 'runBundlePage' },
+  '../../proofs/two-person',
+  '../../proofs/verify/duplicate-keys',
+  './browser-common',
+  './browser-envelope',
+  './browser-receipts',
+  './browser-two-person',
+  './browser-bindings',
+  './browser-verify',
+  './browser-page',
 ] as const;
 
 function compiledModule(path: string): string {
@@ -38,15 +48,32 @@ function compiledModule(path: string): string {
   }).outputText;
 }
 
-/** A module's compiled text as an expression evaluating to its `exported` binding. */
-function inScope(path: string, exported: string): string {
-  const body = compiledModule(path)
-    .replace(/^\/\/# sourceMappingURL=.*$/gm, '')
+/** A module's identity: its URL without the extension, so `./x.js` (in code) names `./x` (here). */
+const moduleKey = (url: URL) => url.href.replace(/\.(js|ts)$/, '');
+
+const IMPORT = /^import \{([^}]*)\} from '([^']+)';?$/gm;
+const EXPORTED = /^export (?:async )?(?:function\*? ?|const |let |class )([A-Za-z_$][\w$]*)/gm;
+
+/**
+ * A module's compiled text as an expression evaluating to an object of its exports, its
+ * imports of earlier modules (`scopes`: module key → variable) bound from their scopes.
+ */
+function inScope(path: string, scopes: Map<string, string>): string {
+  const self = new URL(path, import.meta.url);
+  const text = compiledModule(path).replace(/^\/\/# sourceMappingURL=.*$/gm, '');
+  const exported = [...text.matchAll(EXPORTED)].map((m) => m[1]!);
+  const body = text
+    .replace(IMPORT, (_line, names: string, from: string) => {
+      const scope = scopes.get(moduleKey(new URL(from, self)));
+      if (!scope || /\bas\b/.test(names))
+        throw new Error(`${path} cannot run in the bundle page: it imports ${from} (${names.trim()})`);
+      return `const {${names}} = ${scope};`;
+    })
     .replace(/^export \{\};?$/gm, '')
     .replace(/^export (?=(?:async )?function[ *]|const |let |class )/gm, '');
   if (/^\s*(import|export)\b/m.test(body))
     throw new Error(`${path} cannot run in the bundle page: it imports or exports`);
-  return `(() => {\n${body}\nreturn ${exported};\n})()`;
+  return `(() => {\n${body}\nreturn { ${exported.join(', ')} };\n})()`;
 }
 
 export interface PageScript {
@@ -60,8 +87,18 @@ let built: PageScript | undefined;
 /** The page's one script, built once (on the first page served, not at import). */
 export function bundlePageScript(): PageScript {
   if (built) return built;
-  const parts = MODULES.map((m) => `const ${m.name} = ${inScope(m.path, m.exports)};`);
-  const text = ['"use strict";', ...parts, 'page(verifier, twoPerson);', ''].join('\n');
+  const scopes = new Map<string, string>();
+  const parts = MODULES.map((path, i) => {
+    const name = `module${i}`;
+    const part = `const ${name} = ${inScope(path, scopes)};`;
+    scopes.set(moduleKey(new URL(path, import.meta.url)), name);
+    return part;
+  });
+  const [twoPerson, verifier, page] = ['../../proofs/two-person', './browser-verify', './browser-page'].map(
+    (path) => scopes.get(moduleKey(new URL(path, import.meta.url)))!,
+  );
+  const run = `${page}.runBundlePage(${verifier}.verifyInBrowser, ${twoPerson}.checkTwoPerson);`;
+  const text = ['"use strict";', ...parts, run, ''].join('\n');
   // Inline in HTML: text that would end the script element or open a comment cannot be in it.
   if (/<\/script|<!--/i.test(text)) throw new Error('the bundle page script cannot be inlined in HTML');
   built = { text, cspHash: `'sha256-${createHash('sha256').update(text).digest('base64')}'` };

@@ -1,3 +1,4 @@
+import { boundedJson } from './bounded-json.js';
 import type { BrowserTrust } from './browser-verify.js';
 import {
   type ApproverView,
@@ -226,10 +227,25 @@ function pinnedPolicyLine(policy: PinnedPolicyView): SafeHtml {
       >`;
 }
 
-function jobCard(view: BundleView, policy: PinnedPolicyView | undefined, links: Links): SafeHtml {
+/** The id the bundle's signed payload gives itself, marked when it is not the one the link names. */
+function bundleIdLine(view: BundleView, bundleId: string): SafeHtml {
+  return view.bundleId === bundleId
+    ? html`<code id="payload-bundle-id">${view.bundleId}</code>`
+    : html`<code id="payload-bundle-id">${view.bundleId ?? '—'}</code>
+        <span class="badge bad">not ${bundleId}, the bundle this link names</span>`;
+}
+
+function jobCard(
+  view: BundleView,
+  policy: PinnedPolicyView | undefined,
+  links: Links,
+  bundleId: string,
+): SafeHtml {
   return html`<section class="card" aria-labelledby="job-h">
     <h2 id="job-h">Job ${view.jobId ?? ''}</h2>
     <dl class="facts">
+      <dt>Bundle</dt>
+      <dd>${bundleIdLine(view, bundleId)}</dd>
       <dt>Outcome</dt>
       <dd>${statusBadge(view.status)} ${view.endReason ?? ''}</dd>
       <dt>Policy</dt>
@@ -360,7 +376,7 @@ function stepItem(s: StepView): SafeHtml {
       ${statusBadge(s.status)}
     </div>
     <p class="summary">${s.summary ?? ''}</p>
-    <pre>${JSON.stringify(s.args, null, 2)}</pre>
+    <pre>${boundedJson(s.args)}</pre>
     ${s.result ? html`<p class="summary"><span class="muted">Result:</span> ${s.result}</p>` : ''}
     <dl class="facts">
       <dt>Token id (jti)</dt>
@@ -481,14 +497,14 @@ export function renderBundlePage(input: BundlePageInput): string {
         ${hashedElement('style', BUNDLE_PAGE_STYLES)}
       </head>
       <body>
-        <main>
+        <main id="page" data-bundle-id="${input.bundleId}">
           <header class="masthead">
             <h1>claw-approvals · proof bundle</h1>
             <span class="id mono">${input.bundleId}</span>
           </header>
           ${verdictBox(input.server, view)} ${verdictCards(input.server)}
-          ${jobCard(view, input.policy, links)} ${approvalsCard(view, links)} ${planCard(view)}
-          ${chainCard(view)} ${jsonCard(input, view, links)}
+          ${jobCard(view, input.policy, links, input.bundleId)} ${approvalsCard(view, links)}
+          ${planCard(view)} ${chainCard(view)} ${jsonCard(input, view, links)}
           <footer>
             Everything this page checks, it checks from what it carries: save it, and the saved file still
             verifies itself.

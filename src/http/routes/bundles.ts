@@ -3,6 +3,8 @@ import type { Db } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { getVerifiedPolicy, type WpcEnvelope } from '../../policy/registry.js';
 import { type BundleVerdict, verifyBundle } from '../../proofs/verify-bundle.js';
+import { quote } from '../../proofs/verify/check.js';
+import { firstDuplicateKey } from '../../proofs/verify/duplicate-keys.js';
 import type { KeyRing } from '../../tokens/key-ring.js';
 import { prefersHtml } from '../bundle-page/accept.js';
 import {
@@ -45,6 +47,55 @@ function serverVerdict(v: BundleVerdict): ServerVerdictView {
     : { ok: false, reason: v.reason, cbReason: v.cbReason, message: v.message, checks };
 }
 
+/**
+ * A stored text the verifier cannot be given: not JSON, or JSON whose objects repeat a key
+ * (JSON.parse keeps the last value, whoever reads the download sees the first), as `bundle
+ * verify` refuses such a text. Null when the parsed envelope stands for the text.
+ */
+function unreadable(stored: string, envelope: unknown): ServerVerdictView | null {
+  const failed = (id: string, message: string): ServerVerdictView => ({
+    ok: false,
+    reason: 'BUNDLE_ENVELOPE_MALFORMED',
+    cbReason: null,
+    message,
+    checks: [{ id, ok: false, reason: 'BUNDLE_ENVELOPE_MALFORMED', message }],
+  });
+  if (envelope === undefined) return failed('input.json', 'the stored bundle is not JSON');
+  const duplicate = firstDuplicateKey(stored);
+  return duplicate
+    ? failed(
+        'input.duplicate_keys',
+        `duplicate key ${quote(duplicate.key)} in ${duplicate.path} of the stored bundle: JSON.parse keeps the last value, a reader of the file sees the first`,
+      )
+    : null;
+}
+
+/**
+ * The bundle a link names must be the bundle its row holds (as `bundle verify <link>` checks):
+ * another genuine bundle, say of a job whose approvals were in order, stored under this id
+ * fails the server's verdict. Checked on a verdict that passed everything else, as the CLI does.
+ */
+function checkLinkedId(verdict: ServerVerdictView, envelope: unknown, id: string): ServerVerdictView {
+  if (!verdict.ok) return verdict;
+  const named = (envelope as { payload?: { bundle_id?: unknown } }).payload?.bundle_id;
+  if (named === id)
+    return {
+      ...verdict,
+      checks: [
+        ...verdict.checks,
+        { id: 'target.bundle_id', ok: true, message: `the bundle is ${id}, as the link names` },
+      ],
+    };
+  const message = `asked for ${id} but the stored bundle is ${quote(named)}`;
+  return {
+    ok: false,
+    reason: 'BUNDLE_ID_MISMATCH',
+    cbReason: null,
+    message,
+    checks: [...verdict.checks, { id: 'target.bundle_id', ok: false, reason: 'BUNDLE_ID_MISMATCH', message }],
+  };
+}
+
 /** The policy hash a bundle of any shape names, or null. */
 function policyHashOf(envelope: unknown): string | null {
   const named = envelope as
@@ -84,7 +135,9 @@ async function pinnedPolicy(
 /**
  * `GET /v1/bundles/:id`: the sealed envelope, byte for byte as stored, or, for a browser that
  * asks for HTML, the reviewer's page around those same bytes, with the server's verdict made
- * against the signed policy the bundle pins (see `pinnedPolicy`). JSON stays the answer to every
+ * against the signed policy the bundle pins (see `pinnedPolicy`), failed when the stored text
+ * is not one JSON value (`unreadable`) or holds another bundle than the link names
+ * (`checkLinkedId`); the page renders either way. JSON stays the answer to every
  * client that does not prefer HTML (no Accept, `*\/*`, `application/json`), and `Vary: Accept`
  * keeps the two apart in any cache. Deliberately no response schema: a serializer would
  * re-order keys and the payload hash is over the stored order. The id carries 128 random bits;
@@ -131,16 +184,13 @@ export function bundleRoutes(app: FastifyInstance, deps: BundleRouteDeps): void 
         envelope = undefined;
       }
       const policy = await pinnedPolicy(deps, envelope);
-      const server: ServerVerdictView =
-        envelope === undefined
-          ? {
-              ok: false,
-              reason: 'BUNDLE_ENVELOPE_MALFORMED',
-              cbReason: null,
-              message: 'the stored bundle is not JSON',
-              checks: [],
-            }
-          : serverVerdict(verifyBundle(envelope, trust, { policy: policy.envelope }));
+      const server =
+        unreadable(row.envelope, envelope) ??
+        checkLinkedId(
+          serverVerdict(verifyBundle(envelope, trust, { policy: policy.envelope })),
+          envelope,
+          req.params.id,
+        );
       const page = renderBundlePage({
         bundleId: req.params.id,
         stored: row.envelope,
