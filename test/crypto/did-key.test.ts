@@ -1,6 +1,11 @@
 import { createHash, createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { didKeyFromPublicKey, kidFromPublicKey, publicKeyFromDidKey } from '../../src/crypto/did-key.js';
+import {
+  didKeyFromPublicKey,
+  kidFromPublicKey,
+  publicKeyFromDidKey,
+  UnsafeEd25519KeyError,
+} from '../../src/crypto/did-key.js';
 import { signingKeyFromJwk } from '../../src/tokens/signing-key.js';
 import { BASE58_ALPHABET as ALPHABET, base58Decode } from '../helpers/base58.js';
 
@@ -129,9 +134,11 @@ describe('did:key round trip', () => {
     }
   });
 
-  it('edge keys (all zero, all 0xff) round-trip', () => {
+  it('edge keys (all zero: small order; all 0xff: y >= p) encode, but are never accepted as a signer', () => {
     for (const raw of [new Uint8Array(32), new Uint8Array(32).fill(0xff)]) {
-      expect(hex(publicKeyFromDidKey(didKeyFromPublicKey(raw)))).toBe(hex(raw));
+      const did = didKeyFromPublicKey(raw);
+      expect(did).toBe(`did:key:z${base58Encode(Uint8Array.from([0xed, 0x01, ...raw]))}`);
+      expect(() => publicKeyFromDidKey(did)).toThrow(UnsafeEd25519KeyError);
     }
   });
 });
