@@ -160,33 +160,33 @@ function checkNamedId(named: string, bundleId: string): Check {
  * Checks only this server's database can answer for a bundle stored here: its policy is
  * registered and verifies, and every CST in it is the one issued (same token_hash).
  */
-async function databaseChecks(rt: Runtime, envelope: unknown): Promise<Check[]> {
+async function databaseChecks(
+  rt: Runtime,
+  envelope: unknown,
+  registered: RegisteredPolicy,
+): Promise<Check[]> {
   const ours = (
     envelope as {
       payload?: {
         metadata?: {
-          claw_approvals?: {
-            policy?: { policy_hash_b64u?: string };
-            steps?: { cst: { jti: string; token_hash: string } | null }[];
-          };
+          claw_approvals?: { steps?: { cst: { jti: string; token_hash: string } | null }[] };
         };
       };
     }
   ).payload?.metadata?.claw_approvals;
   const checks: Check[] = [];
-  if (ours?.policy?.policy_hash_b64u) {
-    try {
-      await getVerifiedPolicy(rt.database.db, ours.policy.policy_hash_b64u, rt.keyRing.trusts);
-      checks.push({ id: 'database.policy', ok: true, message: 'the policy is registered here and verifies' });
-    } catch (err) {
-      checks.push({
-        id: 'database.policy',
-        ok: false,
-        reason: 'POLICY_UNVERIFIABLE',
-        cbReason: null,
-        message: (err as Error).message,
-      });
-    }
+  if (registered) {
+    checks.push(
+      'envelope' in registered
+        ? { id: 'database.policy', ok: true, message: 'the policy is registered here and verifies' }
+        : {
+            id: 'database.policy',
+            ok: false,
+            reason: 'POLICY_UNVERIFIABLE',
+            cbReason: null,
+            message: registered.error,
+          },
+    );
   }
   for (const s of ours?.steps ?? []) {
     if (!s.cst) continue;
@@ -338,6 +338,21 @@ async function verifyOffline(
 }
 
 /** A pb_ id on the server machine: this server's key ring and gateways are trusted too, and its database is asked. */
+/** The registry's answer for the policy a stored bundle names: its signed envelope, or why not. */
+type RegisteredPolicy = { envelope: unknown } | { error: string } | null;
+
+async function registeredPolicy(rt: Runtime, envelope: unknown): Promise<RegisteredPolicy> {
+  const hash = (
+    envelope as { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
+  )?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
+  if (typeof hash !== 'string' || hash.length === 0) return null;
+  try {
+    return { envelope: await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts) };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
 async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<Outcome> {
   return ctx.withRuntime(async (rt) => {
     const trust: Trust = {
@@ -357,13 +372,12 @@ async function verifyStored(ctx: CliContext, id: string, given: Trust): Promise<
     const parsed = parseBundleText(row.envelope, `bundle ${id}`);
     if (!('envelope' in parsed)) return { verdict: parsed, extra: [], trust, target, policySupplied: false };
     const { envelope } = parsed;
-    const hash = namedPolicyHash(envelope);
-    const policy = hash
-      ? await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts).catch(() => undefined)
-      : undefined;
+    // Read once: the verifier recomputes the rules from it, and the database check reports it.
+    const registered = await registeredPolicy(rt, envelope);
+    const policy = registered && 'envelope' in registered ? registered.envelope : undefined;
     const verdict = verifyBundle(envelope, bundleTrust(trust.signers, trust.gateways), { policy });
     const extra = verdict.ok
-      ? [checkNamedId(id, verdict.bundleId), ...(await databaseChecks(rt, envelope))]
+      ? [checkNamedId(id, verdict.bundleId), ...(await databaseChecks(rt, envelope, registered))]
       : [];
     return { verdict, extra, trust, target, policySupplied: policy !== undefined };
   });
