@@ -4,6 +4,7 @@ import { B64U_SHA256 } from '../crypto/hash.js';
 import { AppError } from '../errors.js';
 import { BUNDLE_ID } from '../http/routes/bundles.js';
 import { getVerifiedPolicy } from '../policy/registry.js';
+import { policyHashNamedBy } from '../proofs/bundle-policy.js';
 import {
   bundleTrust,
   checkedDidKey,
@@ -256,14 +257,6 @@ function parseBundleText(
   return { envelope };
 }
 
-/** The policy hash a bundle names (read only to find its policy; the verifier checks the binding). */
-function namedPolicyHash(envelope: unknown): string | null {
-  const hash = (
-    envelope as { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
-  )?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
-  return typeof hash === 'string' && B64U_SHA256.test(hash) ? hash : null;
-}
-
 /** `GET /v1/wpc/:hash` answers `{ok, policy_hash_b64u, envelope}`; a file may hold either form. */
 function policyEnvelopeOf(parsed: unknown): unknown {
   const wrapped = parsed as { envelope?: unknown } | null;
@@ -293,8 +286,8 @@ async function suppliedPolicy(
       throw new AppError('ERR_BAD_REQUEST', `policy ${read.shown} is not JSON${typeOf(read)}`, { cause });
     }
   }
-  const hash = namedPolicyHash(envelope);
-  if (target.kind !== 'url' || !hash) return undefined;
+  const hash = policyHashNamedBy(envelope);
+  if (target.kind !== 'url' || !hash || !B64U_SHA256.test(hash)) return undefined;
   const url = new URL(`/v1/wpc/${hash}`, target.url);
   let problem: string;
   try {
@@ -342,10 +335,8 @@ async function verifyOffline(
 type RegisteredPolicy = { envelope: unknown } | { error: string } | null;
 
 async function registeredPolicy(rt: Runtime, envelope: unknown): Promise<RegisteredPolicy> {
-  const hash = (
-    envelope as { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
-  )?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
-  if (typeof hash !== 'string' || hash.length === 0) return null;
+  const hash = policyHashNamedBy(envelope);
+  if (hash === null) return null;
   try {
     return { envelope: await getVerifiedPolicy(rt.database.db, hash, rt.keyRing.trusts) };
   } catch (err) {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { getVerifiedPolicy, type WpcEnvelope } from '../../policy/registry.js';
+import { policyHashNamedBy } from '../../proofs/bundle-policy.js';
 import { type BundleVerdict, verifyBundle } from '../../proofs/verify-bundle.js';
 import { quote } from '../../proofs/verify/check.js';
 import { firstDuplicateKey } from '../../proofs/verify/duplicate-keys.js';
@@ -96,16 +97,6 @@ function checkLinkedId(verdict: ServerVerdictView, envelope: unknown, id: string
   };
 }
 
-/** The policy hash a bundle of any shape names, or null. */
-function policyHashOf(envelope: unknown): string | null {
-  const named = envelope as
-    | { payload?: { metadata?: { claw_approvals?: { policy?: { policy_hash_b64u?: unknown } } } } }
-    | null
-    | undefined;
-  const hash = named?.payload?.metadata?.claw_approvals?.policy?.policy_hash_b64u;
-  return typeof hash === 'string' ? hash : null;
-}
-
 /**
  * The signed envelope of the policy version a bundle pins, from this server's registry and
  * verified there (bundles name it by hash only), so that the verdict recomputes each gated
@@ -117,7 +108,7 @@ async function pinnedPolicy(
   deps: BundleRouteDeps,
   envelope: unknown,
 ): Promise<{ envelope: WpcEnvelope | undefined; view: PinnedPolicyView }> {
-  const hash = policyHashOf(envelope);
+  const hash = policyHashNamedBy(envelope);
   if (hash === null)
     return { envelope: undefined, view: { found: false, why: 'the bundle names no policy' } };
   try {
