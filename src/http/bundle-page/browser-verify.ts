@@ -17,6 +17,7 @@
  * src/proofs/two-person.ts the same way and passes its `checkTwoPerson` in.
  */
 import { firstDuplicateKey } from '../../proofs/verify/duplicate-keys.js';
+import { UNEVALUATED_COMPONENTS, UNEVALUATED_METADATA } from '../../proofs/verify/unevaluated.js';
 import { checkOurBindings } from './browser-bindings.js';
 import {
   type Chain,
@@ -113,31 +114,6 @@ const EVALUATED = [
 /** Parts the server evaluates and this page does not: listed as "not checked in the browser". */
 const SERVER_ONLY = ['eip8004_agent_id', 'eip8004_registry', 'tool_receipts', 'side_effect_receipts'];
 
-/** Parts neither verifier evaluates, named as the server names them (features.ts, UNEVALUATED_COMPONENTS). */
-const UNEVALUATED: Record<string, string> = {
-  urm: 'URM reference (urm)',
-  vir_receipts: 'verifiable inference receipts (vir_receipts)',
-  web_receipts: 'witnessed web receipts (web_receipts)',
-  coverage_attestations: 'coverage attestations (coverage_attestations)',
-  binary_semantic_evidence_attestations:
-    'binary semantic evidence attestations (binary_semantic_evidence_attestations)',
-  delegation_receipts: 'delegation receipts (delegation_receipts)',
-  rate_limit_claims: 'rate-limit claims (rate_limit_claims)',
-  attestations: 'attestations (attestations)',
-};
-
-/** Bundle metadata neither verifier evaluates (features.ts, UNEVALUATED_METADATA). */
-const UNEVALUATED_METADATA: Record<string, string> = {
-  policy_binding: 'policy binding (metadata.policy_binding)',
-  data_handling: 'data-handling receipts (metadata.data_handling)',
-  runner_measurement: 'runner measurement (metadata.runner_measurement)',
-  runner_attestation_receipt: 'runner attestation (metadata.runner_attestation_receipt)',
-  reviewer_signoff_receipts: 'reviewer sign-off receipts (metadata.reviewer_signoff_receipts)',
-  prompt_pack: 'prompt pack commitment (metadata.prompt_pack)',
-  system_prompt_report: 'system prompt report (metadata.system_prompt_report)',
-  sentinels: 'sentinel coverage telemetry (metadata.sentinels)',
-};
-
 /** Claw Bureau's bounds on the arrays (CVF-US-025), checked before any entry is. */
 const MAX_ENTRIES: Record<string, number> = { event_chain: 1000, receipts: 1000 };
 
@@ -151,7 +127,7 @@ function checkPayloadShape(p: Obj): void {
     failWith('BUNDLE_PAYLOAD_INVALID', 'bundle_version must be "1" and bundle_id a string');
   if (typeof p.agent_did !== 'string' || !p.agent_did.startsWith('did:'))
     failWith('BUNDLE_PAYLOAD_INVALID', 'agent_did is not a DID');
-  const known = [...EVALUATED, ...SERVER_ONLY, ...Object.keys(UNEVALUATED)];
+  const known = [...EVALUATED, ...SERVER_ONLY, ...Object.keys(UNEVALUATED_COMPONENTS)];
   const unknown = Object.keys(p).filter((k) => !known.includes(k));
   if (unknown.length > 0)
     failWith(
@@ -170,7 +146,8 @@ function checkPayloadShape(p: Obj): void {
  */
 function checkFeatures(p: Obj): void {
   const found: string[] = [];
-  for (const [key, name] of Object.entries(UNEVALUATED)) if (p[key] !== undefined) found.push(name);
+  for (const [key, name] of Object.entries(UNEVALUATED_COMPONENTS))
+    if (p[key] !== undefined) found.push(name);
   const metadata = isObject(p.metadata) ? p.metadata : {};
   for (const [key, name] of Object.entries(UNEVALUATED_METADATA))
     if (metadata[key] !== undefined) found.push(name);

@@ -24,6 +24,7 @@ import type * as TypeScript from 'typescript';
 const MODULES = [
   '../../proofs/two-person',
   '../../proofs/verify/duplicate-keys',
+  '../../proofs/verify/unevaluated',
   './browser-common',
   './browser-envelope',
   './browser-receipts',

@@ -1,18 +1,6 @@
 import { fail, isRecord, type Passed } from './check.js';
 import type { BundlePayload } from './bundle-schema.js';
-import { UNEVALUATED_COMPONENTS } from './schemas/proof-bundle.js';
-
-/** Bundle metadata that Claw Bureau's verifier evaluates and ours does not. */
-const UNEVALUATED_METADATA: Record<string, string> = {
-  policy_binding: 'policy binding (metadata.policy_binding)',
-  data_handling: 'data-handling receipts (metadata.data_handling)',
-  runner_measurement: 'runner measurement (metadata.runner_measurement)',
-  runner_attestation_receipt: 'runner attestation (metadata.runner_attestation_receipt)',
-  reviewer_signoff_receipts: 'reviewer sign-off receipts (metadata.reviewer_signoff_receipts)',
-  prompt_pack: 'prompt pack commitment (metadata.prompt_pack)',
-  system_prompt_report: 'system prompt report (metadata.system_prompt_report)',
-  sentinels: 'sentinel coverage telemetry (metadata.sentinels)',
-};
+import { UNEVALUATED_COMPONENTS, UNEVALUATED_METADATA } from './unevaluated.js';
 
 /** What of the bundle this verifier cannot evaluate, named; empty when it can evaluate all of it. */
 function unevaluated(p: BundlePayload): string[] {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { anyObject, b64u, dateTime, did, text } from './formats.js';
+import { UNEVALUATED_COMPONENTS } from '../unevaluated.js';
 
 /** The signed envelope around a proof bundle (Claw Bureau `proof_bundle_envelope.v1`), payload aside. */
 export const proofBundleEnvelope = z.strictObject({
@@ -14,22 +15,6 @@ export const proofBundleEnvelope = z.strictObject({
   issued_at: dateTime(),
   expires_at: dateTime().optional(),
 });
-
-/**
- * Components of `proof_bundle.v1` this verifier does not evaluate. Their shape is not checked
- * here: a bundle carrying any of them fails as UNSUPPORTED_FEATURE once it is authenticated.
- */
-export const UNEVALUATED_COMPONENTS = {
-  urm: 'URM reference (urm)',
-  vir_receipts: 'verifiable inference receipts (vir_receipts)',
-  web_receipts: 'witnessed web receipts (web_receipts)',
-  coverage_attestations: 'coverage attestations (coverage_attestations)',
-  binary_semantic_evidence_attestations:
-    'binary semantic evidence attestations (binary_semantic_evidence_attestations)',
-  delegation_receipts: 'delegation receipts (delegation_receipts)',
-  rate_limit_claims: 'rate-limit claims (rate_limit_claims)',
-  attestations: 'attestations (attestations)',
-} as const;
 
 /** The components of which `proof_bundle.v1` wants at least one. */
 const EVIDENCE = [
