@@ -14,6 +14,7 @@ import {
   quote,
   unavailable,
 } from './browser-common.js';
+import { unsafeEd25519Key } from '../../crypto/unsafe-ed25519-key.js';
 
 /** Where an envelope stands and how it is judged. */
 export interface EnvelopeRules {
@@ -125,38 +126,6 @@ export function publicKeyFromDidKey(did: string): Uint8Array {
   return bytes.slice(2);
 }
 
-/**
- * The encodings of the Ed25519 points of small order, as the server's did-key.ts lists them
- * (the eight torsion points, and two non-canonical encodings of the identity and the point of
- * order 2). Under such a key R = identity, S = 0 "verifies" every message, and WebCrypto
- * accepts it.
- */
-const SMALL_ORDER = [
-  '0100000000000000000000000000000000000000000000000000000000000000',
-  '0100000000000000000000000000000000000000000000000000000000000080',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f',
-  'ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-  '0000000000000000000000000000000000000000000000000000000000000000',
-  '0000000000000000000000000000000000000000000000000000000000000080',
-  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05',
-  '26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85',
-  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a',
-  'c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa',
-];
-
-/** The field prime 2^255 - 19: an encoded y at or above it is not canonical. */
-const FIELD_PRIME = 2n ** 255n - 19n;
-
-const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-
-/** A raw Ed25519 key no signature by which can be trusted (`assertSafeEd25519Key`): of small order, or y not below the prime. */
-export function isUnsafeEd25519Key(raw: Uint8Array): boolean {
-  if (SMALL_ORDER.includes(hex(raw))) return true;
-  const y = raw.slice().reverse(); // little-endian; the top bit is x's sign
-  y[0]! &= 0x7f;
-  return BigInt(`0x${hex(y)}`) >= FIELD_PRIME;
-}
-
 /** Ed25519 over the UTF-8 bytes of `message`; a browser without Ed25519 is "unavailable", not a fail. */
 async function verifyEd25519(
   publicKey: Uint8Array,
@@ -204,7 +173,7 @@ export async function checkEnvelopeSignature(
   } catch {
     fail('SIGNER_DID_INVALID', 'signer_did is not an Ed25519 did:key');
   }
-  if (isUnsafeEd25519Key(publicKey)) {
+  if (unsafeEd25519Key(publicKey) !== null) {
     // The server's reasons: a bundle's checkSignature calls it a signature that proves
     // nothing; a receipt's verifyEnvelope, a signer that is no usable Ed25519 did:key.
     if (rules.prefix === 'BUNDLE')

@@ -25,6 +25,7 @@ const MODULES = [
   '../../proofs/two-person',
   '../../proofs/verify/duplicate-keys',
   '../../proofs/verify/unevaluated',
+  '../../crypto/unsafe-ed25519-key',
   './browser-common',
   './browser-envelope',
   './browser-receipts',
