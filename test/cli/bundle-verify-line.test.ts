@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -164,6 +165,33 @@ describe(`bundle verify <pb_id> on the server machine (${dialectName})`, () => {
       message: `CST ${jti} is not the token issued`,
       target: { kind: 'database', ref: bundleId },
     });
+
+    // The pinned policy's row no longer verifies: the verifier gets no signed policy (its rule
+    // check is not made) and the database check names the registry's refusal, before the tokens.
+    const { policy_hash_b64u: pinned } = JSON.parse(text).payload.metadata.claw_approvals.policy;
+    await withEngine((ctx) =>
+      ctx.db.transaction().execute(async (trx) => {
+        await sql`alter table wpc_registry disable trigger wpc_registry_immutable`.execute(trx);
+        await sql`update wpc_registry set canonical_payload = replace(canonical_payload, '"required_approvals":2', '"required_approvals":1')
+          where policy_hash_b64u = ${pinned}`.execute(trx);
+        await sql`alter table wpc_registry enable trigger wpc_registry_immutable`.execute(trx);
+      }),
+    );
+    const unverifiable = await cli(['bundle', 'verify', bundleId, '--json'], s.env);
+    expect(unverifiable.code).toBe(1);
+    const out = JSON.parse(unverifiable.out);
+    expect(out).toMatchObject({
+      verdict: 'FAIL',
+      reason: 'POLICY_UNVERIFIABLE',
+      message: expect.stringContaining(pinned),
+    });
+    expect(out.checks).toContainEqual(
+      expect.objectContaining({
+        id: 'ours.policy_rules',
+        ok: true,
+        message: expect.stringMatching(/^not made/),
+      }),
+    );
     // Three runtimes over an embedded database on disk: slow on a busy machine, not a measurement.
   }, 120_000);
 });
