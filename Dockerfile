@@ -4,6 +4,8 @@
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# packages/ (the Mattermost sandbox, a test tool) and demo/ are not copied: npm ci skips the
+# absent workspace, and the build (tsconfig.build.json: src and migrations) never imports them.
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

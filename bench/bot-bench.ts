@@ -9,8 +9,7 @@ import { MattermostRest } from '../src/chat/mattermost-rest.js';
 import type { Db } from '../src/db/database.js';
 import type { PolicyService } from '../src/policy/policy-service.js';
 import { engineFor } from '../src/runtime.js';
-import { startSandbox } from '../src/sandbox/sandbox.js';
-import { seedOpsWorkspace } from '../src/sandbox/seed.js';
+import { seedOpsWorkspace, startSandbox } from '@claw-approvals/mattermost-sandbox';
 import type { KeyRing } from '../src/tokens/key-ring.js';
 import { systemClock } from '../src/clock.js';
 

@@ -7,7 +7,6 @@ import { startServer } from '../server.js';
 import type { CliContext } from './context.js';
 import { agentCommands } from './agent-commands.js';
 import { bundleCommands } from './bundle-commands.js';
-import { demoCommand } from './demo-command.js';
 import { keysCommands } from './keys-commands.js';
 import { policyCommands } from './policy-commands.js';
 import { tokenCommands } from './token-commands.js';
@@ -53,7 +52,6 @@ export function buildProgram(ctx: CliContext): Command {
   agentCommands(program, ctx);
   tokenCommands(program, ctx);
   bundleCommands(program, ctx);
-  demoCommand(program, ctx);
   return program;
 }
 

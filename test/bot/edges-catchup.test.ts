@@ -1,6 +1,6 @@
 import type { KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startSandbox } from '../../src/sandbox/sandbox.js';
+import { startSandbox } from '@claw-approvals/mattermost-sandbox';
 import { botPostWithKey, expectHandledOnce, killBot, outboxDrained } from '../helpers/bot-faults.js';
 import {
   createWorld,

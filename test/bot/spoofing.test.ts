@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { handlePost } from '../../src/bot/handle-post.js';
 import type { ChatPost } from '../../src/chat/chat-port.js';
 import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
-import { startSandbox } from '../../src/sandbox/sandbox.js';
+import { startSandbox } from '@claw-approvals/mattermost-sandbox';
 import {
   createWorld,
   eventually,

@@ -6,7 +6,7 @@ import { MattermostRest } from '../../src/chat/mattermost-rest.js';
 import { systemClock } from '../../src/clock.js';
 import { type EngineContext, JobNotifier } from '../../src/jobs/context.js';
 import { PolicyService } from '../../src/policy/policy-service.js';
-import { type Sandbox, startSandbox } from '../../src/sandbox/sandbox.js';
+import { type Sandbox, startSandbox } from '@claw-approvals/mattermost-sandbox';
 import { tokenVerifier } from '../../src/tokens/verify-token.js';
 import { createTestDb, type TestDb } from './db.js';
 import { copyPolicies } from './fs.js';

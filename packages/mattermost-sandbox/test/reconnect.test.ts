@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { SandboxOptions } from '../../src/sandbox/sandbox.js';
+import type { SandboxOptions } from '../src/sandbox.js';
 import { events, Probe, type Frame } from './helpers.js';
 import { world, type World } from './world.js';
 

@@ -1,6 +1,6 @@
 import mm from '@mattermost/client';
 import WebSocket from 'ws';
-import type { Sandbox } from '../../src/sandbox/sandbox.js';
+import type { Sandbox } from '../src/sandbox.js';
 
 export type Client4 = InstanceType<typeof mm.Client4>;
 

@@ -1,5 +1,5 @@
-import { startSandbox, type Sandbox, type SandboxOptions } from '../../src/sandbox/sandbox.js';
-import type { MmChannel, MmTeam, MmUser } from '../../src/sandbox/types.js';
+import { startSandbox, type Sandbox, type SandboxOptions } from '../src/sandbox.js';
+import type { MmChannel, MmTeam, MmUser } from '../src/types.js';
 
 export interface World {
   sandbox: Sandbox;

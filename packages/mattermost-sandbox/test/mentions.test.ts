@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mentionedUserIds, type MentionInput } from '../../src/sandbox/mentions.js';
+import { mentionedUserIds, type MentionInput } from '../src/mentions.js';
 
 const members = [
   { id: 'a', username: 'alice', online: true },
