@@ -29,6 +29,8 @@ export interface AppConfig {
   enablePostUsernameOverride: boolean;
   /** ServiceSettings.EnablePostIconOverride (a real server defaults to false). */
   enablePostIconOverride: boolean;
+  /** A licence with custom groups: without one, the groups API answers 501 (api4 requireLicense). */
+  licensed: boolean;
 }
 
 export interface CreatePostInput {

@@ -36,6 +36,11 @@ export interface SandboxOptions {
   enablePostUsernameOverride?: boolean;
   /** ServiceSettings.EnablePostIconOverride (false on a real server and here). */
   enablePostIconOverride?: boolean;
+  /**
+   * A Professional licence with custom groups enabled (the default). `false` is a server without
+   * a licence: every groups route answers 501 `api.license_error`, as api4 requireLicense does.
+   */
+  licensed?: boolean;
 }
 
 export interface RequestFilter {
@@ -50,8 +55,11 @@ export interface Sandbox {
   readonly port: number;
   /** `id` (optional, not in the original brief) fixes the id, e.g. to match a policy file. */
   createTeam(i: { id?: string; name: string; display_name?: string }): MmTeam;
-  /** `token` is a personal-access-token style secret, accepted as `Authorization: Bearer`. */
-  createUser(i: { id?: string; username: string; is_bot?: boolean; roles?: string }): {
+  /**
+   * `token` is a personal-access-token style secret, accepted as `Authorization: Bearer`.
+   * `owner_id` is a bot's owner (model.Bot.OwnerId).
+   */
+  createUser(i: { id?: string; username: string; is_bot?: boolean; roles?: string; owner_id?: string }): {
     user: MmUser;
     token: string;
   };
@@ -143,6 +151,7 @@ class SandboxServer implements Sandbox {
     this.app = new SandboxApp(this.store, this.hub, {
       enablePostUsernameOverride: opts.enablePostUsernameOverride ?? true,
       enablePostIconOverride: opts.enablePostIconOverride ?? false,
+      licensed: opts.licensed ?? true,
     });
     this.faults = new Faults(now);
     this.ws = new WebSocketEndpoint({
@@ -235,7 +244,7 @@ class SandboxServer implements Sandbox {
     return { ...this.store.createTeam(i) };
   }
 
-  createUser(i: { id?: string; username: string; is_bot?: boolean; roles?: string }): {
+  createUser(i: { id?: string; username: string; is_bot?: boolean; roles?: string; owner_id?: string }): {
     user: MmUser;
     token: string;
   } {

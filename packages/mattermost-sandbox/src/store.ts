@@ -10,6 +10,8 @@ export interface UserRecord {
   updateAt: number;
   /** Set when the account is deactivated (0 while active). */
   deleteAt: number;
+  /** model.Bot.OwnerId: who created the bot account ('' for people and ownerless bots). */
+  botOwnerId: string;
 }
 
 export interface MemberRecord {
@@ -52,7 +54,8 @@ export class SandboxStore {
   readonly users = new Map<string, UserRecord>();
   readonly tokens = new Map<string, string>();
   readonly teams = new Map<string, MmTeam>();
-  readonly teamMembers = new Map<string, Set<string>>();
+  /** Team id → member user id → when they joined (TeamMember.CreateAt). */
+  readonly teamMembers = new Map<string, Map<string, number>>();
   readonly channels = new Map<string, MmChannel>();
   readonly members = new Map<string, Map<string, MemberRecord>>();
   readonly posts = new Map<string, PostRecord>();
@@ -74,6 +77,20 @@ export class SandboxStore {
   userByUsername(username: string): UserRecord | undefined {
     const wanted = username.toLowerCase();
     for (const user of this.users.values()) if (user.username === wanted) return user;
+    return undefined;
+  }
+
+  /** Store Team().GetByName: live teams only. */
+  teamByName(name: string): MmTeam | undefined {
+    for (const team of this.teams.values()) if (team.name === name && team.delete_at === 0) return team;
+    return undefined;
+  }
+
+  /** Store Channel().GetByName(teamId, name, allowFromCache). */
+  channelByName(teamId: string, name: string): MmChannel | undefined {
+    for (const channel of this.channels.values()) {
+      if (channel.team_id === teamId && channel.name === name) return channel;
+    }
     return undefined;
   }
 
@@ -133,11 +150,11 @@ export class SandboxStore {
       cloud_limits_archived: false,
     };
     this.teams.set(team.id, team);
-    this.teamMembers.set(team.id, new Set());
+    this.teamMembers.set(team.id, new Map());
     return team;
   }
 
-  createUser(input: { id?: string; username: string; is_bot?: boolean; roles?: string }): {
+  createUser(input: { id?: string; username: string; is_bot?: boolean; roles?: string; owner_id?: string }): {
     user: UserRecord;
     token: string;
   } {
@@ -152,6 +169,7 @@ export class SandboxStore {
       createAt: at,
       updateAt: at,
       deleteAt: 0,
+      botOwnerId: input.is_bot ? (input.owner_id ?? '') : '',
     };
     this.users.set(user.id, user);
     const token = newId();
@@ -228,7 +246,7 @@ export class SandboxStore {
     const members = this.teamMembers.get(teamId);
     if (!members) throw new Error(`no team ${teamId}`);
     if (!this.users.has(userId)) throw new Error(`no user ${userId}`);
-    members.add(userId);
+    if (!members.has(userId)) members.set(userId, this.now());
   }
 
   addChannelMember(channelId: string, userId: string): void {

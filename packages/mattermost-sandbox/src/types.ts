@@ -54,6 +54,31 @@ export interface MmTeam {
   cloud_limits_archived: boolean;
 }
 
+/** model.TeamMember. */
+export interface MmTeamMember {
+  team_id: string;
+  user_id: string;
+  roles: string;
+  delete_at: number;
+  scheme_guest: boolean;
+  scheme_user: boolean;
+  scheme_admin: boolean;
+  explicit_roles: string;
+  create_at: number;
+}
+
+/** model.Bot. */
+export interface MmBot {
+  user_id: string;
+  username: string;
+  display_name?: string;
+  description?: string;
+  owner_id: string;
+  create_at: number;
+  update_at: number;
+  delete_at: number;
+}
+
 export type MmChannelType = 'O' | 'P' | 'D' | 'G';
 
 export interface MmChannel {

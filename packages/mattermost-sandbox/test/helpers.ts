@@ -129,3 +129,23 @@ export class Probe {
 
 export const events = (frames: Frame[], name?: string): Frame[] =>
   frames.filter((f) => f.event !== undefined && (name === undefined || f.event === name));
+
+/** A raw REST call, for routes Client4 does not wrap or answers it reshapes. */
+export async function rest(
+  sandbox: Sandbox,
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${sandbox.url}/api/v4${path}`, {
+    method,
+    headers: {
+      ...(token ? { Authorization: `Bearer ${token}` } : {}),
+      ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}

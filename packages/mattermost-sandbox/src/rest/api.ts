@@ -2,16 +2,26 @@ import type { Logger } from 'pino';
 import { AppError, appError } from '../app-error.js';
 import type { SandboxApp } from '../app.js';
 import type { FaultSpec, Faults } from '../faults.js';
+import { botRoutes } from './bots.js';
 import { channelRoutes } from './channels.js';
 import { groupRoutes } from './groups.js';
 import { parseAuthToken, type Exchange } from './http.js';
 import { postRoutes } from './posts.js';
 import type { Route } from './route.js';
 import { systemRoutes } from './system.js';
+import { teamRoutes } from './teams.js';
 import { userRoutes } from './users.js';
 import { incomingWebhook } from './webhook.js';
 
-const ROUTES: Route[] = [...systemRoutes, ...userRoutes, ...groupRoutes, ...channelRoutes, ...postRoutes];
+const ROUTES: Route[] = [
+  ...systemRoutes,
+  ...userRoutes,
+  ...botRoutes,
+  ...teamRoutes,
+  ...groupRoutes,
+  ...channelRoutes,
+  ...postRoutes,
+];
 
 /**
  * throttled's GCRA limiter as Mattermost configures it by default (RateLimitSettings PerSec 10,

@@ -1,5 +1,5 @@
 import { appError, invalidParam, permissionError } from '../app-error.js';
-import { serializeGroup } from './groups.js';
+import { requireLicense, serializeGroup } from './groups.js';
 import type { Exchange } from './http.js';
 import { requireId, requireUsername, route, type Route } from './route.js';
 import { userJson } from '../serialize.js';
@@ -16,6 +16,29 @@ function getUserByUsername(ex: Exchange, app: SandboxApp): void {
   const user = app.store.userByUsername(requireUsername(ex));
   if (!user) throw appError('app.user.get_by_username.app_error', 404);
   ex.sendJson(200, userJson(user, user.id === ex.userId));
+}
+
+/**
+ * api4 getUsersByNames: a JSON array of usernames (model.SortedArrayFromJSON); unknown names are
+ * left out of the answer, never reported.
+ */
+async function getUsersByNames(ex: Exchange, app: SandboxApp): Promise<void> {
+  let names: unknown;
+  try {
+    names = JSON.parse(await ex.rawBody());
+  } catch (err) {
+    throw Object.assign(appError('api.payload.parse.error', 400), { cause: err });
+  }
+  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
+    throw appError('api.payload.parse.error', 400);
+  }
+  if (names.length === 0) throw invalidParam('usernames');
+  const wanted = [...new Set(names as string[])].sort();
+  const users = wanted
+    .map((name) => app.store.userByUsername(name))
+    .filter((u) => u !== undefined)
+    .map((u) => userJson(u, u.id === ex.userId));
+  ex.sendJson(200, users);
 }
 
 /** GET /users: only the `in_group` filter is modelled; profiles are sorted by username. */
@@ -36,6 +59,7 @@ function getUsers(ex: Exchange, app: SandboxApp): void {
 
 /** GET /users/{user_id}/groups: yourself, or with manage_system. */
 function getGroupsForUser(ex: Exchange, app: SandboxApp): void {
+  requireLicense(app);
   const id = requireId(ex, 'user_id');
   if (id !== ex.userId && !app.store.isSystemAdmin(ex.userId)) throw permissionError();
   const groups = [...app.store.groups.values()]
@@ -60,6 +84,7 @@ async function updateUserActive(ex: Exchange, app: SandboxApp): Promise<void> {
 export const userRoutes: Route[] = [
   route('GET', '/api/v4/users', getUsers),
   route('GET', '/api/v4/users/username/{username}', getUserByUsername),
+  route('POST', '/api/v4/users/usernames', getUsersByNames),
   route('GET', '/api/v4/users/{user_id}', getUser),
   route('GET', '/api/v4/users/{user_id}/groups', getGroupsForUser),
   route('PUT', '/api/v4/users/{user_id}/active', updateUserActive),
