@@ -1,4 +1,5 @@
 import { appError, invalidParam, permissionError } from './app-error.js';
+import { attachmentsEqual, withActionIds } from './attachments.js';
 import { broadcast, type Hub } from './hub.js';
 import { newId, isValidId } from './ids.js';
 import { mentionedUserIds } from './mentions.js';
@@ -14,15 +15,6 @@ const PENDING_POST_ID_TTL_MS = 30_000;
 const EMOJI_NAME_MAX_LENGTH = 64;
 /** Props a client may not set (model.Post.SanitizeProps). */
 const SANITIZED_PROPS = ['add_channel_member', 'force_notification'];
-/** Props that identify where a post came from; a patch cannot drop them. */
-const IDENTITY_PROPS = [
-  'from_bot',
-  'from_webhook',
-  'from_plugin',
-  'from_oauth_app',
-  'override_username',
-  'override_icon_url',
-];
 
 export interface AppConfig {
   /** ServiceSettings.EnablePostUsernameOverride (a real server defaults to false). */
@@ -48,6 +40,16 @@ export interface PostPatch {
   message?: string;
   props?: Record<string, unknown>;
   is_pinned?: boolean;
+}
+
+/** The post App.UpdatePost receives: what it will become. */
+export interface UpdatedPost {
+  id: string;
+  message: string;
+  props: Record<string, unknown>;
+  isPinned: boolean;
+  hasReactions: boolean;
+  fileIds: string[];
 }
 
 export interface WebhookPayload {
@@ -146,9 +148,10 @@ export class SandboxApp {
   ): PostRecord {
     const user = this.store.users.get(userId);
     if (!user) throw appError('app.user.missing_account.const', 404);
-    const props = isRecord(input.props) ? without(input.props, SANITIZED_PROPS) : {};
+    let props = isRecord(input.props) ? without(input.props, SANITIZED_PROPS) : {};
     if (user.isBot) props.from_bot = 'true';
     if (options.fromWebhook) props.from_webhook = 'true';
+    props = withActionIds(props);
 
     const rootId = input.root_id ?? '';
     let root: PostRecord | undefined;
@@ -264,17 +267,46 @@ export class SandboxApp {
     });
   }
 
-  /** api4 patchPost → App.PatchPost → App.UpdatePost. */
+  /**
+   * api4 patchPost (postPatchChecks) → App.PatchPost → Post.Patch → App.UpdatePost. A missing or
+   * deleted post is a permission error, not a 404, because postPatchChecks asks first. The author
+   * needs edit_post, anyone else edit_others_posts (system admins here). `props`, when given,
+   * replace the post's props wholesale, as Post.Patch does: a patch that leaves out `from_bot`
+   * drops it.
+   */
   patchPost(userId: string, postId: string, patch: PostPatch): MmPost {
     const post = this.store.posts.get(postId);
-    // postPatchChecks answers a missing post with a permission error, not a 404.
-    if (!post || post.deleteAt !== 0) throw permissionError();
+    if (!post || post.deleteAt !== 0 || post.originalId !== '') throw permissionError();
     const own = post.userId === userId;
     if (own ? !this.store.hasChannelPermission(userId, post.channelId) : !this.store.isSystemAdmin(userId)) {
       throw permissionError();
     }
-    const next = patch.message ?? post.message;
-    this.checkLength(next);
+    return this.updatePost({
+      id: postId,
+      message: patch.message ?? post.message,
+      props: patch.props ?? post.props,
+      isPinned: patch.is_pinned ?? post.isPinned,
+      hasReactions: post.hasReactions,
+      fileIds: post.fileIds,
+    });
+  }
+
+  /**
+   * App.UpdatePost(safeUpdate=false) and the store's Post.Update: the message, props, pin and
+   * files become the received ones; edit_at moves when the message, the files or the attachments
+   * (Post.AttachmentsEqual) change; the old version is kept as a deleted row; `post_edited` goes
+   * to the channel with the post as clients see it (integrations stripped).
+   */
+  updatePost(received: UpdatedPost): MmPost {
+    const post = this.store.posts.get(received.id);
+    if (!post || post.originalId !== '') throw appError('app.post.get.app_error', 404);
+    if (post.deleteAt !== 0) {
+      throw appError('api.post.update_post.permissions_details.app_error', 400, { PostId: received.id });
+    }
+    if (post.type.startsWith('system_')) throw appError('api.post.update_post.system_message.app_error', 400);
+    this.checkLength(received.message);
+    const props = withActionIds(without(received.props, SANITIZED_PROPS));
+    const fileIds = [...new Set(received.fileIds)];
     const updateAt = this.store.after(post.updateAt);
     // sqlstore Post.Update keeps the old version as a deleted row pointing at the post.
     this.store.addPost({
@@ -285,17 +317,20 @@ export class SandboxApp {
       deleteAt: updateAt,
       updateAt,
     });
-    if (next !== post.message) {
-      post.message = next;
+    const editedBefore = post.editAt;
+    if (received.message !== post.message) {
+      post.message = received.message;
       post.editAt = this.store.now();
-      post.hashtags = parseHashtags(next);
+      post.hashtags = parseHashtags(received.message);
     }
-    if (patch.props !== undefined) {
-      const props = without(patch.props, [...SANITIZED_PROPS, ...IDENTITY_PROPS]);
-      for (const key of IDENTITY_PROPS) if (key in post.props) props[key] = post.props[key];
-      post.props = props;
+    const filesChanged = fileIds.join(',') !== post.fileIds.join(',');
+    if (post.editAt === editedBefore && (filesChanged || !attachmentsEqual(post.props, props))) {
+      post.editAt = this.store.now();
     }
-    if (patch.is_pinned !== undefined) post.isPinned = patch.is_pinned;
+    post.props = props;
+    post.fileIds = fileIds;
+    post.isPinned = received.isPinned;
+    post.hasReactions = received.hasReactions;
     post.updateAt = updateAt;
     if (post.rootId !== '') {
       const root = this.store.posts.get(post.rootId);
@@ -459,21 +494,38 @@ export class SandboxApp {
     if (!isRecord(body.post)) throw invalidParam('post');
     if (!this.store.isSystemAdmin(userId)) throw permissionError();
     const input = body.post;
-    const now = this.store.now();
+    return this.sendEphemeralPost(body.user_id, {
+      userId,
+      channelId: typeof input.channel_id === 'string' ? input.channel_id : '',
+      rootId: typeof input.root_id === 'string' ? input.root_id : '',
+      message: typeof input.message === 'string' ? input.message : '',
+      props: isRecord(input.props) ? input.props : {},
+    });
+  }
+
+  /**
+   * App.SendEphemeralPost: a post that is never stored, shown to one user only: type
+   * `system_ephemeral`, action ids generated, sent as `ephemeral_message` to that user's
+   * connections (broadcast channel_id + user_id), integrations stripped.
+   */
+  sendEphemeralPost(
+    toUserId: string,
+    i: { userId: string; channelId: string; rootId: string; message: string; props: Record<string, unknown> },
+  ): MmPost {
     const post: PostRecord = {
       id: newId(),
-      createAt: now,
+      createAt: this.store.now(),
       updateAt: 0,
       editAt: 0,
       deleteAt: 0,
       isPinned: false,
-      userId,
-      channelId: typeof input.channel_id === 'string' ? input.channel_id : '',
-      rootId: typeof input.root_id === 'string' ? input.root_id : '',
+      userId: i.userId,
+      channelId: i.channelId,
+      rootId: i.rootId,
       originalId: '',
-      message: typeof input.message === 'string' ? input.message : '',
+      message: i.message,
       type: 'system_ephemeral',
-      props: isRecord(input.props) ? { ...input.props } : {},
+      props: withActionIds({ ...i.props }),
       hashtags: '',
       fileIds: [],
       hasReactions: false,
@@ -482,7 +534,7 @@ export class SandboxApp {
     this.hub.publish({
       event: 'ephemeral_message',
       data: { post: JSON.stringify(json) },
-      broadcast: broadcast({ channel_id: post.channelId, user_id: body.user_id }),
+      broadcast: broadcast({ channel_id: post.channelId, user_id: toUserId }),
     });
     return json;
   }

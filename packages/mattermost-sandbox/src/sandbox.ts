@@ -88,6 +88,12 @@ export interface Sandbox {
   ): MmPost;
   /** Same as PUT /api/v4/posts/{id}/patch with `{message}`; throws AppError. */
   editPost(userId: string, postId: string, message: string): MmPost;
+  /** Same as PUT /api/v4/posts/{id}/patch; `props` replace the post's props wholesale. */
+  patchPost(
+    userId: string,
+    postId: string,
+    patch: { message?: string; props?: Record<string, unknown>; is_pinned?: boolean },
+  ): MmPost;
   /** Same as DELETE /api/v4/posts/{id}; throws AppError. */
   deletePost(userId: string, postId: string): void;
   /** Deactivates (false) or reactivates an account; deactivating revokes its sessions. */
@@ -303,6 +309,14 @@ class SandboxServer implements Sandbox {
 
   editPost(userId: string, postId: string, message: string): MmPost {
     return this.app.patchPost(userId, postId, { message });
+  }
+
+  patchPost(
+    userId: string,
+    postId: string,
+    patch: { message?: string; props?: Record<string, unknown>; is_pinned?: boolean },
+  ): MmPost {
+    return this.app.patchPost(userId, postId, patch);
   }
 
   deletePost(userId: string, postId: string): void {

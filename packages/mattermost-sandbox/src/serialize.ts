@@ -1,3 +1,4 @@
+import { strippedOfIntegrations } from './attachments.js';
 import type { PostRecord, SandboxStore, UserRecord } from './store.js';
 import type { MmChannelMember, MmPost, MmPostList, MmReaction, MmUser } from './types.js';
 
@@ -19,7 +20,9 @@ export interface PostJsonOptions {
   pendingPostId?: string;
 }
 
-/** model.Post, keys in struct order; reply_count as the store computes it (the whole thread, live posts). */
+/**
+ * model.Post as clients get it, keys in struct order, each action's integration stripped
+ * (Post.ToJSON / Post.EncodeJSON); reply_count as the store computes it (the whole thread, live posts). */
 export function postJson(store: SandboxStore, post: PostRecord, options: PostJsonOptions = {}): MmPost {
   const threadId = post.rootId === '' ? post.id : post.rootId;
   const out: MmPost = {
@@ -35,7 +38,7 @@ export function postJson(store: SandboxStore, post: PostRecord, options: PostJso
     original_id: post.originalId,
     message: post.message,
     type: post.type,
-    props: sortKeysDeep(post.props) as Record<string, unknown>,
+    props: sortKeysDeep(strippedOfIntegrations(post.props)) as Record<string, unknown>,
     hashtags: post.hashtags,
     file_ids: [...post.fileIds],
     pending_post_id: options.pendingPostId ?? '',
