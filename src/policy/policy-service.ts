@@ -6,7 +6,12 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { WpcRegistryRow } from '../db/schema.js';
 import type { KeyRing } from '../tokens/key-ring.js';
-import { loadPolicyDir, type PolicyDir } from './load-policy-dir.js';
+import { signedNamesDisagree } from './bind-names.js';
+import { type BoundPolicyDir, bindPolicyDir, namesInPolicyDir } from './bind-policy-dir.js';
+import { loadPolicyDir } from './load-policy-dir.js';
+import type { RefKind } from './mattermost-refs.js';
+import type { NameLookup } from './name-lookup.js';
+import { type NameStatus, type NameTable, resolveNames } from './resolve-names.js';
 import { pinsDigest, readPins } from './pins.js';
 import { envelopeFromRow, registerPolicy, verifiedEnvelope } from './registry.js';
 import {
@@ -19,11 +24,23 @@ import type { GroupsFile, Wpc } from './types.js';
 import { formatProblems, validatePolicy } from './validate-policy.js';
 import { approvalPolicyOf, carriedApprovalPolicy } from './wpc-payload.js';
 
+/** A Mattermost name of this load that stands for no id, and why. */
+export interface UnresolvedName {
+  kind: RefKind;
+  name: string;
+  status: NameStatus;
+  reason: string;
+}
+
 export interface PolicySnapshot {
   loadedAt: Date;
-  dir: PolicyDir;
+  dir: BoundPolicyDir;
   resolution: Resolution;
+  /** groups.json with every name replaced by its id (what the directory reads). */
   groups: GroupsFile | null;
+  /** Every name this load looked up, and what Mattermost said. */
+  names: NameTable;
+  unresolvedNames: UnresolvedName[];
   /** Every problem worth an operator's attention, one line each. */
   problems: string[];
   fingerprint: string;
@@ -44,7 +61,16 @@ export interface PolicyServiceDeps {
    * that deleting pins (which would silently roll a policy back) is noticed after a restart.
    */
   pinHeadsFile?: string;
+  /** Resolves `@user`, `@group`, `team` and `team/channel` names; without it every name stays unresolved. */
+  names?: NameLookup;
+  /** A load that could not ask Mattermost about some name tries again after this long (default 30 s). */
+  nameRetryMs?: number;
+  /** Names are looked up again after this long even when no file changed (default 5 min): renames happen in Mattermost. */
+  namesMaxAgeMs?: number;
 }
+
+const NAME_RETRY_MS = 30_000;
+const NAMES_MAX_AGE_MS = 5 * 60_000;
 
 async function readHeads(file: string | undefined): Promise<Map<string, string>> {
   if (!file) return new Map();
@@ -106,17 +132,33 @@ export class PolicyService {
     if (!snap) return { open: false, reasons: ['policies are not loaded'] };
     const binding = snap.resolution.channels.get(channelId);
     if (binding) return { open: true, ...binding };
-    return {
-      open: false,
-      reasons: snap.resolution.closed.get(channelId) ?? ['no policy allows this channel'],
-    };
+    const closed = snap.resolution.closed.get(channelId);
+    if (closed) return { open: false, reasons: closed };
+    // A channel written by a name that did not resolve has no id to be closed under; it may be this one.
+    const unresolved = [...snap.dir.unresolvedChannels].map(
+      ([name, why]) => `channel name ${name} did not resolve, so its channel is closed (${why.join('; ')})`,
+    );
+    return { open: false, reasons: ['no policy allows this channel', ...unresolved] };
   }
 
-  /** Reloads if pins or file contents changed since the last load; returns whether it did. */
+  /** Names are due to be asked about again: some could not be checked, or all are old. */
+  private namesDue(snap: PolicySnapshot): boolean {
+    const age = this.deps.clock().getTime() - snap.names.resolvedAt.getTime();
+    if (snap.names.hasUnchecked()) return age >= (this.deps.nameRetryMs ?? NAME_RETRY_MS);
+    return snap.names.entries().length > 0 && age >= (this.deps.namesMaxAgeMs ?? NAMES_MAX_AGE_MS);
+  }
+
+  /** Reloads if pins or file contents changed since the last load, or names are due; returns whether it did. */
   async refreshIfChanged(): Promise<boolean> {
     try {
       const fingerprint = await this.fingerprint();
-      if (this.snapshot && fingerprint === this.snapshot.fingerprint && !this.lastError) return false;
+      if (
+        this.snapshot &&
+        fingerprint === this.snapshot.fingerprint &&
+        !this.lastError &&
+        !this.namesDue(this.snapshot)
+      )
+        return false;
       await this.reload();
       return true;
     } catch (err) {
@@ -153,12 +195,16 @@ export class PolicyService {
     const previous = this.snapshot;
     const trusted = keyRing.trusts;
     const fingerprint = await this.fingerprint();
-    const dir = await loadPolicyDir(this.deps.policiesDir);
-    const groups = dir.groups.ok ? dir.groups.value : null;
+    const read = await loadPolicyDir(this.deps.policiesDir);
+    const names = await resolveNames(namesInPolicyDir(read), this.deps.names ?? null, { now: clock() });
+    this.noteRenames(previous?.names, names);
+    const dir = bindPolicyDir(read, names);
+    const groups = dir.boundGroups?.file ?? null;
     const problems: string[] = [];
     if (!dir.groups.ok) {
       problems.push(...dir.groups.problems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
     }
+    problems.push(...dir.groupNameProblems.map((p) => `groups.json ${p.path}: ${p.message} [${p.rule}]`));
     const registry = await db.selectFrom('wpc_registry').selectAll().execute();
     const rowsBy = (pick: (r: WpcRegistryRow) => boolean) => registry.filter(pick);
     // Every channel a name has claimed: in any registered version that still parses, and in the
@@ -176,6 +222,8 @@ export class PolicyService {
         problems.push(...f.problems.map((p) => `${source} ${p.path}: ${p.message} [${p.rule}]`));
         // What it claims now, what versions from this file claimed, and what its name claimed.
         const earlier = channelsOf(rowsBy((r) => r.source === source));
+        // A name that did not resolve is said in full: the channel's refusal must name it.
+        const unresolved = f.problems.filter((p) => p.rule.startsWith('names:'));
         failedFiles.push({
           file: source,
           name: f.policyName,
@@ -184,6 +232,11 @@ export class PolicyService {
             ...earlier,
             ...(f.policyName ? claimedBy(f.policyName) : []),
           ],
+          ...(unresolved.length
+            ? {
+                reason: `policy "${f.policyName ?? source}" (${source}) relies on names that did not resolve: ${unresolved.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+              }
+            : {}),
         });
         continue;
       }
@@ -231,7 +284,9 @@ export class PolicyService {
         const checked = validatePolicy(policy, groups ? { groups } : {});
         if (!checked.ok)
           throw new Error(`no longer valid: ${formatProblems(checked.problems).replace(/\n/g, '; ')}`);
-        if (!groups) throw new Error('groups.json is missing or invalid');
+        if (!groups || !dir.boundGroups) throw new Error('groups.json is missing or invalid');
+        const disagree = signedNamesDisagree(policy, dir.boundGroups);
+        if (disagree) throw new Error(disagree);
         pinned.set(hash, { ok: true, policy });
       } catch (err) {
         pinned.set(hash, { ok: false, reason: (err as Error).message });
@@ -292,7 +347,24 @@ export class PolicyService {
       },
       'policies loaded',
     );
-    return { loadedAt: clock(), dir, resolution, groups, problems, fingerprint };
+    const unresolvedNames = names
+      .entries()
+      .flatMap(({ ref, resolution: r }) =>
+        r.ok ? [] : [{ kind: ref.kind, name: ref.written, status: r.status, reason: r.reason }],
+      );
+    return { loadedAt: clock(), dir, resolution, groups, names, unresolvedNames, problems, fingerprint };
+  }
+
+  /** A name that now stands for another id is worth a warning: a rename, or a name taken over. */
+  private noteRenames(before: NameTable | undefined, after: NameTable): void {
+    for (const { ref, resolution } of after.entries()) {
+      const earlier = before?.get(ref);
+      if (resolution.ok && earlier?.ok && earlier.id !== resolution.id)
+        this.deps.log.warn(
+          { kind: ref.kind, name: ref.written, before: earlier.id, after: resolution.id },
+          'a Mattermost name now stands for another id; policies relying on it are signed again as new versions',
+        );
+    }
   }
 
   /** Changes when a pin lands or any file in POLICIES_DIR changes content (not just mtime). */

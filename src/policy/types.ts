@@ -89,6 +89,19 @@ export interface Wpc {
   };
   attestation: { require_proof_bundle: boolean; require_gateway_receipts: boolean };
   runbooks?: Record<string, Runbook>;
+  /**
+   * Written by the loader, never by authors: each Mattermost name this version relies on (in
+   * its own text and in the groups it names) and the id it stood for when it was signed.
+   */
+  mattermost_names?: MattermostNames;
+}
+
+/** Name as written -> id, per kind (a user and a group may share a name). */
+export interface MattermostNames {
+  users?: Record<string, string>;
+  groups?: Record<string, string>;
+  teams?: Record<string, string>;
+  channels?: Record<string, string>;
 }
 
 /**
@@ -108,6 +121,7 @@ export interface WpcPayload {
   metadata: { claw_approvals: Wpc };
 }
 
+/** One `groups.json` entry: each field takes an id or a name (see `mattermost-refs.ts`). */
 export interface GroupMember {
   user_id?: string;
   mattermost_group?: string;

@@ -22,8 +22,23 @@ function mismatch(change: ReturnType<typeof diffPolicies>[number]): PolicyProble
  * (`wpc_version`), or the Claw Bureau WPC v1 payload carrying it in `metadata.claw_approvals`.
  * The second must be exactly the payload its approval policy maps to, so both forms sign
  * and hash the same bytes, and the gateway fields can never say what the approval policy does not.
+ * `mattermost_names` is the loader's record of what names meant (`bind-names.ts`): a file that
+ * writes it is refused, so nobody can sign a meaning of their own.
  */
 export function validatePolicyFile(value: unknown, opts: { groups?: GroupsFile } = {}): Checked<Wpc> {
+  const carried = carriedApprovalPolicy(value);
+  if (typeof carried === 'object' && carried !== null && Object.hasOwn(carried, 'mattermost_names')) {
+    return {
+      ok: false,
+      problems: [
+        {
+          path: isWpcV1Payload(value) ? `${CARRIED_AT}.mattermost_names` : '$.mattermost_names',
+          rule: 'names:loader-only',
+          message: 'is written when a version is signed, never by authors: write each name where it is used',
+        },
+      ],
+    };
+  }
   if (!isWpcV1Payload(value)) return validatePolicy(value, opts);
   const checked = validatePolicy(carriedApprovalPolicy(value), opts);
   if (!checked.ok) {

@@ -1134,25 +1134,55 @@ describe('validateGroups', () => {
   };
   const M = '$.groups.security.members[1]';
 
-  it('accepts each member kind with a note', () => {
+  it('accepts each member kind, by id or by name, with a note', () => {
     for (const member of [
-      { user_id: 'abc123' },
-      { mattermost_group: 'grp1', note: 'n' },
-      { mattermost_channel: 'chan1', note: 'n' },
+      { user_id: 'fn5tnqd3rq1k6a6rjes4egzp8n' },
+      { user_id: '@alice.nguyen' },
+      { mattermost_group: 'uibxf4oba4dbo6fisi3knuwnjy', note: 'n' },
+      { mattermost_group: '@ops-oncall', note: 'n' },
+      { mattermost_channel: '5xcnr99t1annwkxri4w1b9a75b', note: 'n' },
+      { mattermost_channel: 'ops/security-response', note: 'n' },
     ]) {
       expect(validateGroups(groupsWith(member)).ok).toBe(true);
     }
   });
 
+  it('refuses what is neither an id nor a name: short ids, bare usernames, @ alone, controls, over-long names', () => {
+    for (const member of [
+      { user_id: 'abc123' },
+      { user_id: 'alice' },
+      { user_id: '@' },
+      { user_id: '@Alice' },
+      { user_id: '@1alice' },
+      { user_id: '@alice\u0000' },
+      { user_id: '@ali\nce' },
+      { user_id: `@${'a'.repeat(65)}` },
+      { user_id: '@alice/../../x' },
+      { mattermost_group: 'ops-oncall' },
+      { mattermost_group: '@' },
+      { mattermost_channel: 'security-response' },
+      { mattermost_channel: 'ops/' },
+      { mattermost_channel: '/security' },
+      { mattermost_channel: 'ops/sec/x' },
+      { mattermost_channel: `ops/${'c'.repeat(65)}` },
+      { mattermost_channel: 'ops/sec\u202e' },
+    ]) {
+      const field = Object.keys(member)[0]!;
+      expect(groupProblems(groupsWith(member)), JSON.stringify(member)).toContainEqual(
+        expect.objectContaining({ path: `${M}.${field}`, rule: 'schema:pattern' }),
+      );
+    }
+  });
+
   it('rejects a member with an unknown key', () => {
-    const problems = groupProblems(groupsWith({ user_id: 'abc123', role: 'admin' }));
+    const problems = groupProblems(groupsWith({ user_id: 'fn5tnqd3rq1k6a6rjes4egzp8n', role: 'admin' }));
     expect(problems).toContainEqual(
       expect.objectContaining({ path: `${M}.role`, rule: 'schema:additionalProperties' }),
     );
   });
 
   it('rejects a member with two kinds at once', () => {
-    const problems = groupProblems(groupsWith({ user_id: 'abc123', mattermost_group: 'grp1' }));
+    const problems = groupProblems(groupsWith({ user_id: '@alice', mattermost_group: '@ops-oncall' }));
     expect(problems).toContainEqual(
       expect.objectContaining({ path: `${M}.mattermost_group`, rule: 'schema:additionalProperties' }),
     );
