@@ -1,9 +1,11 @@
 import { appError, invalidParam, permissionError } from './app-error.js';
 import { attachmentsEqual, withActionIds } from './attachments.js';
+import type { OpenedDialog } from './dialogs.js';
 import { broadcast, type Hub } from './hub.js';
 import { newId, isValidId } from './ids.js';
 import { mentionedUserIds } from './mentions.js';
 import { postJson } from './serialize.js';
+import { TriggerIds } from './trigger-ids.js';
 import type { PostRecord, SandboxStore } from './store.js';
 import type { MmChannel, MmIncomingWebhook, MmPost, MmReaction } from './types.js';
 
@@ -23,6 +25,13 @@ export interface AppConfig {
   enablePostIconOverride: boolean;
   /** A licence with custom groups: without one, the groups API answers 501 (api4 requireLicense). */
   licensed: boolean;
+  /**
+   * ServiceSettings.OutgoingIntegrationRequestsTimeout (30 s by default): how long the server
+   * waits for an integration, and how long a trigger id stays valid for opening a dialog.
+   */
+  outgoingTimeoutMs: number;
+  /** ServiceSettings.SiteURL, for slash commands' `response_url`. */
+  siteUrl: () => string;
 }
 
 export interface CreatePostInput {
@@ -86,11 +95,20 @@ function parseHashtags(message: string): string {
  * produce the same posts and the same WebSocket events.
  */
 export class SandboxApp {
+  /** The server's signing key for trigger ids. */
+  readonly triggers: TriggerIds;
+  /** Dialogs opened for each user, newest last: a test's view of what clients were told to show. */
+  readonly openedDialogs = new Map<string, OpenedDialog[]>();
+  /** Ephemeral posts sent to each user, newest last (never stored by a real server). */
+  readonly ephemeralPosts = new Map<string, MmPost[]>();
+
   constructor(
     readonly store: SandboxStore,
     readonly hub: Hub,
     readonly config: AppConfig,
-  ) {}
+  ) {
+    this.triggers = new TriggerIds(store.now);
+  }
 
   post(id: string): PostRecord | undefined {
     return this.store.posts.get(id);
@@ -531,6 +549,7 @@ export class SandboxApp {
       hasReactions: false,
     };
     const json = postJson(this.store, post, { metadata: true });
+    this.ephemeralPosts.set(toUserId, [...(this.ephemeralPosts.get(toUserId) ?? []), json]);
     this.hub.publish({
       event: 'ephemeral_message',
       data: { post: JSON.stringify(json) },

@@ -1,7 +1,10 @@
 export { startSandbox, SANDBOX_SERVER_VERSION } from './sandbox.js';
-export type { Sandbox, SandboxOptions, RequestFilter } from './sandbox.js';
+export type { Sandbox, SandboxOptions, RequestFilter, CommandInput } from './sandbox.js';
 export { OPS_WORKSPACE, seedOpsWorkspace } from './seed.js';
 export type { OpsPerson, SeededWorkspace } from './seed.js';
+export { clickAction, executeCommand, openDialogs, submitDialog } from './client-calls.js';
+export type { ApiAnswer, DialogSubmission } from './client-calls.js';
+export type { OpenedDialog } from './dialogs.js';
 export type { FaultSpec, FaultStatus } from './faults.js';
 export { AppError } from './app-error.js';
 export type * from './types.js';

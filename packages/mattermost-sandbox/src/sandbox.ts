@@ -3,13 +3,15 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { SandboxApp } from './app.js';
 import { handleControl } from './control.js';
+import { saveCommand } from './commands.js';
+import type { OpenedDialog } from './dialogs.js';
 import { Faults, type FaultSpec } from './faults.js';
 import { Hub } from './hub.js';
 import { handleApi } from './rest/api.js';
 import { Exchange } from './rest/http.js';
 import { postJson, userJson } from './serialize.js';
 import { SandboxStore } from './store.js';
-import type { MmChannel, MmGroup, MmPost, MmReaction, MmTeam, MmUser } from './types.js';
+import type { MmChannel, MmCommand, MmGroup, MmPost, MmReaction, MmTeam, MmUser } from './types.js';
 import { WebSocketEndpoint } from './websocket.js';
 
 /** The Mattermost version the sandbox claims to be (hello `server_version`, `X-Version-Id`). */
@@ -41,6 +43,28 @@ export interface SandboxOptions {
    * a licence: every groups route answers 501 `api.license_error`, as api4 requireLicense does.
    */
   licensed?: boolean;
+  /**
+   * ServiceSettings.OutgoingIntegrationRequestsTimeout in milliseconds (30 s by default): how
+   * long the server waits for an action, dialog or command integration, and how long a trigger id
+   * may be used to open a dialog. Expiry is judged with `now`, so tests move the clock instead.
+   */
+  outgoingIntegrationRequestsTimeoutMs?: number;
+}
+
+/** What a custom slash command is made from (model.Command's writable fields). */
+export interface CommandInput {
+  creator_id: string;
+  team_id: string;
+  trigger: string;
+  url: string;
+  /** `P` (POST, form-encoded; the default) or `G` (GET). */
+  method?: 'P' | 'G';
+  token?: string;
+  username?: string;
+  icon_url?: string;
+  display_name?: string;
+  description?: string;
+  auto_complete?: boolean;
 }
 
 export interface RequestFilter {
@@ -96,6 +120,16 @@ export interface Sandbox {
   ): MmPost;
   /** Same as DELETE /api/v4/posts/{id}; throws AppError. */
   deletePost(userId: string, postId: string): void;
+  /**
+   * A custom slash command, as POST /api/v4/commands makes it but without the caller's
+   * permission check (`creator_id` is recorded as given): trigger lower-cased and unique in the
+   * team, `token` generated unless given, Command.IsValid applied; throws AppError.
+   */
+  createCommand(i: CommandInput): MmCommand;
+  /** Dialogs the server told this user's clients to open (`open_dialog`), oldest first. */
+  openedDialogs(userId: string): OpenedDialog[];
+  /** Ephemeral posts sent to this user (`ephemeral_message`), oldest first; a real server keeps none. */
+  ephemeralPostsFor(userId: string): MmPost[];
   /** Deactivates (false) or reactivates an account; deactivating revokes its sessions. */
   setUserActive(userId: string, active: boolean): MmUser;
   getUser(id: string): MmUser | undefined;
@@ -158,6 +192,8 @@ class SandboxServer implements Sandbox {
       enablePostUsernameOverride: opts.enablePostUsernameOverride ?? true,
       enablePostIconOverride: opts.enablePostIconOverride ?? false,
       licensed: opts.licensed ?? true,
+      outgoingTimeoutMs: opts.outgoingIntegrationRequestsTimeoutMs ?? 30_000,
+      siteUrl: () => this.url,
     });
     this.faults = new Faults(now);
     this.ws = new WebSocketEndpoint({
@@ -321,6 +357,19 @@ class SandboxServer implements Sandbox {
 
   deletePost(userId: string, postId: string): void {
     this.app.deletePost(userId, postId);
+  }
+
+  createCommand(i: CommandInput): MmCommand {
+    const { creator_id: creatorId, ...body } = i;
+    return saveCommand(this.app, creatorId, { method: 'P', ...body });
+  }
+
+  openedDialogs(userId: string): OpenedDialog[] {
+    return structuredClone(this.app.openedDialogs.get(userId) ?? []);
+  }
+
+  ephemeralPostsFor(userId: string): MmPost[] {
+    return structuredClone(this.app.ephemeralPosts.get(userId) ?? []);
   }
 
   /** Deactivates (or reactivates) an account, as `PUT /users/{id}/active` would. */

@@ -1,5 +1,13 @@
 import { isValidId, newId } from './ids.js';
-import type { MmChannel, MmChannelType, MmGroup, MmIncomingWebhook, MmReaction, MmTeam } from './types.js';
+import type {
+  MmChannel,
+  MmChannelType,
+  MmCommand,
+  MmGroup,
+  MmIncomingWebhook,
+  MmReaction,
+  MmTeam,
+} from './types.js';
 
 export interface UserRecord {
   id: string;
@@ -64,6 +72,8 @@ export class SandboxStore {
   readonly reactions = new Map<string, MmReaction[]>();
   readonly groups = new Map<string, GroupRecord>();
   readonly webhooks = new Map<string, MmIncomingWebhook>();
+  /** Custom slash commands by id. */
+  readonly commands = new Map<string, MmCommand>();
   /** app.seenPendingPostIdsCache: pending_post_id → post id, kept 30 s (app/post.go). */
   readonly pendingPostIds = new Map<string, { postId: string; at: number }>();
 

@@ -67,6 +67,29 @@ export interface MmTeamMember {
   create_at: number;
 }
 
+/** model.Command (slash command); `token` is the secret the server sends with each call. */
+export interface MmCommand {
+  id: string;
+  token: string;
+  create_at: number;
+  update_at: number;
+  delete_at: number;
+  creator_id: string;
+  team_id: string;
+  trigger: string;
+  /** `P` (POST, form-encoded) or `G` (GET, query string). */
+  method: string;
+  username: string;
+  icon_url: string;
+  auto_complete: boolean;
+  auto_complete_desc: string;
+  auto_complete_hint: string;
+  display_name: string;
+  description: string;
+  url: string;
+  plugin_id: string;
+}
+
 /** model.Bot. */
 export interface MmBot {
   user_id: string;

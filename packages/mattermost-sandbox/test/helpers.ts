@@ -1,3 +1,5 @@
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import mm from '@mattermost/client';
 import WebSocket from 'ws';
 import type { Sandbox } from '../src/sandbox.js';
@@ -148,4 +150,48 @@ export async function rest(
   });
   const text = await res.text();
   return { status: res.status, body: text === '' ? undefined : (JSON.parse(text) as unknown) };
+}
+
+export interface IntegrationCall {
+  method: string;
+  /** Path and query string. */
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface IntegrationReply {
+  status?: number;
+  body?: string;
+  contentType?: string;
+}
+
+/** A stand-in integration (action, dialog or command endpoint) that records every call. */
+export async function startIntegration(
+  reply: (call: IntegrationCall) => IntegrationReply = () => ({}),
+): Promise<{ url: string; calls: IntegrationCall[]; close(): Promise<void> }> {
+  const calls: IntegrationCall[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const call = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString('utf8'),
+      };
+      calls.push(call);
+      const answer = reply(call);
+      res.writeHead(answer.status ?? 200, { 'Content-Type': answer.contentType ?? 'application/json' });
+      res.end(answer.body ?? '');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    calls,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }

@@ -6,6 +6,7 @@ import { botRoutes } from './bots.js';
 import { channelRoutes } from './channels.js';
 import { groupRoutes } from './groups.js';
 import { parseAuthToken, type Exchange } from './http.js';
+import { integrationRoutes } from './integrations.js';
 import { postRoutes } from './posts.js';
 import type { Route } from './route.js';
 import { systemRoutes } from './system.js';
@@ -21,6 +22,7 @@ const ROUTES: Route[] = [
   ...groupRoutes,
   ...channelRoutes,
   ...postRoutes,
+  ...integrationRoutes,
 ];
 
 /**
