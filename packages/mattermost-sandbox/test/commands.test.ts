@@ -177,6 +177,19 @@ describe('POST /commands/execute', () => {
     expect(w.sandbox.ephemeralPostsFor(w.alice.user.id).map((p) => p.message)).toEqual(['plain answer']);
   });
 
+  it('sends a trigger id that opens a dialog for the caller (GenerateTriggerId)', async () => {
+    clawCommand();
+    await executeCommand(w.sandbox, w.alice.token, { channel_id: w.town.id, command: '/claw deny job:7' });
+    const triggerId = new URLSearchParams(integration.calls[0]!.body).get('trigger_id');
+    const opened = await rest(w.sandbox, '', 'POST', '/actions/dialogs/open', {
+      trigger_id: triggerId,
+      url: integration.url,
+      dialog: { callback_id: 'deny', title: 'Deny', state: 's' },
+    });
+    expect(opened.status).toBe(200);
+    expect(w.sandbox.openedDialogs(w.alice.user.id)).toHaveLength(1);
+  });
+
   it('answers an unknown trigger with not_found, and malformed commands with start', async () => {
     clawCommand();
     const unknown = await executeCommand(w.sandbox, w.alice.token, {
