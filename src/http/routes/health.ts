@@ -19,6 +19,13 @@ export type ReadinessCheck = () => Promise<{
 
 type Check = { ok: boolean; reason?: string; [k: string]: unknown };
 
+/** What anyone may read about the policies: counts, not names. */
+function policySummary(problems: number, unresolvedNames: number): string {
+  const parts = [`policy problems: ${problems}`];
+  if (unresolvedNames > 0) parts.push(`Mattermost names unresolved: ${unresolvedNames}`);
+  return parts.join('; ');
+}
+
 /** What an unauthenticated caller learns of a check: ready or not, and why in general terms. */
 type PublicCheck = { ok: boolean; reason?: string };
 
@@ -75,7 +82,9 @@ export function healthRoutes(
       : snap
         ? {
             ok: true,
-            ...(snap.problems.length > 0 ? { summary: `policy problems: ${snap.problems.length}` } : {}),
+            ...(snap.problems.length > 0 || snap.unresolvedNames.length > 0
+              ? { summary: policySummary(snap.problems.length, snap.unresolvedNames.length) }
+              : {}),
             active: [...snap.resolution.active.values()].map((c) => ({
               name: c.name,
               hash: c.hash,
@@ -88,6 +97,11 @@ export function healthRoutes(
               closed: [...snap.resolution.closed].map(([channel, reasons]) => ({ channel, reasons })),
             },
             problems: snap.problems,
+            // Which names, and why: never a token or an address.
+            names: {
+              resolved_at: snap.names.resolvedAt.toISOString(),
+              unresolved: snap.unresolvedNames,
+            },
           }
         : { ok: false, reason: 'policies are not loaded', summary: 'policies not loaded' };
     for (const [name, extra] of Object.entries(deps.extraChecks ?? {})) {
