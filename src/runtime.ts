@@ -5,9 +5,11 @@ import type { Config } from './config.js';
 import { type Db, type DatabaseHandle, openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { type ChatMembership, groupsDirectory } from './approvals/directory.js';
-import type { ChatFacts } from './approvals/recheck-approvals.js';
+import { nameLookupFor } from './chat/mattermost-names.js';
+import type { ChatFacts } from './ports/chat.js';
 import { type EngineContext, JobNotifier } from './jobs/context.js';
 import { PolicyService } from './policy/policy-service.js';
+import { ChatPresenter } from './presenter/chat-presenter.js';
 import { tokenVerifier } from './tokens/verify-token.js';
 import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
 
@@ -36,6 +38,8 @@ export function policyServiceFor(rt: Runtime, opts: { readOnly?: boolean } = {})
     // Newest verified pin per policy, remembered outside the database.
     pinHeadsFile: path.join(rt.config.dataDir, 'pin-heads.json'),
     readOnly: opts.readOnly === true,
+    // Names in policies and groups.json are resolved through Mattermost when it is configured.
+    names: nameLookupFor(rt.config.mattermost, rt.log) ?? undefined,
   });
 }
 
@@ -84,8 +88,8 @@ export function engineFor(
     securityGroup: SECURITY_GROUP,
     version: VERSION,
     publicUrl: parts.publicUrl ?? null,
-    chatThreads: chat !== undefined,
-    ...(chat ? { chat } : {}),
+    // With a chat server, people hear about jobs through the chat presenter.
+    ...(chat ? { chat, events: new ChatPresenter({ publicUrl: parts.publicUrl ?? null }) } : {}),
   };
 }
 

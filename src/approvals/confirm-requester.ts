@@ -1,7 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
-import { type EngineContext, inTransaction } from '../jobs/context.js';
-import type { JobEnded } from '../jobs/end-job.js';
+import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
+import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { pinnedPolicy } from '../tokens/mint-step-token.js';
@@ -93,6 +93,7 @@ export async function confirmRequester(
         },
         at,
       );
+      await publish(ctx, trx, { type: 'job_progressed', job }, at);
       return {
         accepted: true,
         code: 'REQUESTER_CONFIRMED',

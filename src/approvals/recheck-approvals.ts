@@ -1,27 +1,17 @@
-import { withdrawnMessage } from '../bot/messages.js';
-import type { ChatPost, ChatUser } from '../chat/chat-port.js';
-import { enqueuePost } from '../chat/outbox.js';
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
-import type { EngineContext } from '../jobs/context.js';
+import { type EngineContext, publish } from '../jobs/context.js';
+import type { ChatPost } from '../ports/chat.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { parseCommand } from './parse-command.js';
 
 /**
- * What the engine asks the chat server at the moment it decides, bypassing every cache
- * (SPEC section 2: an approval counts only if it holds "at the moment quorum is evaluated").
- * Absent in API-only mode, where no approval was posted in chat. Both throw a `ChatError` when
- * Mattermost cannot answer: the caller's transaction rolls back and nothing is minted.
+ * A counted approval that no longer counts, with its `approval_withdrawn` event. Found by a
+ * re-check, the thread is told by the presenter; seen as an edit or delete, the chat adapter
+ * answers the post itself.
  */
-export interface ChatFacts {
-  /** The post as Mattermost has it now; null once it is deleted (Mattermost answers 404). */
-  post(id: string): Promise<ChatPost | null>;
-  /** The account as Mattermost has it now (`delete_at` > 0: deactivated); null if there is none. */
-  freshUser(id: string): Promise<ChatUser | null>;
-}
-
-/** A counted approval that no longer counts, with the `approval_withdrawn` event and the thread told. */
 export async function markWithdrawn(
+  ctx: EngineContext,
   trx: Db,
   job: JobRow,
   d: { id: number; step: string; userId: string; postId: string },
@@ -41,20 +31,14 @@ export async function markWithdrawn(
     { decision_id: d.id, step: d.step, user_id: d.userId, post_id: d.postId, why, detected_by: detectedBy },
     at,
   );
-  if (detectedBy === 'recheck' && job.channel_id !== null && job.root_post_id !== null) {
-    await enqueuePost(
-      trx,
-      {
-        key: `withdrawn:${d.postId}`,
-        jobId: job.id,
-        channelId: job.channel_id,
-        rootId: job.root_post_id,
-        message: withdrawnMessage(job.id, d.step, d.userId, why),
-        props: { claw_job_id: `job:${job.id}` },
-      },
-      at,
-    );
-  }
+  await publish(
+    ctx,
+    trx,
+    detectedBy === 'recheck'
+      ? { type: 'approval_withdrawn', job, step: d.step, userId: d.userId, postId: d.postId, why }
+      : { type: 'job_progressed', job },
+    at,
+  );
 }
 
 /** Why a re-read approval post no longer carries that approval, or null while it still does. */
@@ -117,6 +101,7 @@ export async function recheckApprovals(
       continue;
     }
     await markWithdrawn(
+      ctx,
       trx,
       job,
       { id: d.id, step, userId: d.user_id, postId: d.post_id },

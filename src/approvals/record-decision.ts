@@ -2,20 +2,16 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import type { DecisionKind, JobRow } from '../db/schema.js';
 import { type AppErrorCode, isAppError } from '../errors.js';
-import { type EngineContext, inTransaction } from '../jobs/context.js';
-import { type JobEnded, endJob } from '../jobs/end-job.js';
+import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
+import { endJob } from '../jobs/end-job.js';
+import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, jobSteps, lockExistingJob, lockJob, setStepStatus } from '../jobs/job-repository.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { firstRejection } from '../proofs/rejection-summary.js';
 import { markWithdrawn } from './recheck-approvals.js';
-import {
-  currentQuorum,
-  type MintedToken,
-  type PinnedStep,
-  pinnedStep,
-  tryMintStep,
-} from '../tokens/mint-step-token.js';
+import type { MintedToken } from '../jobs/job-events.js';
+import { currentQuorum, type PinnedStep, pinnedStep, tryMintStep } from '../tokens/mint-step-token.js';
 
 /** Where a chat command was posted; the job's thread is the only place a decision counts. */
 export interface PostContext {
@@ -376,6 +372,7 @@ export async function decideStep(
         },
         at,
       );
+      await publish(ctx, trx, { type: 'job_progressed', job }, at);
       const attempt = await tryMintStep(ctx, trx, job, step, at, pinned);
       if (attempt.minted) {
         return {
@@ -486,6 +483,7 @@ export async function withdrawApproval(
     }
     const at = ctx.clock();
     await markWithdrawn(
+      ctx,
       trx,
       job,
       { id: d.id, step: d.step_id ?? '', userId: d.user_id, postId: input.postId },

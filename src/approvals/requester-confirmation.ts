@@ -1,8 +1,6 @@
-import { confirmationWithdrawnMessage } from '../bot/messages.js';
-import { enqueuePost } from '../chat/outbox.js';
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
-import type { EngineContext } from '../jobs/context.js';
+import { type EngineContext, publish } from '../jobs/context.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { parseCommand } from './parse-command.js';
 
@@ -33,6 +31,7 @@ async function currentConfirmation(trx: Db, jobId: number): Promise<ConfirmDecis
 
 /** Withdraws a job's confirmation (the caller holds the job row lock): row, chain, thread. */
 async function withdraw(
+  ctx: EngineContext,
   trx: Db,
   job: JobRow,
   d: ConfirmDecision,
@@ -55,20 +54,12 @@ async function withdraw(
     { decision_id: d.id, user_id: d.userId, post_id: d.postId, why },
     at,
   );
-  if (job.channel_id !== null && job.root_post_id !== null) {
-    await enqueuePost(
-      trx,
-      {
-        key: `unconfirmed:${d.id}`,
-        jobId: job.id,
-        channelId: job.channel_id,
-        rootId: job.root_post_id,
-        message: confirmationWithdrawnMessage(job.id, d.userId, why),
-        props: { claw_job_id: `job:${job.id}` },
-      },
-      at,
-    );
-  }
+  await publish(
+    ctx,
+    trx,
+    { type: 'confirmation_withdrawn', job, decisionId: d.id, userId: d.userId, why },
+    at,
+  );
 }
 
 /**
@@ -97,7 +88,7 @@ export async function withdrawConfirmationOfPost(
     .forUpdate()
     .executeTakeFirst();
   if (!job || job.status !== 'open' || job.requester_confirmed_at === null) return null;
-  await withdraw(trx, job, { id: d.id, userId: d.user_id, postId: d.post_id }, why, ctx.clock());
+  await withdraw(ctx, trx, job, { id: d.id, userId: d.user_id, postId: d.post_id }, why, ctx.clock());
   ctx.log.info({ jobId: job.id, postId, why }, 'requester confirmation withdrawn');
   return job.id;
 }
@@ -125,13 +116,13 @@ export async function confirmationStands(
     const cmd = post && post.delete_at === 0 ? parseCommand(post.message) : null;
     const same = cmd?.kind === 'confirm' && cmd.jobId === job.id && post?.user_id === d.userId;
     if (!post || post.delete_at > 0 || post.edit_at > 0 || !same) {
-      await withdraw(trx, job, d, !post || post.delete_at > 0 ? 'deleted' : 'edited', at);
+      await withdraw(ctx, trx, job, d, !post || post.delete_at > 0 ? 'deleted' : 'edited', at);
       return false;
     }
   }
   const account = await chat.freshUser(d.userId);
   if (account === null || account.delete_at > 0) {
-    await withdraw(trx, job, d, 'deactivated', at);
+    await withdraw(ctx, trx, job, d, 'deactivated', at);
     return false;
   }
   return true;

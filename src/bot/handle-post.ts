@@ -1,7 +1,6 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
-import { endedPostKey } from '../chat/announce.js';
 import { complaintsSince, enqueuePost, enqueueReaction, moveToBack } from '../chat/outbox.js';
 import { confirmRequester } from '../approvals/confirm-requester.js';
 import { withdrawConfirmationOfPost } from '../approvals/requester-confirmation.js';
@@ -17,17 +16,17 @@ import {
   confirmedMessage,
   deniedMessage,
   helpMessage,
-  mention,
   nearMissMessage,
   noJobMessage,
   notUnderstoodMessage,
-  planMessage,
   refusalMessage,
   revokedMessage,
   statusMessage,
   tooLongMessage,
   withdrawnMessage,
-} from './messages.js';
+} from '../presenter/messages.js';
+import { endedPostKey } from '../presenter/chat-presenter.js';
+import { mention } from '../chat/mention-token.js';
 import { type BotCommand, type Intent, routePost } from './route-post.js';
 
 export interface HandlerDeps {
@@ -497,16 +496,8 @@ async function run(
     await sql`rollback to savepoint create_job`.execute(trx);
     return refuse(`run:${err.code}`, err.message, err.code);
   }
+  // The plan post, in this thread, is the presenter's (written with the job).
   await remember(trx, post, 'run', created.jobId, at);
-  await replies.say(
-    reply,
-    planMessage(
-      { ...created, requesterId: post.user_id, runbook: cmd.runbook, params: cmd.params },
-      deps.engine.publicUrl ?? null,
-    ),
-    created.jobId,
-    { claw_plan_hash: created.planHash, claw_policy_hash: created.policyHash },
-  );
   return { outcome: 'handled', action: 'run', jobId: created.jobId };
 }
 

@@ -5,7 +5,7 @@
  */
 import { type Command, MAX_COMMAND_LENGTH, parseCommand } from '../approvals/parse-command.js';
 import type { ChatPost } from '../chat/chat-port.js';
-import { code } from './messages.js';
+import { code } from '../presenter/messages.js';
 
 export type BotCommand =
   | { kind: 'run'; runbook: string; params: Record<string, string>; problems: string[] }

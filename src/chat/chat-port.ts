@@ -2,33 +2,10 @@
  * The chat port: what the bot needs from a chat server, in Mattermost's own field names.
  * `mattermost-rest.ts` implements it over REST v4; the bot logic never sees the wire.
  */
-import type { ChatFacts } from '../approvals/recheck-approvals.js';
 import type { ChatMembership } from '../approvals/directory.js';
+import type { ChatFacts, ChatPost, ChatUser } from '../ports/chat.js';
 
-export interface ChatPost {
-  id: string;
-  create_at: number;
-  update_at: number;
-  edit_at: number;
-  delete_at: number;
-  user_id: string;
-  channel_id: string;
-  /** Thread root post id; '' for a root post. */
-  root_id: string;
-  /** Set on the copies of old versions that an edit leaves behind (they come back in `since` queries). */
-  original_id: string;
-  message: string;
-  /** '' for a normal user post; `system_*` and others are never commands. */
-  type: string;
-  props: Record<string, unknown>;
-}
-
-export interface ChatUser {
-  id: string;
-  username: string;
-  is_bot: boolean;
-  delete_at: number;
-}
+export type { ChatPost, ChatUser };
 
 export interface ChatChannel {
   id: string;
@@ -46,6 +23,12 @@ export interface NewPost {
   props?: Record<string, string>;
 }
 
+export interface PostPatch {
+  message: string;
+  /** Replaces the post's props wholesale, as Mattermost does. */
+  props: Record<string, unknown>;
+}
+
 export interface ChatPort extends ChatMembership, ChatFacts {
   me(): Promise<ChatUser>;
   user(id: string): Promise<ChatUser>;
@@ -53,6 +36,8 @@ export interface ChatPort extends ChatMembership, ChatFacts {
   /** Posts created, edited or deleted after `sinceMs` (server time), oldest change first. */
   postsSince(channelId: string, sinceMs: number): Promise<ChatPost[]>;
   createPost(post: NewPost): Promise<ChatPost>;
+  /** `PUT /posts/{id}/patch`: the bot edits its own post (the job's status post). */
+  patchPost(id: string, patch: PostPatch): Promise<ChatPost>;
   addReaction(userId: string, postId: string, emoji: string): Promise<void>;
 }
 

@@ -7,8 +7,9 @@ import {
   type ChatPost,
   type ChatUser,
   type NewPost,
+  type PostPatch,
 } from './chat-port.js';
-import { backoffMs, ChatError, chatErrorFrom } from './chat-error.js';
+import { backoffMs, ChatError, chatErrorFrom } from '../ports/chat-error.js';
 
 const { Client4 } = mattermost;
 
@@ -190,6 +191,14 @@ export class MattermostRest implements ChatPort {
     // One try here: the outbox owns retries, and checks for an earlier success before resending.
     const created = await this.call('createPost', (c) => c.createPost(post), 1);
     const parsed = asChatPost(created);
+    if (!parsed) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
+    return parsed;
+  }
+
+  async patchPost(id: string, patch: PostPatch): Promise<ChatPost> {
+    // One try, like createPost: the outbox retries, and a patch applied twice is the same edit.
+    const patched = await this.call('patchPost', (c) => c.patchPost({ id, ...patch }), 1);
+    const parsed = asChatPost(patched);
     if (!parsed) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
     return parsed;
   }

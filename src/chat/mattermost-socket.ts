@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import { backoffMs } from './chat-error.js';
+import { backoffMs } from '../ports/chat-error.js';
 
 /** One server event, as Mattermost sends it (`data` values are often JSON strings). */
 export interface SocketEvent {

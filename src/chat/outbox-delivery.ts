@@ -2,19 +2,28 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { OutboxRow } from '../db/schema.js';
-import { MENTION_TOKEN } from '../bot/messages.js';
+import { MENTION_TOKEN } from './mention-token.js';
 import type { ChatPort } from './chat-port.js';
-import { backoffMs, ChatError } from './chat-error.js';
-import { planPostKey } from './announce.js';
+import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { type LeaseOwner, leaseOwner } from './lease-owner.js';
 import {
   bindJobThread,
   leaseDue,
   markDelivered,
   markFailed,
+  markPatched,
   markRetry,
+  planPostKey,
   releaseLeasesOfGone,
+  releaseStatusWait,
 } from './outbox.js';
+
+/** A job's status post as it should read now; null when there is nothing to show. */
+export type StatusRenderer = (
+  db: Db,
+  jobId: number,
+  postId: string,
+) => Promise<{ message: string; props: Record<string, unknown> } | null>;
 
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
@@ -36,6 +45,8 @@ export interface DeliveryOptions {
   maxBackoffMs?: number;
   /** This process as a lease holder (default: on a shared database). */
   owner?: LeaseOwner;
+  /** Renders a job's status post for its edits (the chat presenter); without it none are sent. */
+  statusPost?: StatusRenderer;
 }
 
 /**
@@ -143,6 +154,8 @@ export class OutboxDelivery {
       if (row.kind === 'reaction') {
         await chat.addReaction(this.opts.botUserId, row.target_post_id!, row.emoji!);
         await markDelivered(db, row.id, null, this.opts.clock());
+      } else if (row.kind === 'patch') {
+        await this.patch(row);
       } else {
         const earlier = row.attempts > 1 ? await this.findEarlier(row) : null;
         const rootId = row.root_id ?? (await this.jobThread(row));
@@ -163,6 +176,8 @@ export class OutboxDelivery {
           await bindJobThread(db, row.job_id, postId, this.opts.clock());
         }
         await markDelivered(db, row.id, postId, this.opts.clock());
+        // Edits that waited for this post are due now.
+        if (row.job_id !== null) await releaseStatusWait(db, row.job_id, row.dedupe_key, this.opts.clock());
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
       this.failures = 0;
@@ -185,6 +200,44 @@ export class OutboxDelivery {
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
       return false;
     }
+  }
+
+  /**
+   * Edits a job's status post to read as the job stands now. It waits for the post itself; an
+   * edit that would change nothing is not sent. Only one holder of the row's lease sends at a
+   * time, and each renders the state as it finds it, so an older state never lands last.
+   */
+  private async patch(row: OutboxRow): Promise<void> {
+    const { db, chat } = this.opts;
+    const at = this.opts.clock();
+    const target = await db
+      .selectFrom('outbox')
+      .select(['delivered_post_id', 'delivered_at', 'failed_at'])
+      .where('dedupe_key', '=', row.target_key!)
+      .executeTakeFirst();
+    if (!target || target.failed_at !== null || !this.opts.statusPost) {
+      await markFailed(db, row.id, at, target ? 'the status post was never posted' : 'no status post');
+      return;
+    }
+    if (target.delivered_at === null || target.delivered_post_id === null) {
+      // Not posted yet: wait for it (its own delivery wakes the pass that follows).
+      await markRetry(db, row.id, new Date(at.getTime() + 1_000), 'waiting for the status post');
+      return;
+    }
+    const postId = target.delivered_post_id;
+    const now = await this.opts.statusPost(db, row.job_id!, postId);
+    if (!now) {
+      await markDelivered(db, row.id, postId, at);
+      return;
+    }
+    const props = JSON.stringify(now.props);
+    if (now.message !== row.message || props !== row.props) {
+      await chat.patchPost(postId, {
+        message: await this.render(now.message),
+        props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! },
+      });
+    }
+    await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
   }
 
   /**

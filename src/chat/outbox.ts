@@ -20,7 +20,32 @@ export interface OutboxPost {
   complaintUserId?: string;
 }
 
+/** The outbox key of an agent's job's plan post: its delivery binds the job to the thread it starts. */
+export const planPostKey = (jobId: number) => `job:${jobId}:plan`;
+
+/**
+ * The outbox key of a job's plan post, which is also its status post. A job requested in chat
+ * is the bot's answer to the request (`reply:<post id>`); any other starts its own thread.
+ */
+export function statusPostKey(job: StatusJob): string {
+  return job.origin === 'mattermost' && job.root_post_id !== null
+    ? `reply:${job.root_post_id}`
+    : planPostKey(job.id);
+}
+
+/** The job whose status post is meant, as its row has it. */
+type StatusJob = { id: number; channel_id: string | null; origin: string; root_post_id: string | null };
+
+/** The outbox key of the one row that carries a job's status-post edits. */
+export const statusPatchKey = (jobId: number) => `status:${jobId}`;
+
 export async function enqueuePost(trx: Db, post: OutboxPost, at: Date): Promise<boolean> {
+  // Replies in a thread are delivered in outbox id order, so ids must follow commit order:
+  // a transaction that writes to a thread holds it until it commits, and one that acted later
+  // cannot take an earlier id and be read first (or, committing first, be delivered first).
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`outbox-thread:${post.channelId}:${post.rootId ?? ''}`}, 0))`.execute(
+    trx,
+  );
   const inserted = await trx
     .insertInto('outbox')
     .values({
@@ -59,6 +84,106 @@ export async function enqueueReaction(
       next_attempt_at: at,
     })
     .onConflict((oc) => oc.column('dedupe_key').doNothing())
+    .execute();
+}
+
+/**
+ * The job's status post must show its current state: the job's patch row is (re-)armed. There
+ * is one such row per job; each change bumps its version, and delivery renders the state as it
+ * is when it sends, so edits coalesce (the latest state wins) and are never applied out of order.
+ */
+export async function markStatusStale(
+  trx: Db,
+  job: StatusJob & { channel_id: string },
+  at: Date,
+): Promise<void> {
+  await trx
+    .insertInto('outbox')
+    .values(statusRow(job, at, null))
+    .onConflict((oc) =>
+      oc.column('dedupe_key').doUpdateSet({
+        version: sql<number>`outbox.version + 1`,
+        delivered_at: null,
+        failed_at: null,
+        attempts: 0,
+        last_error: null,
+        next_attempt_at: at,
+      }),
+    )
+    .execute();
+}
+
+/**
+ * The status post is queued with this text: its patch row starts as delivered, remembering what
+ * the post says, so no edit is sent until the job moves.
+ */
+export async function recordStatusQueued(
+  trx: Db,
+  job: StatusJob & { channel_id: string },
+  at: Date,
+  queued: { message: string; props: Record<string, unknown> },
+): Promise<void> {
+  await trx
+    .insertInto('outbox')
+    .values(statusRow(job, at, queued))
+    .execute();
+}
+
+function statusRow(
+  job: StatusJob & { channel_id: string },
+  at: Date,
+  applied: { message: string; props: Record<string, unknown> } | null,
+) {
+  return {
+    dedupe_key: statusPatchKey(job.id),
+    kind: 'patch' as const,
+    job_id: job.id,
+    channel_id: job.channel_id,
+    target_key: statusPostKey(job),
+    message: applied?.message ?? null,
+    props: applied ? JSON.stringify(applied.props) : null,
+    created_at: at,
+    next_attempt_at: at,
+    delivered_at: applied ? at : null,
+  };
+}
+
+/** A job's post was just posted: if it is the status post, an edit waiting for it is due now. */
+export async function releaseStatusWait(db: Db, jobId: number, postKey: string, at: Date): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({ next_attempt_at: at })
+    .where('dedupe_key', '=', statusPatchKey(jobId))
+    .where('target_key', '=', postKey)
+    .where('delivered_at', 'is', null)
+    .where('failed_at', 'is', null)
+    .execute();
+}
+
+/**
+ * A status edit was sent (or found unneeded): what the post says now is remembered, and the
+ * row is done unless the job changed again meanwhile (its version moved), in which case it is
+ * released to be rendered and sent again.
+ */
+export async function markPatched(
+  db: Db,
+  row: { id: number; version: number },
+  applied: { message: string; props: string },
+  postId: string,
+  at: Date,
+): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({
+      message: applied.message,
+      props: applied.props,
+      delivered_post_id: postId,
+      delivered_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
+      lease_until: null,
+      lease_owner: null,
+      last_error: null,
+    })
+    .where('id', '=', row.id)
     .execute();
 }
 

@@ -178,11 +178,11 @@ export interface ChatCursorsTable {
   updated_at: Moment;
 }
 
-/** Bot posts and reactions waiting for (or past) delivery. */
+/** Bot posts, reactions and status-post edits waiting for (or past) delivery. */
 export interface OutboxTable {
   id: Generated<number>;
   dedupe_key: string;
-  kind: 'post' | 'reaction';
+  kind: 'post' | 'reaction' | 'patch';
   job_id: number | null;
   channel_id: string;
   root_id: string | null;
@@ -191,6 +191,10 @@ export interface OutboxTable {
   target_post_id: string | null;
   emoji: string | null;
   complaint_user_id: string | null;
+  /** A patch: the outbox key of the post it edits (the job's status post). */
+  target_key: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A patch: bumped every time the job changes, so delivery knows whether it rendered the latest. */
+  version: ColumnType<number, number | undefined, number>;
   created_at: Moment;
   attempts: ColumnType<number, number | undefined, number>;
   next_attempt_at: Moment;

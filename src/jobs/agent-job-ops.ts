@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { ChatError } from '../chat/chat-error.js';
+import { ChatError } from '../ports/chat-error.js';
 import { verifyEnvelope } from '../crypto/envelope.js';
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow } from '../db/schema.js';
@@ -8,9 +8,9 @@ import { appendEvent } from '../proofs/event-chain.js';
 import { bundlePayloadHash } from '../proofs/seal-bundle.js';
 import { missionId } from '../tokens/cst-claims.js';
 import { pinnedPolicy, tryMintStep } from '../tokens/mint-step-token.js';
-import type { EngineContext } from './context.js';
-import { endJob, type JobEnded } from './end-job.js';
-import { announceStepResult } from '../chat/announce.js';
+import { type EngineContext, publish } from './context.js';
+import { endJob } from './end-job.js';
+import type { JobEnded } from './job-events.js';
 import { closedCode, jobSteps, lockJob, setStepStatus } from './job-repository.js';
 import { isExpired, settledStatus, stepTransition, TERMINAL_STEP } from './state-machine.js';
 
@@ -95,6 +95,7 @@ export async function claimToken(
       { step: step.step_id, jti: token.jti, agent_id: input.agentId },
       at,
     );
+    await publish(ctx, trx, { type: 'job_progressed', job }, at);
     return {
       token: token.compact,
       jti: token.jti,
@@ -290,7 +291,12 @@ export async function reportResult(
       },
       at,
     );
-    await announceStepResult(trx, job, step.step_id, input.status, summary, at);
+    await publish(
+      ctx,
+      trx,
+      { type: 'step_finished', job, step: step.step_id, status: input.status, summary },
+      at,
+    );
     const minted: string[] = [];
     if (input.status === 'succeeded') {
       for (const s of await jobSteps(trx, job.id)) {

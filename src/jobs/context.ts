@@ -1,12 +1,13 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Directory } from '../approvals/directory.js';
-import type { ChatFacts } from '../approvals/recheck-approvals.js';
+import type { ChatFacts } from '../ports/chat.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { KeyRing } from '../tokens/key-ring.js';
 import type { TokenVerifier } from '../tokens/verify-token.js';
+import type { JobEvent, JobEventSink } from './job-events.js';
 
 /** Wakes long-polls in this process after a job change commits. */
 export class JobNotifier {
@@ -54,10 +55,10 @@ export interface EngineContext {
   /** Base of the bundle links posted to job threads (`PUBLIC_URL`). */
   publicUrl?: string | null;
   /**
-   * Jobs live in Mattermost threads (the bot is configured): an agent-submitted job's plan is
-   * posted as a new root post in its channel, and that post becomes the job's thread.
+   * Who hears about decisions, mints and endings (the chat presenter when the bot is
+   * configured), in the deciding transaction. Absent: nobody is told (API only, tools).
    */
-  chatThreads?: boolean;
+  events?: JobEventSink;
   /** Mattermost, re-read when quorum is evaluated (approval posts, approver accounts); absent API-only. */
   chat?: ChatFacts;
 }
@@ -73,4 +74,9 @@ export function inTransaction<T>(
   work: (trx: Db) => Promise<T>,
 ): Promise<T> {
   return trx ? work(trx) : ctx.db.transaction().execute(work);
+}
+
+/** Tells the context's sink, if any, what the engine just decided (in the same transaction). */
+export async function publish(ctx: EngineContext, trx: Db, event: JobEvent, at: Date): Promise<void> {
+  await ctx.events?.publish(trx, event, at);
 }

@@ -1,12 +1,12 @@
-import { announcePlan } from '../chat/announce.js';
 import { canonicalJson } from '../crypto/jcs.js';
 import { AppError } from '../errors.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { matchesPattern } from '../policy/tool-pattern.js';
 import { missionId, stepScope, tokenScopeHash } from '../tokens/cst-claims.js';
-import { type MintedToken, tryMintStep } from '../tokens/mint-step-token.js';
+import { tryMintStep } from '../tokens/mint-step-token.js';
 import type { Db } from '../db/database.js';
-import { type EngineContext, inTransaction } from './context.js';
+import { type EngineContext, inTransaction, publish } from './context.js';
+import type { MintedToken } from './job-events.js';
 import { jobSteps } from './job-repository.js';
 import {
   type ArgValue,
@@ -208,16 +208,20 @@ export async function createJob(
       at,
     );
     const minted: MintedToken[] = [];
+    // Auto steps minted with the job are told in its plan post (job_created), not one by one.
+    const quiet: EngineContext = { ...ctx, events: undefined };
     for (const step of await jobSteps(trx, job.id)) {
       if (step.gate !== 'auto') continue;
-      const attempt = await tryMintStep(ctx, trx, job, step, at);
+      const attempt = await tryMintStep(quiet, trx, job, step, at);
       if (attempt.minted) minted.push(attempt.token);
     }
-    if (origin.kind === 'api' && ctx.chatThreads) {
-      await announcePlan(
-        trx,
+    await publish(
+      ctx,
+      trx,
+      {
+        type: 'job_created',
         job,
-        {
+        plan: {
           jobId: job.id,
           policyName: binding.policyName,
           policyHash: binding.hash,
@@ -229,12 +233,11 @@ export async function createJob(
           requesterId: input.requesterId,
           runbook: input.runbook?.name ?? null,
           params,
-          assertedBy: origin.agentId,
+          assertedBy: origin.kind === 'api' ? origin.agentId : null,
         },
-        ctx.publicUrl ?? null,
-        at,
-      );
-    }
+      },
+      at,
+    );
     return { job, minted };
   });
   if (!callerTrx) ctx.notifier.changed(result.job.id);

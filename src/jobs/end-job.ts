@@ -3,17 +3,10 @@ import type { JobRow, JobStatus } from '../db/schema.js';
 import { appendEvent, type EventType } from '../proofs/event-chain.js';
 import { appendRejectionSummaries } from '../proofs/rejection-summary.js';
 import { sealBundle } from '../proofs/seal-bundle.js';
-import { announceEnded } from '../chat/announce.js';
-import type { EngineContext } from './context.js';
+import { type EngineContext, publish } from './context.js';
+import type { JobEnded } from './job-events.js';
 import { jobSteps, setStepStatus } from './job-repository.js';
 import { stepActionOnJobEnd, stepTransition, TERMINAL_JOB } from './state-machine.js';
-
-export interface JobEnded {
-  jobId: number;
-  status: JobStatus;
-  reason: string;
-  bundleId: string;
-}
 
 const ENDING_EVENT: Partial<Record<JobStatus, EventType>> = {
   revoked: 'job_revoked',
@@ -89,7 +82,7 @@ export async function endJob(
         .filter((did): did is string => typeof did === 'string' && ctx.gatewaySigners.has(did)),
     ),
   ].sort();
-  await announceEnded(trx, job, result, ctx.publicUrl ?? null, at, gateways);
+  await publish(ctx, trx, { type: 'job_ended', job, ended: result, gatewaySigners: gateways }, at);
   ctx.log.info({ jobId: job.id, status, bundleId }, 'job ended');
   return result;
 }

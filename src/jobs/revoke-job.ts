@@ -11,7 +11,8 @@ import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
 import type { Db } from '../db/database.js';
 import { type EngineContext, inTransaction } from './context.js';
-import { endJob, type JobEnded } from './end-job.js';
+import { endJob } from './end-job.js';
+import type { JobEnded } from './job-events.js';
 import { isExpired } from './state-machine.js';
 
 /** Who ends a job from outside: a chat user (checked against groups) or an operator with admin rights. */

@@ -6,8 +6,8 @@ import type { GroupMembership } from '../approvals/directory.js';
 import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import { recheckApprovals } from '../approvals/recheck-approvals.js';
 import { confirmationStands } from '../approvals/requester-confirmation.js';
-import type { EngineContext } from '../jobs/context.js';
-import { announceMinted } from '../chat/announce.js';
+import { type EngineContext, publish } from '../jobs/context.js';
+import type { MintedToken } from '../jobs/job-events.js';
 import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
 import { classifyPlan, planHash } from '../jobs/plan.js';
 import { stepTransition } from '../jobs/state-machine.js';
@@ -18,15 +18,6 @@ import { matchesPattern } from '../policy/tool-pattern.js';
 import type { ApprovalRule, Wpc } from '../policy/types.js';
 import { missionId, stepScope } from './cst-claims.js';
 import { issueToken } from './issue-token.js';
-
-export interface MintedToken {
-  step: string;
-  jti: string;
-  sub: string;
-  expiresAt: Date;
-  scopeHash: string;
-  counted: { userId: string; group: string }[];
-}
 
 export type MintAttempt =
   | { minted: true; token: MintedToken }
@@ -335,7 +326,7 @@ export async function tryMintStep(
     scopeHash: c.token_scope_hash_b64u,
     counted: quorum.counted,
   };
-  await announceMinted(trx, job, token, at);
+  await publish(ctx, trx, { type: 'token_minted', job, token }, at);
   ctx.log.info({ jobId: job.id, step: step.step_id, jti: c.jti, sub: c.sub }, 'token minted');
   return { minted: true, token };
 }

@@ -1,7 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { TokenRow } from '../db/schema.js';
 import { AppError, type AppErrorCode, isAppError } from '../errors.js';
-import { type EngineContext, inTransaction } from '../jobs/context.js';
+import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
 import { endJob } from '../jobs/end-job.js';
 import { lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -93,8 +93,8 @@ export async function redeemToken(
   const { claims, jobId } = await verifiedClaims(ctx, compact, opts.audience);
   const result = await ctx.db.transaction().execute(async (trx) => {
     // Checked under the job lock, so a revoke or job end cannot slip in between.
-    if (!(await lockJob(trx, jobId)))
-      throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
+    const job = await lockJob(trx, jobId);
+    if (!job) throw new AppError('ERR_TOKEN_NOT_FOUND', 'this token was not issued by this server');
     const row = await issuanceRecord(trx, compact, claims, jobId);
     const at = ctx.clock();
     const spent = await trx
@@ -113,6 +113,7 @@ export async function redeemToken(
       { step: row.step_id, jti: row.jti, token_hash: row.token_hash },
       at,
     );
+    await publish(ctx, trx, { type: 'job_progressed', job }, at);
     return { claims, tokenHash: row.token_hash, jobId, step: row.step_id };
   });
   if (!result) throw new AppError('ERR_TOKEN_REPLAYED', 'token was already redeemed');
@@ -183,6 +184,7 @@ export async function revokeToken(
       );
       return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: true };
     }
+    await publish(ctx, trx, { type: 'job_progressed', job }, at);
     return { jti: row.jti, jobId: job.id, alreadyRevoked: false, jobEnded: false };
   });
   if (!callerTrx) ctx.notifier.changed(result.jobId);

@@ -104,20 +104,24 @@ describe('run → the plan post', () => {
     expect(m).toContain(
       `Policy \`mattermost-agent-prod\` (\`${job.policy_hash_b64u.slice(0, 8)}\`) · plan hash \`${job.plan_hash_b64u}\``,
     );
-    expect(m).toContain('| # | step | tool | what | gate | to approve, reply exactly |');
-    expect(m).toMatch(/\| 1 \| `search-kb` \| `search` \| [^|\n]+ \| auto \| — \|/);
-    expect(m).toMatch(/\| 2 \| `read-runbook` \| `read` \| [^|\n]+ \| auto \| — \|/);
-    expect(m).toMatch(/\| 3 \| `fetch-status` \| `http_get` \| [^|\n]+ \| auto \| — \|/);
-    expect(m).toContain(
-      `| 4 | \`post-summary\` | \`send_message\` | Post the gathered context to payments-oncall (two-person approval) | 2 approvals from ops-oncall, sec-reviewers (distinct groups) | \`APPROVE job:${jobId} step:post-summary\` |`,
-    );
+    expect(m).toContain('**Status: ⏳ waiting for approval**');
+    expect(m).toContain('| # | step | tool | what | gate | status | to approve, reply exactly |');
     // The read-only steps got their tokens with the job: named by jti, never shown.
     const tokens = await allTokens(jobId);
     expect(tokens.map((t) => t.step_id).sort()).toEqual([...AUTO_STEPS].sort());
-    for (const t of tokens) {
-      expect(m).toContain(`Step \`${t.step_id}\` runs without approval: CST \`${t.jti}\``);
-      expect(m).not.toContain(t.compact ?? '\u0000');
+    const jti = (step: string) => tokens.find((t) => t.step_id === step)!.jti;
+    for (const [n, step, tool] of [
+      [1, 'search-kb', 'search'],
+      [2, 'read-runbook', 'read'],
+      [3, 'fetch-status', 'http_get'],
+    ] as const) {
+      expect(m).toContain(`| ${n} | \`${step}\` | \`${tool}\` |`);
+      expect(m).toContain(`| auto | ✅ runs without approval · CST \`${jti(step)}\` | — |`);
     }
+    expect(m).toContain(
+      `| 4 | \`post-summary\` | \`send_message\` | Post the gathered context to payments-oncall (two-person approval) | 2 approvals from ops-oncall, sec-reviewers (distinct groups) | ⏳ 0/2 | \`APPROVE job:${jobId} step:post-summary\` |`,
+    );
+    for (const t of tokens) expect(m).not.toContain(t.compact ?? '\u0000');
     expect(plan.props).toMatchObject({
       claw_job_id: `job:${jobId}`,
       claw_plan_hash: job.plan_hash_b64u,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { botPostWithKey, outboxDrained } from '../helpers/bot-faults.js';
+import { answerToRoot, botPostWithKey, outboxDrained } from '../helpers/bot-faults.js';
 import {
   createWorld,
   eventually,
@@ -66,9 +66,9 @@ describe(`an agent-submitted job gets its own thread (${dialectName})`, () => {
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
     const topLevel = w.post('alice', phrase);
     const otherRoot = w.post('bruno', RUN);
-    await botPostWithKey(w, otherRoot.id, `reply:${otherRoot.id}`);
+    await answerToRoot(w, otherRoot.id);
     const inOther = w.post('dmitri', phrase, otherRoot.id);
-    await botPostWithKey(w, topLevel.id, `reply:${topLevel.id}`);
+    await answerToRoot(w, topLevel.id);
     await botPostWithKey(w, otherRoot.id, `reply:${inOther.id}`);
     expect(await actionOf(w, topLevel.id)).toBe('approve:ERR_WRONG_THREAD');
     expect(await actionOf(w, inOther.id)).toBe('approve:ERR_WRONG_THREAD');

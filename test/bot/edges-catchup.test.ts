@@ -1,7 +1,13 @@
 import type { KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startSandbox } from '@claw-approvals/mattermost-sandbox';
-import { botPostWithKey, expectHandledOnce, killBot, outboxDrained } from '../helpers/bot-faults.js';
+import {
+  answerToRoot,
+  botPostWithKey,
+  expectHandledOnce,
+  killBot,
+  outboxDrained,
+} from '../helpers/bot-faults.js';
 import {
   createWorld,
   eventually,
@@ -44,7 +50,7 @@ const tokensOf = (jobId: number) =>
 /** A job with alice's approval counted. */
 async function jobWithOneApproval(b: RunningBot): Promise<{ root: string; jobId: number }> {
   const root = w.post('bruno', RUN);
-  const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+  const jobId = jobIdIn(await answerToRoot(w, root.id));
   const alice = w.post('alice', `APPROVE job:${jobId} step:${STEP}`, root.id);
   await botPostWithKey(w, root.id, `reply:${alice.id}`);
   await b.bot.settle();
@@ -81,7 +87,7 @@ describe(`catch-up cursors never pass an unhandled post (${dialectName})`, () =>
     const dmitri = w.post('dmitri', `APPROVE job:${jobId} step:${STEP}`, root);
 
     await botPostWithKey(w, root, `reply:${revoke.id}`);
-    await botPostWithKey(w, second.id, `reply:${second.id}`);
+    await answerToRoot(w, second.id);
     await botPostWithKey(w, root, `reply:${dmitri.id}`);
     await restarted.bot.settle();
     await outboxDrained(w);
@@ -120,7 +126,7 @@ describe(`catch-up cursors never pass an unhandled post (${dialectName})`, () =>
     // Live chatter in our channel arrives around the catch-up.
     await eventually(() => restarted.bot.readiness().ok, 'the restarted bot connected');
     w.post('farid', 'chatter while the bot catches up');
-    await botPostWithKey(w, missed.id, `reply:${missed.id}`);
+    await answerToRoot(w, missed.id);
     expect(await actionOf(w, missed.id)).toBe('run');
     w.sandbox.clearFaults();
   });
@@ -158,10 +164,10 @@ describe(`a post the database cannot store (${dialectName})`, () => {
     w = await createWorld();
     const first = await bot();
     const bad = w.post('bruno', '@clawbot frobnicate a\u0000b');
-    await botPostWithKey(w, bad.id, `reply:${bad.id}`);
+    await answerToRoot(w, bad.id);
     expect(await actionOf(w, bad.id)).toBe('unprocessable');
     const after = w.post('bruno', RUN);
-    await botPostWithKey(w, after.id, `reply:${after.id}`);
+    await answerToRoot(w, after.id);
     expect(await actionOf(w, after.id)).toBe('run');
     await first.bot.settle();
     await first.stop();
@@ -290,7 +296,7 @@ describe(`a post whose writes fail in a synced channel (${dialectName})`, () => 
     await new Promise((r) => setTimeout(r, 1_000));
     expect(b.handled.some((h) => h.post.id === request.id)).toBe(false);
     state.failing = false;
-    await botPostWithKey(w, request.id, `reply:${request.id}`);
+    await answerToRoot(w, request.id);
     expect(await actionOf(w, request.id)).toBe('run');
   });
 
@@ -307,7 +313,7 @@ describe(`a post whose writes fail in a synced channel (${dialectName})`, () => 
       'the bot giving up on the request',
     );
     state.failing = false;
-    await botPostWithKey(w, request.id, `reply:${request.id}`);
+    await answerToRoot(w, request.id);
     expect(await actionOf(w, request.id)).toBe('run');
   });
 });

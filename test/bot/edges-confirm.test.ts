@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { botPostWithKey } from '../helpers/bot-faults.js';
+import { answerToRoot, botPostWithKey } from '../helpers/bot-faults.js';
 import {
   createWorld,
   eventually,
@@ -90,7 +90,7 @@ describe(`a requester named by an agent confirms before approvals count (${diale
   it('has nothing to confirm on a job the requester asked for in chat', async () => {
     await setup();
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     const confirm = w.post('bruno', `CONFIRM job:${jobId}`, root.id);
     expect(await answer(root.id, confirm.id)).toContain('ERR_NOTHING_TO_CONFIRM');
   });

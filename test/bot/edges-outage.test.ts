@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import {
+  answerToRoot,
   botPostWithKey,
   expectHandledOnce,
   expectOutboxDeliveredOnce,
@@ -40,7 +41,7 @@ describe(`a database outage (${dialectName})`, () => {
     await ready(b);
 
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     const alice = w.post('alice', `APPROVE job:${jobId} step:${STEP}`, root.id);
     await botPostWithKey(w, root.id, `reply:${alice.id}`);
     await b.bot.settle();
@@ -72,7 +73,7 @@ describe(`a database outage (${dialectName})`, () => {
     await eventually(async () => (await readyz()).status === 200, '/readyz ready again');
     await app.close();
 
-    for (const r of runs) await botPostWithKey(w, r.id, `reply:${r.id}`);
+    for (const r of runs) await answerToRoot(w, r.id);
     await botPostWithKey(w, root.id, `job:${jobId}:minted:${STEP}`);
     await b.bot.settle();
     await outboxDrained(w);

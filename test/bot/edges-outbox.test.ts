@@ -1,7 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
-import { botPostWithKey, expectHandledOnce, killBot, replyKeys } from '../helpers/bot-faults.js';
+import {
+  answerToRoot,
+  botPostWithKey,
+  expectHandledOnce,
+  killBot,
+  replyKeys,
+} from '../helpers/bot-faults.js';
 import {
   createWorld,
   eventually,
@@ -58,10 +64,10 @@ describe(`outbox leases of a crashed process (${dialectName})`, () => {
     w = await createWorld();
     const first = await bot();
     const root = w.post('bruno', RUN);
-    const plan = await botPostWithKey(w, root.id, `reply:${root.id}`);
+    const plan = await answerToRoot(w, root.id);
     const jobId = jobIdIn(plan);
     const other = w.post('farid', RUN);
-    await botPostWithKey(w, other.id, `reply:${other.id}`);
+    await answerToRoot(w, other.id);
     await first.bot.settle();
     await killBot(first);
 

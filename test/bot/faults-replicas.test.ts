@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  answerToRoot,
   botPostWithKey,
   expectHandledOnce,
   expectOutboxDeliveredOnce,
@@ -38,7 +39,7 @@ describe(`two bot instances on one database (${dialectName})`, () => {
     expect(w.sandbox.connectionCount(w.botUserId)).toBe(2);
     const requesters = ['bruno', 'farid', 'grace'] as const;
     const roots = requesters.map((who) => w.post(who, RUN));
-    const plans = await Promise.all(roots.map((r) => botPostWithKey(w, r.id, `reply:${r.id}`)));
+    const plans = await Promise.all(roots.map((r) => answerToRoot(w, r.id)));
     const jobIds = plans.map(jobIdIn);
     expect(new Set(jobIds).size).toBe(3);
 

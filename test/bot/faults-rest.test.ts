@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  answerToRoot,
   botPostWithKey,
   expectHandledOnce,
   expectOutboxDeliveredOnce,
@@ -42,7 +43,7 @@ describe(`Mattermost REST answering 429 and 503 for a while (${dialectName})`, (
     // 1. Rate limited (plain-text 429 with Retry-After): the bot waits as told, then plans.
     w.sandbox.injectFault({ status: 429, times: 2, retryAfterSeconds: 1 });
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
     expect(w.sandbox.requestCount({ status: 429 })).toBe(2);
     expect(logLines()).toContainEqual(

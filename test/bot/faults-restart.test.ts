@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import {
+  answerToRoot,
   botPostWithKey,
   expectHandledOnce,
   expectOutboxDeliveredOnce,
@@ -49,7 +50,7 @@ describe(`the bot killed mid-job and restarted (${dialectName})`, () => {
   it('handles what was posted while it was down exactly once, keeps the acknowledged approval, and delivers undelivered replies once', async () => {
     const first = await bot();
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
 
     // Acknowledged before the crash: reaction and "counted" reply are in Mattermost.
@@ -86,7 +87,7 @@ describe(`the bot killed mid-job and restarted (${dialectName})`, () => {
     const nearMissReply = await botPostWithKey(w, root.id, `reply:${nearMiss.id}`);
     expect(nearMissReply.message).toContain(`\`${phrase}\``);
     await botPostWithKey(w, root.id, `reply:${outsider.id}`);
-    const secondPlan = await botPostWithKey(w, second.id, `reply:${second.id}`);
+    const secondPlan = await answerToRoot(w, second.id);
     expect(jobIdIn(secondPlan)).not.toBe(jobId);
     await eventually(
       () => w.sandbox.reactionsOn(dmitri.id).some((r) => r.emoji_name === 'white_check_mark'),
@@ -158,7 +159,7 @@ describe(`the bot killed mid-job and restarted (${dialectName})`, () => {
   it('does not post again a reply that was created but not marked delivered when the bot died', async () => {
     const first = await bot();
     const root = w.post('bruno', RUN);
-    const plan = await botPostWithKey(w, root.id, `reply:${root.id}`);
+    const plan = await answerToRoot(w, root.id);
     const key = `reply:${root.id}`;
     expect(plan.props[OUTBOX_KEY_PROP]).toBe(key);
     const row = await eventually(async () => {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  answerToRoot,
   botPostWithKey,
   expectHandledOnce,
   expectOutboxDeliveredOnce,
@@ -47,7 +48,7 @@ const catchUpRequests = () =>
 describe(`the WebSocket dropped (${dialectName})`, () => {
   it('resumes the same connection and gets the missed events replayed, without a REST catch-up', async () => {
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     await b.bot.settle();
     const connection = await eventually(botConnection, 'one bot connection');
     const catchUps = b.bot.stats.catchUps;
@@ -88,7 +89,7 @@ describe(`the WebSocket dropped (${dialectName})`, () => {
 
   it('after a server restart (connection ids forgotten) catches up the missed posts over REST', async () => {
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
     const alice = w.post('alice', phrase, root.id);
     await botPostWithKey(w, root.id, `reply:${alice.id}`);
@@ -107,7 +108,7 @@ describe(`the WebSocket dropped (${dialectName})`, () => {
     const minted = await botPostWithKey(w, root.id, `job:${jobId}:minted:${STEP}`);
     expect(minted.message).toContain('approved by @alice (ops-oncall), @chioma (sec-reviewers)');
     await botPostWithKey(w, root.id, `reply:${nearMiss.id}`);
-    await botPostWithKey(w, second.id, `reply:${second.id}`);
+    await answerToRoot(w, second.id);
     await eventually(() => b.handled.some((h) => h.post.id === chatter.id), 'the chatter seen');
     await b.bot.settle();
 
@@ -151,7 +152,7 @@ describe(`the WebSocket dropped (${dialectName})`, () => {
 
   it('retries a catch-up that REST refused, until the missed posts are in', async () => {
     const root = w.post('bruno', RUN);
-    const jobId = jobIdIn(await botPostWithKey(w, root.id, `reply:${root.id}`));
+    const jobId = jobIdIn(await answerToRoot(w, root.id));
     await b.bot.settle();
     const catchUps = b.bot.stats.catchUps;
 

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { type RunningServer, startServer } from '../../src/server.js';
-import { botPostWithKey } from '../helpers/bot-faults.js';
+import { answerToRoot } from '../helpers/bot-faults.js';
 import { createWorld, eventually, RUN, type World } from '../helpers/bot-world.js';
 import { stateEnv } from '../helpers/cli.js';
 import { dialectName, type TestDb } from '../helpers/db.js';
@@ -93,7 +93,7 @@ describe(`Mattermost unreachable at start (${dialectName})`, () => {
 
     // A request made now is answered, and recorded in the server's own database.
     const root = w.post('bruno', RUN);
-    const plan = await botPostWithKey(w, root.id, `reply:${root.id}`);
+    const plan = await answerToRoot(w, root.id);
     expect(plan.message).toContain('Plan for job:');
     const db = s.runtime.database.db;
     const jobs = await db.selectFrom('jobs').select(['id', 'root_post_id', 'requester_id']).execute();
@@ -103,7 +103,11 @@ describe(`Mattermost unreachable at start (${dialectName})`, () => {
       { post_id: root.id, action: 'run' },
     ]);
     await eventually(async () => {
-      const rows = await db.selectFrom('outbox').select(['delivered_post_id']).execute();
+      const rows = await db
+        .selectFrom('outbox')
+        .select(['delivered_post_id'])
+        .where('kind', '=', 'post')
+        .execute();
       return rows.length > 0 && rows.every((r) => r.delivered_post_id !== null);
     }, 'the plan marked delivered');
   });

@@ -7,17 +7,16 @@ import {
   endedMessage,
   inert,
   MATTERMOST_POST_LIMIT,
-  MENTION_TOKEN,
   noJobMessage,
   notUnderstoodMessage,
-  planMessage,
-  type PlanPostInput,
   reasonsOnce,
   refusalMessage,
   revokedMessage,
   statusMessage,
   stepResultMessage,
-} from '../../src/bot/messages.js';
+} from '../../src/presenter/messages.js';
+import { MENTION_TOKEN } from '../../src/chat/mention-token.js';
+import { planMessage, type PlanPostInput } from '../helpers/plan-board.js';
 import type { JobView } from '../../src/jobs/job-view.js';
 import type { ClassifiedStep } from '../../src/jobs/plan.js';
 import type { ApprovalRule } from '../../src/policy/types.js';

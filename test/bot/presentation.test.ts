@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { argsJson, MENTION_TOKEN, mention } from '../../src/bot/messages.js';
+import { argsJson } from '../../src/presenter/messages.js';
+import { MENTION_TOKEN, mention } from '../../src/chat/mention-token.js';
 import { enqueuePost } from '../../src/chat/outbox.js';
 import { createWorld, ready, type RunningBot, startBot, type World } from '../helpers/bot-world.js';
 import { answerTo, approve, botSays, createSecurityChannel, requestJob } from '../helpers/bot-thread.js';

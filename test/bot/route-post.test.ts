@@ -7,17 +7,17 @@ import {
   endedMessage,
   helpMessage,
   inert,
-  MENTION_TOKEN,
   mintedMessage,
   nearMissMessage,
   notUnderstoodMessage,
-  planMessage,
   refusalMessage,
   revokedMessage,
   statusMessage,
   stepResultMessage,
   withdrawnMessage,
-} from '../../src/bot/messages.js';
+} from '../../src/presenter/messages.js';
+import { MENTION_TOKEN } from '../../src/chat/mention-token.js';
+import { planMessage } from '../helpers/plan-board.js';
 import {
   MAX_MENTION_LENGTH,
   notFromAPerson,
@@ -452,9 +452,12 @@ describe('messages: the plan post', () => {
     expect(text).toContain('approvals close 2026-11-21 11:00:00 UTC');
     expect(text).toContain('| 2 | `post-summary` | `send_message` |');
     expect(text).toContain(
-      '2 approvals from ops-oncall, sec-reviewers (distinct groups) | `APPROVE job:42 step:post-summary` |',
+      '2 approvals from ops-oncall, sec-reviewers (distinct groups) | ⏳ 0/2 | `APPROVE job:42 step:post-summary` |',
     );
-    expect(text).toMatch(/\| 1 \| `search-kb` \| `search` \| [^\n]* \| auto \| — \|/);
+    expect(text).toMatch(
+      /\| 1 \| `search-kb` \| `search` \| [^\n]* \| auto \| ✅ runs without approval · CST `11111111-2222-4333-8444-555555555555` \| — \|/,
+    );
+    expect(text).toContain('**Status: ⏳ waiting for approval**');
     expect(text).toContain(`requested by <@${ALICE}>`);
   });
 
@@ -462,7 +465,7 @@ describe('messages: the plan post', () => {
     const text = plan();
     const rows = tableRows(text);
     expect(rows).toHaveLength(4); // header, separator, two steps
-    for (const row of rows) expect(row.split('|')).toHaveLength(8);
+    for (const row of rows) expect(row.split('|')).toHaveLength(9);
     // The params line is one code span, whatever the params hold.
     const first = text.split('\n')[0]!;
     expect(first.match(/`/g)!.length % 2).toBe(0);
@@ -474,9 +477,7 @@ describe('messages: the plan post', () => {
 
   it('lists steps minted at creation by jti, never the token', () => {
     const text = plan();
-    expect(text).toContain(
-      'Step `search-kb` runs without approval: CST `11111111-2222-4333-8444-555555555555` for `agent:ops-mattermost-1`, expires 2026-11-21 10:15:00 UTC',
-    );
+    expect(text).toContain('CST `11111111-2222-4333-8444-555555555555`');
     expect(text).not.toContain(COMPACT);
     expect(text).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}/);
   });

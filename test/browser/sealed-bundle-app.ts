@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
-import type { ChatFacts } from '../../src/approvals/recheck-approvals.js';
+import type { ChatFacts } from '../../src/ports/chat.js';
 import type { ChatPost } from '../../src/chat/chat-port.js';
 import { claimToken, reportResult } from '../../src/jobs/agent-job-ops.js';
 import { redeemToken } from '../../src/tokens/token-lifecycle.js';

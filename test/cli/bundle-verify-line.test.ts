@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { endedMessage } from '../../src/bot/messages.js';
+import { endedMessage } from '../../src/presenter/messages.js';
 import { loadConfig } from '../../src/config.js';
 import { jwksRoutes } from '../../src/http/routes/jwks.js';
 import { PolicyService } from '../../src/policy/policy-service.js';

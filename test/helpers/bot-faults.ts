@@ -1,3 +1,4 @@
+import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { expect } from 'vitest';
 import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import { eventually, type RunningBot, type World } from './bot-world.js';
@@ -68,6 +69,12 @@ export async function expectOutboxDeliveredOnce(w: World): Promise<void> {
         `bot posts for ${row.dedupe_key}`,
       ).toEqual([row.delivered_post_id]);
       expect(sent[0]!.root_id).toBe(row.root_id ?? '');
+    } else if (row.kind === 'patch') {
+      // The status post was edited to the job's state as it is now: no change was lost.
+      const target = botPosts.filter((p) => p.props[OUTBOX_KEY_PROP] === row.target_key);
+      expect(target, `status post of ${row.dedupe_key}`).toHaveLength(1);
+      const now = await renderStatusPost(w.d.db, row.job_id!, 'https://claw.example.test');
+      expect(row.message, `status post of ${row.dedupe_key}`).toBe(now?.message);
     } else {
       const reactions = w.sandbox
         .reactionsOn(row.target_post_id!)
@@ -95,6 +102,24 @@ export function botPostWithKey(w: World, rootId: string, key: string) {
   return eventually(
     () => w.botReplies(rootId).find((p) => p.props[OUTBOX_KEY_PROP] === key),
     `the bot's post ${key}`,
+  );
+}
+
+/**
+ * Waits for the bot's answer to the post that starts thread `rootId`: its `reply:<post id>`, or,
+ * when the post requested a job, that job's plan post (outbox key `job:<n>:plan`) in the thread.
+ */
+export function answerToRoot(w: World, rootId: string) {
+  return eventually(
+    () =>
+      w
+        .botReplies(rootId)
+        .find(
+          (p) =>
+            p.props[OUTBOX_KEY_PROP] === `reply:${rootId}` ||
+            /^job:\d+:plan$/.test(String(p.props[OUTBOX_KEY_PROP])),
+        ),
+    `the bot's answer to ${rootId}`,
   );
 }
 

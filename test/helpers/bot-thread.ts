@@ -41,10 +41,19 @@ export function botPosts(w: World, channelId = w.channel): ChatPost[] {
   return w.sandbox.postsIn(channelId).filter((p) => p.user_id === w.botUserId);
 }
 
-/** The bot's first answer to `post` (its outbox key names the post), once delivered. */
+/**
+ * The bot's first answer to `post`, once delivered: the reply its outbox key names, or, for a
+ * `run` that made a job, the job's plan post in the thread the run started.
+ */
 export function answerTo(w: World, post: ChatPost, channelId = post.channel_id): Promise<ChatPost> {
+  const plan = /^job:\d+:plan$/;
   return eventually(
-    () => botPosts(w, channelId).find((p) => p.props[OUTBOX_KEY_PROP] === `reply:${post.id}`),
+    () =>
+      botPosts(w, channelId).find(
+        (p) =>
+          p.props[OUTBOX_KEY_PROP] === `reply:${post.id}` ||
+          (p.root_id === post.id && plan.test(String(p.props[OUTBOX_KEY_PROP]))),
+      ),
     `the bot's answer to "${post.message.slice(0, 60)}"`,
   );
 }

@@ -6,6 +6,7 @@ import { MattermostRest } from '../../src/chat/mattermost-rest.js';
 import { systemClock } from '../../src/clock.js';
 import { type EngineContext, JobNotifier } from '../../src/jobs/context.js';
 import { PolicyService } from '../../src/policy/policy-service.js';
+import { ChatPresenter } from '../../src/presenter/chat-presenter.js';
 import { type Sandbox, startSandbox } from '@claw-approvals/mattermost-sandbox';
 import { tokenVerifier } from '../../src/tokens/verify-token.js';
 import { createTestDb, type TestDb } from './db.js';
@@ -141,7 +142,7 @@ export async function startBot(
     securityGroup: 'security',
     version: 'test',
     publicUrl: 'https://claw.example.test',
-    chatThreads: true,
+    events: new ChatPresenter({ publicUrl: 'https://claw.example.test' }),
     chat: rest,
   };
   const bot = new MattermostBot({

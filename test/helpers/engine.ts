@@ -1,9 +1,10 @@
+import { ChatPresenter } from '../../src/presenter/chat-presenter.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { ChatMembership } from '../../src/approvals/directory.js';
 import { groupsDirectory } from '../../src/approvals/directory.js';
-import type { ChatFacts } from '../../src/approvals/recheck-approvals.js';
+import type { ChatFacts } from '../../src/ports/chat.js';
 import { createAgent } from '../../src/agents/agent-keys.js';
 import { type EngineContext, JobNotifier } from '../../src/jobs/context.js';
 import { createJob } from '../../src/jobs/create-job.js';
@@ -89,6 +90,8 @@ export async function createTestEngine(
     notifier: new JobNotifier(),
     gatewaySigners: new Set(opts.gatewaySigners ?? [testGateway.did]),
     securityGroup: 'security',
+    // The thread hears about every job as it would with the bot configured.
+    events: new ChatPresenter({ publicUrl: null }),
     version: 'test',
     ...(opts.facts ? { chat: opts.facts } : {}),
   };

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ChatFacts } from '../../src/approvals/recheck-approvals.js';
+import type { ChatFacts } from '../../src/ports/chat.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
-import { ChatError } from '../../src/chat/chat-error.js';
+import { ChatError } from '../../src/ports/chat-error.js';
 import type { ChatPost } from '../../src/chat/chat-port.js';
 import { claimToken, mintDueSteps, reportResult } from '../../src/jobs/agent-job-ops.js';
 import type { EngineContext } from '../../src/jobs/context.js';

@@ -3,7 +3,7 @@ import { decideStep } from '../../src/approvals/record-decision.js';
 import { claimToken, reportResult } from '../../src/jobs/agent-job-ops.js';
 import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { redeemToken } from '../../src/tokens/token-lifecycle.js';
-import { endedPostKey } from '../../src/chat/announce.js';
+import { ChatPresenter, endedPostKey } from '../../src/presenter/chat-presenter.js';
 import { receiptFor, testGateway } from '../helpers/receipts.js';
 import { createTestEngine, OPS, opsJob, U, type TestEngine } from '../helpers/engine.js';
 
@@ -14,7 +14,7 @@ describe('engine smoke', () => {
   it('runs a job end to end and seals a verifiable bundle', async () => {
     e = await createTestEngine();
     const { ctx } = e;
-    ctx.publicUrl = 'https://claw.example.com';
+    ctx.events = new ChatPresenter({ publicUrl: 'https://claw.example.com' });
     const job = await opsJob(ctx);
     expect(job.minted.map((m) => m.step)).toEqual(['search-kb', 'read-runbook', 'fetch-status']);
     const a1 = await decideStep(ctx, {

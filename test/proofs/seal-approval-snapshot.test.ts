@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ChatMembership } from '../../src/approvals/directory.js';
-import type { ChatFacts } from '../../src/approvals/recheck-approvals.js';
+import type { ChatFacts } from '../../src/ports/chat.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import type { ChatPost } from '../../src/chat/chat-port.js';
 import { canonicalJson } from '../../src/crypto/jcs.js';

@@ -3,22 +3,17 @@
  * outbox delivery renders it as `@username` (identity is decided by id, names are display only).
  * Tokens never appear here: only their jti.
  */
-import type { JobEnded } from '../jobs/end-job.js';
-import type { JobView } from '../jobs/job-view.js';
-import type { CreatedJob } from '../jobs/create-job.js';
-import type { ClassifiedStep } from '../jobs/plan.js';
+import { mention } from '../chat/mention-token.js';
 import { jcsHashB64u } from '../crypto/hash.js';
-import type { MintedToken } from '../tokens/mint-step-token.js';
-
-export const mention = (userId: string) => `<@${userId}>`;
-export const MENTION_TOKEN = /<@([a-z0-9]{26})>/g;
+import type { JobEnded, MintedToken } from '../jobs/job-events.js';
+import type { JobView } from '../jobs/job-view.js';
 
 /** `2026-11-21 14:05:09 UTC`: one unambiguous form for every time the bot states. */
 export function utc(at: Date): string {
   return `${at.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
 }
 
-const short = (hash: string) => hash.slice(0, 8);
+export const short = (hash: string) => hash.slice(0, 8);
 
 export const approvePhrase = (jobId: number, step: string) => `APPROVE job:${jobId} step:${step}`;
 
@@ -48,13 +43,13 @@ export function inert(text: string): string {
 }
 
 /** One line of inert text, at most `max` characters before it is made inert (an ellipsis says it was cut). */
-function line(text: string, max = 300): string {
+export function line(text: string, max = 300): string {
   const flat = text.replace(/[\r\n\u2028\u2029]+/g, ' ');
   return inert(flat.length > max ? `${cut(flat, max - 1)}…` : flat);
 }
 
 /** The first `max` UTF-16 units of `text`, never half of a surrogate pair. */
-function cut(text: string, max: number): string {
+export function cut(text: string, max: number): string {
   const head = text.slice(0, max);
   return /[\ud800-\udbff]$/.test(head) ? head.slice(0, -1) : head;
 }
@@ -65,7 +60,7 @@ export function code(text: string, max = 300): string {
 }
 
 /** Markdown table cells: no pipes or line breaks from user-influenced text. */
-function cell(text: string, max = 200): string {
+export function cell(text: string, max = 200): string {
   return line(text.replace(/\|+/g, ' '), max);
 }
 
@@ -180,93 +175,6 @@ export function argumentsSection(
       hashLine(s),
     ];
   });
-}
-
-/** A gated step's approval rule, in words. */
-function gateText(c: ClassifiedStep): string {
-  const k = c.classification;
-  if (k.gate === 'auto') return 'auto';
-  const n = k.rule.required_approvals;
-  return `${n} approval${n === 1 ? '' : 's'} from ${k.rule.allowed_approver_groups.join(', ')}${k.rule.distinct_groups ? ' (distinct groups)' : ''}${c.simulationStep ? `, after ${c.simulationStep}` : ''}`;
-}
-
-export interface PlanPostInput extends CreatedJob {
-  requesterId: string;
-  /** The policy runbook the plan was expanded from; null for steps an agent submitted. */
-  runbook?: string | null;
-  params?: Readonly<Record<string, unknown>> | null;
-  /** The agent that named the requester (API jobs): the requester is its claim, not a fact. */
-  assertedBy?: string | null;
-}
-
-/**
- * The plan post: who asked, under which policy, every step with its gate and the exact phrase,
- * and for each gated step its tool and full arguments (or, when too long, a truncated view, the
- * arguments' SHA-256 and the link to the whole plan). `publicUrl` is the engine's base URL.
- */
-export function planMessage(job: PlanPostInput, publicUrl: string | null = null): string {
-  const params = Object.entries(job.params ?? {})
-    .map(([k, v]) => `${k}=${String(v)}`)
-    .join(' ');
-  const requester = job.assertedBy
-    ? `requester ${mention(job.requesterId)} as asserted by agent ${code(job.assertedBy, 64)}`
-    : `requested by ${mention(job.requesterId)}`;
-  const source = job.runbook
-    ? ` — runbook \`${job.runbook}\`${params ? ` ${code(params, 300)}` : ''},`
-    : ' — steps submitted by the executing agent,';
-  // Many steps share the budget: their summaries get shorter, never the arguments' hash or phrase.
-  const summaryMax = job.steps.length > 8 ? 60 : 200;
-  const rows = job.steps.map((s, i) => {
-    const phrase = s.classification.gate === 'gated' ? `\`${approvePhrase(job.jobId, s.id)}\`` : '—';
-    return `| ${i + 1} | \`${s.id}\` | \`${s.tool}\` | ${cell(s.summary, summaryMax)} | ${gateText(s)} | ${phrase} |`;
-  });
-  const lines = [
-    `**Plan for job:${job.jobId}**${source} ${requester}`,
-    `Policy \`${job.policyName}\` (\`${short(job.policyHash)}\`) · plan hash \`${job.planHash}\` · executor \`${job.executor}\` · approvals close ${utc(job.expiresAt)}`,
-    '',
-    '| # | step | tool | what | gate | to approve, reply exactly |',
-    '|---|---|---|---|---|---|',
-    ...rows,
-  ];
-  for (const t of job.minted) {
-    lines.push(
-      '',
-      `Step \`${t.step}\` runs without approval: CST \`${t.jti}\` for \`${t.sub}\`, expires ${utc(t.expiresAt)}`,
-    );
-  }
-  const gated = job.steps.filter((s) => s.classification.gate === 'gated');
-  const footer = [
-    '',
-    ...(job.assertedBy && gated.length > 0
-      ? [
-          `${mention(job.requesterId)}: if you asked for this work, reply \`CONFIRM job:${job.jobId}\`. Approvals count only after that.`,
-        ]
-      : []),
-    gated.length > 0
-      ? `Approvers reply in this thread with the exact phrase. To refuse: \`DENY job:${job.jobId} step:<step> <reason>\`.`
-      : 'Every step runs without approval.',
-  ];
-  const used = [...lines, ...footer].join('\n').length;
-  const text = [
-    ...lines,
-    ...argumentsSection(gated, POST_BUDGET - used, job.planHash, publicUrl),
-    ...footer,
-  ].join('\n');
-  if (text.length <= MATTERMOST_POST_LIMIT - 1_000) return text;
-  // So many steps that even the table does not fit: the phrases, the hashes and the link still do.
-  const url = planUrl(publicUrl, job.planHash);
-  return [
-    lines[0]!,
-    lines[1]!,
-    '',
-    `This plan has ${job.steps.length} steps, too many to show here; full plan: ${url ?? `\`GET /v1/plans/${job.planHash}\` on this server`}`,
-    '',
-    ...gated.map(
-      (s) =>
-        `- \`${approvePhrase(job.jobId, s.id)}\` — \`${s.tool}\`, arguments SHA-256 \`${argsHash(s.args)}\``,
-    ),
-    ...footer,
-  ].join('\n');
 }
 
 export function mintedMessage(jobId: number, t: MintedToken): string {
