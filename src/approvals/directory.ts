@@ -2,8 +2,10 @@ import type { GroupsFile } from '../policy/types.js';
 
 /**
  * Who belongs to which approver group, asked at the moment a decision is made. Entries in
- * `policies/groups.json` name Mattermost user ids directly, or delegate to the chat server
- * (a Mattermost user group, or the members of a channel) through `ChatMembership`.
+ * `policies/groups.json` name Mattermost users directly, or delegate to the chat server
+ * (a Mattermost user group, or the members of a channel) through `ChatMembership`. Names
+ * there (`@alice`, `ops/security`) never reach this module: the policy service hands it the
+ * file with each name replaced by the id it resolved to, and leaves out any that did not.
  */
 export interface Directory {
   /** The subset of `candidates` the user belongs to now. Throws when membership cannot be established. */
