@@ -55,6 +55,14 @@ const envSchema = z
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
     SIGNING_KEY_FILE: optionalString,
+    MATTERMOST_COMMAND_TOKEN: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .regex(/^[\x21-\x7e]{26}$/, 'must be the 26-character token Mattermost shows for the slash command')
+        .optional(),
+    ),
+    MATTERMOST_COMMAND_TOKEN_FILE: optionalString,
     GATEWAY_SIGNER_DIDS: z.preprocess(
       emptyToUndefined,
       z
@@ -95,6 +103,13 @@ const envSchema = z
         message: 'is required when MATTERMOST_TOKEN is set',
       });
     }
+    if (env.MATTERMOST_COMMAND_TOKEN && env.MATTERMOST_COMMAND_TOKEN_FILE) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MATTERMOST_COMMAND_TOKEN_FILE'],
+        message: 'conflicts with MATTERMOST_COMMAND_TOKEN: give the slash command token one way',
+      });
+    }
     if (env.SIGNING_KEY_FILE && env.SIGNING_KEY_JWK) {
       ctx.addIssue({
         code: 'custom',
@@ -122,6 +137,11 @@ export interface Config {
   retiredKeysFile: string;
   /** Gateways (clawproxy) whose signed receipts count as verified evidence. */
   gatewaySignerDids: string[];
+  /**
+   * The token of the `/claw` slash command, given or in a file read at start. Absent, the command
+   * route refuses every request.
+   */
+  commandToken?: { kind: 'value'; token: string } | { kind: 'file'; file: string };
 }
 
 export interface ConfigProblem {
@@ -177,6 +197,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       .split(',')
       .map((d) => d.trim())
       .filter(Boolean),
+    ...(e.MATTERMOST_COMMAND_TOKEN
+      ? { commandToken: { kind: 'value', token: e.MATTERMOST_COMMAND_TOKEN } as const }
+      : e.MATTERMOST_COMMAND_TOKEN_FILE
+        ? {
+            commandToken: { kind: 'file', file: path.resolve(cwd, e.MATTERMOST_COMMAND_TOKEN_FILE) } as const,
+          }
+        : {}),
   };
 }
 
@@ -185,6 +212,7 @@ export function configSecrets(config: Config): string[] {
   return [
     ...(config.adminToken ? [config.adminToken] : []),
     ...(config.mattermost ? [config.mattermost.token] : []),
+    ...(config.commandToken?.kind === 'value' ? [config.commandToken.token] : []),
     ...(config.databaseUrl ? databaseUrlSecrets(config.databaseUrl) : []),
   ];
 }
