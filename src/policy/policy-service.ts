@@ -143,6 +143,8 @@ export class PolicyService {
 
   /** Names are due to be asked about again: some could not be checked, or all are old. */
   private namesDue(snap: PolicySnapshot): boolean {
+    // Without Mattermost nothing would answer differently: the next file change reloads.
+    if (!this.deps.names) return false;
     const age = this.deps.clock().getTime() - snap.names.resolvedAt.getTime();
     if (snap.names.hasUnchecked()) return age >= (this.deps.nameRetryMs ?? NAME_RETRY_MS);
     return snap.names.entries().length > 0 && age >= (this.deps.namesMaxAgeMs ?? NAMES_MAX_AGE_MS);

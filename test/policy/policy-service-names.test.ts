@@ -249,5 +249,8 @@ describe('PolicyService with Mattermost names', () => {
     expect(s.policies.channelPolicy(APPROVALS).open).toBe(false);
     expect(s.policies.channelPolicy(INVOICES).open).toBe(true);
     expect(snap.unresolvedNames[0]?.reason).toMatch(/MATTERMOST_URL/);
+    // Nobody could answer differently later: no reload until something changes.
+    s.clock.advance(3_600_000);
+    expect(await s.policies.refreshIfChanged()).toBe(false);
   });
 });
