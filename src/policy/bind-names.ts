@@ -120,7 +120,7 @@ export function bindGroups(groups: GroupsFile, table: NameTable): BoundGroups {
 }
 
 /** The groups of `groups.json` a policy names: requesters, approvers, step overrides. */
-export function groupsNamedBy(policy: Wpc): { group: string; path: string }[] {
+function groupsNamedBy(policy: Wpc): { group: string; path: string }[] {
   const rule = policy.execution.approval_rule;
   return [
     ...policy.channel_context.requester_groups.map((group, i) => ({

@@ -54,10 +54,5 @@ export function channelNameParts(written: string): { team: string; channel: stri
   return { team: written.slice(0, slash), channel: written.slice(slash + 1) };
 }
 
-/** What a name is called in messages: `user @alice`, `channel ops/requests`. */
-export function describeRef(ref: NameRef): string {
-  return `${ref.kind} ${ref.written}`;
-}
-
 /** One key per (kind, name): a user and a group may both be called `@ops`. */
 export const refKey = (ref: NameRef): string => `${ref.kind}:${ref.written}`;

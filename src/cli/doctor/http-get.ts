@@ -4,7 +4,7 @@ export type HttpAnswer = { ok: true; status: number; body: unknown } | { ok: fal
 export type Fetch = typeof fetch;
 
 /** Every request the doctor makes gives up after this long. */
-export const DOCTOR_TIMEOUT_MS = 10_000;
+const DOCTOR_TIMEOUT_MS = 10_000;
 
 /** GET `url`, JSON decoded when it is JSON (anything else kept as at most 200 characters of text). */
 export async function httpGet(
