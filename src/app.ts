@@ -9,6 +9,7 @@ import { bundleRoutes } from './http/routes/bundles.js';
 import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
 import { jobRoutes, MAX_WAIT_SECONDS } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
+import { pauseRoutes } from './http/routes/pause.js';
 import { planRoutes } from './http/routes/plans.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { wpcRoutes } from './http/routes/wpc.js';
@@ -123,6 +124,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     void app.register(async (callers) => {
       callers.addHook('onRequest', authenticationHook({ ...auth, allowAdmin: true }));
       tokenRoutes(callers, { engine, adminToken });
+      pauseRoutes(callers, { engine, adminToken });
     });
   }
   return app;

@@ -44,6 +44,8 @@ export const ERROR_STATUS = {
   ERR_RECEIPTS_REQUIRED: 422,
   ERR_POLICY_UNAVAILABLE: 503,
   ERR_DIRECTORY_UNAVAILABLE: 503,
+  /** The kill switch is on: nothing new is requested, approved, minted or claimed. */
+  ERR_PAUSED: 503,
   // Approvals (recorded as decision reason codes; HTTP status when surfaced over the API)
   ERR_WRONG_THREAD: 409,
   ERR_REQUESTER_UNCONFIRMED: 409,

@@ -4,6 +4,7 @@ import type { DecisionKind, JobRow } from '../db/schema.js';
 import { type AppErrorCode, isAppError } from '../errors.js';
 import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
 import { endJob } from '../jobs/end-job.js';
+import { pausedReason, pauseState } from '../jobs/kill-switch.js';
 import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, jobSteps, lockExistingJob, lockJob, setStepStatus } from '../jobs/job-repository.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
@@ -231,6 +232,11 @@ export async function decideStep(
       ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
       if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
       if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
+      // The kill switch stops approvals; a DENY only ever stops work, so it still counts.
+      if (input.kind === 'approve') {
+        const pause = await pauseState(trx, 'share');
+        if (pause.paused) throw new Rejection('ERR_PAUSED', pausedReason(pause), true);
+      }
       const steps = await jobSteps(trx, job.id);
       const step = steps.find((s) => s.step_id === input.step);
       if (!step) {

@@ -11,6 +11,7 @@ import type { EngineContext } from '../jobs/context.js';
 import { createJob } from '../jobs/create-job.js';
 import { jobView } from '../jobs/job-view.js';
 import { endJobByCommand } from '../jobs/revoke-job.js';
+import { setPaused } from '../jobs/kill-switch.js';
 import {
   approvalCountedMessage,
   confirmedMessage,
@@ -19,6 +20,7 @@ import {
   nearMissMessage,
   noJobMessage,
   notUnderstoodMessage,
+  pauseMessage,
   refusalMessage,
   revokedMessage,
   statusMessage,
@@ -437,7 +439,49 @@ async function mentioned(
     }
     case 'run':
       return run(deps, trx, post, cmd, replies, at);
+    case 'pause':
+    case 'resume':
+      return pauseOrResume(deps, trx, post, cmd, replies, at);
   }
+}
+
+/**
+ * `@bot pause [reason]` / `@bot resume [reason]`: the kill switch, for the security group only,
+ * from any channel the bot is in. Recorded in the chain of every open job, whose status posts
+ * then say so; the answer goes to the post's thread.
+ */
+async function pauseOrResume(
+  deps: HandlerDeps,
+  trx: Db,
+  post: ChatPost,
+  cmd: Extract<BotCommand, { kind: 'pause' | 'resume' }>,
+  replies: Replies,
+  at: Date,
+): Promise<Handled> {
+  const reply = `reply:${post.id}`;
+  const { engine } = deps;
+  const security = await engine.directory.groupsOf(post.user_id, [engine.securityGroup]);
+  if (security.size === 0) {
+    await remember(trx, post, `${cmd.kind}:ERR_NOT_ELIGIBLE`, null, at);
+    await replies.complain(
+      reply,
+      `${mention(post.user_id)} not ${cmd.kind === 'pause' ? 'paused' : 'resumed'}: only the ${engine.securityGroup} group may ${cmd.kind} work (ERR_NOT_ELIGIBLE).`,
+    );
+    return { outcome: 'handled', action: `${cmd.kind}:ERR_NOT_ELIGIBLE`, jobId: null };
+  }
+  const change = await setPaused(
+    engine,
+    { paused: cmd.kind === 'pause', actor: { kind: 'user', userId: post.user_id }, reason: cmd.reason },
+    trx,
+  );
+  await remember(trx, post, change.changed ? cmd.kind : `${cmd.kind}:unchanged`, null, at);
+  await replies.react(cmd.kind === 'pause' ? 'double_vertical_bar' : 'arrow_forward', null);
+  await replies.say(
+    reply,
+    pauseMessage(cmd.kind, post.user_id, cmd.reason, change.changed, change.jobs.length),
+    null,
+  );
+  return { outcome: 'handled', action: change.changed ? cmd.kind : `${cmd.kind}:unchanged`, jobId: null };
 }
 
 async function run(

@@ -12,6 +12,9 @@ export type BotCommand =
   | { kind: 'status'; jobId: number | null }
   | { kind: 'cancel'; jobId: number | null; reason: string }
   | { kind: 'help' }
+  /** The kill switch (security group only): stop, or restart, all new work everywhere. */
+  | { kind: 'pause'; reason: string }
+  | { kind: 'resume'; reason: string }
   | { kind: 'too_long'; length: number; limit: number }
   | { kind: 'unknown'; text: string };
 
@@ -84,6 +87,9 @@ export function parseMention(rest: string): BotCommand {
       return { kind: 'status', jobId: jobRef(words[0]) };
     case 'cancel':
       return { kind: 'cancel', jobId: jobRef(words[0]), reason: words.slice(1).join(' ').slice(0, 300) };
+    case 'pause':
+    case 'resume':
+      return { kind: verb!.toLowerCase() as 'pause' | 'resume', reason: words.join(' ').slice(0, 300) };
     case 'help':
     case '':
       return { kind: 'help' };

@@ -9,6 +9,7 @@ import { agentCommands } from './agent-commands.js';
 import { bundleCommands } from './bundle-commands.js';
 import { doctorCommand } from './doctor-command.js';
 import { keysCommands } from './keys-commands.js';
+import { pauseCommands } from './pause-commands.js';
 import { policyCommands } from './policy-commands.js';
 import { tokenCommands } from './token-commands.js';
 
@@ -52,6 +53,7 @@ export function buildProgram(ctx: CliContext): Command {
   keysCommands(program, ctx);
   agentCommands(program, ctx);
   tokenCommands(program, ctx);
+  pauseCommands(program, ctx);
   bundleCommands(program, ctx);
   doctorCommand(program, ctx);
   return program;

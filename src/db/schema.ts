@@ -207,6 +207,16 @@ export interface OutboxTable {
   last_error: string | null;
 }
 
+/** The kill switch: one row (id 1). Paused, nothing new is requested, approved, minted or claimed. */
+export interface KillSwitchTable {
+  id: number;
+  paused: boolean;
+  /** Who changed it last: `user:<Mattermost user id>`, `admin:<how>`. */
+  actor: string | null;
+  reason: string | null;
+  changed_at: MaybeMoment;
+}
+
 export interface Database {
   wpc_registry: WpcRegistryTable;
   policy_pins: PolicyPinsTable;
@@ -221,6 +231,7 @@ export interface Database {
   chat_posts: ChatPostsTable;
   chat_cursors: ChatCursorsTable;
   outbox: OutboxTable;
+  kill_switch: KillSwitchTable;
 }
 
 export type WpcRegistryRow = Selectable<WpcRegistryTable>;

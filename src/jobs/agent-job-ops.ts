@@ -12,6 +12,7 @@ import { type EngineContext, publish } from './context.js';
 import { endJob } from './end-job.js';
 import type { JobEnded } from './job-events.js';
 import { closedCode, jobSteps, lockJob, setStepStatus } from './job-repository.js';
+import { assertNotPaused } from './kill-switch.js';
 import { isExpired, settledStatus, stepTransition, TERMINAL_STEP } from './state-machine.js';
 
 export const MAX_RECEIPTS_PER_RESULT = 100;
@@ -60,6 +61,7 @@ export async function claimToken(
   input: { jobId: number; step: string; agentId: string },
 ): Promise<ClaimedToken> {
   return withOwnOpenJob(ctx, input.jobId, input.agentId, async (trx, job, at) => {
+    await assertNotPaused(trx);
     const step = (await jobSteps(trx, job.id)).find((s) => s.step_id === input.step);
     if (!step) throw new AppError('ERR_STEP_NOT_FOUND', `job:${job.id} has no step ${input.step}`);
     if (step.status === 'awaiting_approval') {

@@ -8,6 +8,7 @@ import type { Db } from '../db/database.js';
 import { type EngineContext, inTransaction, publish } from './context.js';
 import type { MintedToken } from './job-events.js';
 import { jobSteps } from './job-repository.js';
+import { assertNotPaused } from './kill-switch.js';
 import {
   type ArgValue,
   type ClassifiedStep,
@@ -129,6 +130,7 @@ export async function createJob(
   const expiresAt = new Date(at.getTime() + ttl * 1000);
 
   const result = await inTransaction(ctx, callerTrx, async (trx) => {
+    await assertNotPaused(trx);
     const job = await trx
       .insertInto('jobs')
       .values({

@@ -399,6 +399,22 @@ export function statusMessage(v: JobView, publicUrl: string | null = null): stri
   return [...lines, ...argumentsSection(gated, POST_BUDGET - used, v.plan_hash_b64u, publicUrl)].join('\n');
 }
 
+/** The answer to `pause` / `resume` by the security group. */
+export function pauseMessage(
+  kind: 'pause' | 'resume',
+  userId: string,
+  reason: string,
+  changed: boolean,
+  openJobs: number,
+): string {
+  if (!changed) return `Work is already ${kind === 'pause' ? 'paused' : 'running'}; nothing changed.`;
+  const why = reason ? `: ${line(reason)}` : '';
+  const jobs = `${openJobs} open job${openJobs === 1 ? '' : 's'}`;
+  return kind === 'pause'
+    ? `:double_vertical_bar: **Work paused** by ${mention(userId)}${why}. No job is requested, no approval counts and no token is minted, claimed or redeemed until the security group says \`resume\`. ${jobs} stay pending; a DENY, REVOKE or cancel still works.`
+    : `:arrow_forward: **Work resumed** by ${mention(userId)}${why}. ${jobs} go on where they were.`;
+}
+
 export function helpMessage(botName: string): string {
   return [
     `**claw-approvals** — in an allowlisted channel:`,
@@ -407,5 +423,6 @@ export function helpMessage(botName: string): string {
     `- \`DENY job:<n> step:<step> <reason>\` refuses a step and closes the job`,
     `- \`@${botName} status job:<n>\` (in the job's channel), \`@${botName} cancel job:<n> [reason]\` (in the job's thread; requester or security)`,
     `- \`REVOKE job:<n> <reason>\` (security group) revokes the job and its tokens`,
+    `- \`@${botName} pause [reason]\` / \`@${botName} resume\` (security group) stops, or restarts, all new work`,
   ].join('\n');
 }

@@ -50,6 +50,8 @@ export type EventType =
   | 'job_revoked'
   | 'job_cancelled'
   | 'job_expired'
+  | 'job_paused'
+  | 'job_resumed'
   | 'job_ended';
 
 /**

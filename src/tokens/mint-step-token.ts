@@ -7,6 +7,7 @@ import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import { recheckApprovals } from '../approvals/recheck-approvals.js';
 import { confirmationStands } from '../approvals/requester-confirmation.js';
 import { type EngineContext, publish } from '../jobs/context.js';
+import { isPaused } from '../jobs/kill-switch.js';
 import type { MintedToken } from '../jobs/job-events.js';
 import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
 import { classifyPlan, planHash } from '../jobs/plan.js';
@@ -29,7 +30,9 @@ export type MintAttempt =
   /** Less than a whole second of the job is left: no token could outlive it, so none is minted. */
   | { minted: false; waiting: 'deadline' }
   /** An agent's job whose requester has not confirmed it (or whose confirmation was withdrawn). */
-  | { minted: false; waiting: 'confirmation' };
+  | { minted: false; waiting: 'confirmation' }
+  /** Work is paused (the kill switch): nothing is minted until it resumes (the mint sweep then does). */
+  | { minted: false; waiting: 'paused' };
 
 /** The job's pinned policy, re-verified from the registry (signature and hash) on every use. */
 export async function pinnedPolicy(ctx: EngineContext, trx: Db, job: JobRow): Promise<Wpc> {
@@ -209,6 +212,7 @@ export async function tryMintStep(
   pinned?: PinnedStep,
 ): Promise<MintAttempt> {
   if (step.status !== 'awaiting_approval') return { minted: false, waiting: 'nothing' };
+  if (await isPaused(trx)) return { minted: false, waiting: 'paused' };
   let effective: PinnedStep;
   try {
     effective = pinned ?? (await pinnedStep(ctx, trx, job, step));

@@ -5,6 +5,7 @@ import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
 import { endJob } from '../jobs/end-job.js';
 import { lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
+import { assertNotPaused } from '../jobs/kill-switch.js';
 import { type CstClaims, tokenHash } from './cst-claims.js';
 
 export type Introspection =
@@ -30,9 +31,11 @@ async function verifiedClaims(
 
 /**
  * The database's part of every check besides single use: issued here, for this job and
- * step, not revoked, job still open.
+ * step, not revoked, job still open, work not paused (a paused token is inactive: the gateway
+ * must not act on it, and it cannot be redeemed until work resumes).
  */
 async function issuanceRecord(db: Db, compact: string, claims: CstClaims, jobId: number): Promise<TokenRow> {
+  await assertNotPaused(db);
   const row = await db
     .selectFrom('tokens')
     .selectAll()
