@@ -6,6 +6,7 @@ import * as outboxLeaseOwner from './20261127120000_outbox_lease_owner.js';
 import * as requesterConfirmation from './20261127130000_requester_confirmation.js';
 import * as statusPost from './20261128090000_status_post.js';
 import * as killSwitch from './20261128100000_kill_switch.js';
+import * as slashCommand from './20261128120000_slash_command.js';
 
 /**
  * Every migration, by name (timestamp first, so names sort in apply order). A test checks
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '20261127130000_requester_confirmation': requesterConfirmation,
   '20261128090000_status_post': statusPost,
   '20261128100000_kill_switch': killSwitch,
+  '20261128120000_slash_command': slashCommand,
 };

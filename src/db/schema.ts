@@ -53,7 +53,8 @@ export interface AgentsTable {
 export interface JobsTable {
   id: Generated<number>;
   status: JobStatus;
-  origin: 'mattermost' | 'api';
+  /** `command`: requested with the `/claw` slash command (its plan post starts its thread). */
+  origin: 'mattermost' | 'api' | 'command';
   team_id: string | null;
   channel_id: string | null;
   root_post_id: string | null;
@@ -172,6 +173,16 @@ export interface ChatPostsTable {
   handled_at: Moment;
 }
 
+/** A slash command request handled, by its Mattermost trigger id (replays change nothing). */
+export interface CommandRequestsTable {
+  trigger_id: string;
+  user_id: string;
+  channel_id: string;
+  action: string;
+  job_id: number | null;
+  handled_at: Moment;
+}
+
 export interface ChatCursorsTable {
   channel_id: string;
   since_ms: number;
@@ -230,6 +241,7 @@ export interface Database {
   bundles: BundlesTable;
   chat_posts: ChatPostsTable;
   chat_cursors: ChatCursorsTable;
+  command_requests: CommandRequestsTable;
   outbox: OutboxTable;
   kill_switch: KillSwitchTable;
 }

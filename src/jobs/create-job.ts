@@ -21,7 +21,9 @@ import {
 
 export type JobOrigin =
   | { kind: 'mattermost'; teamId: string; channelId: string; rootPostId: string }
-  | { kind: 'api'; agentId: string; channelId: string; teamId?: string };
+  | { kind: 'api'; agentId: string; channelId: string; teamId?: string }
+  /** The requester ran `/claw run` in the channel: no post of theirs; the plan post starts the thread. */
+  | { kind: 'command'; teamId: string; channelId: string };
 
 export interface CreateJobInput {
   origin: JobOrigin;
