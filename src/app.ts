@@ -9,6 +9,7 @@ import { bundleRoutes } from './http/routes/bundles.js';
 import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
 import { jobRoutes, MAX_WAIT_SECONDS } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
+import { type MattermostActionDeps, mattermostActionRoutes } from './http/routes/mattermost-actions.js';
 import { pauseRoutes } from './http/routes/pause.js';
 import { planRoutes } from './http/routes/plans.js';
 import { tokenRoutes } from './http/routes/tokens.js';
@@ -56,6 +57,8 @@ export interface AppDeps {
   timeouts?: Partial<HttpTimeouts>;
   /** `config.mattermost.url`: the bundle page links the job's posts there; absent, it names their ids. */
   mattermostUrl?: string | null;
+  /** The status post's button and dialog callbacks; absent without PUBLIC_URL or Mattermost. */
+  mattermostActions?: Omit<MattermostActionDeps, 'engine'>;
 }
 
 function checkedTimeouts(given: Partial<HttpTimeouts> | undefined): HttpTimeouts {
@@ -113,6 +116,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       });
     }
     if (deps.engine) planRoutes(open, { db: deps.db });
+    // Mattermost calls back unauthenticated: the MAC in each context or state is the credential.
+    if (deps.engine && deps.mattermostActions)
+      mattermostActionRoutes(open, { engine: deps.engine, ...deps.mattermostActions });
   });
   if (deps.engine) {
     const engine = deps.engine;

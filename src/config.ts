@@ -55,6 +55,7 @@ const envSchema = z
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
     SIGNING_KEY_FILE: optionalString,
+    ACTION_SECRET_FILE: optionalString,
     MATTERMOST_COMMAND_TOKEN: z.preprocess(
       emptyToUndefined,
       z
@@ -142,6 +143,12 @@ export interface Config {
    * route refuses every request.
    */
   commandToken?: { kind: 'value'; token: string } | { kind: 'file'; file: string };
+  /**
+   * The key file of the status post's buttons (`ACTION_SECRET_FILE`, default
+   * `DATA_DIR/keys/action-secret`). Absent without an explicit PUBLIC_URL, which Mattermost needs
+   * to call back: then there are no buttons.
+   */
+  actionSecretFile?: string;
 }
 
 export interface ConfigProblem {
@@ -204,6 +211,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
             commandToken: { kind: 'file', file: path.resolve(cwd, e.MATTERMOST_COMMAND_TOKEN_FILE) } as const,
           }
         : {}),
+    ...(e.PUBLIC_URL
+      ? {
+          actionSecretFile: e.ACTION_SECRET_FILE
+            ? path.resolve(cwd, e.ACTION_SECRET_FILE)
+            : path.join(dataDir, 'keys', 'action-secret'),
+        }
+      : {}),
   };
 }
 

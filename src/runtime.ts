@@ -9,7 +9,7 @@ import { nameLookupFor } from './chat/mattermost-names.js';
 import type { ChatFacts } from './ports/chat.js';
 import { type EngineContext, JobNotifier } from './jobs/context.js';
 import { PolicyService } from './policy/policy-service.js';
-import { ChatPresenter } from './presenter/chat-presenter.js';
+import { ACTIONS_PATH, ChatPresenter } from './presenter/chat-presenter.js';
 import { tokenVerifier } from './tokens/verify-token.js';
 import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
 
@@ -55,6 +55,8 @@ export interface EngineParts {
   gatewaySignerDids: readonly string[];
   /** Base of bundle links in chat; absent in tools that post nothing. */
   publicUrl?: string | null;
+  /** The key of the status post's buttons (`serve` with PUBLIC_URL and Mattermost); absent, no buttons. */
+  actionSecret?: Uint8Array;
 }
 
 /** The state of a runtime, as the engine needs it. */
@@ -89,7 +91,19 @@ export function engineFor(
     version: VERSION,
     publicUrl: parts.publicUrl ?? null,
     // With a chat server, people hear about jobs through the chat presenter.
-    ...(chat ? { chat, events: new ChatPresenter({ publicUrl: parts.publicUrl ?? null }) } : {}),
+    ...(chat
+      ? { chat, events: new ChatPresenter({ publicUrl: parts.publicUrl ?? null, buttons: buttonsOf(parts) }) }
+      : {}),
+  };
+}
+
+/** Buttons need both the action secret and a public URL for Mattermost to call back. */
+function buttonsOf(parts: EngineParts) {
+  if (!parts.actionSecret || !parts.publicUrl) return null;
+  return {
+    secret: parts.actionSecret,
+    callbackUrl: `${parts.publicUrl}${ACTIONS_PATH}`,
+    trusts: parts.keyRing.trusts,
   };
 }
 

@@ -9,6 +9,7 @@ import { mintDueSteps } from './jobs/agent-job-ops.js';
 import { expireDueJobs } from './jobs/revoke-job.js';
 import { type BotOptions, MattermostBot } from './bot/bot.js';
 import { MattermostRest } from './chat/mattermost-rest.js';
+import { loadActionSecret } from './crypto/action-secret.js';
 import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
@@ -61,6 +62,7 @@ export async function startServer(
 
   let bot: MattermostBot | null = null;
   let chat: MattermostRest | undefined;
+  let actionSecret: Uint8Array | undefined;
   if (config.mattermost) {
     let onUnauthorized = () => {};
     let onSuccess = () => {};
@@ -71,7 +73,15 @@ export async function startServer(
       onUnauthorized: () => onUnauthorized(),
       onSuccess: () => onSuccess(),
     });
-    const engine = engineFor(engineParts(runtime), policies, chat);
+    // The status post's buttons: Mattermost must be able to call PUBLIC_URL back.
+    actionSecret = config.actionSecretFile
+      ? await loadActionSecret(config.actionSecretFile, { create: true })
+      : undefined;
+    const engine = engineFor(
+      { ...engineParts(runtime), ...(actionSecret ? { actionSecret } : {}) },
+      policies,
+      chat,
+    );
     bot = new MattermostBot({
       url: config.mattermost.url,
       token: config.mattermost.token,
@@ -104,6 +114,9 @@ export async function startServer(
     adminToken: config.adminToken,
     // The bundle page links each approval to its Mattermost post.
     mattermostUrl: config.mattermost?.url ?? null,
+    ...(chat && actionSecret
+      ? { mattermostActions: { secret: actionSecret, publicUrl: config.publicUrl, chat } }
+      : {}),
     ...(readinessChecks ? { readinessChecks } : {}),
   });
   try {

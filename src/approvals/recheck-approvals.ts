@@ -67,8 +67,9 @@ export interface Recheck {
 /**
  * Re-reads, from Mattermost, every live approval of a step about to be minted: a post that was
  * deleted or edited withdraws its approval (SPEC section 2 rule 5), an approver whose account
- * was deactivated does not count (issue 9 item 10). Approvals made without a chat post (API,
- * CLI) have no post to re-read; their approvers' accounts are still checked.
+ * was deactivated does not count (issue 9 item 10). Approvals made without a chat post of their
+ * own (a button click on the status post, the API, the CLI) have no post to re-read: the status
+ * post is the bot's, not the approver's words. Their approvers' accounts are still checked.
  */
 export async function recheckApprovals(
   ctx: EngineContext,

@@ -22,6 +22,22 @@ export interface PostContext {
   rootId: string;
 }
 
+/**
+ * A click on an Approve or Deny button of the job's status post (SPEC section 2 rule 6), already
+ * authenticated by its context's MAC. It has no post of its own: its decision row has no post id
+ * (nothing to re-read at quorum but the account, nothing an edit could withdraw), and its events
+ * say `method: 'button'` with the status post clicked.
+ */
+export interface ButtonClick {
+  /** The post the button is on (the callback's `post_id`, bound by the MAC). */
+  postId: string;
+  /** The channel the callback names. */
+  channelId: string;
+  /** The plan and policy the button was rendered for. */
+  planHash: string;
+  policyHash: string;
+}
+
 export interface StepDecisionInput {
   kind: 'approve' | 'deny';
   jobId: number;
@@ -29,6 +45,12 @@ export interface StepDecisionInput {
   userId: string;
   reason?: string;
   post?: PostContext;
+  button?: ButtonClick;
+}
+
+/** How a button decision is told apart in the chain (a typed phrase adds nothing). */
+function buttonFields(button: ButtonClick | undefined): Record<string, string> {
+  return button ? { method: 'button', button_post_id: button.postId } : {};
 }
 
 export type AcceptedCode =
@@ -91,6 +113,7 @@ export async function recordDecision(
     kind: DecisionKind;
     userId: string;
     post?: PostContext;
+    button?: ButtonClick;
     outcome: 'accepted' | 'rejected';
     code: string;
     reason?: string | null;
@@ -133,6 +156,7 @@ export async function recordDecision(
         user_id: d.userId,
         post_id: d.post?.postId ?? null,
         code: d.code,
+        ...buttonFields(d.button),
       },
       at,
     );
@@ -155,6 +179,7 @@ export async function rejectedOutcome(
     kind: DecisionKind;
     userId: string;
     post?: PostContext;
+    button?: ButtonClick;
     reason?: string | null;
     groups?: readonly string[];
     expired?: JobEnded;
@@ -167,6 +192,7 @@ export async function rejectedOutcome(
     kind: d.kind,
     userId: d.userId,
     post: d.post,
+    ...(d.button ? { button: d.button } : {}),
     outcome: 'rejected',
     code: err.code,
     reason: d.reason ?? null,
@@ -212,6 +238,26 @@ export async function openJobFor(
 }
 
 /**
+ * A button decides only for the job it was rendered for: in the job's channel, for the plan and
+ * policy the job still has (the MAC proves what the button said, this that it still holds).
+ */
+function buttonMatchesJob(button: ButtonClick, job: JobRow): void {
+  if (button.channelId !== job.channel_id)
+    throw new Rejection(
+      'ERR_WRONG_THREAD',
+      `decisions for job:${job.id} count only in its own channel`,
+      true,
+    );
+  if (button.planHash !== job.plan_hash_b64u || button.policyHash !== job.policy_hash_b64u) {
+    throw new Rejection(
+      'ERR_STEP_RULE_MISMATCH',
+      `this button was made for another plan or policy than job:${job.id}'s; nothing was recorded`,
+      true,
+    );
+  }
+}
+
+/**
  * An APPROVE or DENY for one step (SPEC section 2). Everything happens in one transaction
  * with the job row locked: eligibility, the decision row, quorum with current memberships,
  * and, when quorum is met, the CST. Rejections are recorded too, with their reason code.
@@ -232,6 +278,7 @@ export async function decideStep(
       ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
       if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
       if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
+      if (input.button) buttonMatchesJob(input.button, job);
       // The kill switch stops approvals; a DENY only ever stops work, so it still counts.
       if (input.kind === 'approve') {
         const pause = await pauseState(trx, 'share');
@@ -252,6 +299,13 @@ export async function decideStep(
       } catch (err) {
         if (isAppError(err, 'ERR_STEP_RULE_MISMATCH')) throw new Rejection(err.code, err.message, true);
         throw err;
+      }
+      if (input.button && !(pinned.policy.execution.approval_methods ?? []).includes('button')) {
+        throw new Rejection(
+          'ERR_FORBIDDEN',
+          `policy ${pinned.policy.policy_name} does not take decisions by button; reply with the phrase`,
+          true,
+        );
       }
       const rule = pinned.rule;
       if (!rule)
@@ -292,6 +346,7 @@ export async function decideStep(
           kind: 'deny',
           userId: input.userId,
           post: input.post,
+          ...(input.button ? { button: input.button } : {}),
           outcome: 'accepted',
           code: 'STEP_DENIED',
           reason: input.reason ?? null,
@@ -312,6 +367,7 @@ export async function decideStep(
             post_id: input.post?.postId ?? null,
             groups,
             reason: input.reason ?? null,
+            ...buttonFields(input.button),
           },
           at,
         );
@@ -361,6 +417,7 @@ export async function decideStep(
         kind: 'approve',
         userId: input.userId,
         post: input.post,
+        ...(input.button ? { button: input.button } : {}),
         outcome: 'accepted',
         code: 'APPROVAL_COUNTED',
         groups,
@@ -375,6 +432,7 @@ export async function decideStep(
           user_id: input.userId,
           post_id: input.post?.postId ?? null,
           groups,
+          ...buttonFields(input.button),
         },
         at,
       );
@@ -424,6 +482,7 @@ export async function decideStep(
         kind: input.kind,
         userId: input.userId,
         post: input.post,
+        ...(input.button ? { button: input.button } : {}),
         reason: input.reason ?? null,
         groups,
         ...(expired ? { expired } : {}),
@@ -432,7 +491,14 @@ export async function decideStep(
   });
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   ctx.log.info(
-    { jobId: outcome.jobId, step: outcome.step, kind: input.kind, code: outcome.code, userId: input.userId },
+    {
+      jobId: outcome.jobId,
+      step: outcome.step,
+      kind: input.kind,
+      method: input.button ? 'button' : 'phrase',
+      code: outcome.code,
+      userId: input.userId,
+    },
     outcome.accepted ? 'decision accepted' : 'decision rejected',
   );
   return outcome;

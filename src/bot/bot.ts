@@ -5,7 +5,7 @@ import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js';
 import { leaseOwner } from '../chat/lease-owner.js';
 import { OutboxDelivery } from '../chat/outbox-delivery.js';
-import { renderStatusPost } from '../presenter/chat-presenter.js';
+import { statusRendererOf } from '../presenter/chat-presenter.js';
 import type { Db } from '../db/database.js';
 import type { EngineContext } from '../jobs/context.js';
 import { isTransientDbError, isUnstorableInput } from '../db/db-errors.js';
@@ -180,11 +180,10 @@ export class MattermostBot {
     if (this.stopped || !this.me) return;
     this.problem = null;
     this.log.info({ botUserId: this.me.id, username: this.me.username }, 'Mattermost bot authenticated');
-    const publicUrl = this.opts.engine.publicUrl ?? null;
     this.delivery = new OutboxDelivery({
       db: this.db,
       chat: this.opts.chat,
-      statusPost: (db, jobId) => renderStatusPost(db, jobId, publicUrl),
+      statusPost: statusRendererOf(this.opts.engine),
       botUserId: this.me.id,
       clock: this.clock,
       log: this.log.child({ component: 'outbox' }),

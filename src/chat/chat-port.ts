@@ -29,6 +29,36 @@ export interface PostPatch {
   props: Record<string, unknown>;
 }
 
+/** An element of an interactive dialog (model.DialogElement): only what the bot asks for. */
+export interface DialogElement {
+  display_name: string;
+  name: string;
+  type: 'text' | 'textarea';
+  optional: boolean;
+  min_length?: number;
+  max_length?: number;
+  help_text?: string;
+  placeholder?: string;
+}
+
+/** `POST /actions/dialogs/open` (model.OpenDialogRequest). */
+export interface OpenDialog {
+  /** From the click that asks for the dialog; Mattermost accepts it only briefly, once per user. */
+  trigger_id: string;
+  /** Where Mattermost sends the submission. */
+  url: string;
+  dialog: {
+    callback_id: string;
+    title: string;
+    introduction_text?: string;
+    elements: DialogElement[];
+    submit_label: string;
+    notify_on_cancel: boolean;
+    /** Sent to the person's client and back: authenticate it (see `crypto/action-mac.ts`). */
+    state: string;
+  };
+}
+
 export interface ChatPort extends ChatMembership, ChatFacts {
   me(): Promise<ChatUser>;
   user(id: string): Promise<ChatUser>;
@@ -39,6 +69,8 @@ export interface ChatPort extends ChatMembership, ChatFacts {
   /** `PUT /posts/{id}/patch`: the bot edits its own post (the job's status post). */
   patchPost(id: string, patch: PostPatch): Promise<ChatPost>;
   addReaction(userId: string, postId: string, emoji: string): Promise<void>;
+  /** Shows a dialog to the person whose click carried the trigger id (no admin rights needed). */
+  openDialog(request: OpenDialog): Promise<void>;
 }
 
 /** The thread a post belongs to: its root, or itself when it is a root. */

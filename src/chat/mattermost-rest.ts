@@ -7,6 +7,7 @@ import {
   type ChatPost,
   type ChatUser,
   type NewPost,
+  type OpenDialog,
   type PostPatch,
 } from './chat-port.js';
 import { backoffMs, ChatError, chatErrorFrom } from '../ports/chat-error.js';
@@ -205,6 +206,22 @@ export class MattermostRest implements ChatPort {
 
   async addReaction(userId: string, postId: string, emoji: string): Promise<void> {
     await this.call('addReaction', (c) => c.addReaction(userId, postId, emoji), 1);
+  }
+
+  async openDialog(request: OpenDialog): Promise<void> {
+    // Client4 has no method for this route; its fetch (wrapped above) still classifies failures.
+    // One try: a trigger id expires within seconds, and the person can click again.
+    await this.call(
+      'openDialog',
+      (c) =>
+        (
+          c as unknown as { doFetch: (url: string, o: { method: string; body: string }) => Promise<unknown> }
+        ).doFetch(`${c.getBaseRoute()}/actions/dialogs/open`, {
+          method: 'post',
+          body: JSON.stringify(request),
+        }),
+      1,
+    );
   }
 
   /**

@@ -8,6 +8,9 @@ export interface ApprovalRule {
   approval_ttl_seconds: number;
 }
 
+/** `button`: Approve and Deny buttons on the status post (Mattermost interactive message actions). */
+export type ApprovalMethod = 'phrase' | 'button';
+
 export type ApprovalOverride = Partial<Omit<ApprovalRule, 'approval_phrase'>>;
 
 export interface RunbookParam {
@@ -62,6 +65,8 @@ export interface Wpc {
   execution: {
     require_human_approval_for: string[];
     approval_rule: ApprovalRule;
+    /** How a gated step may be decided; the phrase always works (default `["phrase"]`). */
+    approval_methods?: ApprovalMethod[];
     simulate_first?: { simulation_tool: string; required_before: string[] };
     step_overrides?: Record<string, ApprovalOverride>;
   };

@@ -1,8 +1,13 @@
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
 import { enqueuePost, markStatusStale, recordStatusQueued, statusPostKey } from '../chat/outbox.js';
+import type { StatusRenderer } from '../chat/outbox-delivery.js';
+import { signActionContext } from '../crypto/action-mac.js';
+import type { EngineContext } from '../jobs/context.js';
 import type { JobEvent, JobEventSink } from '../jobs/job-events.js';
+import { getVerifiedApprovalPolicy } from '../policy/registry.js';
 import { readChain } from '../proofs/event-chain.js';
+import type { TrustCheck } from '../tokens/key-ring.js';
 import {
   confirmationWithdrawnMessage,
   endedMessage,
@@ -10,7 +15,35 @@ import {
   withdrawnMessage,
   bundleUrl,
 } from './messages.js';
-import { boardOf, statusBoardMessage } from './status-board.js';
+import { boardOf, statusBoardMessage, statusButtons } from './status-board.js';
+
+/**
+ * Approve and Deny buttons on status posts (issue 11 section 2): on when the server has a public
+ * URL Mattermost can call back and an action secret; each job's pinned policy says whether it
+ * takes them (`execution.approval_methods`).
+ */
+export interface ButtonSettings {
+  /** The HMAC key of button contexts (`crypto/action-secret.ts`). */
+  secret: Uint8Array;
+  /** `${PUBLIC_URL}/v1/mattermost/actions`. */
+  callbackUrl: string;
+  /** Checks the signer of the pinned policy that is read to decide. */
+  trusts: TrustCheck;
+}
+
+/** Where Mattermost sends clicks on the bot's buttons, below the server's public URL. */
+export const ACTIONS_PATH = '/v1/mattermost/actions';
+
+/** Whether the job's pinned, verified policy lets its steps be decided by button. */
+async function takesButtons(db: Db, policyHash: string, trusts: TrustCheck): Promise<boolean> {
+  try {
+    const policy = await getVerifiedApprovalPolicy(db, policyHash, trusts);
+    return (policy.execution.approval_methods ?? []).includes('button');
+  } catch {
+    // A policy that cannot be verified shows no buttons; the phrase (and its refusal) remain.
+    return false;
+  }
+}
 
 /** The outbox key of the post that says a job ended (with its bundle). */
 export const endedPostKey = (jobId: number) => `job:${jobId}:ended`;
@@ -25,11 +58,16 @@ function thread(job: JobRow): { channelId: string; rootId: string | null } | nul
   return { channelId: job.channel_id, rootId: job.root_post_id };
 }
 
-/** A job's status post as it reads now (the plan post, edited as the job moves). */
+/**
+ * A job's status post as it reads now (the plan post, edited as the job moves). With `buttons`
+ * (and the post's id, which their MAC binds), gated steps awaiting approval get Approve and Deny
+ * buttons when the job's policy takes them.
+ */
 export async function renderStatusPost(
   db: Db,
   jobId: number,
   publicUrl: string | null,
+  buttons?: ButtonSettings & { postId: string },
 ): Promise<{ message: string; props: Record<string, unknown> } | null> {
   const job = await db
     .selectFrom('jobs')
@@ -39,15 +77,33 @@ export async function renderStatusPost(
   if (!job) return null;
   const board = boardOf(jobId, await readChain(db, jobId), job.bundle_id);
   if (!board) return null;
+  const attachments =
+    buttons && (await takesButtons(db, job.policy_hash_b64u, buttons.trusts))
+      ? statusButtons(board, buttons.postId, buttons.callbackUrl, (claims) =>
+          signActionContext(buttons.secret, claims),
+        )
+      : [];
   return {
-    message: statusBoardMessage(board, publicUrl),
+    message: statusBoardMessage(board, publicUrl, attachments.length > 0),
     props: {
       claw_job_id: `job:${jobId}`,
       claw_plan_hash: job.plan_hash_b64u,
       claw_policy_hash: job.policy_hash_b64u,
       ...(board.ended ? { claw_job_status: board.ended.status } : {}),
+      ...(attachments.length > 0 ? { attachments } : {}),
     },
   };
+}
+
+/**
+ * The renderer outbox delivery edits status posts with: the engine's presenter's, so its buttons
+ * (if any) are signed for the post being edited.
+ */
+export function statusRendererOf(engine: EngineContext): StatusRenderer {
+  const publicUrl = engine.publicUrl ?? null;
+  const buttons = engine.events instanceof ChatPresenter ? engine.events.buttons : null;
+  return (db, jobId, postId) =>
+    renderStatusPost(db, jobId, publicUrl, buttons ? { ...buttons, postId } : undefined);
 }
 
 /**
@@ -58,7 +114,11 @@ export async function renderStatusPost(
  * (a chat approval, the agent API, the expiry sweep, another replica), it is said exactly once.
  */
 export class ChatPresenter implements JobEventSink {
-  constructor(private readonly opts: { publicUrl: string | null }) {}
+  readonly buttons: ButtonSettings | null;
+
+  constructor(private readonly opts: { publicUrl: string | null; buttons?: ButtonSettings | null }) {
+    this.buttons = opts.buttons ?? null;
+  }
 
   async publish(trx: Db, event: JobEvent, at: Date): Promise<void> {
     const t = thread(event.job);
@@ -87,7 +147,10 @@ export class ChatPresenter implements JobEventSink {
           },
           at,
         );
-        await recordStatusQueued(trx, { ...job, channel_id: t.channelId }, at, post);
+        // Buttons carry the post's id in their MAC: they come with the first edit after it exists.
+        if (this.buttons && (await takesButtons(trx, job.policy_hash_b64u, this.buttons.trusts)))
+          await markStatusStale(trx, { ...job, channel_id: t.channelId }, at);
+        else await recordStatusQueued(trx, { ...job, channel_id: t.channelId }, at, post);
         return;
       }
       case 'token_minted':

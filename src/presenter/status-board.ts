@@ -4,6 +4,7 @@
  * be rendered again at any time, on any replica, after any restart, and always reads the same.
  */
 import { mention } from '../chat/mention-token.js';
+import type { ActionClaims, ButtonAction } from '../crypto/action-mac.js';
 import type { JobStatus } from '../db/schema.js';
 import {
   approvePhrase,
@@ -289,9 +290,10 @@ function endReason(status: JobStatus, reason: string): string {
  * The status post's text: who asked, under which policy, every step with its gate, state and
  * exact phrase, the status of the whole job, and for each gated step its tool and full
  * arguments (or, when too long, a truncated view, the arguments' SHA-256 and the link to the
- * whole plan). `publicUrl` is the engine's base URL.
+ * whole plan). `publicUrl` is the engine's base URL; `buttons` says the post carries Approve and
+ * Deny buttons.
  */
-export function statusBoardMessage(b: Board, publicUrl: string | null = null): string {
+export function statusBoardMessage(b: Board, publicUrl: string | null = null, buttons = false): string {
   const params = Object.entries(b.params ?? {})
     .map(([k, v]) => `${k}=${String(v)}`)
     .join(' ');
@@ -323,7 +325,7 @@ export function statusBoardMessage(b: Board, publicUrl: string | null = null): s
     lines.push('', ...results.map((s) => `- \`${s.id}\` ${s.state}: ${cell(s.result!)}`));
   }
   const gated = b.steps.filter((s) => s.gate === 'gated');
-  const footer = open ? openFooter(b, gated.length) : [];
+  const footer = open ? openFooter(b, gated.length, buttons) : [];
   const used = [...lines, ...footer].join('\n').length;
   const text = [
     ...lines,
@@ -348,7 +350,7 @@ export function statusBoardMessage(b: Board, publicUrl: string | null = null): s
   ].join('\n');
 }
 
-function openFooter(b: Board, gated: number): string[] {
+function openFooter(b: Board, gated: number, buttons: boolean): string[] {
   return [
     '',
     ...(b.assertedBy && gated > 0 && !b.confirmed
@@ -357,7 +359,63 @@ function openFooter(b: Board, gated: number): string[] {
         ]
       : []),
     gated > 0
-      ? `Approvers reply in this thread with the exact phrase. To refuse: \`DENY job:${b.jobId} step:<step> <reason>\`.`
+      ? `Approvers reply in this thread with the exact phrase${buttons ? ', or use the buttons below' : ''}. To refuse: \`DENY job:${b.jobId} step:<step> <reason>\`.`
       : 'Every step runs without approval.',
   ];
+}
+
+/** What signs one button's context (the action MAC, with the status post's id inside). */
+export type SignButton = (claims: ActionClaims) => Record<string, string>;
+
+/** A Mattermost message attachment holding one step's Approve and Deny buttons. */
+export interface StepButtons {
+  text: string;
+  actions: {
+    id: string;
+    name: string;
+    type: 'button';
+    style: 'primary' | 'danger';
+    integration: { url: string; context: Record<string, string> };
+  }[];
+}
+
+/**
+ * Approve and Deny buttons for every gated step still awaiting approval, while the job is open
+ * and not paused; none otherwise, so an edit that decides, ends or pauses removes them (a post
+ * patch replaces props wholesale). Action ids are letters and digits only, as Mattermost needs.
+ */
+export function statusButtons(
+  b: Board,
+  postId: string,
+  callbackUrl: string,
+  sign: SignButton,
+): StepButtons[] {
+  if (b.ended || b.paused) return [];
+  const button = (action: ButtonAction, i: number, step: BoardStep): StepButtons['actions'][number] => ({
+    id: `${action}${i}`,
+    name: action === 'approve' ? `Approve ${step.id}` : `Deny ${step.id}…`,
+    type: 'button',
+    style: action === 'approve' ? 'primary' : 'danger',
+    integration: {
+      url: callbackUrl,
+      context: sign({
+        job: b.jobId,
+        step: step.id,
+        planHash: b.planHash,
+        policyHash: b.policyHash,
+        postId,
+        action,
+      }),
+    },
+  });
+  return b.steps.flatMap((s, i) =>
+    s.gate === 'gated' && s.state === 'awaiting'
+      ? [
+          {
+            text: `Step \`${s.id}\` (\`${s.tool}\`): ${stateText(s)}`,
+            actions: [button('approve', i, s), button('deny', i, s)],
+          },
+        ]
+      : [],
+  );
 }

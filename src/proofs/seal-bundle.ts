@@ -60,6 +60,14 @@ function sealedApproval(
   };
 }
 
+/**
+ * How a person decided, in the receipt schema's words: a click on the status post's button is a
+ * `ui_click`. A typed chat phrase gets no approver_method: none of the schema's values describes it.
+ */
+function approverMethod(event: Record<string, unknown>): { approver_method?: 'ui_click' } {
+  return event.method === 'button' ? { approver_method: 'ui_click' } : {};
+}
+
 interface StepPlan {
   id: string;
   tool: string;
@@ -161,7 +169,7 @@ export async function sealBundle(
           receipt_id: `har_${approvalEvent.event_id.slice(4)}`,
           approval_type: 'explicit_approve',
           approver_subject: c.user_id,
-          // No approver_method: none of the schema's enum values describes a typed chat phrase.
+          ...approverMethod(parse(approvalEvent)),
           timestamp: approvalEvent.timestamp,
         });
       }
@@ -171,6 +179,7 @@ export async function sealBundle(
         receipt_id: `har_${e.event_id.slice(4)}`,
         approval_type: 'explicit_deny',
         approver_subject: String(p.user_id),
+        ...approverMethod(p),
         timestamp: e.timestamp,
       });
     }
