@@ -9,6 +9,7 @@ import { bundleRoutes } from './http/routes/bundles.js';
 import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
 import { jobRoutes, MAX_WAIT_SECONDS } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
+import { type CommandRouteDeps, mattermostCommandRoutes } from './http/routes/mattermost-command.js';
 import { type MattermostActionDeps, mattermostActionRoutes } from './http/routes/mattermost-actions.js';
 import { pauseRoutes } from './http/routes/pause.js';
 import { planRoutes } from './http/routes/plans.js';
@@ -57,6 +58,8 @@ export interface AppDeps {
   timeouts?: Partial<HttpTimeouts>;
   /** `config.mattermost.url`: the bundle page links the job's posts there; absent, it names their ids. */
   mattermostUrl?: string | null;
+  /** The `/claw` slash command's token and Mattermost's channels; absent, the command is refused. */
+  slashCommand?: Pick<CommandRouteDeps, 'token' | 'chat' | 'answersPerMinute'>;
   /** The status post's button and dialog callbacks; absent without PUBLIC_URL or Mattermost. */
   mattermostActions?: Omit<MattermostActionDeps, 'engine'>;
 }
@@ -131,6 +134,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       callers.addHook('onRequest', authenticationHook({ ...auth, allowAdmin: true }));
       tokenRoutes(callers, { engine, adminToken });
       pauseRoutes(callers, { engine, adminToken });
+    });
+    // Mattermost presents the command's token (no token configured: every request is refused).
+    void app.register(async (mattermost) => {
+      mattermostCommandRoutes(mattermost, {
+        engine,
+        limiter,
+        mattermostUrl: deps.mattermostUrl ?? null,
+        token: deps.slashCommand?.token ?? null,
+        chat: deps.slashCommand?.chat ?? null,
+        ...(deps.slashCommand?.answersPerMinute
+          ? { answersPerMinute: deps.slashCommand.answersPerMinute }
+          : {}),
+      });
     });
   }
   return app;

@@ -10,6 +10,7 @@ import { expireDueJobs } from './jobs/revoke-job.js';
 import { type BotOptions, MattermostBot } from './bot/bot.js';
 import { MattermostRest } from './chat/mattermost-rest.js';
 import { loadActionSecret } from './crypto/action-secret.js';
+import { readCommandToken } from './http/routes/mattermost-command-token.js';
 import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
 
 export interface RunningServer {
@@ -44,6 +45,8 @@ export async function startServer(
       'claw-approvals starting in API-only mode: MATTERMOST_URL is not set, so no chat connection',
     );
   }
+  // Read before anything is opened: an unreadable token file stops start-up with nothing to undo.
+  const commandToken = await readCommandToken(config.commandToken);
   const runtime = await openRuntime(config, log, { createKey: true });
   const { database, keyRing } = runtime;
   log.info(
@@ -117,6 +120,7 @@ export async function startServer(
     ...(chat && actionSecret
       ? { mattermostActions: { secret: actionSecret, publicUrl: config.publicUrl, chat } }
       : {}),
+    slashCommand: { token: commandToken, chat: chat ?? null },
     ...(readinessChecks ? { readinessChecks } : {}),
   });
   try {
