@@ -56,7 +56,7 @@ const dialogBody = {
     user_id: MATTERMOST_ID,
     channel_id: MATTERMOST_ID,
     team_id: { type: 'string', maxLength: 64 },
-    submission: { type: 'object', maxProperties: 32 },
+    submission: { type: ['object', 'null'], maxProperties: 32 },
     cancelled: { type: 'boolean' },
   },
 } as const;
@@ -73,7 +73,7 @@ interface DialogRequest {
   state?: string;
   user_id: string;
   channel_id: string;
-  submission?: Record<string, unknown>;
+  submission?: Record<string, unknown> | null;
   cancelled?: boolean;
 }
 
