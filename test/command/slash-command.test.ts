@@ -4,6 +4,7 @@ import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import { eventually } from '../helpers/bot-world.js';
 import { approve, countedApprovals, jobRow } from '../helpers/bot-thread.js';
 import { dialectName } from '../helpers/db.js';
+import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { type CommandWorld, commandForm, commandWorld, post } from './command-world.js';
 
 const RUN = 'run service-context service=payments-api query="latency spikes" notify_channel=payments-oncall';
@@ -113,6 +114,17 @@ describe(`the /claw slash command (${dialectName})`, () => {
     const job = await jobRow(cw.w, jobId);
     expect(job).toMatchObject({ status: 'cancelled', end_reason: 'wrong service' });
     expect(job.bundle_id).toMatch(/^pb_/);
+    // The bundle of a job requested by command verifies like any other.
+    const stored = await cw.w.d.db
+      .selectFrom('bundles')
+      .select('envelope')
+      .where('bundle_id', '=', job.bundle_id!)
+      .executeTakeFirstOrThrow();
+    const verdict = verifyBundle(JSON.parse(stored.envelope), {
+      trustsSigner: (did) => did === cw.b.engine.keyRing.active.did,
+      gatewaySigners: cw.b.engine.gatewaySigners,
+    });
+    expect(verdict).toMatchObject({ ok: true });
     await eventually(
       () => cw.w.sandbox.thread(plan.id).some((p) => p.props[OUTBOX_KEY_PROP] === `job:${jobId}:ended`),
       'the ending told in the thread',
