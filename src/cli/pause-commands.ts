@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { pauseState, setPaused } from '../jobs/kill-switch.js';
+import { AppError } from '../errors.js';
+import { MAX_REASON, pauseState, setPaused } from '../jobs/kill-switch.js';
+import { hasUnsafeText } from '../jobs/plan.js';
 import { ChatPresenter } from '../presenter/chat-presenter.js';
 import { engineFor, engineParts, policyServiceFor } from '../runtime.js';
 import type { CliContext } from './context.js';
@@ -28,13 +30,20 @@ export function pauseCommands(program: Command, ctx: CliContext): void {
             ctx.output.out(json(await pauseState(rt.database.db)));
             return;
           }
+          const reason = words.join(' ');
+          // As over HTTP: one line of plain text, never cut short without saying so.
+          if (hasUnsafeText(reason) || reason.length > MAX_REASON)
+            throw new AppError(
+              'ERR_VALIDATION',
+              `the reason must be one line of plain text of at most ${MAX_REASON} characters`,
+            );
           const engine = engineFor(engineParts(rt), policyServiceFor(rt, { readOnly: true }));
           // Jobs in Mattermost threads: their status posts are told, through the outbox.
           if (rt.config.mattermost) engine.events = new ChatPresenter({ publicUrl: rt.config.publicUrl });
           const change = await setPaused(engine, {
             paused: kind === 'pause',
             actor: { kind: 'admin', via: `cli:${opts.actor}` },
-            reason: words.join(' ').slice(0, 300),
+            reason,
           });
           ctx.output.out(json({ changed: change.changed, ...change.state, open_jobs: change.jobs.length }));
         });

@@ -13,6 +13,9 @@ import { type EngineContext, inTransaction, publish } from './context.js';
  * pause and the resume.
  */
 
+/** The longest reason a pause or resume records (chat, HTTP and the CLI alike). */
+export const MAX_REASON = 300;
+
 export interface PauseState {
   paused: boolean;
   /** `user:<Mattermost user id>` or `admin:<how>`. */

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
 import type { EngineContext } from '../../jobs/context.js';
 import { hasUnsafeText } from '../../jobs/plan.js';
-import { pauseState, type PauseState, setPaused } from '../../jobs/kill-switch.js';
+import { MAX_REASON, pauseState, type PauseState, setPaused } from '../../jobs/kill-switch.js';
 import { authenticate } from '../auth.js';
 
 const stateSchema = {
@@ -22,7 +22,7 @@ const stateSchema = {
 const body = {
   type: 'object',
   additionalProperties: false,
-  properties: { reason: { type: 'string', maxLength: 300 } },
+  properties: { reason: { type: 'string', maxLength: MAX_REASON } },
 } as const;
 
 const view = (s: PauseState) => ({
@@ -55,7 +55,13 @@ export function pauseRoutes(
   for (const kind of ['pause', 'resume'] as const) {
     app.post<{ Body: { reason?: string } | undefined }>(
       `/v1/admin/${kind}`,
-      { schema: { body, response: { 200: stateSchema } } },
+      {
+        // The body is optional: a bare POST pauses (or resumes) without a reason.
+        preValidation: async (req) => {
+          req.body ??= {};
+        },
+        schema: { body, response: { 200: stateSchema } },
+      },
       async (req) => {
         await admin(req);
         const reason = (req.body?.reason ?? '').trim();
