@@ -62,6 +62,16 @@ export function pausedReason(s: Pick<PauseState, 'reason'>): string {
   return `work is paused${s.reason ? `: ${s.reason}` : ''}; it resumes when the security group says so`;
 }
 
+/**
+ * A reason as a chain can record it and people can read it. Chat gives a person's words as they
+ * came, cut at MAX_REASON characters, which may split a character in two: a lone surrogate no
+ * event can hold (JCS refuses it), so the pause would fail. Such halves and control characters
+ * (C0, C1, bidi and zero-width controls) become U+FFFD; the API and the CLI refuse them before.
+ */
+function plainReason(reason: string): string {
+  return reason.replace(/[\p{Cc}\p{Cs}\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/gu, '\ufffd').trim();
+}
+
 export interface PauseChange {
   changed: boolean;
   state: PauseState;
@@ -82,10 +92,11 @@ export async function setPaused(
     const now = await readState(trx, 'update');
     if (now.paused === input.paused) return { changed: false, state: now, jobs: [] };
     const at = ctx.clock();
+    const reason = plainReason(input.reason);
     const state: PauseState = {
       paused: input.paused,
       actor: actorText(input.actor),
-      reason: input.reason || null,
+      reason: reason || null,
       changedAt: at,
     };
     await trx
@@ -107,7 +118,7 @@ export async function setPaused(
         input.paused ? 'job_paused' : 'job_resumed',
         {
           ...(input.actor.kind === 'user' ? { user_id: input.actor.userId } : { admin: input.actor.via }),
-          reason: input.reason,
+          reason,
         },
         at,
       );

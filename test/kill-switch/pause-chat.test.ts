@@ -205,6 +205,23 @@ describe(`the kill switch in chat (${dialectName})`, () => {
     expect(answer.message).not.toMatch(/@channel|https:\/\/evil|\]\(|~town/);
   });
 
+  it('a reason cut at its limit inside a character, or holding controls, still pauses and is recorded as text', async () => {
+    await setup();
+    const { jobId } = await requestJob(w);
+    // The 300th character is the first half of an emoji: the cut must not leave half a character.
+    const pause = w.post('chioma', `@clawbot pause ${'x'.repeat(299)}\u{1F600} and \u202ebidi\u0007`);
+    const answer = await answerTo(w, pause);
+    expect(answer.message).toContain('Work paused');
+    const state = await pauseState(w.d.db);
+    expect(state.paused).toBe(true);
+    expect(state.reason!.length).toBeLessThanOrEqual(300);
+    expect(state.reason).not.toMatch(/[\p{Cs}\p{Cc}\u202a-\u202e]/u);
+    expect(await pauses(jobId)).toEqual(['job_paused']);
+    const resume = w.post('chioma', '@clawbot resume \u202e\u0007');
+    expect((await answerTo(w, resume)).message).toContain('Work resumed');
+    expect(await pauses(jobId)).toEqual(['job_paused', 'job_resumed']);
+  });
+
   it('a pause on one replica holds on the other at once', async () => {
     const [a, c] = await setup(2);
     const { root, jobId } = await requestJob(w);
