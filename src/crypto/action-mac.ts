@@ -96,7 +96,7 @@ const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A button's `context`: the bound fields and their MAC. */
-export function signActionContext(secret: Uint8Array, claims: ActionClaims): Fields {
+export function signActionContext(secret: Uint8Array, claims: ActionClaims): Fields & { mac: string } {
   const fields = actionFields(claims);
   return { ...fields, mac: mac(secret, ACTION_PURPOSE, fields) };
 }

@@ -29,7 +29,9 @@ async function denyDialogFor(plan: { id: string }) {
   expect(click.status).toBe(200);
   const [opened] = openDialogs(w.sandbox, w.ids.chioma);
   expect(opened).toBeDefined();
-  return opened!;
+  const { state } = opened!.dialog;
+  expect(typeof state).toBe('string');
+  return { ...opened!, state: String(state) };
 }
 
 function submission(state: string, reason: unknown) {
@@ -56,7 +58,7 @@ describe('denying by button', () => {
     ]);
 
     // No reason: the dialog says so and nothing is recorded.
-    const empty = await submitDialog(w.sandbox, w.tokens.chioma, submission(dialog.dialog.state, '   '));
+    const empty = await submitDialog(w.sandbox, w.tokens.chioma, submission(dialog.state, '   '));
     expect(empty.body).toEqual({ errors: { reason: 'Say why the step is denied.' } });
     expect(await w.d.db.selectFrom('decisions').selectAll().where('job_id', '=', jobId).execute()).toEqual(
       [],
@@ -65,7 +67,7 @@ describe('denying by button', () => {
     const done = await submitDialog(
       w.sandbox,
       w.tokens.chioma,
-      submission(dialog.dialog.state, 'the summary goes to the wrong channel'),
+      submission(dialog.state, 'the summary goes to the wrong channel'),
     );
     expect(done).toEqual({ status: 200, body: {} });
     const denied = (await readChain(w.d.db, jobId))
@@ -84,7 +86,7 @@ describe('denying by button', () => {
     await eventually(() => actionsOn(w, plan.id).length === 0, 'buttons removed');
 
     // Submitting the same dialog again changes nothing: the step is decided.
-    const again = await submitDialog(w.sandbox, w.tokens.chioma, submission(dialog.dialog.state, 'twice'));
+    const again = await submitDialog(w.sandbox, w.tokens.chioma, submission(dialog.state, 'twice'));
     expect(again.body).toMatchObject({ error: expect.stringContaining('Not recorded') });
 
     const ended = await eventually(
@@ -121,7 +123,7 @@ describe('denying by button', () => {
     const { plan, jobId } = await requestJob(w);
     await buttonsShown(w, plan);
     const dialog = await denyDialogFor(plan);
-    const state = JSON.parse(dialog.dialog.state) as Record<string, string>;
+    const state = JSON.parse(dialog.state) as Record<string, string>;
     const job = await w.d.db.selectFrom('jobs').selectAll().where('id', '=', jobId).executeTakeFirstOrThrow();
     const claims = {
       job: jobId,
@@ -151,11 +153,7 @@ describe('denying by button', () => {
       expect(res.body, what).toEqual({ error: refused });
     }
     // Chioma's genuine state, submitted by Dmitri (Mattermost puts his id in user_id).
-    const borrowed = await submitDialog(
-      w.sandbox,
-      w.tokens.dmitri,
-      submission(dialog.dialog.state, 'borrowed'),
-    );
+    const borrowed = await submitDialog(w.sandbox, w.tokens.dmitri, submission(dialog.state, 'borrowed'));
     expect(borrowed.body).toEqual({
       error: 'This dialog was opened for someone else; nothing was recorded.',
     });
