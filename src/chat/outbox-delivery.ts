@@ -8,6 +8,7 @@ import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { type LeaseOwner, leaseOwner } from './lease-owner.js';
 import {
   bindJobThread,
+  holdLease,
   leaseDue,
   markDelivered,
   markFailed,
@@ -65,9 +66,15 @@ export class OutboxDelivery {
   private failures = 0;
   private readonly owner: LeaseOwner;
   private resumed = false;
+  /**
+   * How long a leased row is this process's. Longer than one request may take (the REST client
+   * gives up after 20 s), so a status edit, re-leased just before it is sent, lands within it.
+   */
+  private readonly leaseMs: number;
 
   constructor(private readonly opts: DeliveryOptions) {
     this.owner = opts.owner ?? leaseOwner({ exclusive: false });
+    this.leaseMs = opts.leaseMs ?? 30_000;
   }
 
   start(): void {
@@ -124,7 +131,7 @@ export class OutboxDelivery {
       const rows = await leaseDue(
         this.opts.db,
         this.opts.clock(),
-        this.opts.leaseMs ?? 30_000,
+        this.leaseMs,
         this.opts.batch ?? 20,
         this.owner.id,
       );
@@ -232,10 +239,13 @@ export class OutboxDelivery {
     }
     const props = JSON.stringify(now.props);
     if (now.message !== row.message || props !== row.props) {
-      await chat.patchPost(postId, {
-        message: await this.render(now.message),
-        props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! },
-      });
+      const message = await this.render(now.message);
+      // Naming people may have outlasted the lease: a newer state may have been sent since.
+      if (!(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))) {
+        this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
+        return;
+      }
+      await chat.patchPost(postId, { message, props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! } });
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
   }

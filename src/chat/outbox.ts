@@ -161,13 +161,37 @@ export async function releaseStatusWait(db: Db, jobId: number, postKey: string, 
 }
 
 /**
- * A status edit was sent (or found unneeded): what the post says now is remembered, and the
- * row is done unless the job changed again meanwhile (its version moved), in which case it is
- * released to be rendered and sent again.
+ * Whether this holder still has the row's lease, which is then extended by `leaseMs` from `at`.
+ * A status edit renders the job, then names people through Mattermost, which may be slow: if the
+ * lease ran out meanwhile, another replica may have taken the row and sent a newer state, so the
+ * older one must not be sent after it.
+ */
+export async function holdLease(
+  db: Db,
+  id: number,
+  owner: string,
+  at: Date,
+  leaseMs: number,
+): Promise<boolean> {
+  const held = await db
+    .updateTable('outbox')
+    .set({ lease_until: new Date(at.getTime() + leaseMs) })
+    .where('id', '=', id)
+    .where('lease_owner', '=', owner)
+    .where('lease_until', '>', at)
+    .executeTakeFirst();
+  return Number(held.numUpdatedRows) === 1;
+}
+
+/**
+ * A status edit was sent (or found unneeded) by the lease holder `owner`: what the post says now
+ * is remembered, and the row is done unless the job changed again meanwhile (its version moved),
+ * in which case it is released to be rendered and sent again. A holder whose lease was taken
+ * over records nothing: the post says what the new holder sent.
  */
 export async function markPatched(
   db: Db,
-  row: { id: number; version: number },
+  row: { id: number; version: number; lease_owner: string | null },
   applied: { message: string; props: string },
   postId: string,
   at: Date,
@@ -184,6 +208,7 @@ export async function markPatched(
       last_error: null,
     })
     .where('id', '=', row.id)
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
     .execute();
 }
 
