@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { claimToken, reportResult } from '../../src/jobs/agent-job-ops.js';
 import { statusPatchKey } from '../../src/chat/outbox.js';
+import { expireDueJobs } from '../../src/jobs/revoke-job.js';
 import { readChain } from '../../src/proofs/event-chain.js';
 import { redeemToken } from '../../src/tokens/token-lifecycle.js';
 import { agentApi, type AgentApi } from '../helpers/agent-api.js';
@@ -143,6 +144,73 @@ describe(`status post edges (${dialectName})`, () => {
     for (const k of answered) expect(posts.map((p) => `reply:${p.id}`)).toContain(k);
     const order = keys.filter((k) => !/^job:\d+:minted:(?!post-summary)/.test(k)).map(seqOf);
     expect(order).toEqual([...order].sort((x, y) => x - y));
+  });
+
+  it('shows a claimed step, then a DENY, and in another job a REVOKE, each in place', async () => {
+    const b = await setup();
+    const first = w.post(
+      'bruno',
+      '@clawbot run service-context service=payments-api query=q notify_channel=payments-oncall',
+    );
+    const plan = await answerTo(w, first);
+    const jobId = jobIdIn(plan);
+    const shown = () => w.sandbox.thread(first.id).find((p) => p.id === plan.id)!.message;
+    await claimToken(b.engine, { jobId, step: 'search-kb', agentId: OPS.executor });
+    await eventually(() => /\| `search-kb` .*▶️ claimed by the agent/.test(shown()), 'claimed');
+    w.post('dmitri', `DENY job:${jobId} step:${GATED} not today`, first.id);
+    await eventually(() => shown().includes('**Status: ❌ denied**'), 'denied');
+    expect(shown()).toMatch(/\| `post-summary` .*❌ denied by @dmitri/);
+    expect(shown()).toContain(`step \`${GATED}\` denied by @dmitri`);
+    expect(shown()).not.toContain(approve(jobId));
+
+    const second = w.post(
+      'farid',
+      '@clawbot run service-context service=payments-api query=q notify_channel=payments-oncall',
+    );
+    const plan2 = await answerTo(w, second);
+    const job2 = jobIdIn(plan2);
+    w.post('chioma', `REVOKE job:${job2} leaked`, second.id);
+    await eventually(
+      () =>
+        w.sandbox
+          .thread(second.id)
+          .find((p) => p.id === plan2.id)!
+          .message.includes('**Status: 🚫 revoked**'),
+      'revoked',
+    );
+    const text = w.sandbox.thread(second.id).find((p) => p.id === plan2.id)!.message;
+    expect(text).toMatch(/\| `search-kb` .*🚫 revoked/);
+    expect(text).toMatch(/\| `post-summary` .*🚫 revoked/);
+  });
+
+  it('shows an expired job in place, with its open steps expired', async () => {
+    const b = await setup();
+    const root = w.post(
+      'bruno',
+      '@clawbot run service-context service=payments-api query=q notify_channel=payments-oncall',
+    );
+    const plan = await answerTo(w, root);
+    const jobId = jobIdIn(plan);
+    w.post('alice', approve(jobId), root.id);
+    await botSays(w, root.id, 'Approval by @alice counted');
+    // Its deadline passes; the expiry sweep (as serve runs it) ends it.
+    await w.d.db
+      .updateTable('jobs')
+      .set({ expires_at: new Date(Date.now() - 1_000) })
+      .where('id', '=', jobId)
+      .execute();
+    expect((await expireDueJobs(b.engine)).map((x) => x.jobId)).toEqual([jobId]);
+    await eventually(
+      () =>
+        w.sandbox
+          .thread(root.id)
+          .find((p) => p.id === plan.id)!
+          .message.includes('**Status: ⌛ expired**'),
+      'expired',
+    );
+    const text = w.sandbox.thread(root.id).find((p) => p.id === plan.id)!.message;
+    expect(text).toMatch(/\| `post-summary` .*⌛ expired/);
+    expect(text).not.toContain(approve(jobId));
   });
 
   it('hostile text in params and results cannot put a mention, link or table row into the edited post', async () => {
