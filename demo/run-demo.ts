@@ -1,7 +1,15 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { OPS_WORKSPACE, seedOpsWorkspace, startSandbox } from '@claw-approvals/mattermost-sandbox';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import {
+  clickAction,
+  executeCommand,
+  OPS_WORKSPACE,
+  seedOpsWorkspace,
+  startSandbox,
+} from '@claw-approvals/mattermost-sandbox';
 import type { Logger } from 'pino';
 import { createAgent } from '../src/agents/agent-keys.js';
 import type { Config } from '../src/config.js';
@@ -42,12 +50,41 @@ export interface DemoOptions {
   keep?: boolean;
 }
 
+/** A port nobody listens on now, so PUBLIC_URL (which buttons call back to) is known before start. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/**
+ * The shipped policies, copied, with Approve/Deny buttons enabled in each one's
+ * `execution.approval_methods` (the shipped files leave them off: phrase only).
+ */
+async function policiesWithButtons(from: string, to: string): Promise<string> {
+  await fs.mkdir(to, { recursive: true });
+  for (const name of await fs.readdir(from)) {
+    const text = await fs.readFile(path.join(from, name), 'utf8');
+    const doc = name.endsWith('.json') ? (JSON.parse(text) as Record<string, unknown>) : null;
+    const execution = doc?.execution as Record<string, unknown> | undefined;
+    if (execution && doc?.policy_version === undefined) execution.approval_methods = ['phrase', 'button'];
+    await fs.writeFile(path.join(to, name), execution ? `${JSON.stringify(doc, null, 2)}\n` : text);
+  }
+  return to;
+}
+
 /**
  * The whole product on embedded defaults: a Mattermost-compatible sandbox seeded with the
  * workspace the shipped policies name, the bot and API on PGlite in a throwaway directory, and
- * a demo agent on the HTTP API. A requester asks for a runbook; an outsider and the requester
- * try to approve and are refused; two approvers from different groups approve; the CST is
- * minted, claimed and redeemed once; the agent reports; the bundle is sealed and verified.
+ * a demo agent on the HTTP API. A requester asks for a runbook; an outsider, and the requester
+ * by button, try to approve and are refused; one approver approves by phrase; the security
+ * group pauses all work (a click is refused) and resumes it; a second approver approves by
+ * button; the CST is minted, claimed and redeemed once; the agent reports; `/claw status`
+ * answers; the bundle is sealed and verified. The plan post changes in place all along.
  * It lives outside `src/` because the sandbox is a test tool the product never ships.
  */
 export async function runDemo(opts: DemoOptions): Promise<void> {
@@ -95,19 +132,33 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       issuedAt: new Date(),
     });
   };
+  const port = await freePort();
+  // The /claw slash command, registered as a system admin would, with the token we configure.
+  const commandToken = randomBytes(13).toString('hex');
   const config = {
     ...base,
     databaseUrl: null,
     dataDir,
-    port: 0,
+    port,
     host: '127.0.0.1',
+    publicUrl: `http://127.0.0.1:${port}`,
+    // Buttons: their MAC key, kept like the signing key, in the demo's own data directory.
+    actionSecretFile: path.join(dataDir, 'keys', 'action-secret'),
+    policiesDir: await policiesWithButtons(base.policiesDir, path.join(dataDir, 'policies')),
+    commandToken: { kind: 'value' as const, token: commandToken },
     mattermost: { url: sandbox.url, token: ws.botToken },
     signingKey: { kind: 'generated' as const, file: path.join(dataDir, 'keys', 'signing-key.jwk.json') },
     // The shipped policies require gateway receipts: a demo gateway signs one per step.
     gatewaySignerDids: [gateway.did],
   };
   const server = await startServer(config, log, { handleSignals: !!opts.keep });
-  server.engine.publicUrl = server.url;
+  sandbox.createCommand({
+    creator_id: ws.botUserId,
+    team_id: ws.team,
+    trigger: 'claw',
+    url: `${server.url}/v1/mattermost/command`,
+    token: commandToken,
+  });
   let agentStop = false;
   try {
     say(
@@ -222,17 +273,70 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     );
     const plan = await reply(root.id, 'Plan for job:');
     const jobId = Number(/^job:(\d+)$/.exec(String(plan.props.claw_job_id))?.[1]);
+    // The plan post is the job's status post: every version of its status line, as people saw it.
+    const statusPost = () => sandbox.thread(root.id).find((p) => p.id === plan.id);
+    const statusLines: string[] = [];
+    const statusNow = () => {
+      const now =
+        statusPost()
+          ?.message.split('\n')
+          .find((l) => l.startsWith('**Status:')) ?? '';
+      if (now && now !== statusLines.at(-1)) statusLines.push(now);
+      return now;
+    };
+    const watcher = setInterval(statusNow, 10);
+    const statusShows = (text: string) =>
+      until(`the status post to say "${text}"`, () => (statusNow().includes(text) ? true : undefined));
+    // Buttons come with the first edit, once the post exists (the post id is in their MAC).
+    const button = (label: string) =>
+      until(`the ${label} button`, () => {
+        const attachments = (statusPost()?.props.attachments ?? []) as {
+          actions?: { id: string; name: string }[];
+        }[];
+        return attachments.flatMap((a) => a.actions ?? []).find((a) => a.name === label);
+      });
+    const click = async (who: keyof typeof ws.tokens, label: string) => {
+      const before = sandbox.ephemeralPostsFor(ws.ids[who]).length;
+      const action = await button(label);
+      const answer = await clickAction(sandbox, ws.tokens[who], plan.id, action.id);
+      if (answer.status !== 200)
+        throw new AppError('ERR_INTERNAL', `demo: the click answered ${answer.status}`);
+      const shown = await until(
+        'the ephemeral answer to the click',
+        () => sandbox.ephemeralPostsFor(ws.ids[who])[before],
+      );
+      clicks.push(`   @${who} clicked "${label}" -> only they see: ${shown.message}`);
+    };
+    const clicks: string[] = [];
     const phrase = `APPROVE job:${jobId} step:${STEP}`;
     post('outsider', phrase, root.id);
     await reply(root.id, '@outsider not counted');
-    post('bruno', phrase, root.id);
-    await reply(root.id, '@bruno not counted');
+    await click('bruno', `Approve ${STEP}`);
     post('alice', phrase, root.id);
     await reply(root.id, 'Approval by @alice counted');
+    await statusShows('waiting for approval');
+    post('erin', '@clawbot pause incident INC-7: checking the payments gateway', root.id);
+    await reply(root.id, 'Work paused');
+    await statusShows('paused');
+    // Paused, the buttons are gone and a typed approval is refused (and recorded as refused).
     post('chioma', phrase, root.id);
+    await reply(root.id, '@chioma not counted: work is paused');
+    post('erin', '@clawbot resume gateway is fine', root.id);
+    await reply(root.id, 'Work resumed');
+    await statusShows('waiting for approval');
+    await click('chioma', `Approve ${STEP}`);
     await reply(root.id, 'approved by');
+    const status = await executeCommand(sandbox, ws.tokens.dmitri, {
+      channel_id: ws.channel,
+      team_id: ws.team,
+      command: `/claw status job:${jobId}`,
+    });
+    const statusAnswer = String(
+      (status.body as { text?: string } | undefined)?.text ?? `HTTP ${status.status}`,
+    );
     const printThread = () => {
-      say(`\n3. The thread in ~ops-requests, as people read it:\n`);
+      clearInterval(watcher);
+      say(`\n3. The thread in ~ops-requests, as people read it (the plan post as it reads now):\n`);
       for (const p of sandbox.thread(root.id)) {
         const who = sandbox.getUser(p.user_id)?.username ?? p.user_id;
         const reactions = sandbox.reactionsOn(p.id).map((r) => `:${r.emoji_name}:`);
@@ -242,7 +346,13 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         for (const line of p.message.split('\n')) say(`      ${line}`);
         say('');
       }
-      say('4. The demo agent, over the HTTP API:');
+      say('   The plan post, edited in place as the job moved (each version of its status line):');
+      for (const l of statusLines) say(`      ${l}`);
+      say('\n   Buttons, answered to the clicker alone:');
+      for (const l of clicks) say(l);
+      say(`\n   @dmitri typed /claw status job:${jobId} -> only he sees:`);
+      for (const l of statusAnswer.split('\n').slice(0, 6)) say(`      ${l}`);
+      say('\n4. The demo agent, over the HTTP API:');
       for (const l of agentLog) say(l);
       say(`   second redeem of the ${STEP} token -> ${replayAnswer || '(not reached)'}`);
     };
@@ -252,6 +362,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     });
     agentStop = true;
     await agent;
+    await statusShows('completed');
     printThread();
 
     const bundleId = String(ended.props.claw_bundle_id);

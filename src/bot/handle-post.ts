@@ -43,7 +43,13 @@ export interface HandlerDeps {
 export type Handled =
   | { outcome: 'ignored'; why: string }
   | { outcome: 'duplicate' }
-  | { outcome: 'handled'; action: string; jobId: number | null };
+  | {
+      outcome: 'handled';
+      action: string;
+      jobId: number | null;
+      /** Other jobs the post changed (a pause touches every open job): their waiters are woken too. */
+      alsoChanged?: number[];
+    };
 
 interface Seen {
   edit_at: number;
@@ -219,7 +225,10 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
     }
     return act(deps, trx, post, intent, replies, at);
   });
-  if (result.outcome === 'handled' && result.jobId !== null) engine.notifier.changed(result.jobId);
+  if (result.outcome === 'handled') {
+    if (result.jobId !== null) engine.notifier.changed(result.jobId);
+    for (const id of result.alsoChanged ?? []) engine.notifier.changed(id);
+  }
   return result;
 }
 
@@ -481,7 +490,12 @@ async function pauseOrResume(
     pauseMessage(cmd.kind, post.user_id, cmd.reason, change.changed, change.jobs.length),
     null,
   );
-  return { outcome: 'handled', action: change.changed ? cmd.kind : `${cmd.kind}:unchanged`, jobId: null };
+  return {
+    outcome: 'handled',
+    action: change.changed ? cmd.kind : `${cmd.kind}:unchanged`,
+    jobId: null,
+    alsoChanged: change.jobs,
+  };
 }
 
 async function run(

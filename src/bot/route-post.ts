@@ -71,6 +71,9 @@ export function parseParams(words: string): { params: Record<string, string>; pr
   return { params, problems };
 }
 
+/** The first `max` characters of `text`, never half of one (a cut inside an emoji would not be text). */
+const firstChars = (text: string, max: number) => Array.from(text).slice(0, max).join('');
+
 export function parseMention(rest: string): BotCommand {
   const text = rest.trim();
   const [verb, ...words] = text.split(/\s+/);
@@ -86,10 +89,10 @@ export function parseMention(rest: string): BotCommand {
     case 'status':
       return { kind: 'status', jobId: jobRef(words[0]) };
     case 'cancel':
-      return { kind: 'cancel', jobId: jobRef(words[0]), reason: words.slice(1).join(' ').slice(0, 300) };
+      return { kind: 'cancel', jobId: jobRef(words[0]), reason: firstChars(words.slice(1).join(' '), 300) };
     case 'pause':
     case 'resume':
-      return { kind: verb!.toLowerCase() as 'pause' | 'resume', reason: words.join(' ').slice(0, 300) };
+      return { kind: verb!.toLowerCase() as 'pause' | 'resume', reason: firstChars(words.join(' '), 300) };
     case 'help':
     case '':
       return { kind: 'help' };

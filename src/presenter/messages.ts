@@ -409,10 +409,11 @@ export function pauseMessage(
 ): string {
   if (!changed) return `Work is already ${kind === 'pause' ? 'paused' : 'running'}; nothing changed.`;
   const why = reason ? `: ${line(reason)}` : '';
-  const jobs = `${openJobs} open job${openJobs === 1 ? '' : 's'}`;
+  const one = openJobs === 1;
+  const jobs = `${openJobs} open job${one ? '' : 's'}`;
   return kind === 'pause'
-    ? `:double_vertical_bar: **Work paused** by ${mention(userId)}${why}. No job is requested, no approval counts and no token is minted, claimed or redeemed until the security group says \`resume\`. ${jobs} stay pending; a DENY, REVOKE or cancel still works.`
-    : `:arrow_forward: **Work resumed** by ${mention(userId)}${why}. ${jobs} go on where they were.`;
+    ? `:double_vertical_bar: **Work paused** by ${mention(userId)}${why}. No job is requested, no approval counts and no token is minted, claimed or redeemed until the security group says \`resume\`. ${jobs} ${one ? 'stays' : 'stay'} pending; a DENY, REVOKE or cancel still works.`
+    : `:arrow_forward: **Work resumed** by ${mention(userId)}${why}. ${jobs} ${one ? 'goes' : 'go'} on where ${one ? 'it was' : 'they were'}.`;
 }
 
 export function helpMessage(botName: string): string {

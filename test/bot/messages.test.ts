@@ -17,6 +17,7 @@ import {
 } from '../../src/presenter/messages.js';
 import { MENTION_TOKEN } from '../../src/chat/mention-token.js';
 import { planMessage, type PlanPostInput } from '../helpers/plan-board.js';
+import { BIDI, liveMarkup } from '../helpers/live-markup.js';
 import type { JobView } from '../../src/jobs/job-view.js';
 import type { ClassifiedStep } from '../../src/jobs/plan.js';
 import type { ApprovalRule } from '../../src/policy/types.js';
@@ -24,7 +25,6 @@ import type { ApprovalRule } from '../../src/policy/types.js';
 const ALICE = 'fn5tnqd3rq1k6a6rjes4egzp8n';
 const BRUNO = 'f9g6ejxi8rtawyzhfgrt6tynuc';
 const PUBLIC = 'https://claw.example.test';
-const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
 
 /** Pieces attackers use, so generated strings hit them far more often than random text would. */
 const HOSTILE_PIECES = [
@@ -70,29 +70,6 @@ const hostile = fc.oneof(
   fc.array(fc.constantFrom(...HOSTILE_PIECES), { maxLength: 24 }).map((p) => p.join('')),
   fc.string({ unit: 'binary', maxLength: 120 }),
 );
-
-/**
- * Everything in `text` that Mattermost (or the delivery's name rendering) would act on in the
- * bot's voice: bidi controls, mentions, autolinks, markdown links and images, channel links.
- * `<@id>` tokens of `ours` are the bot's own names for people and are allowed.
- */
-function liveMarkup(text: string, ours: readonly string[] = []): string[] {
-  const found: string[] = [];
-  if (BIDI.test(text)) found.push('bidi control');
-  for (const m of text.matchAll(MENTION_TOKEN)) if (!ours.includes(m[1]!)) found.push(`name token ${m[0]}`);
-  const rest = text.replace(MENTION_TOKEN, '');
-  const checks: [RegExp, string][] = [
-    [/@(?!\u200b)/u, 'mention'],
-    [/~(?!\u200b)/u, 'channel link'],
-    [/www\./iu, 'www autolink'],
-    [/\]\(/u, 'markdown link or image'],
-  ];
-  for (const [re, what] of checks) if (re.test(rest)) found.push(what);
-  // The only scheme links are the bot's own (its public URL).
-  for (const m of rest.matchAll(/[a-z]+:\/\/\S*/giu))
-    if (!m[0].startsWith(`${PUBLIC}/`)) found.push(`link ${m[0]}`);
-  return found;
-}
 
 describe('inert: text from others cannot act in the bot’s voice (property)', () => {
   it('no mention, link, image, channel link or bidi control survives, and nothing else changes', () => {
