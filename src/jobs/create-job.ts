@@ -6,12 +6,11 @@ import { missionId, stepScope, tokenScopeHash } from '../tokens/cst-claims.js';
 import { tryMintStep } from '../tokens/mint-step-token.js';
 import type { Db } from '../db/database.js';
 import { type EngineContext, inTransaction, publish } from './context.js';
-import type { MintedToken } from './job-events.js';
+import type { CreatedJob, MintedToken } from './job-events.js';
 import { jobSteps } from './job-repository.js';
 import { assertNotPaused } from './kill-switch.js';
 import {
   type ArgValue,
-  type ClassifiedStep,
   classifyPlan,
   expandRunbook,
   type Plan,
@@ -32,17 +31,6 @@ export interface CreateJobInput {
   /** Either a runbook of the channel's policy with its params, or (API only) explicit steps. */
   runbook?: { name: string; params: Record<string, unknown> };
   steps?: Plan;
-}
-
-export interface CreatedJob {
-  jobId: number;
-  policyName: string;
-  policyHash: string;
-  planHash: string;
-  executor: string;
-  expiresAt: Date;
-  steps: ClassifiedStep[];
-  minted: MintedToken[];
 }
 
 /**

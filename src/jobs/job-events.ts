@@ -28,8 +28,8 @@ export interface JobEnded {
   bundleId: string;
 }
 
-/** A new job's plan, with who asked for it and what was minted at once. */
-export interface PlannedJob {
+/** What a job's creation decided: its policy, plan, deadline, classified steps and the tokens minted at once. */
+export interface CreatedJob {
   jobId: number;
   policyName: string;
   policyHash: string;
@@ -38,6 +38,10 @@ export interface PlannedJob {
   expiresAt: Date;
   steps: ClassifiedStep[];
   minted: MintedToken[];
+}
+
+/** A new job's plan, with who asked for it. */
+export interface PlannedJob extends CreatedJob {
   requesterId: string;
   /** The policy runbook the plan was expanded from; null for steps an agent submitted. */
   runbook: string | null;

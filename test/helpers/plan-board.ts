@@ -1,4 +1,4 @@
-import type { CreatedJob } from '../../src/jobs/create-job.js';
+import type { CreatedJob } from '../../src/jobs/job-events.js';
 import { type ChainEvent, boardOf, statusBoardMessage } from '../../src/presenter/status-board.js';
 
 /** A job just created, as the tests describe it: what its `job_created` event would record. */

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
-import { decideStep, type DecisionOutcome } from '../../approvals/record-decision.js';
+import { type ButtonClick, decideStep, type DecisionOutcome } from '../../approvals/record-decision.js';
 import type { ChatPort } from '../../chat/chat-port.js';
 import {
   type ActionClaims,
@@ -140,12 +140,7 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
         return { ephemeral_text: NOT_VERIFIED };
       }
       if (claims.action === 'deny') return openDenyDialog(req.log, claims, body);
-      const button = {
-        postId: claims.postId,
-        channelId: body.channel_id,
-        planHash: claims.planHash,
-        policyHash: claims.policyHash,
-      };
+      const button = buttonClick(claims, body.channel_id);
       const outcome = await decided(req.log, () =>
         decideStep(engine, {
           kind: 'approve',
@@ -223,12 +218,7 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
       const reason = typeof raw === 'string' ? raw.trim() : '';
       if (reason === '') return { errors: { reason: 'Say why the step is denied.' } };
       if (reason.length > REASON_MAX) return { errors: { reason: `At most ${REASON_MAX} characters.` } };
-      const button = {
-        postId: claims.postId,
-        channelId: body.channel_id,
-        planHash: claims.planHash,
-        policyHash: claims.policyHash,
-      };
+      const button = buttonClick(claims, body.channel_id);
       const outcome = await decided(req.log, () =>
         decideStep(engine, {
           kind: 'deny',
@@ -263,4 +253,12 @@ async function decided(
     log.error({ err }, 'button decision failed');
     return null;
   }
+}
+
+/** The click as the engine checks it: what the MAC bound, and the channel the callback names. */
+function buttonClick(
+  claims: { postId: string; planHash: string; policyHash: string },
+  channelId: string,
+): ButtonClick {
+  return { postId: claims.postId, channelId, planHash: claims.planHash, policyHash: claims.policyHash };
 }
