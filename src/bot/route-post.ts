@@ -5,7 +5,7 @@
  */
 import { type Command, MAX_COMMAND_LENGTH, parseCommand } from '../approvals/parse-command.js';
 import type { ChatPost } from '../chat/chat-port.js';
-import { code } from '../presenter/messages.js';
+import { code, cut } from '../presenter/messages.js';
 
 export type BotCommand =
   | { kind: 'run'; runbook: string; params: Record<string, string>; problems: string[] }
@@ -71,9 +71,6 @@ export function parseParams(words: string): { params: Record<string, string>; pr
   return { params, problems };
 }
 
-/** The first `max` characters of `text`, never half of one (a cut inside an emoji would not be text). */
-const firstChars = (text: string, max: number) => Array.from(text).slice(0, max).join('');
-
 export function parseMention(rest: string): BotCommand {
   const text = rest.trim();
   const [verb, ...words] = text.split(/\s+/);
@@ -89,10 +86,10 @@ export function parseMention(rest: string): BotCommand {
     case 'status':
       return { kind: 'status', jobId: jobRef(words[0]) };
     case 'cancel':
-      return { kind: 'cancel', jobId: jobRef(words[0]), reason: firstChars(words.slice(1).join(' '), 300) };
+      return { kind: 'cancel', jobId: jobRef(words[0]), reason: cut(words.slice(1).join(' '), 300) };
     case 'pause':
     case 'resume':
-      return { kind: verb!.toLowerCase() as 'pause' | 'resume', reason: firstChars(words.join(' '), 300) };
+      return { kind: verb!.toLowerCase() as 'pause' | 'resume', reason: cut(words.join(' '), 300) };
     case 'help':
     case '':
       return { kind: 'help' };

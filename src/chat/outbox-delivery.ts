@@ -17,6 +17,7 @@ import {
   planPostKey,
   releaseLeasesOfGone,
   releaseStatusWait,
+  statusPropsDigest,
 } from './outbox.js';
 
 /** A job's status post as it should read now; null when there is nothing to show. */
@@ -237,7 +238,7 @@ export class OutboxDelivery {
       await markDelivered(db, row.id, postId, at);
       return;
     }
-    const props = JSON.stringify(now.props);
+    const props = statusPropsDigest(now.props);
     if (now.message !== row.message || props !== row.props) {
       const message = await this.render(now.message);
       // Naming people may have outlasted the lease: a newer state may have been sent since.

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { sha256B64u } from '../crypto/hash.js';
 import type { Db } from '../db/database.js';
 import type { OutboxRow } from '../db/schema.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -88,6 +89,15 @@ export async function enqueueReaction(
 }
 
 /**
+ * What a patch row remembers of the props the status post carries: their SHA-256, never the
+ * props themselves, which hold each button's signed context. Stored, a context would let anyone
+ * who reads the database present a click as any approver; only Mattermost may hold it.
+ */
+export function statusPropsDigest(props: Record<string, unknown>): string {
+  return `sha256:${sha256B64u(JSON.stringify(props))}`;
+}
+
+/**
  * The job's status post must show its current state: the job's patch row is (re-)armed. There
  * is one such row per job; each change bumps its version, and delivery renders the state as it
  * is when it sends, so edits coalesce (the latest state wins) and are never applied out of order.
@@ -141,7 +151,7 @@ function statusRow(
     channel_id: job.channel_id,
     target_key: statusPostKey(job),
     message: applied?.message ?? null,
-    props: applied ? JSON.stringify(applied.props) : null,
+    props: applied ? statusPropsDigest(applied.props) : null,
     created_at: at,
     next_attempt_at: at,
     delivered_at: applied ? at : null,

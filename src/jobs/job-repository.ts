@@ -1,13 +1,18 @@
 import type { Db } from '../db/database.js';
 import type { JobRow, JobStepRow, StepStatus } from '../db/schema.js';
 import type { ApprovalRule } from '../policy/types.js';
+import { holdKillSwitch } from './kill-switch.js';
 import type { Plan } from './plan.js';
 
 /**
  * Reads a job and takes its row lock for the rest of the transaction: every decision about a
  * job starts here, so decisions on one job are serialized. Undefined when there is no such job.
+ * The kill switch's row is share-locked first: a pause locks the switch, then every open job,
+ * so taking them in the same order means a pause and a decision wait for each other and never
+ * deadlock (the decision then reads the switch as it stands, without waiting again).
  */
 export async function lockJob(trx: Db, jobId: number): Promise<JobRow | undefined> {
+  await holdKillSwitch(trx);
   return trx.selectFrom('jobs').selectAll().where('id', '=', jobId).forUpdate().executeTakeFirst();
 }
 

@@ -46,6 +46,14 @@ export function pauseState(db: Db, lock: 'share' | null = null): Promise<PauseSt
   return readState(db, lock);
 }
 
+/**
+ * Share-locks the switch for the rest of this transaction, before any job row is locked (see
+ * `lockJob`): the lock order every deciding transaction and `setPaused` follow.
+ */
+export async function holdKillSwitch(trx: Db): Promise<void> {
+  await trx.selectFrom('kill_switch').select('id').where('id', '=', 1).forShare().execute();
+}
+
 /** Whether work is paused, holding the state for the rest of this deciding transaction. */
 export async function isPaused(trx: Db): Promise<boolean> {
   return (await readState(trx, 'share')).paused;

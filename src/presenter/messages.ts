@@ -5,6 +5,7 @@
  */
 import { mention } from '../chat/mention-token.js';
 import { jcsHashB64u } from '../crypto/hash.js';
+import type { JobStatus } from '../db/schema.js';
 import type { JobEnded, MintedToken } from '../jobs/job-events.js';
 import type { JobView } from '../jobs/job-view.js';
 
@@ -319,12 +320,14 @@ export function withdrawnMessage(jobId: number, step: string, userId: string, wh
 }
 
 /**
- * The engine's reason for a denied job names the approver by id (`step s denied by <id>`): the
- * post names them by name. A job ends as `denied` only through a DENY, so the reason has that form.
+ * Why a job ended, as the bot says it: inert, and as a code span, since it may carry someone's
+ * words (a cancel or revoke reason) and must not render as the bot's own emphasis or status line.
+ * The engine's reason for a denied job names the approver by id: the post names them by name. A
+ * job ends as `denied` only through a DENY, so the reason has that form.
  */
-function endReason(ended: JobEnded): string {
-  const m = ended.status === 'denied' ? /^step (\S+) denied by ([a-z0-9]{26})$/.exec(ended.reason) : null;
-  return m ? `step \`${m[1]}\` denied by ${mention(m[2]!)}` : line(ended.reason);
+export function endReasonText(status: JobStatus, reason: string): string {
+  const m = status === 'denied' ? /^step (\S+) denied by ([a-z0-9]{26})$/.exec(reason) : null;
+  return m ? `step \`${m[1]}\` denied by ${mention(m[2]!)}` : code(reason);
 }
 
 /**
@@ -339,7 +342,7 @@ export function endedMessage(
 ): string {
   const link = bundleUrl(publicUrl, ended.bundleId);
   return [
-    `**job:${ended.jobId} ${ended.status}** — ${endReason(ended)}`,
+    `**job:${ended.jobId} ${ended.status}** — ${endReasonText(ended.status, ended.reason)}`,
     `Proof bundle \`${ended.bundleId}\`${link ? ` · ${link}` : ''}`,
     verifyLine(ended.bundleId, publicUrl, gatewaySigners),
   ].join('\n');

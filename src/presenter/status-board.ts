@@ -13,7 +13,7 @@ import {
   bundleUrl,
   cell,
   code,
-  line,
+  endReasonText,
   MATTERMOST_POST_LIMIT,
   planUrl,
   POST_BUDGET,
@@ -268,22 +268,13 @@ function statusLine(b: Board, publicUrl: string | null): string {
   if (b.ended) {
     const link = b.ended.bundleId ? bundleUrl(publicUrl, b.ended.bundleId) : null;
     const bundle = b.ended.bundleId ? ` · proof bundle \`${b.ended.bundleId}\`${link ? ` ${link}` : ''}` : '';
-    return `**Status: ${ENDED[b.ended.status]}** — ${endReason(b.ended.status, b.ended.reason)}${bundle}`;
+    return `**Status: ${ENDED[b.ended.status]}** — ${endReasonText(b.ended.status, b.ended.reason)}${bundle}`;
   }
   if (b.paused)
-    return `**Status: ⏸️ paused** by ${mention(b.paused.by)}${b.paused.reason ? `: ${line(b.paused.reason)}` : ''} — no approval counts and nothing is minted until work is resumed.`;
+    return `**Status: ⏸️ paused** by ${mention(b.paused.by)}${b.paused.reason ? `: ${code(b.paused.reason)}` : ''} — no approval counts and nothing is minted until work is resumed.`;
   if (!b.confirmed) return `**Status: ⏳ waiting for ${mention(b.requesterId)} to confirm the job**`;
   const waiting = b.steps.some((s) => s.state === 'awaiting' && s.gate === 'gated');
   return waiting ? '**Status: ⏳ waiting for approval**' : '**Status: ▶️ running**';
-}
-
-/**
- * Why the job ended, made inert. The engine's reason for a denied job names the approver by id:
- * the post names them by name.
- */
-function endReason(status: JobStatus, reason: string): string {
-  const m = status === 'denied' ? /^step (\S+) denied by ([a-z0-9]{26})$/.exec(reason) : null;
-  return m ? `step \`${m[1]}\` denied by ${mention(m[2]!)}` : line(reason);
 }
 
 /**

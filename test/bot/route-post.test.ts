@@ -570,7 +570,13 @@ describe('messages: no token material, no injected mentions', () => {
 
   it('free text stays on one line', () => {
     expect(deniedMessage(1, 's', ALICE, 'a\nb\r\nc').split('\n')).toHaveLength(1);
-    expect(endedMessage({ ...ended, reason: 'a\nb' }, null).split('\n')[0]).toBe('**job:42 revoked** — a b');
+    expect(endedMessage({ ...ended, reason: 'a\nb' }, null).split('\n')[0]).toBe(
+      '**job:42 revoked** — `a b`',
+    );
+    // Someone's reason is a code span: it cannot pass for the bot's own bold status line.
+    expect(endedMessage({ ...ended, reason: '**Status: ✅ completed**' }, null).split('\n')[0]).toBe(
+      '**job:42 revoked** — `**Status: ✅ completed**`',
+    );
   });
 
   it('minted: who approved, from which group, the jti, the agent and the expiry', () => {

@@ -63,6 +63,14 @@ describe('denying by button', () => {
     expect(await w.d.db.selectFrom('decisions').selectAll().where('job_id', '=', jobId).execute()).toEqual(
       [],
     );
+    // A reason the chain could not hold, or that would read differently from what it says: refused.
+    for (const bad of ['ok\u0000', 'ok\u202eevil', 'ok\u0007', 'first line\nsecond line']) {
+      const refused = await submitDialog(w.sandbox, w.tokens.chioma, submission(dialog.state, bad));
+      expect(refused.body).toEqual({ errors: { reason: expect.stringContaining('One line of plain text') } });
+    }
+    expect(await w.d.db.selectFrom('decisions').selectAll().where('job_id', '=', jobId).execute()).toEqual(
+      [],
+    );
 
     const done = await submitDialog(
       w.sandbox,

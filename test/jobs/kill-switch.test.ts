@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import { claimToken } from '../../src/jobs/agent-job-ops.js';
+import { lockJob } from '../../src/jobs/job-repository.js';
 import { pauseState, setPaused } from '../../src/jobs/kill-switch.js';
 import { readChain } from '../../src/proofs/event-chain.js';
 import { introspectToken } from '../../src/tokens/token-lifecycle.js';
@@ -96,5 +97,32 @@ describe('the kill switch (engine)', () => {
     const paused = chain.indexOf('job_paused');
     if (approval.code === 'APPROVAL_COUNTED') expect(chain.indexOf('approval_recorded')).toBeLessThan(paused);
     else expect(approval.code).toBe('ERR_PAUSED');
+  });
+
+  it('a pause arriving while a decision holds the job waits for it: no deadlock, the pause is never lost', async () => {
+    e = await createTestEngine();
+    const { ctx } = e;
+    const job = await opsJob(ctx);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // What every deciding transaction does: lock the job, then (deciding) read the switch.
+    const decision = ctx.db.transaction().execute(async (trx) => {
+      await lockJob(trx, job.jobId);
+      await sleep(300); // meanwhile the pause asks for the switch and every open job
+      return decideStep(
+        ctx,
+        { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice },
+        trx,
+      );
+    });
+    await sleep(100);
+    const pause = setPaused(ctx, { paused: true, actor: SECURITY, reason: 'incident' });
+    const [decided, paused] = await Promise.all([decision, pause]);
+    expect(paused.changed).toBe(true);
+    expect((await pauseState(ctx.db)).paused).toBe(true);
+    const chain = (await readChain(ctx.db, job.jobId)).map((ev) => ev.event_type);
+    // Whichever got the switch first: the approval counted before the pause, or was refused by it.
+    if (decided.code === 'APPROVAL_COUNTED')
+      expect(chain.indexOf('approval_recorded')).toBeLessThan(chain.indexOf('job_paused'));
+    else expect(decided.code).toBe('ERR_PAUSED');
   });
 });

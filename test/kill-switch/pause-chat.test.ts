@@ -85,7 +85,7 @@ describe(`the kill switch in chat (${dialectName})`, () => {
       reason: 'incident 7',
     });
     await eventually(
-      () => postText(root.id, plan.id).includes('**Status: ⏸️ paused** by @chioma: incident 7'),
+      () => postText(root.id, plan.id).includes('**Status: ⏸️ paused** by @chioma: `incident 7`'),
       'the status post says paused',
     );
 

@@ -8,6 +8,7 @@ import {
   verifyDialogState,
 } from '../../crypto/action-mac.js';
 import type { EngineContext } from '../../jobs/context.js';
+import { hasUnsafeText } from '../../jobs/plan.js';
 import { ACTIONS_PATH } from '../../presenter/chat-presenter.js';
 
 /** Where Mattermost sends a deny dialog's submission, below the server's public URL. */
@@ -218,6 +219,11 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
       const reason = typeof raw === 'string' ? raw.trim() : '';
       if (reason === '') return { errors: { reason: 'Say why the step is denied.' } };
       if (reason.length > REASON_MAX) return { errors: { reason: `At most ${REASON_MAX} characters.` } };
+      // The reason goes into the chain and the thread: one line of plain text, as a typed DENY's.
+      if (hasUnsafeText(reason))
+        return {
+          errors: { reason: 'One line of plain text: no line breaks, control or direction characters.' },
+        };
       const button = buttonClick(claims, body.channel_id);
       const outcome = await decided(req.log, () =>
         decideStep(engine, {
