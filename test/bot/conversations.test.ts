@@ -477,7 +477,7 @@ describe('cancel and REVOKE', () => {
     const cancel = say('bruno', `@clawbot cancel job:${jobId} wrong service`, root.id);
     await eventually(() => reacted(w, cancel.id, 'white_check_mark'), 'reaction on the cancel');
     const ended = await expectEnded(root.id, jobId, 'cancelled');
-    expect(ended.message.split('\n')[0]).toBe(`**job:${jobId} cancelled** — wrong service`);
+    expect(ended.message.split('\n')[0]).toBe(`**job:${jobId} cancelled** — \`wrong service\``);
     expect(await decisionsOn(w, cancel.id)).toMatchObject([
       { outcome: 'accepted', reason_code: 'JOB_CANCELLED', kind: 'cancel', reason: 'wrong service' },
     ]);
