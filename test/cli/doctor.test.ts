@@ -260,6 +260,28 @@ describe('claw-approvals doctor, against the sandbox', () => {
     }
   });
 
+  it("names an action secret (the buttons' MAC key) others can read", async () => {
+    const env = await goodEnv();
+    const secret = path.join(env.DATA_DIR!, 'keys', 'action-secret');
+    // Absent: serve creates it; doctor only says so.
+    const before = await doctor(env);
+    expect(before.report.findings).toContainEqual(
+      expect.objectContaining({ check: 'files', status: 'note', message: expect.stringContaining(secret) }),
+    );
+    await fs.writeFile(secret, 'x'.repeat(43), { mode: 0o644 });
+    await fs.chmod(secret, 0o644);
+    const { code, report } = await doctor(env);
+    expect(code).toBe(1);
+    expect(problems(report)).toEqual([
+      {
+        check: 'files',
+        status: 'problem',
+        message: `the action secret (buttons) ${secret} is open to group or others (mode 644)`,
+        fix: `chmod 600 ${secret}`,
+      },
+    ]);
+  });
+
   it('names a bot that is not in a channel the policy serves', async () => {
     const env = await goodEnv();
     sandbox.removeChannelMember(APPROVALS, seed.botUserId);

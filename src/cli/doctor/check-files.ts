@@ -18,7 +18,8 @@ const octal = (mode: number) => (mode & 0o777).toString(8).padStart(3, '0');
 
 /**
  * Who else may read or change the files that hold secrets and trust: the signing key, the
- * retired keys, the pin heads, DATA_DIR, and a `.env` (it holds MATTERMOST_TOKEN).
+ * buttons' action secret, the retired keys, the pin heads, DATA_DIR, and a `.env` (it holds
+ * MATTERMOST_TOKEN).
  */
 export async function checkFiles(config: Config, cwd: string): Promise<Finding[]> {
   const findings: Finding[] = [];
@@ -68,6 +69,17 @@ export async function checkFiles(config: Config, cwd: string): Promise<Finding[]
             `SIGNING_KEY_FILE ${key.file} does not exist`,
             'point SIGNING_KEY_FILE at the key file, or unset it',
           ),
+    );
+  }
+  // The buttons' MAC key (only with an explicit PUBLIC_URL): whoever reads it can forge a click.
+  if (config.actionSecretFile) {
+    await secret(
+      config.actionSecretFile,
+      'the action secret (buttons)',
+      note(
+        'files',
+        `the action secret ${config.actionSecretFile} does not exist yet: serve creates it (mode 0600) on first start; replicas must share one file (ACTION_SECRET_FILE)`,
+      ),
     );
   }
   await notWritable(config.retiredKeysFile, 'the retired keys file', `chmod 644 ${config.retiredKeysFile}`);
