@@ -54,6 +54,10 @@ const envSchema = z
       emptyToUndefined,
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
+    METRICS_TOKEN: z.preprocess(
+      emptyToUndefined,
+      z.string().min(32, 'must be at least 32 characters').optional(),
+    ),
     SIGNING_KEY_FILE: optionalString,
     ACTION_SECRET_FILE: optionalString,
     MATTERMOST_COMMAND_TOKEN: z.preprocess(
@@ -132,6 +136,8 @@ export interface Config {
   policiesDir: string;
   logLevel: LogLevel;
   adminToken: string | null;
+  /** Bearer token `/metrics` asks for; null: `/metrics` is open (bind it to a private address). */
+  metricsToken: string | null;
   signingKey:
     { kind: 'generated'; file: string } | { kind: 'file'; file: string } | { kind: 'jwk'; jwk: string };
   /** Public keys rotated out, still trusted for verification and published in JWKS; beside the key file. */
@@ -191,6 +197,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     policiesDir: path.resolve(cwd, e.POLICIES_DIR),
     logLevel: e.LOG_LEVEL,
     adminToken: e.ADMIN_TOKEN ?? null,
+    metricsToken: e.METRICS_TOKEN ?? null,
     signingKey: e.SIGNING_KEY_JWK
       ? { kind: 'jwk', jwk: e.SIGNING_KEY_JWK }
       : e.SIGNING_KEY_FILE
@@ -225,6 +232,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
 export function configSecrets(config: Config): string[] {
   return [
     ...(config.adminToken ? [config.adminToken] : []),
+    ...(config.metricsToken ? [config.metricsToken] : []),
     ...(config.mattermost ? [config.mattermost.token] : []),
     ...(config.commandToken?.kind === 'value' ? [config.commandToken.token] : []),
     ...(config.databaseUrl ? databaseUrlSecrets(config.databaseUrl) : []),
