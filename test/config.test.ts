@@ -15,6 +15,7 @@ describe('loadConfig', () => {
       policiesDir: '/srv/app/policies',
       logLevel: 'info',
       adminToken: null,
+      metricsToken: null,
       signingKey: { kind: 'generated', file: path.join('/srv/app/data', 'keys', 'signing-key.jwk.json') },
       retiredKeysFile: path.join('/srv/app/data', 'keys', 'retired.jwks.json'),
       gatewaySignerDids: [],
