@@ -1,3 +1,4 @@
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { databaseUrlSecrets } from './db/database.js';
@@ -7,6 +8,23 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
+
+/**
+ * The secret settings. Each may instead be given as `<KEY>_FILE`, the path of a file holding
+ * the value (a Docker or Kubernetes secret, a systemd credential), which `loadConfig` reads
+ * once and validates exactly as it would the value itself.
+ */
+export const FILE_SECRET_KEYS = [
+  'ADMIN_TOKEN',
+  'METRICS_TOKEN',
+  'MATTERMOST_TOKEN',
+  'MATTERMOST_COMMAND_TOKEN',
+  'DATABASE_URL',
+  'SIGNING_KEY_JWK',
+] as const;
+
+/** A secret file is a token, a URL or a JWK: anything larger is a wrong path, not a secret. */
+export const MAX_SECRET_FILE_BYTES = 64 * 1024;
 
 const httpUrl = z
   .string()
@@ -23,6 +41,7 @@ const envSchema = z
       emptyToUndefined,
       z.string().regex(/^\S+$/, 'must not contain whitespace').optional(),
     ),
+    MATTERMOST_TOKEN_FILE: optionalString,
     DATABASE_URL: z.preprocess(
       emptyToUndefined,
       z
@@ -33,6 +52,7 @@ const envSchema = z
         )
         .optional(),
     ),
+    DATABASE_URL_FILE: optionalString,
     DATA_DIR: z.preprocess(emptyToUndefined, z.string().default('./data')),
     HOST: z.preprocess(emptyToUndefined, z.string().default('127.0.0.1')),
     PORT: z.preprocess(
@@ -54,10 +74,12 @@ const envSchema = z
       emptyToUndefined,
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
+    ADMIN_TOKEN_FILE: optionalString,
     METRICS_TOKEN: z.preprocess(
       emptyToUndefined,
       z.string().min(32, 'must be at least 32 characters').optional(),
     ),
+    METRICS_TOKEN_FILE: optionalString,
     SIGNING_KEY_FILE: optionalString,
     ACTION_SECRET_FILE: optionalString,
     MATTERMOST_COMMAND_TOKEN: z.preprocess(
@@ -92,13 +114,14 @@ const envSchema = z
         }, 'must be a JSON object (an Ed25519 private JWK)')
         .optional(),
     ),
+    SIGNING_KEY_JWK_FILE: optionalString,
   })
   .superRefine((env, ctx) => {
     if (env.MATTERMOST_URL && !env.MATTERMOST_TOKEN) {
       ctx.addIssue({
         code: 'custom',
         path: ['MATTERMOST_TOKEN'],
-        message: 'is required when MATTERMOST_URL is set',
+        message: 'is required when MATTERMOST_URL is set (or MATTERMOST_TOKEN_FILE)',
       });
     }
     if (env.MATTERMOST_TOKEN && !env.MATTERMOST_URL) {
@@ -106,13 +129,6 @@ const envSchema = z
         code: 'custom',
         path: ['MATTERMOST_URL'],
         message: 'is required when MATTERMOST_TOKEN is set',
-      });
-    }
-    if (env.MATTERMOST_COMMAND_TOKEN && env.MATTERMOST_COMMAND_TOKEN_FILE) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['MATTERMOST_COMMAND_TOKEN_FILE'],
-        message: 'conflicts with MATTERMOST_COMMAND_TOKEN: give the slash command token one way',
       });
     }
     if (env.SIGNING_KEY_FILE && env.SIGNING_KEY_JWK) {
@@ -145,8 +161,9 @@ export interface Config {
   /** Gateways (clawproxy) whose signed receipts count as verified evidence. */
   gatewaySignerDids: string[];
   /**
-   * The token of the `/claw` slash command, given or in a file read at start. Absent, the command
-   * route refuses every request.
+   * The token of the `/claw` slash command, given or read from MATTERMOST_COMMAND_TOKEN_FILE by
+   * `loadConfig` (so always `value` from it; `file` remains for callers that build a Config by
+   * hand). Absent, the command route refuses every request.
    */
   commandToken?: { kind: 'value'; token: string } | { kind: 'file'; file: string };
   /**
@@ -165,18 +182,97 @@ export interface ConfigProblem {
 /** The environment variables `loadConfig` understands; main.ts warns about others set in `.env`. */
 export const CONFIG_KEYS = Object.keys(envSchema.shape) as (keyof z.infer<typeof envSchema>)[];
 
+type SecretKey = (typeof FILE_SECRET_KEYS)[number];
+
+/** Settings that give the same thing another way than `<KEY>` and so conflict with `<KEY>_FILE` too. */
+const ALSO_CONFLICTS: Partial<Record<SecretKey, string>> = { SIGNING_KEY_JWK: 'SIGNING_KEY_FILE' };
+
+const isSet = (v: string | undefined): v is string => v !== undefined && v.trim() !== '';
+
 /**
- * Validates the whole environment at once. A failure names every bad or missing key in
- * one message; values are never echoed (some are secrets).
+ * Reads one secret file: its content less the line breaks that end it, or why it cannot be
+ * used. The reason names the path and never the content.
+ */
+function readSecretFile(file: string): { value: string } | { problem: string } {
+  try {
+    const stat = statSync(file);
+    if (!stat.isFile()) return { problem: `${file} is not a regular file` };
+    if (stat.size > MAX_SECRET_FILE_BYTES)
+      return { problem: `${file} is larger than ${MAX_SECRET_FILE_BYTES} bytes` };
+    const text = readFileSync(file, 'utf8');
+    if (Buffer.byteLength(text) > MAX_SECRET_FILE_BYTES)
+      return { problem: `${file} is larger than ${MAX_SECRET_FILE_BYTES} bytes` };
+    const value = text.replace(/(?:\r?\n)+$/, '');
+    // A file of blanks would read as unset: an empty secret file is a mistake, never "none".
+    if (value.trim() === '') return { problem: `${file} is empty` };
+    return { value };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    return { problem: `${file} cannot be read (${code})` };
+  }
+}
+
+/**
+ * Puts the content of every `<KEY>_FILE` in place of `<KEY>`. Returns the problems (a value
+ * given both ways, a file that cannot be used) and where each value read came from.
+ */
+function resolveSecretFiles(
+  picked: Record<string, string | undefined>,
+  cwd: string,
+): {
+  problems: ConfigProblem[];
+  sources: Map<string, { fileKey: string; file: string }>;
+  /** Keys whose file could not be used: "KEY is required" would only repeat that problem. */
+  unread: Set<string>;
+} {
+  const problems: ConfigProblem[] = [];
+  const sources = new Map<string, { fileKey: string; file: string }>();
+  const unread = new Set<string>();
+  for (const key of FILE_SECRET_KEYS) {
+    const fileKey = `${key}_FILE`;
+    const given = picked[fileKey];
+    if (!isSet(given)) continue;
+    const rival = [key, ALSO_CONFLICTS[key]].find((k) => k !== undefined && isSet(picked[k]));
+    if (rival) {
+      problems.push({ key: fileKey, problem: `conflicts with ${rival}: set only one of them` });
+      continue;
+    }
+    const file = path.resolve(cwd, given);
+    const read = readSecretFile(file);
+    if ('problem' in read) {
+      problems.push({ key: fileKey, problem: read.problem });
+      unread.add(key);
+      continue;
+    }
+    picked[key] = read.value;
+    sources.set(key, { fileKey, file });
+  }
+  return { problems, sources, unread };
+}
+
+/**
+ * Validates the whole environment at once, reading the secret files it names. A failure names
+ * every bad or missing key (and the file, for a value read from one) in one message; values
+ * are never echoed (some are secrets).
  */
 export function loadConfig(env: Readonly<Record<string, string | undefined>>, cwd = process.cwd()): Config {
-  const picked = Object.fromEntries(CONFIG_KEYS.map((k) => [k, env[k]]));
+  const picked: Record<string, string | undefined> = Object.fromEntries(CONFIG_KEYS.map((k) => [k, env[k]]));
+  const files = resolveSecretFiles(picked, cwd);
   const result = envSchema.safeParse(picked);
-  if (!result.success) {
-    const problems: ConfigProblem[] = result.error.issues.map((issue) => ({
-      key: String(issue.path[0] ?? '(environment)'),
-      problem: issue.message,
-    }));
+  const problems: ConfigProblem[] = [
+    ...files.problems,
+    ...(result.success ? [] : result.error.issues)
+      .filter((issue) => !files.unread.has(String(issue.path[0])))
+      .map((issue) => {
+        const key = String(issue.path[0] ?? '(environment)');
+        const source = files.sources.get(key);
+        // A value read from a file is judged as the value, and the file is named with it.
+        return source
+          ? { key: source.fileKey, problem: `${source.file}: the ${key} it holds ${issue.message}` }
+          : { key, problem: issue.message };
+      }),
+  ];
+  if (problems.length > 0 || !result.success) {
     const summary = problems.map((p) => `${p.key} ${p.problem}`).join('; ');
     throw new AppError('ERR_CONFIG_INVALID', `invalid configuration: ${summary}`, { details: problems });
   }
@@ -213,11 +309,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
       .filter(Boolean),
     ...(e.MATTERMOST_COMMAND_TOKEN
       ? { commandToken: { kind: 'value', token: e.MATTERMOST_COMMAND_TOKEN } as const }
-      : e.MATTERMOST_COMMAND_TOKEN_FILE
-        ? {
-            commandToken: { kind: 'file', file: path.resolve(cwd, e.MATTERMOST_COMMAND_TOKEN_FILE) } as const,
-          }
-        : {}),
+      : {}),
     ...(e.PUBLIC_URL
       ? {
           actionSecretFile: e.ACTION_SECRET_FILE
@@ -228,7 +320,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
   };
 }
 
-/** The secret values in a configuration, for the logger to censor wherever they might appear. */
+/** The private part of an inline JWK (`d`), if it has one. */
+function jwkSecret(jwk: string): string[] {
+  try {
+    const d = (JSON.parse(jwk) as Record<string, unknown>).d;
+    return typeof d === 'string' && d !== '' ? [d] : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The secret values in a configuration, whether given in the environment or read from a
+ * `*_FILE`, for the logger to censor wherever they might appear.
+ */
 export function configSecrets(config: Config): string[] {
   return [
     ...(config.adminToken ? [config.adminToken] : []),
@@ -236,5 +341,6 @@ export function configSecrets(config: Config): string[] {
     ...(config.mattermost ? [config.mattermost.token] : []),
     ...(config.commandToken?.kind === 'value' ? [config.commandToken.token] : []),
     ...(config.databaseUrl ? databaseUrlSecrets(config.databaseUrl) : []),
+    ...(config.signingKey.kind === 'jwk' ? jwkSecret(config.signingKey.jwk) : []),
   ];
 }
