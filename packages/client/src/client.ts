@@ -164,12 +164,12 @@ export class ClawClient {
   }
 
   /** `POST /v1/jobs`: the job as created (201). */
-  submitJob(request: SubmitJobRequest, options: CallOptions = {}): Promise<JobView> {
+  async submitJob(request: SubmitJobRequest, options: CallOptions = {}): Promise<JobView> {
     return this.#call('submitJob', { body: request, signal: options.signal });
   }
 
   /** `GET /v1/jobs/:id`; with `waitSeconds`, once its version passes `afterVersion` (or now's). */
-  getJob(job: JobRef, options: GetJobOptions = {}): Promise<JobView> {
+  async getJob(job: JobRef, options: GetJobOptions = {}): Promise<JobView> {
     const wait = waitSeconds(options.waitSeconds);
     const after = options.afterVersion;
     if (after !== undefined && (!Number.isSafeInteger(after) || after < 0))
@@ -239,7 +239,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/jobs/:id/steps/:step/token`: the step's CST, once. Keep `token` secret. */
-  claimToken(job: JobRef, step: string, options: CallOptions = {}): Promise<ClaimedToken> {
+  async claimToken(job: JobRef, step: string, options: CallOptions = {}): Promise<ClaimedToken> {
     return this.#call('claimToken', {
       id: jobNumber(job),
       step: stepId(step),
@@ -249,7 +249,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/tokens/introspect`: whether the token is active, without using it. */
-  introspect(token: string, audience?: string, options: CallOptions = {}): Promise<Introspection> {
+  async introspect(token: string, audience?: string, options: CallOptions = {}): Promise<Introspection> {
     return this.#call('introspect', {
       body: { token, ...(audience === undefined ? {} : { audience }) },
       secrets: [token],
@@ -258,7 +258,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/tokens/redeem`: uses the token up; a second redeem is 409 `ERR_TOKEN_REPLAYED`. */
-  redeem(token: string, audience?: string, options: CallOptions = {}): Promise<Redemption> {
+  async redeem(token: string, audience?: string, options: CallOptions = {}): Promise<Redemption> {
     return this.#call('redeem', {
       body: { token, ...(audience === undefined ? {} : { audience }) },
       secrets: [token],
@@ -267,7 +267,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/tokens/revoke`: one of your tokens, by `jti` or `token_hash`. */
-  revokeToken(target: RevokeTarget, reason: string, options: CallOptions = {}): Promise<Revocation> {
+  async revokeToken(target: RevokeTarget, reason: string, options: CallOptions = {}): Promise<Revocation> {
     return this.#call('revokeToken', {
       body: {
         ...(target.jti === undefined ? {} : { jti: target.jti }),
@@ -279,7 +279,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/jobs/:id/steps/:step/result`: what running the step did, with gateway receipts. */
-  reportResult(
+  async reportResult(
     job: JobRef,
     step: string,
     result: StepResult,
@@ -298,7 +298,7 @@ export class ClawClient {
   }
 
   /** `POST /v1/jobs/:id/close`: ends the job now and seals its bundle. */
-  closeJob(job: JobRef, reason?: string, options: CallOptions = {}): Promise<ClosedJob> {
+  async closeJob(job: JobRef, reason?: string, options: CallOptions = {}): Promise<ClosedJob> {
     return this.#call('closeJob', {
       id: jobNumber(job),
       body: reason === undefined ? {} : { reason },
