@@ -1,5 +1,8 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
+import { isAppError } from './errors.js';
+
+const SERVICE = 'claw-approvals';
 
 /**
  * Paths that may carry secrets anywhere they are logged. Log calls put data in fields, so
@@ -34,6 +37,15 @@ export const REDACT_PATHS = [
 /** Shorter secrets are not censored by value: replacing them would garble every line. */
 const MIN_CENSORED_LENGTH = 4;
 
+/** Replaces each secret, as written and as escaped inside a JSON string, in a finished line. */
+function censorer(secrets: readonly string[]): ((line: string) => string) | null {
+  const censored = [...new Set(secrets)]
+    .filter((s) => s.length >= MIN_CENSORED_LENGTH)
+    .flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]);
+  if (censored.length === 0) return null;
+  return (line) => censored.reduce((l, s) => l.replaceAll(s, '[redacted]'), line);
+}
+
 /**
  * `secrets` are the configured secret values (database password, tokens): besides the
  * redacted paths, any line that would repeat one verbatim (say, inside a driver's error
@@ -44,23 +56,44 @@ export function createLogger(
   destination?: DestinationStream,
   secrets: readonly string[] = [],
 ): Logger {
-  const censored = [...new Set(secrets)]
-    .filter((s) => s.length >= MIN_CENSORED_LENGTH)
-    .flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]);
+  const censor = censorer(secrets);
   return pino(
     {
       level,
-      base: { service: 'claw-approvals' },
+      base: { service: SERVICE },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      ...(censored.length > 0
-        ? {
-            hooks: {
-              streamWrite: (line: string) => censored.reduce((l, s) => l.replaceAll(s, '[redacted]'), line),
-            },
-          }
-        : {}),
+      ...(censor ? { hooks: { streamWrite: censor } } : {}),
     },
     destination,
   );
+}
+
+/** pino's number for `fatal`, so the line reads like every other log line. */
+const FATAL = 60;
+
+/**
+ * The one line `serve` writes to stderr when it cannot start (bad configuration, database
+ * unreachable, data directory locked, key unreadable, port taken): a JSON log line at level
+ * fatal whose `error` has the shape of the API's errors, `{code, message}`, plus the problems
+ * of an invalid configuration (`details`: key and problem, never a value). Configured secrets
+ * are censored as in every log line; an error that is not ours is ERR_INTERNAL with its message.
+ */
+export function fatalLine(err: unknown, opts: { secrets?: readonly string[]; now?: Date } = {}): string {
+  const error = isAppError(err)
+    ? {
+        code: err.code,
+        message: err.message,
+        ...(err.code === 'ERR_CONFIG_INVALID' && Array.isArray(err.details) ? { details: err.details } : {}),
+      }
+    : { code: 'ERR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+  const line = JSON.stringify({
+    level: FATAL,
+    time: (opts.now ?? new Date()).toISOString(),
+    service: SERVICE,
+    msg: 'start-up failed',
+    error,
+  });
+  const censor = censorer(opts.secrets ?? []);
+  return censor ? censor(line) : line;
 }

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, type AppErrorCode, ERROR_STATUS } from '../errors.js';
+import { REQUEST_ID_HEADER } from './request-id.js';
 
 export interface ErrorBody {
   error: { code: AppErrorCode; message: string };
@@ -35,9 +36,10 @@ function fromFastify(err: FastifyError): AppError | null {
  * Errors fastify raises before routing (bad URL, over-long parameter) would otherwise get
  * fastify's own body; pass this as the `frameworkErrors` option to keep one shape.
  */
-export function frameworkErrors(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   const known = fromFastify(err) ?? new AppError('ERR_BAD_REQUEST', 'bad request');
   reply
+    .header(REQUEST_ID_HEADER, req.id)
     .status(ERROR_STATUS[known.code])
     .send({ error: { code: known.code, message: known.message } } satisfies ErrorBody);
 }
@@ -80,3 +82,46 @@ export const errorBodySchema = {
     },
   },
 } as const;
+
+/** Codes every route may answer, besides its own. */
+const ANY_ROUTE: readonly AppErrorCode[] = ['ERR_INTERNAL'];
+
+/**
+ * The error answers of a route, for its response schema: one entry per HTTP status, whose body
+ * is the error shape with `code` listing the codes answered with that status (in ERROR_STATUS)
+ * and the description naming them. ERR_INTERNAL is always included.
+ */
+export function errorResponses(codes: readonly AppErrorCode[]) {
+  const byStatus = new Map<number, Set<AppErrorCode>>();
+  for (const code of [...codes, ...ANY_ROUTE]) {
+    const status = ERROR_STATUS[code];
+    byStatus.set(status, (byStatus.get(status) ?? new Set()).add(code));
+  }
+  const responses: Record<string, object> = {};
+  for (const [status, set] of [...byStatus].sort(([a], [b]) => a - b)) {
+    const list = [...set].sort();
+    responses[String(status)] = {
+      description: list.join(', '),
+      ...errorBodySchema,
+      properties: {
+        error: {
+          ...errorBodySchema.properties.error,
+          properties: { code: { type: 'string', enum: list }, message: { type: 'string' } },
+        },
+      },
+    };
+  }
+  return responses;
+}
+
+/** What every route that takes a JSON body may be refused with before its handler runs. */
+export const BODY_ERRORS: readonly AppErrorCode[] = [
+  'ERR_VALIDATION',
+  'ERR_BAD_REQUEST',
+  'ERR_PAYLOAD_TOO_LARGE',
+  'ERR_UNSUPPORTED_MEDIA_TYPE',
+];
+/** A route with path parameters: a malformed or over-long one. */
+export const PARAM_ERRORS: readonly AppErrorCode[] = ['ERR_VALIDATION', 'ERR_URI_TOO_LONG'];
+/** A route behind `authenticationHook`: no or a wrong credential, or a budget spent. */
+export const AUTH_ERRORS: readonly AppErrorCode[] = ['ERR_UNAUTHENTICATED', 'ERR_RATE_LIMITED'];

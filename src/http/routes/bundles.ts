@@ -8,6 +8,7 @@ import { quote } from '../../proofs/verify/check.js';
 import { firstDuplicateKey } from '../../proofs/verify/duplicate-keys.js';
 import type { KeyRing } from '../../tokens/key-ring.js';
 import { prefersHtml } from '../bundle-page/accept.js';
+import { errorResponses, PARAM_ERRORS } from '../error-handler.js';
 import {
   bundlePageCsp,
   type PinnedPolicyView,
@@ -130,8 +131,8 @@ async function pinnedPolicy(
  * is not one JSON value (`unreadable`) or holds another bundle than the link names
  * (`checkLinkedId`); the page renders either way. JSON stays the answer to every
  * client that does not prefer HTML (no Accept, `*\/*`, `application/json`), and `Vary: Accept`
- * keeps the two apart in any cache. Deliberately no response schema: a serializer would
- * re-order keys and the payload hash is over the stored order. The id carries 128 random bits;
+ * keeps the two apart in any cache. The 200 answer is sent as text, never serialized: a serializer
+ * would re-order keys and the payload hash is over the stored order. The id carries 128 random bits;
  * the link is the capability the bot posts in the job's thread, so no shared cache keeps it and
  * no page it opens learns it.
  */
@@ -141,11 +142,36 @@ export function bundleRoutes(app: FastifyInstance, deps: BundleRouteDeps): void 
     '/v1/bundles/:id',
     {
       schema: {
+        operationId: 'getBundle',
+        summary: 'A sealed proof bundle, or its reviewer page',
+        description:
+          'JSON: the bundle byte for byte as sealed (`Cache-Control: private`). A browser that prefers HTML gets ' +
+          'the reviewer page around the same bytes, with the server verdict. No credential: the id is the capability.',
+        tags: ['proofs'],
         params: {
           type: 'object',
           required: ['id'],
           additionalProperties: false,
-          properties: { id: { type: 'string', maxLength: 80 } },
+          properties: {
+            id: { type: 'string', maxLength: 80, description: 'pb_ and 22 to 64 base64url characters' },
+          },
+        },
+        // Both are sent as the stored text, never through a serializer (see above).
+        response: {
+          200: {
+            description: 'The bundle (JSON) or the reviewer page (HTML), as `Accept` prefers; `Vary: Accept`',
+            content: {
+              'application/json': {
+                schema: {
+                  type: 'object',
+                  additionalProperties: true,
+                  description: 'The signed bundle envelope',
+                },
+              },
+              'text/html': { schema: { type: 'string' } },
+            },
+          },
+          ...errorResponses([...PARAM_ERRORS, 'ERR_BUNDLE_NOT_FOUND', 'ERR_RATE_LIMITED']),
         },
       },
     },

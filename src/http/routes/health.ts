@@ -4,6 +4,8 @@ import { isDatabaseReachable } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import type { PolicyService } from '../../policy/policy-service.js';
 import { presentsAdminToken } from '../auth.js';
+import { errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
 import type { ApiRateLimiter } from '../rate-limit.js';
 
 /**
@@ -29,19 +31,39 @@ function policySummary(problems: number, unresolvedNames: number): string {
 /** What an unauthenticated caller learns of a check: ready or not, and why in general terms. */
 type PublicCheck = { ok: boolean; reason?: string };
 
-export function healthRoutes(
-  app: FastifyInstance,
-  deps: {
-    db: Db;
-    policies: PolicyService;
-    extraChecks?: Record<string, ReadinessCheck>;
-    adminToken: string | null;
-    limiter: ApiRateLimiter;
-  },
-): void {
+export interface HealthDeps {
+  db: Db;
+  policies: PolicyService;
+  extraChecks?: Record<string, ReadinessCheck>;
+  adminToken: string | null;
+  limiter: ApiRateLimiter;
+}
+
+export function healthRoutes(app: FastifyInstance, deps: HealthDeps): void {
+  // Declared when the app boots, after the OpenAPI plugin, which learns routes as they are declared.
+  void app.register(async (scope) => probeRoutes(scope, deps));
+}
+
+function probeRoutes(app: FastifyInstance, deps: HealthDeps): void {
   app.get(
     '/healthz',
-    { schema: { response: { 200: { type: 'object', properties: { ok: { type: 'boolean' } } } } } },
+    {
+      schema: {
+        operationId: 'getHealth',
+        summary: 'Liveness: the process runs',
+        tags: ['operations'],
+        response: {
+          200: {
+            description: 'Always `{"ok":true}` while the process runs',
+            type: 'object',
+            additionalProperties: false,
+            required: ['ok'],
+            properties: { ok: { type: 'boolean' } },
+          },
+          ...errorResponses([]),
+        },
+      },
+    },
     async () => ({
       ok: true,
     }),
@@ -126,26 +148,46 @@ export function healthRoutes(
     return true;
   }
 
-  app.get('/readyz', { schema: { response: { 200: readySchema, 503: readySchema } } }, async (req, reply) => {
-    const full = maySeeInventory(req, reply);
-    const checks = await inventory();
-    const ok = Object.values(checks).every((c) => c.ok);
-    reply.status(ok ? 200 : 503).header('cache-control', 'no-store');
-    if (full) {
-      const reasons = Object.entries(checks)
-        .filter(([, c]) => !c.ok)
-        .map(([name, c]) => `${name}: ${String(c.reason ?? 'not ready')}`);
-      return { ok, reasons, checks };
-    }
-    // Built field by field: nothing but these general phrases reaches an unauthenticated caller.
-    const general: Record<string, PublicCheck> = {};
-    for (const [name, c] of Object.entries(checks)) {
-      const summary = typeof c.summary === 'string' ? c.summary : c.ok ? undefined : `${name} not ready`;
-      general[name] = summary === undefined ? { ok: c.ok } : { ok: c.ok, reason: summary };
-    }
-    const reasons = Object.values(general)
-      .filter((c) => !c.ok)
-      .map((c) => c.reason!);
-    return { ok, reasons, checks: general };
-  });
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        operationId: 'getReadiness',
+        summary: 'Readiness: database, policies and (with the bot) Mattermost',
+        description:
+          'Anyone gets each check in general terms. With `Authorization: Bearer <ADMIN_TOKEN>`: every reason in ' +
+          'full, the active policies, open and closed channels and each policy problem. A wrong token is 401 and ' +
+          'counts as a failed authentication.',
+        tags: ['operations'],
+        security: SECURITY.optionalAdmin,
+        response: {
+          200: { description: 'Ready', ...readySchema },
+          503: { description: 'Not ready: `reasons` says why', ...readySchema },
+          ...errorResponses(['ERR_UNAUTHENTICATED', 'ERR_RATE_LIMITED']),
+        },
+      },
+    },
+    async (req, reply) => {
+      const full = maySeeInventory(req, reply);
+      const checks = await inventory();
+      const ok = Object.values(checks).every((c) => c.ok);
+      reply.status(ok ? 200 : 503).header('cache-control', 'no-store');
+      if (full) {
+        const reasons = Object.entries(checks)
+          .filter(([, c]) => !c.ok)
+          .map(([name, c]) => `${name}: ${String(c.reason ?? 'not ready')}`);
+        return { ok, reasons, checks };
+      }
+      // Built field by field: nothing but these general phrases reaches an unauthenticated caller.
+      const general: Record<string, PublicCheck> = {};
+      for (const [name, c] of Object.entries(checks)) {
+        const summary = typeof c.summary === 'string' ? c.summary : c.ok ? undefined : `${name} not ready`;
+        general[name] = summary === undefined ? { ok: c.ok } : { ok: c.ok, reason: summary };
+      }
+      const reasons = Object.values(general)
+        .filter((c) => !c.ok)
+        .map((c) => c.reason!);
+      return { ok, reasons, checks: general };
+    },
+  );
 }

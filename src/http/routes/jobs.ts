@@ -8,7 +8,9 @@ import { findJob } from '../../jobs/job-repository.js';
 import { jobView } from '../../jobs/job-view.js';
 import { MAX_PLAN_STEPS } from '../../jobs/plan.js';
 import { authenticateAgentOnly } from '../auth.js';
-import { errorBodySchema } from '../error-handler.js';
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses, PARAM_ERRORS } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
+import { requestEngine } from '../request-id.js';
 
 export const MAX_WAIT_SECONDS = 30;
 const MM_ID = '^[a-z0-9]{26}$';
@@ -16,10 +18,12 @@ const JOB_ID = '^[1-9][0-9]{0,15}$';
 const scalar = {
   anyOf: [{ type: 'string', maxLength: 4000 }, { type: 'integer' }, { type: 'boolean' }],
 } as const;
-const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
 // Query strings arrive as text and the app's ajv does not coerce types, so numbers are
 // declared as digit strings and converted here.
 const DIGITS = { type: 'string', pattern: '^(0|[1-9][0-9]{0,15})$' } as const;
+
+/** What an agent's own job answers once it is no longer open. */
+const JOB_ENDED = ['ERR_JOB_CLOSED', 'ERR_JOB_EXPIRED', 'ERR_JOB_REVOKED'] as const;
 
 /** `?wait=` in seconds, at most MAX_WAIT_SECONDS. */
 function waitSeconds(raw: string | undefined): number {
@@ -32,10 +36,34 @@ function waitSeconds(raw: string | undefined): number {
 const jobViewSchema = {
   type: 'object',
   additionalProperties: false,
+  // Every field is always present (JobView and `version`), so clients may rely on each.
+  required: [
+    'id',
+    'job_id',
+    'version',
+    'status',
+    'origin',
+    'channel_id',
+    'root_post_id',
+    'requester_id',
+    'executor',
+    'runbook',
+    'policy',
+    'plan_hash_b64u',
+    'created_at',
+    'expires_at',
+    'ended_at',
+    'end_reason',
+    'bundle_id',
+    'steps',
+  ],
   properties: {
-    id: { type: 'string' },
+    id: { type: 'string', description: '`job:<job_id>`' },
     job_id: { type: 'integer' },
-    version: { type: 'integer' },
+    version: {
+      type: 'integer',
+      description: "Sequence number of the job's latest event: pass it as `after` to long-poll for a change",
+    },
     status: { type: 'string' },
     origin: { type: 'string' },
     channel_id: { type: ['string', 'null'] },
@@ -46,6 +74,7 @@ const jobViewSchema = {
     policy: {
       type: 'object',
       additionalProperties: false,
+      required: ['name', 'policy_hash_b64u'],
       properties: { name: { type: 'string' }, policy_hash_b64u: { type: 'string' } },
     },
     plan_hash_b64u: { type: 'string' },
@@ -59,6 +88,20 @@ const jobViewSchema = {
       items: {
         type: 'object',
         additionalProperties: false,
+        required: [
+          'id',
+          'tool',
+          'args',
+          'summary',
+          'gate',
+          'status',
+          'required_approvals',
+          'approver_groups',
+          'distinct_groups',
+          'approvals',
+          'simulation_step',
+          'token',
+        ],
         properties: {
           id: { type: 'string' },
           tool: { type: 'string' },
@@ -72,9 +115,11 @@ const jobViewSchema = {
           // null: group membership cannot be checked now, so how many approvals count is unknown.
           approvals: { type: ['integer', 'null'] },
           simulation_step: { type: ['string', 'null'] },
+          // Never the token itself: whether it can be claimed (POST .../token), once.
           token: {
             type: ['object', 'null'],
             additionalProperties: false,
+            required: ['jti', 'expires_at', 'claimable'],
             properties: {
               jti: { type: 'string' },
               expires_at: { type: 'string' },
@@ -142,10 +187,10 @@ export function jobRoutes(
   const ctx = deps.engine;
   const auth = (req: FastifyRequest) =>
     authenticateAgentOnly(req, { db: ctx.db, adminToken: deps.adminToken });
-  const view = async (jobId: number) => {
-    const job = await findJob(ctx.db, jobId);
+  const view = async (engine: EngineContext, jobId: number) => {
+    const job = await findJob(engine.db, jobId);
     if (!job) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
-    return { ...(await jobView(ctx.db, job, ctx)), version: await versionOf(ctx, jobId) };
+    return { ...(await jobView(engine.db, job, engine)), version: await versionOf(engine, jobId) };
   };
 
   app.post<{
@@ -165,6 +210,13 @@ export function jobRoutes(
     '/v1/jobs',
     {
       schema: {
+        operationId: 'createJob',
+        summary: "Submit a plan: a runbook of the channel's policy, or explicit steps",
+        description:
+          "The channel's pinned policy decides: the agent must be the runbook's executor and the requester in a " +
+          'requester group. The bot posts the plan in the channel; people approve the gated steps in its thread.',
+        tags: ['jobs'],
+        security: SECURITY.agent,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -200,13 +252,27 @@ export function jobRoutes(
             },
           },
         },
-        response: { 201: jobViewSchema, ...errors },
+        response: {
+          201: { description: 'The job, as GET /v1/jobs/{id} shows it', ...jobViewSchema },
+          ...errorResponses([
+            ...AUTH_ERRORS,
+            ...BODY_ERRORS,
+            'ERR_PLAN_INVALID',
+            'ERR_CHANNEL_CLOSED',
+            'ERR_NOT_A_REQUESTER',
+            'ERR_FORBIDDEN',
+            'ERR_PLAN_DENIED',
+            'ERR_PAUSED',
+            'ERR_POLICY_UNAVAILABLE',
+          ]),
+        },
       },
     },
     async (req, reply) => {
       const agent = await auth(req);
+      const engine = requestEngine(ctx, req);
       const b = req.body;
-      const created = await createJob(ctx, {
+      const created = await createJob(engine, {
         origin: {
           kind: 'api',
           agentId: agent.id,
@@ -218,7 +284,7 @@ export function jobRoutes(
         ...(b.steps ? { steps: b.steps.map((s) => ({ ...s, args: s.args ?? {} })) } : {}),
       });
       reply.status(201);
-      return view(created.jobId);
+      return view(engine, created.jobId);
     },
   );
 
@@ -226,17 +292,30 @@ export function jobRoutes(
     '/v1/jobs/:id',
     {
       schema: {
+        operationId: 'getJob',
+        summary: 'One of your jobs; long-polls with `wait` until its version exceeds `after`',
+        description:
+          "Another agent's job answers 404 exactly like a missing one. Never the token, only whether it is claimable.",
+        tags: ['jobs'],
+        security: SECURITY.agent,
         params: jobParams,
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { wait: DIGITS, after: DIGITS },
+          properties: {
+            wait: { ...DIGITS, description: `Seconds to wait for a change, at most ${MAX_WAIT_SECONDS}` },
+            after: { ...DIGITS, description: 'The version last seen (default: the current one)' },
+          },
         },
-        response: { 200: jobViewSchema, ...errors },
+        response: {
+          200: { description: 'The job', ...jobViewSchema },
+          ...errorResponses([...AUTH_ERRORS, ...PARAM_ERRORS, 'ERR_JOB_NOT_FOUND']),
+        },
       },
     },
     async (req) => {
       const agent = await auth(req);
+      const engine = requestEngine(ctx, req);
       const wait = waitSeconds(req.query.wait);
       const jobId = Number(req.params.id);
       const job = await findJob(ctx.db, jobId);
@@ -252,7 +331,7 @@ export function jobRoutes(
           jobId,
         );
       }
-      return view(jobId);
+      return view(engine, jobId);
     },
   );
 
@@ -260,23 +339,36 @@ export function jobRoutes(
     '/v1/jobs',
     {
       schema: {
+        operationId: 'listJobs',
+        summary: 'Your open jobs (at most 50); `ready=1`: only those with a claimable step',
+        tags: ['jobs'],
+        security: SECURITY.agent,
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { ready: { type: 'string', enum: ['0', '1'] }, wait: DIGITS },
+          properties: {
+            ready: { type: 'string', enum: ['0', '1'], description: '1: only jobs with an approved step' },
+            wait: {
+              ...DIGITS,
+              description: `Seconds to wait while there are none, at most ${MAX_WAIT_SECONDS}`,
+            },
+          },
         },
         response: {
           200: {
+            description: 'Open jobs, oldest first',
             type: 'object',
             additionalProperties: false,
+            required: ['jobs'],
             properties: { jobs: { type: 'array', items: jobViewSchema } },
           },
-          ...errors,
+          ...errorResponses([...AUTH_ERRORS, 'ERR_VALIDATION']),
         },
       },
     },
     async (req) => {
       const agent = await auth(req);
+      const engine = requestEngine(ctx, req);
       const ready = req.query.ready === '1';
       const wait = waitSeconds(req.query.wait);
       const find = async () => {
@@ -304,7 +396,7 @@ export function jobRoutes(
       if (ids.length === 0 && wait > 0) {
         await longPoll(ctx, wait, abortOnClose(req), async () => (ids = await find()).length > 0);
       }
-      return { jobs: await Promise.all(ids.map(view)) };
+      return { jobs: await Promise.all(ids.map((id) => view(engine, id))) };
     },
   );
 
@@ -312,9 +404,17 @@ export function jobRoutes(
     '/v1/jobs/:id/steps/:step/token',
     {
       schema: {
+        operationId: 'claimStepToken',
+        summary: "Claim an approved step's CST, once",
+        description:
+          'The stored copy is erased in the same transaction (`Cache-Control: no-store`). Gateways bind their ' +
+          'receipts to `run_id` and `event_hash_b64u`. No body.',
+        tags: ['jobs'],
+        security: SECURITY.agent,
         params: stepParams,
         response: {
           200: {
+            description: 'The token, shown this once',
             type: 'object',
             additionalProperties: false,
             required: ['token', 'jti', 'expires_at', 'run_id', 'event_hash_b64u'],
@@ -326,13 +426,25 @@ export function jobRoutes(
               event_hash_b64u: { type: 'string' },
             },
           },
-          ...errors,
+          ...errorResponses([
+            ...AUTH_ERRORS,
+            ...PARAM_ERRORS,
+            ...BODY_ERRORS,
+            'ERR_JOB_NOT_FOUND',
+            ...JOB_ENDED,
+            'ERR_STEP_NOT_FOUND',
+            'ERR_STEP_STATE',
+            'ERR_TOKEN_ALREADY_CLAIMED',
+            'ERR_TOKEN_REVOKED',
+            'ERR_TOKEN_EXPIRED',
+            'ERR_PAUSED',
+          ]),
         },
       },
     },
     async (req, reply) => {
       const agent = await auth(req);
-      const claimed = await claimToken(ctx, {
+      const claimed = await claimToken(requestEngine(ctx, req), {
         jobId: Number(req.params.id),
         step: req.params.step,
         agentId: agent.id,
@@ -355,6 +467,13 @@ export function jobRoutes(
     '/v1/jobs/:id/steps/:step/result',
     {
       schema: {
+        operationId: 'reportStepResult',
+        summary: "Report a claimed step's outcome, with the gateway's receipts",
+        description:
+          'Receipts are checked (signature, signer in GATEWAY_SIGNER_DIDS, binding to this run and chain); ' +
+          'unverifiable ones are kept and marked. The last success completes the job, a failure ends it.',
+        tags: ['jobs'],
+        security: SECURITY.agent,
         params: stepParams,
         body: {
           type: 'object',
@@ -368,8 +487,10 @@ export function jobRoutes(
         },
         response: {
           200: {
+            description: "What was recorded, and the job's status after it",
             type: 'object',
             additionalProperties: false,
+            required: ['step', 'status', 'receipts', 'job_status', 'bundle_id'],
             properties: {
               step: { type: 'string' },
               status: { type: 'string' },
@@ -378,6 +499,7 @@ export function jobRoutes(
                 items: {
                   type: 'object',
                   additionalProperties: false,
+                  required: ['receipt_id', 'verified', 'failure'],
                   properties: {
                     receipt_id: { type: ['string', 'null'] },
                     verified: { type: 'boolean' },
@@ -389,13 +511,23 @@ export function jobRoutes(
               bundle_id: { type: ['string', 'null'] },
             },
           },
-          ...errors,
+          ...errorResponses([
+            ...AUTH_ERRORS,
+            ...PARAM_ERRORS,
+            ...BODY_ERRORS,
+            'ERR_JOB_NOT_FOUND',
+            ...JOB_ENDED,
+            'ERR_STEP_NOT_FOUND',
+            'ERR_STEP_STATE',
+            'ERR_RECEIPTS_REQUIRED',
+            'ERR_POLICY_UNAVAILABLE',
+          ]),
         },
       },
     },
     async (req) => {
       const agent = await auth(req);
-      const r = await reportResult(ctx, {
+      const r = await reportResult(requestEngine(ctx, req), {
         jobId: Number(req.params.id),
         step: req.params.step,
         agentId: agent.id,
@@ -424,7 +556,14 @@ export function jobRoutes(
       preValidation: async (req) => {
         req.body ??= {};
       },
+      config: { openapi: { bodyOptional: true } },
       schema: {
+        operationId: 'closeJob',
+        summary: 'End your job now; its bundle is sealed',
+        description:
+          'Completed if every step succeeded, otherwise cancelled with the reason. The body is optional.',
+        tags: ['jobs'],
+        security: SECURITY.agent,
         params: jobParams,
         body: {
           type: 'object',
@@ -433,21 +572,29 @@ export function jobRoutes(
         },
         response: {
           200: {
+            description: 'How the job ended',
             type: 'object',
             additionalProperties: false,
+            required: ['job_status', 'bundle_id', 'reason'],
             properties: {
               job_status: { type: 'string' },
               bundle_id: { type: 'string' },
               reason: { type: 'string' },
             },
           },
-          ...errors,
+          ...errorResponses([
+            ...AUTH_ERRORS,
+            ...PARAM_ERRORS,
+            ...BODY_ERRORS,
+            'ERR_JOB_NOT_FOUND',
+            ...JOB_ENDED,
+          ]),
         },
       },
     },
     async (req) => {
       const agent = await auth(req);
-      const ended = await closeJob(ctx, {
+      const ended = await closeJob(requestEngine(ctx, req), {
         jobId: Number(req.params.id),
         agentId: agent.id,
         ...(req.body?.reason === undefined ? {} : { reason: req.body.reason }),

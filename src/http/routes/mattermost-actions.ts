@@ -10,6 +10,8 @@ import {
 import type { EngineContext } from '../../jobs/context.js';
 import { hasUnsafeText } from '../../jobs/plan.js';
 import { ACTIONS_PATH } from '../../presenter/chat-presenter.js';
+import { BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { requestEngine } from '../request-id.js';
 
 /** Where Mattermost sends a deny dialog's submission, below the server's public URL. */
 export const DIALOGS_PATH = '/v1/mattermost/dialogs';
@@ -80,6 +82,7 @@ interface DialogRequest {
 
 /** model.PostActionIntegrationResponse: only ever an ephemeral answer, never an `update`. */
 const ephemeralAnswer = {
+  description: 'Shown only to the person who clicked; empty when the deny dialog opened',
   type: 'object',
   additionalProperties: false,
   properties: { ephemeral_text: { type: 'string' } },
@@ -87,6 +90,7 @@ const ephemeralAnswer = {
 
 /** model.SubmitDialogResponse: an error keeps the dialog open and shows it. */
 const dialogAnswer = {
+  description: 'Empty when the denial was recorded; an error keeps the dialog open and shows it',
   type: 'object',
   additionalProperties: false,
   properties: {
@@ -120,9 +124,24 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
   const { engine, secret } = deps;
   const dialogUrl = `${deps.publicUrl}${DIALOGS_PATH}`;
 
+  // Refused before the handler: a body that is not JSON, too large, or fails the schema.
+  const refusals = errorResponses([...BODY_ERRORS, 'ERR_RATE_LIMITED']);
+
   app.post<{ Body: ActionRequest }>(
     ACTIONS_PATH,
-    { schema: { body: actionBody, response: { 200: ephemeralAnswer } } },
+    {
+      schema: {
+        operationId: 'mattermostAction',
+        summary: 'Mattermost calls this when someone clicks Approve or Deny on a status post',
+        description:
+          "No credential: the MAC in the button's `context` is checked in constant time and binds job, step, " +
+          'plan, policy, post and action. A click that fails a check records nothing and is answered 200 with ' +
+          'an ephemeral message (Mattermost drops the answer of any other status).',
+        tags: ['mattermost'],
+        body: actionBody,
+        response: { 200: ephemeralAnswer, ...refusals },
+      },
+    },
     async (req) => {
       const body = req.body;
       const claims = verifyActionContext(secret, body.context);
@@ -143,7 +162,7 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
       if (claims.action === 'deny') return openDenyDialog(req.log, claims, body);
       const button = buttonClick(claims, body.channel_id);
       const outcome = await decided(req.log, () =>
-        decideStep(engine, {
+        decideStep(requestEngine(engine, req), {
           kind: 'approve',
           jobId: claims.job,
           step: claims.step,
@@ -200,7 +219,18 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
 
   app.post<{ Body: DialogRequest }>(
     DIALOGS_PATH,
-    { schema: { body: dialogBody, response: { 200: dialogAnswer } } },
+    {
+      schema: {
+        operationId: 'mattermostDialog',
+        summary: 'Mattermost calls this when the deny dialog is submitted',
+        description:
+          "No credential: the dialog's `state` is MAC-signed for the person who clicked Deny and expires after " +
+          "15 minutes. Answered 200 in Mattermost's terms whatever the outcome.",
+        tags: ['mattermost'],
+        body: dialogBody,
+        response: { 200: dialogAnswer, ...refusals },
+      },
+    },
     async (req) => {
       const body = req.body;
       if (body.cancelled === true) return {};
@@ -226,7 +256,7 @@ export function mattermostActionRoutes(app: FastifyInstance, deps: MattermostAct
         };
       const button = buttonClick(claims, body.channel_id);
       const outcome = await decided(req.log, () =>
-        decideStep(engine, {
+        decideStep(requestEngine(engine, req), {
           kind: 'deny',
           jobId: claims.job,
           step: claims.step,

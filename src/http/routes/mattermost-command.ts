@@ -7,7 +7,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { handleSlashCommand, type SlashCommandDeps } from '../../commands/handle-slash-command.js';
 import { AppError } from '../../errors.js';
-import { errorBodySchema } from '../error-handler.js';
+import { BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
+import { requestEngine } from '../request-id.js';
 import type { ApiRateLimiter } from '../rate-limit.js';
 import { isCommandToken, presentedToken } from './mattermost-command-token.js';
 
@@ -98,16 +100,24 @@ export function mattermostCommandRoutes(app: FastifyInstance, deps: CommandRoute
     COMMAND_PATH,
     {
       schema: {
+        operationId: 'mattermostCommand',
+        summary: 'Mattermost calls this for the `/claw` slash command',
+        description:
+          'A form-encoded POST as Mattermost sends it, with `Authorization: Token <command token>` (checked before ' +
+          "the body is read; the form's `token`, when present, must be the same). Answered ephemerally.",
+        tags: ['mattermost'],
+        security: SECURITY.commandToken,
+        consumes: ['application/x-www-form-urlencoded'],
         body: commandForm,
         response: {
           200: {
+            description: 'A CommandResponse shown only to the person who ran the command',
             type: 'object',
             additionalProperties: false,
             required: ['response_type', 'text'],
             properties: { response_type: { type: 'string', enum: ['ephemeral'] }, text: { type: 'string' } },
           },
-          '4xx': errorBodySchema,
-          '5xx': errorBodySchema,
+          ...errorResponses([...BODY_ERRORS, 'ERR_UNAUTHENTICATED', 'ERR_RATE_LIMITED']),
         },
       },
     },
@@ -118,7 +128,7 @@ export function mattermostCommandRoutes(app: FastifyInstance, deps: CommandRoute
         throw new AppError('ERR_UNAUTHENTICATED', 'the token in the form is not the command token');
       const { text } = await handleSlashCommand(
         {
-          engine: deps.engine,
+          engine: requestEngine(deps.engine, req),
           chat: deps.chat,
           mattermostUrl: deps.mattermostUrl,
           answersPerMinute: deps.answersPerMinute ?? DEFAULT_COMMAND_ANSWERS_PER_MINUTE,

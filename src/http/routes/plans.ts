@@ -4,7 +4,7 @@ import type { Db } from '../../db/database.js';
 import { AppError } from '../../errors.js';
 import { jobPlan } from '../../jobs/job-repository.js';
 import { planHash } from '../../jobs/plan.js';
-import { errorBodySchema } from '../error-handler.js';
+import { errorResponses, PARAM_ERRORS } from '../error-handler.js';
 
 /** Jobs listed for one plan (the same runbook and params twice make the same plan). */
 const MAX_JOBS = 20;
@@ -67,13 +67,22 @@ export function planRoutes(app: FastifyInstance, deps: { db: Db }): void {
     '/v1/plans/:plan_hash_b64u',
     {
       schema: {
+        operationId: 'getPlan',
+        summary: 'A whole plan by its hash, with the jobs that carry it',
+        description:
+          'Every step with its arguments and their SHA-256, re-hashed before it is served, and the newest ' +
+          `${MAX_JOBS} jobs with this plan. No credential: the hash commits to the plan (see the README).`,
+        tags: ['proofs'],
         params: {
           type: 'object',
           required: ['plan_hash_b64u'],
           additionalProperties: false,
           properties: { plan_hash_b64u: { type: 'string', pattern: B64U_SHA256.source } },
         },
-        response: { 200: planSchema, '4xx': errorBodySchema, '5xx': errorBodySchema },
+        response: {
+          200: { description: 'The plan and its jobs, newest first', ...planSchema },
+          ...errorResponses([...PARAM_ERRORS, 'ERR_NOT_FOUND', 'ERR_RATE_LIMITED']),
+        },
       },
     },
     async (req, reply) => {

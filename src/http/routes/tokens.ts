@@ -3,16 +3,22 @@ import { AppError } from '../../errors.js';
 import type { EngineContext } from '../../jobs/context.js';
 import { introspectToken, redeemToken, revokeToken } from '../../tokens/token-lifecycle.js';
 import { authenticate } from '../auth.js';
-import { errorBodySchema } from '../error-handler.js';
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
+import { requestEngine } from '../request-id.js';
 
-const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
 const tokenBody = {
   type: 'object',
   additionalProperties: false,
   required: ['token'],
   properties: {
-    token: { type: 'string', minLength: 1, maxLength: 4096 },
-    audience: { type: 'string', minLength: 1, maxLength: 256 },
+    token: { type: 'string', minLength: 1, maxLength: 4096, description: 'The CST (compact JWS)' },
+    audience: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 256,
+      description: "Checked against the token's `aud` when given",
+    },
   },
 } as const;
 const claimsSchema = {
@@ -46,9 +52,19 @@ export function tokenRoutes(
     '/v1/tokens/introspect',
     {
       schema: {
+        operationId: 'introspectToken',
+        summary: 'The full check of a CST, without spending it',
+        description:
+          'A token that fails a check is a 200 with `active: false` and its code (`ERR_TOKEN_INVALID`, ' +
+          '`ERR_TOKEN_EXPIRED`, `ERR_TOKEN_REVOKED`, `ERR_TOKEN_REPLAYED`, `ERR_TOKEN_NOT_FOUND`, `ERR_JOB_CLOSED`, ' +
+          '`ERR_PAUSED`).',
+        tags: ['tokens'],
+        security: SECURITY.agentOrAdmin,
         body: tokenBody,
         response: {
           200: {
+            description:
+              '`{active:true, claims, token_hash, job_id, step}` or `{active:false, code, message}`',
             type: 'object',
             additionalProperties: false,
             required: ['active'],
@@ -62,14 +78,14 @@ export function tokenRoutes(
               step: { type: 'string' },
             },
           },
-          ...errors,
+          ...errorResponses([...AUTH_ERRORS, ...BODY_ERRORS]),
         },
       },
     },
     async (req, reply) => {
       await caller(req);
       const r = await introspectToken(
-        ctx,
+        requestEngine(ctx, req),
         req.body.token,
         req.body.audience === undefined ? {} : { audience: req.body.audience },
       );
@@ -84,11 +100,17 @@ export function tokenRoutes(
     '/v1/tokens/redeem',
     {
       schema: {
+        operationId: 'redeemToken',
+        summary: 'Spend a CST: the first redemption succeeds, any later one is 409 ERR_TOKEN_REPLAYED',
+        tags: ['tokens'],
+        security: SECURITY.agentOrAdmin,
         body: tokenBody,
         response: {
           200: {
+            description: 'Redeemed: the claims the gateway may act on',
             type: 'object',
             additionalProperties: false,
+            required: ['redeemed', 'claims', 'token_hash', 'job_id', 'step'],
             properties: {
               redeemed: { type: 'boolean' },
               claims: claimsSchema,
@@ -97,14 +119,24 @@ export function tokenRoutes(
               step: { type: 'string' },
             },
           },
-          ...errors,
+          ...errorResponses([
+            ...AUTH_ERRORS,
+            ...BODY_ERRORS,
+            'ERR_TOKEN_INVALID',
+            'ERR_TOKEN_EXPIRED',
+            'ERR_TOKEN_REVOKED',
+            'ERR_TOKEN_NOT_FOUND',
+            'ERR_TOKEN_REPLAYED',
+            'ERR_JOB_CLOSED',
+            'ERR_PAUSED',
+          ]),
         },
       },
     },
     async (req) => {
       await caller(req);
       const r = await redeemToken(
-        ctx,
+        requestEngine(ctx, req),
         req.body.token,
         req.body.audience === undefined ? {} : { audience: req.body.audience },
       );
@@ -116,6 +148,13 @@ export function tokenRoutes(
     '/v1/tokens/revoke',
     {
       schema: {
+        operationId: 'revokeToken',
+        summary: 'Revoke one CST by `jti` or `token_hash` (exactly one)',
+        description:
+          'An agent its own tokens, ADMIN_TOKEN any. If its step had not finished, the job ends as revoked and ' +
+          'its bundle is sealed.',
+        tags: ['tokens'],
+        security: SECURITY.agentOrAdmin,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -128,8 +167,10 @@ export function tokenRoutes(
         },
         response: {
           200: {
+            description: 'Revoked (or it already was)',
             type: 'object',
             additionalProperties: false,
+            required: ['jti', 'job_id', 'already_revoked', 'job_ended'],
             properties: {
               jti: { type: 'string' },
               job_id: { type: 'integer' },
@@ -137,7 +178,7 @@ export function tokenRoutes(
               job_ended: { type: 'boolean' },
             },
           },
-          ...errors,
+          ...errorResponses([...AUTH_ERRORS, ...BODY_ERRORS, 'ERR_TOKEN_NOT_FOUND']),
         },
       },
     },
@@ -146,7 +187,7 @@ export function tokenRoutes(
       const { jti, token_hash: hash, reason } = req.body;
       if ((jti === undefined) === (hash === undefined))
         throw new AppError('ERR_VALIDATION', 'give exactly one of jti and token_hash');
-      const r = await revokeToken(ctx, {
+      const r = await revokeToken(requestEngine(ctx, req), {
         ...(jti === undefined ? {} : { jti }),
         ...(hash === undefined ? {} : { tokenHash: hash }),
         reason,

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Db } from '../../db/database.js';
 import { getVerifiedPolicy } from '../../policy/registry.js';
 import type { KeyRing } from '../../tokens/key-ring.js';
-import { errorBodySchema } from '../error-handler.js';
+import { errorResponses, PARAM_ERRORS } from '../error-handler.js';
 
 const envelopeSchema = {
   type: 'object',
@@ -36,13 +36,26 @@ export function wpcRoutes(app: FastifyInstance, deps: { db: Db; keyRing: KeyRing
     '/v1/wpc/:hash',
     {
       schema: {
+        operationId: 'getPolicyVersion',
+        summary: 'A registered policy version (WPC), signed',
+        description:
+          'The stored payload is re-canonicalized, re-hashed and its signature checked on every read; a version ' +
+          'that fails is never served (500 ERR_WPC_CORRUPTED).',
+        tags: ['proofs'],
         params: {
           type: 'object',
           required: ['hash'],
-          properties: { hash: { type: 'string', maxLength: 128 } },
+          properties: {
+            hash: {
+              type: 'string',
+              maxLength: 128,
+              description: 'policy_hash_b64u: 43 base64url characters (SHA-256 of the JCS payload)',
+            },
+          },
         },
         response: {
           200: {
+            description: 'The signed envelope of the version',
             type: 'object',
             additionalProperties: false,
             required: ['ok', 'policy_hash_b64u', 'envelope'],
@@ -52,8 +65,13 @@ export function wpcRoutes(app: FastifyInstance, deps: { db: Db; keyRing: KeyRing
               envelope: envelopeSchema,
             },
           },
-          '4xx': errorBodySchema,
-          '5xx': errorBodySchema,
+          ...errorResponses([
+            ...PARAM_ERRORS,
+            'ERR_WPC_HASH_MALFORMED',
+            'ERR_WPC_NOT_FOUND',
+            'ERR_WPC_CORRUPTED',
+            'ERR_RATE_LIMITED',
+          ]),
         },
       },
     },
