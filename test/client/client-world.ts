@@ -133,13 +133,21 @@ export async function clientWorld(): Promise<ClientWorld> {
  * `run_id` and `event_hash_b64u` answers the gateway receipt it signs for that call (the test
  * gateway of `receipts.ts`, which the bot's engine trusts).
  */
-export async function standInGateway(): Promise<{ url: string; calls: number; close(): Promise<void> }> {
+export async function standInGateway(): Promise<{
+  url: string;
+  calls: number;
+  /** The `Authorization` header of each call (the agent's key must never be one). */
+  authorizations: (string | undefined)[];
+  close(): Promise<void>;
+}> {
   const state = { calls: 0 };
+  const authorizations: (string | undefined)[] = [];
   const server = http.createServer((req, res) => {
     let text = '';
     req.on('data', (c: Buffer) => (text += c.toString('utf8')));
     req.on('end', () => {
       state.calls += 1;
+      authorizations.push(req.headers.authorization);
       const claim = JSON.parse(text) as Pick<ClaimedToken, 'run_id' | 'event_hash_b64u'>;
       const receipt = receiptFor({ runId: claim.run_id, eventHash: claim.event_hash_b64u });
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(receipt));
@@ -152,6 +160,7 @@ export async function standInGateway(): Promise<{ url: string; calls: number; cl
     get calls() {
       return state.calls;
     },
+    authorizations,
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }
