@@ -11,17 +11,28 @@ import {
 } from '../policy/diff-policy.js';
 import type { Logger } from 'pino';
 import { nameLookupFor } from '../chat/mattermost-names.js';
+import {
+  checkActor,
+  checkPolicyName,
+  checkText,
+  MAX_ADMIN_REASON,
+  type PinView,
+  pinView,
+  type PolicyReport,
+  policyReport,
+} from '../http/routes/admin-shapes.js';
 import type { Config } from '../config.js';
 import { bindPolicyDir, namesInPolicyDir } from '../policy/bind-policy-dir.js';
 import { loadPolicyDir, loadPolicyFile, type PolicyDir, readJsonFile } from '../policy/load-policy-dir.js';
 import { resolveNames } from '../policy/resolve-names.js';
-import { pinHistory, pinPolicy } from '../policy/pins.js';
-import { getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js';
+import { pinPolicy } from '../policy/pins.js';
+import { assertHashFormat, getVerifiedPolicy, listRegisteredPolicies } from '../policy/registry.js';
 import { resolveChannels } from '../policy/resolve-channels.js';
 import { formatProblems, validateGroups } from '../policy/validate-policy.js';
 import { policyServiceFor, type Runtime } from '../runtime.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
+import { onDatabaseOrServer } from './server-admin.js';
 
 const UNCHECKED = 'names:unchecked';
 
@@ -201,6 +212,35 @@ export function policyCommands(program: Command, ctx: CliContext): void {
       else await run();
     });
 
+  const pinOrUnpin = async (
+    command: string,
+    input: { name: string; hash: string | null; reason: string; actor: string },
+  ) => {
+    checkPolicyName(input.name);
+    if (input.hash !== null) assertHashFormat(input.hash);
+    checkActor(input.actor);
+    checkText('the reason', input.reason, { max: MAX_ADMIN_REASON, required: true });
+    return onDatabaseOrServer(ctx, command, {
+      database: async (rt) =>
+        pinView(
+          await pinPolicy(rt.database.db, {
+            ...input,
+            key: rt.keyRing.active,
+            trusts: rt.keyRing.trusts,
+            clock: rt.clock,
+          }),
+        ),
+      server: (api) =>
+        input.hash === null
+          ? api.post<PinView>('/v1/admin/policies/unpin', {
+              name: input.name,
+              actor: input.actor,
+              reason: input.reason,
+            })
+          : api.post<PinView>('/v1/admin/policies/pin', input),
+    });
+  };
+
   policy
     .command('pin')
     .description(
@@ -211,18 +251,8 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .requiredOption('--reason <text>', 'why (kept in the append-only pin history)')
     .option('--actor <who>', 'who is pinning', ctx.defaultActor)
     .action(async (name: string, hash: string, opts: { reason: string; actor: string }) => {
-      await ctx.withRuntime(async (rt) => {
-        const row = await pinPolicy(rt.database.db, {
-          name,
-          hash,
-          actor: opts.actor,
-          reason: opts.reason,
-          key: rt.keyRing.active,
-          trusts: rt.keyRing.trusts,
-          clock: rt.clock,
-        });
-        ctx.output.out(`pinned ${name} to ${hash} (pin #${row.id}); running servers apply it within seconds`);
-      });
+      const row = await pinOrUnpin('policy pin', { name, hash, reason: opts.reason, actor: opts.actor });
+      ctx.output.out(`pinned ${name} to ${hash} (pin #${row.id}); running servers apply it within seconds`);
     });
 
   policy
@@ -232,18 +262,13 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     .requiredOption('--reason <text>', 'why (kept in the append-only pin history)')
     .option('--actor <who>', 'who is unpinning', ctx.defaultActor)
     .action(async (name: string, opts: { reason: string; actor: string }) => {
-      await ctx.withRuntime(async (rt) => {
-        const row = await pinPolicy(rt.database.db, {
-          name,
-          hash: null,
-          actor: opts.actor,
-          reason: opts.reason,
-          key: rt.keyRing.active,
-          trusts: rt.keyRing.trusts,
-          clock: rt.clock,
-        });
-        ctx.output.out(`${name} follows its policy file again (pin #${row.id})`);
+      const row = await pinOrUnpin('policy unpin', {
+        name,
+        hash: null,
+        reason: opts.reason,
+        actor: opts.actor,
       });
+      ctx.output.out(`${name} follows its policy file again (pin #${row.id})`);
     });
 
   policy
@@ -253,58 +278,28 @@ export function policyCommands(program: Command, ctx: CliContext): void {
     )
     .option('--json', 'machine-readable output')
     .action(async (opts: { json?: boolean }) => {
-      await ctx.withRuntime(async (rt) => {
-        const db = rt.database.db;
-        const snap = await inspectPolicies(rt);
-        const versions = await listRegisteredPolicies(db);
-        const names = [
-          ...new Set([...versions.map((v) => v.policy_name), ...snap.resolution.active.keys()]),
-        ].sort();
-        const report = await Promise.all(
-          names.map(async (name) => {
-            const active = snap.resolution.active.get(name);
-            return {
-              name,
-              active_hash: active?.hash ?? null,
-              origin: active?.origin ?? 'inactive',
-              channels: [...snap.resolution.channels]
-                .filter(([, b]) => b.policyName === name)
-                .map(([c]) => c),
-              versions: versions
-                .filter((v) => v.policy_name === name)
-                .map((v) => ({
-                  hash: v.policy_hash_b64u,
-                  registered_at: new Date(v.registered_at).toISOString(),
-                  source: v.source,
-                })),
-              pins: (await pinHistory(db, name)).map((p) => ({
-                id: p.id,
-                hash: p.policy_hash_b64u,
-                actor: p.actor,
-                reason: p.reason,
-                at: new Date(p.created_at).toISOString(),
-              })),
-            };
-          }),
-        );
-        if (opts.json) {
-          ctx.output.out(json({ policies: report, problems: snap.problems }));
-          return;
-        }
-        for (const p of report) {
-          ctx.output.out(
-            `${p.name}  active=${p.active_hash ?? '-'} (${p.origin})  channels=${p.channels.join(',') || '-'}`,
-          );
-          for (const v of p.versions)
-            ctx.output.out(
-              `    ${v.hash === p.active_hash ? '*' : ' '} ${v.hash}  ${v.registered_at}  ${v.source ?? ''}`,
-            );
-          for (const pin of p.pins)
-            ctx.output.out(
-              `    pin #${pin.id} ${pin.hash ?? '(follow file)'} by ${pin.actor} at ${pin.at}: ${pin.reason}`,
-            );
-        }
-        for (const problem of snap.problems) ctx.output.err(`problem: ${problem}`);
+      const { policies: report, problems } = await onDatabaseOrServer(ctx, 'policy list', {
+        database: async (rt) => policyReport(rt.database.db, await inspectPolicies(rt)),
+        // What the server enforces (it registered its files' versions when it loaded them).
+        server: (api) => api.get<PolicyReport>('/v1/admin/policies'),
       });
+      if (opts.json) {
+        ctx.output.out(json({ policies: report, problems }));
+        return;
+      }
+      for (const p of report) {
+        ctx.output.out(
+          `${p.name}  active=${p.active_hash ?? '-'} (${p.origin})  channels=${p.channels.join(',') || '-'}`,
+        );
+        for (const v of p.versions)
+          ctx.output.out(
+            `    ${v.hash === p.active_hash ? '*' : ' '} ${v.hash}  ${v.registered_at}  ${v.source ?? ''}`,
+          );
+        for (const pin of p.pins)
+          ctx.output.out(
+            `    pin #${pin.id} ${pin.hash ?? '(follow file)'} by ${pin.actor} at ${pin.at}: ${pin.reason}`,
+          );
+      }
+      for (const problem of problems) ctx.output.err(`problem: ${problem}`);
     });
 }

@@ -1,9 +1,18 @@
 import type { Command } from 'commander';
 import { AppError } from '../errors.js';
 import { engineFor, engineParts, policyServiceFor } from '../runtime.js';
+import {
+  checkActor,
+  checkText,
+  checkTokenRef,
+  MAX_ADMIN_REASON,
+  type TokenRevokedView,
+  tokenRevokedView,
+} from '../http/routes/admin-shapes.js';
 import { introspectToken, revokeToken } from '../tokens/token-lifecycle.js';
 import type { CliContext } from './context.js';
 import { json } from './output.js';
+import { onDatabaseOrServer } from './server-admin.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -48,15 +57,31 @@ export function tokenCommands(
       if ((opts.jti === undefined) === (opts.tokenHash === undefined)) {
         throw new AppError('ERR_VALIDATION', 'give exactly one of --jti and --token-hash');
       }
-      await ctx.withRuntime(async (rt) => {
-        const engine = engineFor(engineParts(rt), policyServiceFor(rt, { readOnly: true }));
-        const r = await revokeToken(engine, {
-          ...(opts.jti ? { jti: opts.jti } : {}),
-          ...(opts.tokenHash ? { tokenHash: opts.tokenHash } : {}),
-          reason: opts.reason,
-          actor: { admin: opts.actor },
-        });
-        ctx.output.out(json(r));
+      checkTokenRef(opts);
+      checkActor(opts.actor);
+      checkText('the reason', opts.reason, { max: MAX_ADMIN_REASON, required: true });
+      const ref = {
+        ...(opts.jti ? { jti: opts.jti } : {}),
+        ...(opts.tokenHash ? { tokenHash: opts.tokenHash } : {}),
+      };
+      const r = await onDatabaseOrServer(ctx, 'token revoke', {
+        database: async (rt) => {
+          const engine = engineFor(engineParts(rt), policyServiceFor(rt, { readOnly: true }));
+          return tokenRevokedView(
+            await revokeToken(engine, { ...ref, reason: opts.reason, actor: { admin: opts.actor } }),
+          );
+        },
+        server: (api) =>
+          api.post<TokenRevokedView>('/v1/admin/tokens/revoke', {
+            ...(ref.jti ? { jti: ref.jti } : {}),
+            ...(ref.tokenHash ? { token_hash: ref.tokenHash } : {}),
+            actor: opts.actor,
+            reason: opts.reason,
+          }),
       });
+      // As `revokeToken` returns it, whichever path ran.
+      ctx.output.out(
+        json({ jti: r.jti, jobId: r.job_id, alreadyRevoked: r.already_revoked, jobEnded: r.job_ended }),
+      );
     });
 }

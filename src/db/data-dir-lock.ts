@@ -8,8 +8,15 @@ export interface DataDirLock {
   release(): Promise<void>;
 }
 
-/** Lock files this process holds: our own PID in a lock file is stale unless listed here. */
-const held = new Set<string>();
+const LOCK_FILE = 'pglite.lock';
+/** Where a server holding the lock says how to reach its admin API (see `advertiseServer`). */
+export const SERVER_FILE = 'pglite.server.json';
+
+/**
+ * Lock files this process holds, with the content it wrote: our own PID in a lock file is
+ * stale unless listed here.
+ */
+const held = new Map<string, string>();
 
 function alive(pid: number): boolean {
   try {
@@ -36,6 +43,35 @@ function locked(dir: string, owner: string, file?: string): AppError {
     'ERR_DB_LOCKED',
     `the embedded database in ${dir} is in use by ${owner}; stop it or set DATABASE_URL to share a PostgreSQL server.${recover}`,
   );
+}
+
+interface Holder {
+  pid: number;
+  /** Whether it runs on this host (in this PID namespace): only then can it be reached. */
+  here: boolean;
+  live: boolean;
+  who: string;
+}
+
+/**
+ * Who wrote `content` into the lock `file`, and whether it still holds it. On this host the
+ * process table is the truth (our own PID counts only for a lock this process took);
+ * elsewhere only the refreshes can tell.
+ */
+async function holderOf(file: string, content: string): Promise<Holder> {
+  const [pidText, owner] = content.split(' ');
+  const pid = Number.parseInt(pidText ?? '', 10);
+  if (owner !== os.hostname()) {
+    const age = await ageMs(file);
+    return {
+      pid,
+      here: false,
+      live: !(age !== null && age > LOCK_STALE_MS),
+      who: `process ${pidText} on host ${owner ?? '(unknown)'}`,
+    };
+  }
+  const live = pid === process.pid ? held.get(file) === content : pid > 0 && alive(pid);
+  return { pid, here: true, live, who: `process ${pid}` };
 }
 
 async function ageMs(file: string): Promise<number | null> {
@@ -72,14 +108,16 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   // The embedded database files inherit the umask; keep the whole directory private.
   await fs.chmod(dir, 0o700);
-  const file = path.join(dir, 'pglite.lock');
+  const file = path.join(dir, LOCK_FILE);
   const guard = `${file}.takeover`;
   if (held.has(file)) throw locked(dir, 'this process');
   const host = os.hostname();
   const token = `${process.pid} ${host} ${randomUUID()}`;
   for (let attempt = 0; attempt < 5; attempt++) {
     if (await createExclusive(file, token)) {
-      held.add(file);
+      held.set(file, token);
+      // Whoever wrote it is gone (we hold the lock now): its address must not be used.
+      await fs.rm(path.join(dir, SERVER_FILE), { force: true });
       // The holder keeps the lock fresh: a lock nobody refreshes was left by a process that is gone,
       // even one on another host (a crashed container whose data volume is mounted again).
       const refresh = setInterval(() => {
@@ -91,21 +129,15 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
         release: async () => {
           clearInterval(refresh);
           held.delete(file);
+          await withdrawServer(dir, token);
           if ((await readOrNull(file)) === token) await fs.rm(file, { force: true });
         },
       };
     }
     const content = await readOrNull(file);
     if (content === null) continue;
-    const [pidText, owner] = content.split(' ');
-    const pid = Number.parseInt(pidText ?? '', 10);
-    const age = await ageMs(file);
-    const abandoned = age !== null && age > LOCK_STALE_MS;
-    if (owner !== host && !abandoned)
-      throw locked(dir, `process ${pidText} on host ${owner ?? '(unknown)'}`, file);
-    // On this host the process table is the truth; elsewhere only the refreshes can tell.
-    if (owner === host && pid > 0 && pid !== process.pid && alive(pid))
-      throw locked(dir, `process ${pid}`, file);
+    const holder = await holderOf(file, content);
+    if (holder.live) throw locked(dir, holder.who, file);
     if (!(await createExclusive(guard, token))) {
       throw locked(
         dir,
@@ -119,4 +151,95 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
     }
   }
   throw locked(dir, 'another process (could not take the lock)');
+}
+
+/** Where the admin API of the server holding a data directory listens. */
+interface ServerFile {
+  /** The lock it was written under: a file left by an earlier holder does not match. */
+  lock: string;
+  pid: number;
+  url: string;
+}
+
+/** A listen address as a client on this host reaches it: the wildcard addresses by loopback. */
+export function localUrl(listen: { host: string; port: number }): string {
+  const host =
+    listen.host === '0.0.0.0' || listen.host === ''
+      ? '127.0.0.1'
+      : listen.host === '::'
+        ? '::1'
+        : listen.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${listen.port}`;
+}
+
+/**
+ * `serve` records where it listens, so that a CLI command finding the embedded database held
+ * by it can go through its admin API instead. Only the address is written (never a token),
+ * mode 0600, tied to this process's lock and removed when the lock is released.
+ */
+export async function advertiseServer(dir: string, listen: { host: string; port: number }): Promise<void> {
+  const lock = held.get(path.join(dir, LOCK_FILE));
+  if (lock === undefined) throw new Error(`this process does not hold the lock of ${dir}`);
+  const record: ServerFile = { lock, pid: process.pid, url: localUrl(listen) };
+  const file = path.join(dir, SERVER_FILE);
+  const tmp = `${file}.${randomUUID()}.tmp`;
+  await fs.writeFile(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  try {
+    await fs.rename(tmp, file);
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+async function readServerFile(dir: string): Promise<ServerFile | null> {
+  const text = await readOrNull(path.join(dir, SERVER_FILE));
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as Partial<ServerFile>;
+    if (typeof v.lock !== 'string' || typeof v.pid !== 'number' || typeof v.url !== 'string') return null;
+    const url = new URL(v.url);
+    // An address, nothing more: no credentials, path or query a client would carry along.
+    if (
+      url.protocol !== 'http:' ||
+      url.username ||
+      url.password ||
+      url.pathname !== '/' ||
+      url.search ||
+      url.hash
+    )
+      return null;
+    return { lock: v.lock, pid: v.pid, url: url.origin };
+  } catch {
+    return null;
+  }
+}
+
+/** Removes the address file if it was written under `lock` (another holder's is left alone). */
+async function withdrawServer(dir: string, lock: string): Promise<void> {
+  if ((await readServerFile(dir))?.lock === lock) await fs.rm(path.join(dir, SERVER_FILE), { force: true });
+}
+
+export type DataDirHolder =
+  /** Nobody holds it, or only a holder that is gone: it can be opened. */
+  | { kind: 'free' }
+  /** A live holder that cannot be asked (a CLI command, a server still starting, another host). */
+  | { kind: 'held'; who: string; lockFile: string }
+  /** A live server on this host, whose admin API listens at `url`. */
+  | { kind: 'server'; pid: number; url: string; lockFile: string };
+
+/**
+ * Who holds the embedded database in `dir`, judged as `lockDataDir` judges it. A server is
+ * named only when the address file was written under the very lock that is held now, by a
+ * holder on this host.
+ */
+export async function dataDirHolder(dir: string): Promise<DataDirHolder> {
+  const lockFile = path.join(dir, LOCK_FILE);
+  const content = await readOrNull(lockFile);
+  if (content === null) return { kind: 'free' };
+  const holder = await holderOf(lockFile, content);
+  if (!holder.live) return { kind: 'free' };
+  const server = holder.here ? await readServerFile(dir) : null;
+  if (server && server.lock === content && server.pid === holder.pid)
+    return { kind: 'server', pid: holder.pid, url: server.url, lockFile };
+  return { kind: 'held', who: holder.who, lockFile };
 }
