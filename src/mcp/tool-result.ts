@@ -1,0 +1,49 @@
+import { isClawError } from '@claw-approvals/client';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+
+/** A tool's answer: the same object as JSON text (for models) and as structured content. */
+export function toolAnswer(value: Record<string, unknown>): CallToolResult {
+  return { content: [{ type: 'text', text: JSON.stringify(value, null, 2) }], structuredContent: value };
+}
+
+/** What a failed call tells the caller: the API's code and message, or one of ours. */
+export interface ToolFailure {
+  code: string;
+  message: string;
+}
+
+/**
+ * The failure as the caller may see it. The client's errors carry the API's code and a
+ * message the client has already scrubbed of the key and token; its argument checks
+ * (TypeError, RangeError) are the caller's mistakes; anything else is ours and is logged,
+ * not shown.
+ */
+export function failureOf(err: unknown, log: Logger): ToolFailure {
+  if (isClawError(err)) return { code: err.code, message: err.message };
+  if (err instanceof TypeError || err instanceof RangeError)
+    return { code: 'ERR_VALIDATION', message: err.message };
+  log.error({ err }, 'MCP tool failed');
+  return { code: 'ERR_INTERNAL', message: 'the tool failed; the server log says why' };
+}
+
+/** A tool error as MCP carries it: `isError`, the code first in the text. */
+export function toolError(failure: ToolFailure): CallToolResult {
+  return {
+    isError: true,
+    content: [{ type: 'text', text: `${failure.code}: ${failure.message}` }],
+    structuredContent: { error: failure },
+  };
+}
+
+/** Runs a tool's body; any failure becomes a tool error with its code. */
+export async function answering(
+  log: Logger,
+  body: () => Promise<Record<string, unknown>>,
+): Promise<CallToolResult> {
+  try {
+    return toolAnswer(await body());
+  } catch (err) {
+    return toolError(failureOf(err, log));
+  }
+}

@@ -1,0 +1,60 @@
+import type { Decision } from '@claw-approvals/client';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { z } from 'zod';
+import { type McpToolDeps, threadLink } from './deps.js';
+import { jobRef, stepId } from './schemas.js';
+import { answering } from './tool-result.js';
+
+/** The longest one call waits; an agent that wants longer calls again. */
+export const MAX_DECISION_WAIT_SECONDS = 3600;
+
+/** A decision as the agent reads it: the outcome, where the step and job stand, and why. */
+export function decisionSummary(deps: Pick<McpToolDeps, 'mattermostUrl'>, d: Decision) {
+  return {
+    job: d.job.id,
+    step: d.step.id,
+    decision: d.outcome,
+    job_status: d.job.status,
+    step_status: d.step.status,
+    approvals: d.step.approvals,
+    required_approvals: d.step.required_approvals,
+    // The API names who ended a job (e.g. "step post-summary denied by <user id>") in its reason.
+    reason: d.reason ?? null,
+    token_claimable: d.step.token?.claimable ?? false,
+    thread: threadLink(deps, d.job.root_post_id),
+  };
+}
+
+export function registerWaitForDecision(server: McpServer, deps: McpToolDeps): void {
+  server.registerTool(
+    'wait_for_decision',
+    {
+      title: 'Wait for a decision',
+      description:
+        "Wait until people decide a step in the job's Mattermost thread, or until timeout_seconds pass. " +
+        'Answers approved (its token can be claimed), denied, expired, revoked, cancelled, or pending (still waiting).',
+      inputSchema: {
+        job: jobRef,
+        step: stepId,
+        timeout_seconds: z
+          .number()
+          .int()
+          .min(0)
+          .max(MAX_DECISION_WAIT_SECONDS)
+          .default(60)
+          .describe(`How long to wait, 0 to look once (at most ${MAX_DECISION_WAIT_SECONDS})`),
+      },
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    (args, extra) =>
+      answering(deps.log, async () =>
+        decisionSummary(
+          deps,
+          await deps.client.waitForDecision(args.job, args.step, {
+            timeoutMs: args.timeout_seconds * 1000,
+            signal: extra.signal,
+          }),
+        ),
+      ),
+  );
+}
