@@ -10,6 +10,7 @@ import {
   seedOpsWorkspace,
   startSandbox,
 } from '@claw-approvals/mattermost-sandbox';
+import { ClawApiError, ClawClient, isClawError } from '@claw-approvals/client';
 import type { Logger } from 'pino';
 import { createAgent } from '../src/agents/agent-keys.js';
 import type { Config } from '../src/config.js';
@@ -210,51 +211,60 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     });
     const agentLog: string[] = [];
     let replayAnswer = '';
+    const claw = new ClawClient({ baseUrl: server.url, agentKey });
+    // While work is paused nothing is claimed or redeemed: the agent waits for the resume.
+    const pausable = async <T>(call: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        try {
+          return await call();
+        } catch (err) {
+          if (!isClawError(err, 'ERR_PAUSED') || agentStop) throw err;
+          await sleep(200);
+        }
+      }
+    };
     const agent = (async () => {
       while (!agentStop) {
-        const { status, body } = await api('GET', '/v1/jobs?ready=1&wait=1', undefined, agentKey);
-        if (status !== 200) {
-          agentLog.push(`   agent: GET /v1/jobs -> HTTP ${status}`);
+        let jobs;
+        try {
+          jobs = await claw.readyJobs({ waitSeconds: 1 });
+        } catch (err) {
+          if (!isClawError(err)) throw err;
+          agentLog.push(
+            `   agent: GET /v1/jobs -> ${err instanceof ClawApiError ? `HTTP ${err.status}` : err.code}`,
+          );
           await sleep(500);
           continue;
         }
-        for (const job of (body.jobs ?? []) as {
-          job_id: number;
-          steps: { id: string; token: { claimable: boolean } | null }[];
-        }[]) {
+        for (const job of jobs) {
           for (const step of job.steps.filter((s) => s.token?.claimable)) {
-            const claim = await api('POST', `/v1/jobs/${job.job_id}/steps/${step.id}/token`, {}, agentKey);
-            if (claim.status !== 200) continue;
-            const token = String(claim.body.token);
-            const redeem = await api('POST', '/v1/tokens/redeem', { token, audience: 'clawproxy' }, agentKey);
-            if (step.id === STEP) {
-              const again = await api(
-                'POST',
-                '/v1/tokens/redeem',
-                { token, audience: 'clawproxy' },
-                agentKey,
-              );
-              replayAnswer = `HTTP ${again.status} ${String((again.body.error as { code?: string })?.code)}`;
-            }
-            await api(
-              'POST',
-              `/v1/jobs/${job.job_id}/steps/${step.id}/result`,
-              {
+            try {
+              const claim = await pausable(() => claw.claimToken(job, step.id));
+              await pausable(() => claw.redeem(claim.token, 'clawproxy'));
+              if (step.id === STEP) {
+                const again = await claw.redeem(claim.token, 'clawproxy').catch((err: unknown) => err);
+                replayAnswer =
+                  again instanceof ClawApiError ? `HTTP ${again.status} ${again.code}` : 'redeemed twice';
+              }
+              await claw.reportResult(job, step.id, {
                 status: 'succeeded',
                 summary: `${step.id} done`,
-                receipts: [
-                  receiptFor(String(claim.body.run_id), String(claim.body.event_hash_b64u), step.id),
-                ],
-              },
-              agentKey,
-            );
-            agentLog.push(
-              `   agent: claimed ${step.id} (CST ${String(claim.body.jti)}), redeemed -> HTTP ${redeem.status}, reported succeeded`,
-            );
+                receipts: [receiptFor(claim.run_id, claim.event_hash_b64u, step.id)],
+              });
+              agentLog.push(
+                `   agent: claimed ${step.id} (CST ${claim.jti}), redeemed once, reported succeeded`,
+              );
+            } catch (err) {
+              // Told in the story (the job then never completes and the demo says so).
+              if (!isClawError(err)) throw err;
+              agentLog.push(`   agent: ${step.id} -> ${err.code}`);
+            }
           }
         }
       }
     })();
+    // Awaited at the end; a failure before then is not an unhandled rejection.
+    agent.catch(() => undefined);
 
     // 3. The conversation.
     const post = (who: keyof typeof ws.ids, message: string, root?: string) =>
