@@ -8,25 +8,30 @@ const env = (name: string): string => {
   if (!process.env[name]) throw new Error(`${name} is not set`);
   return process.env[name];
 };
-const claw = new ClawClient({ baseUrl: env('CLAW_URL'), agentKey: env('CLAW_AGENT_KEY') });
+const HOUR = 3_600_000;
+const agentKey = env('CLAW_AGENT_KEY');
+const claw = new ClawClient({ baseUrl: env('CLAW_URL'), agentKey });
+const params = {
+  service: 'payments-api',
+  query: 'p99 latency since 09:00',
+  notify_channel: 'payments-oncall',
+};
 const job = await claw.submitJob({
   channel_id: env('CLAW_CHANNEL_ID'),
   requester_id: env('CLAW_REQUESTER_ID'),
-  runbook: {
-    name: 'service-context',
-    params: { service: 'payments-api', query: 'p99 latency since 09:00', notify_channel: 'payments-oncall' },
-  },
+  runbook: { name: 'service-context', params },
 });
 console.log(`${job.id}: waiting for approval in Mattermost`);
 for (const { id } of job.steps) {
-  const decision = await claw.waitForDecision(job, id, { timeoutMs: 3_600_000 });
+  const decision = await claw.waitForDecision(job, id, { timeoutMs: HOUR });
   if (decision.outcome !== 'approved')
     throw new Error(`${id}: ${decision.outcome} (${decision.reason ?? ''})`);
   const claim = await claw.claimToken(job, id);
   await claw.redeem(claim.token, 'clawproxy');
+  const { run_id, event_hash_b64u } = claim;
   const gateway = await fetch(env('CLAW_GATEWAY_URL'), {
     method: 'POST',
-    body: JSON.stringify({ run_id: claim.run_id, event_hash_b64u: claim.event_hash_b64u }),
+    body: JSON.stringify({ run_id, event_hash_b64u }),
   });
   const result = await claw.reportResult(job, id, {
     status: 'succeeded',
