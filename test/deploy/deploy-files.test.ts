@@ -507,12 +507,24 @@ describe('deploy/systemd/claw-approvals.service', () => {
       unitValues('LoadCredential').map((v) => [v.slice(0, v.indexOf(':')), v.slice(v.indexOf(':') + 1)]),
     );
     const used = new Set<string>();
+    // A file copied before start (ExecStartPre=install -m 0600 %d/<credential> <file>) counts as its credential.
+    const copies = new Map(
+      unitValues('ExecStartPre')
+        .map((v) => /^\/usr\/bin\/install -m 0600 %d\/(\w+) (\S+)$/.exec(v))
+        .filter((m) => m !== null)
+        .map((m) => [m[2]!, m[1]!]),
+    );
     for (const [setting, file] of Object.entries(unitEnv).filter(([k]) => k.endsWith('_FILE'))) {
-      const m = /^%d\/(\w+)$/.exec(file);
-      expect(m, `${setting} is in $CREDENTIALS_DIRECTORY (%d)`).not.toBeNull();
-      expect(credentials.has(m![1]!), `LoadCredential=${m![1]}`).toBe(true);
-      used.add(m![1]!);
+      const name = /^%d\/(\w+)$/.exec(file)?.[1] ?? copies.get(file);
+      expect(name, `${setting} is in $CREDENTIALS_DIRECTORY (%d), or copied from it`).toBeDefined();
+      expect(credentials.has(name!), `LoadCredential=${name}`).toBe(true);
+      used.add(name!);
     }
+    // A copy lives in the service's own runtime directory (memory, removed when it stops), private.
+    for (const file of copies.keys()) {
+      expect(file.startsWith(`%t/${unitValues('RuntimeDirectory')[0]}/`), file).toBe(true);
+    }
+    expect(unitValues('RuntimeDirectoryMode')).toEqual(['0700']);
     expect([...used].sort()).toEqual([...credentials.keys()].sort());
     // The credential names are the files make-secrets.sh and compose use.
     for (const name of credentials.keys()) expect(Object.keys(compose.secrets)).toContain(name);
