@@ -11,6 +11,7 @@ import { MM_ID } from './schemas.js';
 
 export const DEFAULT_PERMISSION_TIMEOUT_SECONDS = 600;
 export const MAX_PERMISSION_TIMEOUT_SECONDS = 86_400;
+const MAX_MCP_BODY_BYTES = 1024 * 1024;
 
 export interface McpRouteDeps extends AuthDeps {
   limiter: ApiRateLimiter;
@@ -88,6 +89,9 @@ export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
     scope.post<{ Querystring: McpQuery }>(
       '/mcp',
       {
+        // A coding agent's tool input may be large (a file to write): let the permission prompt
+        // answer "too large to put before approvers" itself. The key is checked before the body is read.
+        bodyLimit: MAX_MCP_BODY_BYTES,
         schema: {
           querystring: {
             type: 'object',

@@ -29,7 +29,7 @@ export interface McpWorld {
   planPost(jobId: number): Promise<ChatPost>;
   /** The newest job's id once it is newer than `after`. */
   nextJob(after: number): Promise<number>;
-  /** Someone posts in the job's thread. */
+  /** Someone posts in the job's thread, once it is the job's thread. */
   say(who: Person, jobId: number, text: string): Promise<ChatPost>;
   close(): Promise<void>;
 }
@@ -95,7 +95,19 @@ export async function startMcpWorld(): Promise<McpWorld> {
         const id = Number(row?.id ?? 0);
         return id > after ? id : undefined;
       }, `a job after job:${after}`),
-    say: async (who, jobId, text) => w.post(who, text, (await planPost(jobId)).id),
+    say: async (who, jobId, text) => {
+      const plan = await planPost(jobId);
+      // Decisions count only once the job is bound to its thread, a moment after the post.
+      await eventually(async () => {
+        const job = await db
+          .selectFrom('jobs')
+          .select('root_post_id')
+          .where('id', '=', jobId)
+          .executeTakeFirst();
+        return job?.root_post_id === plan.id;
+      }, `job:${jobId} bound to its thread`);
+      return w.post(who, text, plan.id);
+    },
     close: async () => {
       await server.stop();
       await serverDb?.close();
