@@ -189,6 +189,16 @@ const ALSO_CONFLICTS: Partial<Record<SecretKey, string>> = { SIGNING_KEY_JWK: 'S
 
 const isSet = (v: string | undefined): v is string => v !== undefined && v.trim() !== '';
 
+/** `text` less the line breaks (LF or CRLF) that end it; linear, unlike a regex anchored at `$`. */
+function withoutFinalLineBreaks(text: string): string {
+  let end = text.length;
+  while (end > 0 && text[end - 1] === '\n') {
+    end -= 1;
+    if (end > 0 && text[end - 1] === '\r') end -= 1;
+  }
+  return text.slice(0, end);
+}
+
 /**
  * Reads one secret file: its content less the line breaks that end it, or why it cannot be
  * used. The reason names the path and never the content.
@@ -202,7 +212,7 @@ function readSecretFile(file: string): { value: string } | { problem: string } {
     const text = readFileSync(file, 'utf8');
     if (Buffer.byteLength(text) > MAX_SECRET_FILE_BYTES)
       return { problem: `${file} is larger than ${MAX_SECRET_FILE_BYTES} bytes` };
-    const value = text.replace(/(?:\r?\n)+$/, '');
+    const value = withoutFinalLineBreaks(text);
     // A file of blanks would read as unset: an empty secret file is a mistake, never "none".
     if (value.trim() === '') return { problem: `${file} is empty` };
     return { value };

@@ -351,6 +351,19 @@ describe('secret settings read from files (*_FILE)', () => {
     );
   });
 
+  it('reads a file of many line breaks in one pass (a regex anchored at its end would take seconds)', async () => {
+    const dir = await tempDir();
+    const file = path.join(dir, 'token');
+    const token = 'admin-token-from-a-file-0123456789abcdef';
+    await writeFile(file, `${'\n'.repeat(60_000)}${token}\r\n\n`);
+    expect(loadConfig({ ADMIN_TOKEN_FILE: file }).adminToken).toBe(`${'\n'.repeat(60_000)}${token}`);
+    await writeFile(file, `${token}${'\r\n'.repeat(30_000)}`);
+    expect(loadConfig({ ADMIN_TOKEN_FILE: file }).adminToken).toBe(token);
+    // A lone CR is content, not a line break.
+    await writeFile(file, `${token}\r`);
+    expect(loadConfig({ ADMIN_TOKEN_FILE: file }).adminToken).toBe(`${token}\r`);
+  });
+
   it('reads the bot token from a file for the Mattermost pair, and still wants the URL with it', async () => {
     const dir = await tempDir();
     const file = path.join(dir, 'mm');

@@ -255,6 +255,19 @@ describe('Dockerfile', () => {
     );
   });
 
+  it('gives npm ci every workspace package.json the lockfile names, before it runs', () => {
+    const lock = JSON.parse(read('package-lock.json')) as { packages: Record<string, unknown> };
+    const workspaces = Object.keys(lock.packages).filter((k) => k !== '' && !k.includes('node_modules'));
+    expect(workspaces.length).toBeGreaterThan(0);
+    const build = stages[0]!.lines;
+    const install = build.findIndex((l) => l.startsWith('RUN npm ci'));
+    for (const ws of workspaces) {
+      const copy = build.indexOf(`COPY ${ws}/package.json ${ws}/`);
+      expect(copy, `COPY ${ws}/package.json`).toBeGreaterThanOrEqual(0);
+      expect(copy).toBeLessThan(install);
+    }
+  });
+
   it('copies into the build stage only paths that exist in the repository', () => {
     for (const line of stages[0]!.lines.filter((l) => l.startsWith('COPY'))) {
       const sources = line.split(/\s+/).slice(1, -1);
