@@ -171,7 +171,9 @@ describe(`typed errors from the real server (${dialectName})`, () => {
       jti: claim.jti,
       job_id: job.job_id,
       already_revoked: false,
+      job_ended: true,
     });
+    expect(await cw.client.getJob(job)).toMatchObject({ status: 'revoked' });
     expect(await cw.client.introspect(claim.token)).toMatchObject({ active: false });
     const err = await cw.client.redeem(claim.token).catch((e: unknown) => e);
     expect(err).toMatchObject({
