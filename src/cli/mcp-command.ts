@@ -82,7 +82,10 @@ async function agentKey(opts: McpOptions, cmd: Command): Promise<string> {
 export function mcpCommand(program: Command, ctx: CliContext): void {
   program
     .command('mcp')
-    .description('serve the MCP tools to an agent over stdio (stdout is the protocol; logs go to stderr)')
+    .description(
+      'serve the MCP tools to an agent over stdio, as the agent whose key CLAW_AGENT_KEY (or the file ' +
+        'CLAW_AGENT_KEY_FILE) holds; stdout is the protocol, logs go to stderr',
+    )
     .addOption(
       new Option(
         '--url <url>',
