@@ -26,17 +26,15 @@ export function requireOpenClawInstall(): void {
 }
 
 /**
- * The gateway loads the plugin from its source, and the plugin imports `@claw-approvals/client`
- * through the workspace link, whose entry is the client's build: compile it from the current
- * source so the gateway never runs a stale client.
+ * The plugin as an operator installs it: `scripts/stage-plugin.mjs` writes a self-contained
+ * package (the plugin's source and the client compiled from the current source) into `dest`.
  */
-export function buildClient(): void {
-  const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', 'packages/client/tsconfig.json'], {
+export function stagePlugin(dest: string): void {
+  const r = spawnSync(process.execPath, [path.join(PLUGIN_DIR, 'scripts/stage-plugin.mjs'), dest], {
     cwd: ROOT,
     encoding: 'utf8',
   });
-  if (r.status !== 0) throw new Error(`building packages/client failed:\n${r.stdout}${r.stderr}`);
+  if (r.status !== 0) throw new Error(`staging the plugin failed:\n${r.stdout}${r.stderr}`);
 }
 
 async function freePort(): Promise<number> {
@@ -68,8 +66,9 @@ export interface Gateway {
 
 /**
  * A real OpenClaw gateway (`openclaw gateway run`, the npm package, on Node 24) with the
- * claw-approvals plugin and the fixture tools loaded from their directories by OpenClaw's
- * plugin loader. Channels, cron and the canvas host are off; nothing leaves the machine.
+ * claw-approvals plugin (staged as an operator stages it) and the fixture tools loaded from
+ * their directories by OpenClaw's plugin loader. Channels, cron and the canvas host are off,
+ * and only these two plugins (and OpenClaw's memory-core) load; nothing leaves the machine.
  */
 export async function startGateway(opts: {
   pluginConfig: Record<string, unknown>;
@@ -80,6 +79,8 @@ export async function startGateway(opts: {
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-openclaw-'));
   const stateDir = path.join(home, 'state');
   await fs.mkdir(stateDir, { recursive: true });
+  const pluginDir = path.join(home, 'claw-approvals');
+  stagePlugin(pluginDir);
   const logFile = path.join(home, 'tools.jsonl');
   await fs.writeFile(logFile, '');
   const port = await freePort();
@@ -88,7 +89,7 @@ export async function startGateway(opts: {
     gateway: { mode: 'local', port, bind: 'loopback', auth: { mode: 'token', token } },
     plugins: {
       allow: ['claw-approvals', 'claw-fixture-tools'],
-      load: { paths: [PLUGIN_DIR, FIXTURE_DIR] },
+      load: { paths: [pluginDir, FIXTURE_DIR] },
       entries: {
         'claw-approvals': { enabled: true, config: opts.pluginConfig },
         'claw-fixture-tools': {
@@ -141,20 +142,21 @@ export async function startGateway(opts: {
     await fs.rm(home, { recursive: true, force: true });
   };
 
-  const deadline = Date.now() + 90_000;
+  // Alone it is ready in about 15 s; a machine busy with other work can take minutes.
+  const deadline = Date.now() + 240_000;
   for (;;) {
     if (child.exitCode !== null)
       throw new Error(`the OpenClaw gateway exited (${child.exitCode}):\n${output}`);
     try {
       const res = await fetch(`${url}/healthz`);
-      // Health answers before plugins are registered; "ready" in the log follows them.
-      if (res.status === 200 && /\bready\b/.test(output)) break;
+      // Health answers before plugins are registered; "[gateway] ready" in the log follows them.
+      if (res.status === 200 && /\[gateway\] ready\b/.test(output)) break;
     } catch {
       // not listening yet
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`the OpenClaw gateway did not get ready within 90 s:\n${output}`);
+      throw new Error(`the OpenClaw gateway did not get ready within 240 s:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

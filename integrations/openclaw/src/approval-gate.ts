@@ -45,7 +45,7 @@ export interface GateDeps {
   policy: () => Promise<PinnedPolicy>;
   log: GateLogger;
   /** Timers for calls whose outcome the host may never report; injectable for tests. */
-  setTimer?: (fn: () => void, ms: number) => { unref?: () => void };
+  setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (timer: unknown) => void;
 }
 
@@ -243,7 +243,8 @@ export class ApprovalGate {
         `the tool call was let run; OpenClaw reported no outcome within ${Math.round(this.#deps.config.resultTimeoutMs / 1000)} s`,
       );
     }, this.#deps.config.resultTimeoutMs);
-    timer.unref?.();
+    // A pending report must not keep the gateway process alive.
+    (timer as { unref?: () => void }).unref?.();
     this.#running.set(callId, { jobId, step, timer });
     callBindings().set(callId, { job_id: jobId, step, ...binding });
   }

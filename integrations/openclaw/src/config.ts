@@ -83,6 +83,7 @@ export function parseConfig(raw: unknown, sources: ConfigSources): ConfigResult 
   }
 
   let agentKey = '';
+  const before = problems.length;
   if (c.agentKeyFile !== undefined && c.agentKeyEnv !== undefined) {
     problems.push('set agentKeyFile or agentKeyEnv, not both');
   } else if (c.agentKeyFile !== undefined) {
@@ -101,7 +102,7 @@ export function parseConfig(raw: unknown, sources: ConfigSources): ConfigResult 
       problems.push('agentKeyEnv must name an environment variable');
     else agentKey = (sources.env[name] ?? '').trim();
   }
-  if (agentKey === '' && !problems.some((p) => p.startsWith('agentKey'))) {
+  if (agentKey === '' && problems.length === before) {
     problems.push(
       c.agentKeyFile !== undefined
         ? 'agentKeyFile is empty'
