@@ -35,7 +35,7 @@ RUN npm run build \
   && npm prune --omit=dev --ignore-scripts --no-audit --no-fund \
   && rm -rf node_modules/@claw-approvals/mattermost-sandbox \
     node_modules/typescript node_modules/.bin/tsc node_modules/.bin/tsserver \
-  && find dist packages/client/dist -name '*.map' -delete
+  && find dist packages/client/dist \( -name '*.map' -o -name '*.d.ts' \) -delete
 
 # ---- runtime: built JavaScript and production node_modules only ----
 FROM ${NODE_IMAGE}
