@@ -13,6 +13,8 @@ import { REPO_POLICIES_DIR, tempDir } from '../helpers/fs.js';
 const ROOT = new URL('../../', import.meta.url).pathname;
 /** tsx's loader by path: the process runs in an empty directory, where `--import tsx` resolves nothing. */
 const TSX = pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+/** The checkout's tsconfig (its `paths` name the workspace packages), as `npx tsx` in the checkout reads it. */
+const TSCONFIG = path.join(ROOT, 'tsconfig.json');
 const ADMIN = 'admin-secret-never-in-a-line-0123456789';
 
 const dbs: (TestDb | null)[] = [];
@@ -124,7 +126,12 @@ describe(`serve's fatal start-up line (${dialectName})`, () => {
   it('as a real process: exit 1, stdout empty, stderr the one line', async () => {
     const proc = spawn(process.execPath, ['--import', TSX, path.join(ROOT, 'src/main.ts'), 'serve'], {
       cwd: await tempDir('claw-fatal-cwd-'),
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', PORT: '99999' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: process.env.HOME ?? '/tmp',
+        TSX_TSCONFIG_PATH: TSCONFIG,
+        PORT: '99999',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

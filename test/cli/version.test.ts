@@ -12,6 +12,8 @@ import { tempDir } from '../helpers/fs.js';
 const ROOT = new URL('../../', import.meta.url).pathname;
 /** tsx's loader by path: the process runs in an empty directory, where `--import tsx` resolves nothing. */
 const TSX = pathToFileURL(path.join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
+/** The checkout's tsconfig (its `paths` name the workspace packages), as `npx tsx` in the checkout reads it. */
+const TSCONFIG = path.join(ROOT, 'tsconfig.json');
 const PACKAGE = JSON.parse(await fs.readFile(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
 
 describe('claw-approvals --version', () => {
@@ -29,7 +31,10 @@ describe('claw-approvals --version', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['--import', TSX, path.join(ROOT, 'src/main.ts'), '--version'],
-      { cwd: await tempDir('claw-version-') },
+      {
+        cwd: await tempDir('claw-version-'),
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', TSX_TSCONFIG_PATH: TSCONFIG },
+      },
     );
     expect(stdout).toBe(`${PACKAGE.version}\n`);
     // tsx compiles the program first: slow on a busy machine.
