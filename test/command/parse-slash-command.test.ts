@@ -102,12 +102,16 @@ describe('the command token', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'claw-command-'));
     const file = path.join(dir, 'token');
     await writeFile(file, `${token}\n`);
+    // loadConfig reads the file, like every *_FILE secret (test/config.test.ts: the file cases).
     const config = loadConfig({ MATTERMOST_COMMAND_TOKEN_FILE: 'token' }, dir);
-    expect(config.commandToken).toEqual({ kind: 'file', file });
+    expect(config.commandToken).toEqual({ kind: 'value', token });
     expect(await readCommandToken(config.commandToken)).toBe(token);
     expect(await readCommandToken(undefined)).toBeNull();
     await writeFile(file, 'not a token\n');
-    await expect(readCommandToken(config.commandToken)).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+    expect(() => loadConfig({ MATTERMOST_COMMAND_TOKEN_FILE: 'token' }, dir)).toThrow(
+      /MATTERMOST_COMMAND_TOKEN_FILE .*: the MATTERMOST_COMMAND_TOKEN it holds must be the 26-character token/,
+    );
+    await expect(readCommandToken({ kind: 'file', file })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' });
     await expect(readCommandToken({ kind: 'file', file: path.join(dir, 'missing') })).rejects.toMatchObject({
       code: 'ERR_CONFIG_INVALID',
     });
