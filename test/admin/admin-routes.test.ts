@@ -99,7 +99,7 @@ const routes = (s: S): Call[] => [
   },
 ];
 
-describe(`admin routes: who may call them (${dialectName})`, () => {
+describe(`admin routes: who may call them (${dialectName})`, { timeout: 120_000 }, () => {
   it.each([
     ['no credentials', () => ({})],
     ['a wrong token', () => ({ authorization: 'Bearer not-the-admin-token-but-long-enough-0000' })],
@@ -156,7 +156,7 @@ describe(`admin routes: who may call them (${dialectName})`, () => {
   });
 });
 
-describe(`admin routes: malformed requests (${dialectName})`, () => {
+describe(`admin routes: malformed requests (${dialectName})`, { timeout: 120_000 }, () => {
   const long = (n: number) => 'x'.repeat(n);
   it.each([
     ['/v1/admin/agents', 'an invalid agent id', { id: 'bad id with spaces' }],
@@ -280,7 +280,7 @@ describe(`admin routes: malformed requests (${dialectName})`, () => {
   });
 });
 
-describe(`admin routes: what they do (${dialectName})`, () => {
+describe(`admin routes: what they do (${dialectName})`, { timeout: 120_000 }, () => {
   it('agents: create answers the key once (no-store), list never shows it, a second create is 409', async () => {
     const s = await setup();
     const res = await s.app.inject({
