@@ -21,8 +21,8 @@ export function registerClaimToken(server: McpServer, deps: McpToolDeps): void {
       },
     },
     (args, extra) =>
-      answering(deps.log, async () => {
-        const claimed = await deps.client.claimToken(args.job, args.step, { signal: extra.signal });
+      answering(deps, extra, async (signal) => {
+        const claimed = await deps.client.claimToken(args.job, args.step, { signal });
         return { ...claimed };
       }),
   );

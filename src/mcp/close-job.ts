@@ -20,8 +20,8 @@ export function registerCloseJob(server: McpServer, deps: McpToolDeps): void {
       },
     },
     (args, extra) =>
-      answering(deps.log, async () => {
-        const closed = await deps.client.closeJob(args.job, args.reason, { signal: extra.signal });
+      answering(deps, extra, async (signal) => {
+        const closed = await deps.client.closeJob(args.job, args.reason, { signal });
         return { ...closed };
       }),
   );

@@ -16,6 +16,8 @@ export interface McpToolDeps {
   teamId: string | null;
   /** How long the permission prompt waits for people before it denies the call. */
   permissionTimeoutSeconds: number;
+  /** Aborted when the server stops: waiting tools answer at once instead of holding it open. */
+  stopping?: AbortSignal;
 }
 
 /** `https://chat.example.com/_redirect/pl/<post>`: Mattermost finds the post's team itself. */

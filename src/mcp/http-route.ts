@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { ClawClient } from '@claw-approvals/client';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
@@ -12,6 +13,8 @@ import { MM_ID } from './schemas.js';
 export const DEFAULT_PERMISSION_TIMEOUT_SECONDS = 600;
 export const MAX_PERMISSION_TIMEOUT_SECONDS = 86_400;
 const MAX_MCP_BODY_BYTES = 1024 * 1024;
+/** How long a stopping server lets waiting tools' answers go out before it closes their streams. */
+const SHUTDOWN_GRACE_MS = 2_000;
 
 export interface McpRouteDeps extends AuthDeps {
   limiter: ApiRateLimiter;
@@ -78,11 +81,20 @@ function notAllowed(reply: FastifyReply) {
 export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
   void app.register(async (scope) => {
     scope.addHook('onRequest', authenticationHook({ ...deps, allowAdmin: false }));
-    const live = new Set<{ close(): Promise<void> }>();
-    // A tool may wait for people for minutes: on shutdown its stream is ended (and its
-    // waiting given up) instead of holding the server open.
+    // A tool may wait for people for minutes. On shutdown the waiting tools answer at once
+    // (a tool error, or a permission denied), their answers go out, and then whatever is
+    // still open is closed, so a waiting agent never holds the server up.
+    const stopping = new AbortController();
+    const live = new Map<McpServer, Promise<void>>();
     scope.addHook('preClose', async () => {
-      await Promise.allSettled([...live].map((s) => s.close()));
+      stopping.abort();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(live.values()),
+        new Promise((resolve) => (timer = setTimeout(resolve, SHUTDOWN_GRACE_MS))),
+      ]);
+      clearTimeout(timer);
+      await Promise.allSettled([...live.keys()].map((s) => s.close()));
     });
     const apiUrl = deps.apiUrl ?? (() => loopbackUrl(app.server.address()));
 
@@ -122,17 +134,23 @@ export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
             requesterId: req.query.requester ?? null,
             teamId: req.query.team ?? null,
             permissionTimeoutSeconds: timeout,
+            stopping: stopping.signal,
           },
           VERSION,
         );
         const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
-        live.add(server);
         reply.hijack();
-        reply.raw.once('close', () => {
-          live.delete(server);
-          // Closing aborts the tools still working for this request (their jobs are closed).
-          void server.close();
-        });
+        live.set(
+          server,
+          new Promise((resolve) =>
+            reply.raw.once('close', () => {
+              live.delete(server);
+              // Closing aborts the tools still working for this request (their jobs are closed).
+              void server.close();
+              resolve();
+            }),
+          ),
+        );
         try {
           await server.connect(transport);
           await transport.handleRequest(req.raw, reply.raw, req.body);

@@ -15,8 +15,8 @@ export function registerJobStatus(server: McpServer, deps: McpToolDeps): void {
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, extra) =>
-      answering(deps.log, async () => {
-        const job = await deps.client.getJob(args.job, { signal: extra.signal });
+      answering(deps, extra, async (signal) => {
+        const job = await deps.client.getJob(args.job, { signal });
         return { ...job, thread: threadLink(deps, job.root_post_id) };
       }),
   );

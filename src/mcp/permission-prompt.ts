@@ -6,7 +6,7 @@ import { canonicalJson } from '../crypto/jcs.js';
 import { type PlanStep, planHash } from '../jobs/plan.js';
 import type { McpToolDeps } from './deps.js';
 import { stepInput, toolCallStep, type ToolInput } from './tool-call-step.js';
-import { failureOf } from './tool-result.js';
+import { failureOf, toolSignal } from './tool-result.js';
 
 /**
  * Claude Code's `--permission-prompt-tool`: it calls the tool with the call it is about to
@@ -196,7 +196,7 @@ export function registerPermissionPrompt(server: McpServer, deps: McpToolDeps): 
     async (args, extra): Promise<CallToolResult> => {
       const token = extra._meta?.progressToken;
       const answer = await decidePermission(deps, args, {
-        signal: extra.signal,
+        signal: toolSignal(deps, extra),
         ...(token === undefined
           ? {}
           : {
@@ -210,6 +210,9 @@ export function registerPermissionPrompt(server: McpServer, deps: McpToolDeps): 
                   },
                 }),
             }),
+      }).catch((err: unknown) => {
+        if (deps.stopping?.aborted) return deny(`claw-approvals is shutting down; nothing was approved`);
+        throw err;
       });
       return { content: [{ type: 'text', text: JSON.stringify(answer) }] };
     },

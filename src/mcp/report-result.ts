@@ -31,7 +31,7 @@ export function registerReportResult(server: McpServer, deps: McpToolDeps): void
       },
     },
     (args, extra) =>
-      answering(deps.log, async () => {
+      answering(deps, extra, async (signal) => {
         const reported = await deps.client.reportResult(
           args.job,
           args.step,
@@ -40,7 +40,7 @@ export function registerReportResult(server: McpServer, deps: McpToolDeps): void
             ...(args.summary === undefined ? {} : { summary: args.summary }),
             ...(args.receipts === undefined ? {} : { receipts: args.receipts }),
           },
-          { signal: extra.signal },
+          { signal },
         );
         return { ...reported };
       }),

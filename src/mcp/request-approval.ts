@@ -91,7 +91,7 @@ export function registerRequestApproval(server: McpServer, deps: McpToolDeps): v
       },
     },
     (args, extra) =>
-      answering(deps.log, async () => {
+      answering(deps, extra, async (signal) => {
         const channel = args.channel ?? deps.channelId;
         const requester = args.requester ?? deps.requesterId;
         if (!channel) throw new TypeError('channel is required (no default channel is configured)');
@@ -110,7 +110,7 @@ export function registerRequestApproval(server: McpServer, deps: McpToolDeps): v
             : {}),
           ...(args.steps !== undefined ? { steps: args.steps } : {}),
         };
-        let job = await deps.client.submitJob(request, { signal: extra.signal });
+        let job = await deps.client.submitJob(request, { signal });
         // The bot posts the plan as the job's thread a moment later: wait briefly to link it.
         const deadline = Date.now() + THREAD_WAIT_MS;
         while (job.root_post_id === null && job.status === 'open' && deps.mattermostUrl !== null) {
@@ -119,7 +119,7 @@ export function registerRequestApproval(server: McpServer, deps: McpToolDeps): v
           job = await deps.client.getJob(job, {
             waitSeconds: Math.min(left, 2),
             afterVersion: job.version,
-            signal: extra.signal,
+            signal,
           });
         }
         return approvalSummary(deps, job);

@@ -1,6 +1,7 @@
 import { isClawError } from '@claw-approvals/client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { McpToolDeps } from './deps.js';
 
 /** A tool's answer: the same object as JSON text (for models) and as structured content. */
 export function toolAnswer(value: Record<string, unknown>): CallToolResult {
@@ -36,14 +37,27 @@ export function toolError(failure: ToolFailure): CallToolResult {
   };
 }
 
-/** Runs a tool's body; any failure becomes a tool error with its code. */
+/** What shutting down answers: the agent should ask again (another replica, or after the restart). */
+export const SHUTTING_DOWN: ToolFailure = {
+  code: 'ERR_UNREACHABLE',
+  message: 'claw-approvals is shutting down; ask again',
+};
+
+/** The signal a tool's work stops on: the caller's cancellation, or the server stopping. */
+export function toolSignal(deps: Pick<McpToolDeps, 'stopping'>, extra: { signal: AbortSignal }): AbortSignal {
+  return deps.stopping ? AbortSignal.any([extra.signal, deps.stopping]) : extra.signal;
+}
+
+/** Runs a tool's body with its signal; any failure becomes a tool error with its code. */
 export async function answering(
-  log: Logger,
-  body: () => Promise<Record<string, unknown>>,
+  deps: Pick<McpToolDeps, 'log' | 'stopping'>,
+  extra: { signal: AbortSignal },
+  body: (signal: AbortSignal) => Promise<Record<string, unknown>>,
 ): Promise<CallToolResult> {
   try {
-    return toolAnswer(await body());
+    return toolAnswer(await body(toolSignal(deps, extra)));
   } catch (err) {
-    return toolError(failureOf(err, log));
+    if (deps.stopping?.aborted) return toolError(SHUTTING_DOWN);
+    return toolError(failureOf(err, deps.log));
   }
 }

@@ -47,12 +47,12 @@ export function registerWaitForDecision(server: McpServer, deps: McpToolDeps): v
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     (args, extra) =>
-      answering(deps.log, async () =>
+      answering(deps, extra, async (signal) =>
         decisionSummary(
           deps,
           await deps.client.waitForDecision(args.job, args.step, {
             timeoutMs: args.timeout_seconds * 1000,
-            signal: extra.signal,
+            signal,
           }),
         ),
       ),

@@ -1,14 +1,18 @@
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent } from '../../src/agents/agent-keys.js';
 import { buildApp } from '../../src/app.js';
 import type { RateLimits } from '../../src/http/rate-limit.js';
 import { loopbackUrl } from '../../src/mcp/http-route.js';
-import { dialectName } from '../helpers/db.js';
+import { createTestDb, dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, type TestEngine } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
+// The first embedded database of a worker is migrated once (slow on a busy machine): in a hook, not a test.
+beforeAll(async () => {
+  await (await createTestDb()).close();
+});
 const opened: { e: TestEngine; app: FastifyInstance }[] = [];
 afterEach(async () => {
   for (const { e, app } of opened.splice(0)) {
