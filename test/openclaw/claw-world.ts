@@ -32,8 +32,8 @@ export interface ClawServer {
   agentKey: string;
   /** The hash the ops channel's policy is pinned to (what an operator puts in the plugin config). */
   policyHash: string;
-  /** Plan posts seen so far; `nextPlan` waits for one not among them. */
-  nextPlan(): Promise<{ post: ChatPost; jobId: number }>;
+  /** Waits (up to `ms`) for a plan post not seen before. */
+  nextPlan(ms?: number): Promise<{ post: ChatPost; jobId: number }>;
   /** Waits until the job counts decisions in its thread (before that, each is ERR_WRONG_THREAD). */
   bound(plan: { post: ChatPost; jobId: number }): Promise<void>;
   /** The requester confirms and alice (ops-oncall) and chioma (sec-reviewers) approve. */
@@ -63,7 +63,7 @@ export async function startClawServer(): Promise<ClawServer> {
   const seen = new Set<string>();
   let apiOpen = true;
 
-  const nextPlan = async () => {
+  const nextPlan = async (ms = 15_000) => {
     const post = await eventually(
       () =>
         w.sandbox
@@ -72,6 +72,7 @@ export async function startClawServer(): Promise<ClawServer> {
             (p) => p.user_id === w.botUserId && p.root_id === '' && p.props.claw_job_id && !seen.has(p.id),
           ),
       'a new plan post',
+      ms,
     );
     seen.add(post.id);
     return { post, jobId: jobIdIn(post) };

@@ -1,18 +1,47 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expireDueJobs } from '../../src/jobs/revoke-job.js';
+import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
+import { receiptFor } from '../helpers/receipts.js';
 import { type ClawServer, jobCount, jobRow, SEND, startClawServer, stepRow, tokenRow } from './claw-world.js';
 import { type Gateway, startGateway } from './openclaw-gateway.js';
+import { type ScriptedModel, startScriptedModel } from './scripted-model.js';
 
 // A real OpenClaw gateway (npm `openclaw`, run on the Node 24 the plugin workspace pins) loads
-// the plugin with its own plugin loader; each call goes through POST /tools/invoke, which runs
-// the gateway's tool policy and every plugin's before_tool_call hook before the tool.
+// the plugin with its own plugin loader. Single calls go through POST /tools/invoke (the
+// gateway's tool policy, then every plugin's before_tool_call hook, then the tool); agent
+// turns through POST /v1/chat/completions, with a scripted model that calls the tools.
 let s: ClawServer;
 let gw: Gateway;
+let model: ScriptedModel;
+let gateway: http.Server;
+
+/** Stands in for clawproxy: signs a receipt bound to the call's binding with the test gateway key. */
+async function startReceiptGateway(): Promise<{ server: http.Server; url: string }> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      const b = JSON.parse(body) as { run_id: string; event_hash_b64u: string };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(receiptFor({ runId: b.run_id, eventHash: b.event_hash_b64u })));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/receipt` };
+}
+
 beforeAll(async () => {
   s = await startClawServer();
+  model = await startScriptedModel();
+  const receipts = await startReceiptGateway();
+  gateway = receipts.server;
   gw = await startGateway({
+    modelUrl: model.baseUrl,
+    receiptUrl: receipts.url,
     pluginConfig: {
       serverUrl: s.url,
       channelId: s.w.channel,
@@ -27,12 +56,14 @@ beforeAll(async () => {
 }, 360_000);
 afterAll(async () => {
   await gw?.stop();
+  await model?.close();
+  gateway?.close();
   await s?.close();
 });
 
 const ranTools = () => gw.ran().map((r) => r.tool);
 
-describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 120_000 }, () => {
+describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 240_000 }, () => {
   it('lets an ungated tool run untouched, without a job', async () => {
     const before = await jobCount(s.w);
     const res = await gw.invoke('search', { query: 'latency spikes' });
@@ -140,6 +171,55 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 12
     );
     expect(ranTools()).toHaveLength(ran);
     expect((await stepRow(s.w, plan.jobId)).status).not.toBe('approved');
+  });
+
+  it('an agent turn: the model calls a gated tool, two people approve, it runs and its receipt completes the job', async () => {
+    const args = { channel: 'payments-oncall', text: 'Summary posted by the agent', receipt: true };
+    model.script({ tool: SEND, args }, { text: 'Posted the summary.' });
+    const turn = gw.chat('Post the summary to payments-oncall.');
+    // An agent turn prepares its session first: seconds alone, much longer on a busy machine.
+    const plan = await s.nextPlan(120_000);
+    expect(gw.ran().some((r) => r.params.text === args.text)).toBe(false);
+    await s.approve(plan);
+    const answer = await turn;
+    expect(answer, gw.output()).toEqual({ status: 200, text: 'Posted the summary.' });
+    expect(gw.ran().at(-1)).toMatchObject({ tool: SEND, params: args, binding: { job_id: plan.jobId } });
+    expect(model.toolResults().at(-1)).toContain('send_message ran');
+    // after_tool_call reported the success with the gateway's receipt: the job completes.
+    await eventually(
+      async () => (await jobRow(s.w, plan.jobId)).status === 'completed',
+      'the job completed',
+      20_000,
+    );
+    expect((await stepRow(s.w, plan.jobId)).result_summary).toMatch(/^OpenClaw: send_message ran in \d+ ms$/);
+    const job = await jobRow(s.w, plan.jobId);
+    const bundle = await s.w.d.db
+      .selectFrom('bundles')
+      .select('envelope')
+      .where('bundle_id', '=', job.bundle_id!)
+      .executeTakeFirstOrThrow();
+    expect(
+      verifyBundle(JSON.parse(bundle.envelope), {
+        trustsSigner: s.b.engine.keyRing.trusts,
+        gatewaySigners: s.b.engine.gatewaySigners,
+      }),
+    ).toMatchObject({ ok: true, receipts: 1 });
+  });
+
+  it('an agent turn: a denied call comes back to the model as blocked, with the reason', async () => {
+    const ran = ranTools().length;
+    model.script(
+      { tool: SEND, args: { channel: 'payments-oncall', text: 'not approved' } },
+      { text: 'Understood.' },
+    );
+    const turn = gw.chat('Post it anyway.');
+    const plan = await s.nextPlan(120_000);
+    await s.bound(plan);
+    s.w.post('alice', `DENY job:${plan.jobId} step:${SEND} not now`, plan.post.id);
+    expect(await turn).toEqual({ status: 200, text: 'Understood.' });
+    expect(model.toolResults().at(-1)).toContain(`claw-approvals: job:${plan.jobId} send_message denied`);
+    expect(ranTools()).toHaveLength(ran);
+    expect(await jobRow(s.w, plan.jobId)).toMatchObject({ status: 'denied' });
   });
 
   it('fails closed when the server is unreachable: gated calls are blocked, ungated ones still run', async () => {

@@ -57,6 +57,8 @@ export interface Gateway {
   url: string;
   /** `POST /tools/invoke`: one tool call, through the gateway's tool policy and plugin hooks. */
   invoke(tool: string, args: Record<string, unknown>): Promise<InvokeAnswer>;
+  /** `POST /v1/chat/completions`: one agent turn (needs `modelUrl`); the assistant's answer. */
+  chat(message: string): Promise<{ status: number; text: string }>;
   /** What the fixture tools recorded: one entry per call that ran. */
   ran(): { tool: string; params: Record<string, unknown>; toolCallId: string; binding: unknown }[];
   /** The gateway's output so far (for failure messages). */
@@ -74,6 +76,8 @@ export async function startGateway(opts: {
   pluginConfig: Record<string, unknown>;
   env?: Record<string, string>;
   receiptUrl?: string;
+  /** A Chat Completions base URL the agent's model calls go to (see scripted-model.ts). */
+  modelUrl?: string;
 }): Promise<Gateway> {
   requireOpenClawInstall();
   const home = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-openclaw-'));
@@ -86,7 +90,39 @@ export async function startGateway(opts: {
   const port = await freePort();
   const token = `gw-${Math.random().toString(36).slice(2)}-${Date.now()}`;
   const config = {
-    gateway: { mode: 'local', port, bind: 'loopback', auth: { mode: 'token', token } },
+    gateway: {
+      mode: 'local',
+      port,
+      bind: 'loopback',
+      auth: { mode: 'token', token },
+      http: { endpoints: { chatCompletions: { enabled: opts.modelUrl !== undefined } } },
+    },
+    ...(opts.modelUrl
+      ? {
+          models: {
+            mode: 'replace',
+            providers: {
+              scripted: {
+                baseUrl: opts.modelUrl,
+                apiKey: 'not-a-secret',
+                api: 'openai-completions',
+                models: [
+                  {
+                    id: 'scripted-1',
+                    name: 'Scripted',
+                    reasoning: false,
+                    input: ['text'],
+                    cost: { input: 0, output: 0, cacheRead: 0, cacheWrite: 0 },
+                    contextWindow: 128_000,
+                    maxTokens: 4096,
+                  },
+                ],
+              },
+            },
+          },
+          agents: { defaults: { model: { primary: 'scripted/scripted-1' } } },
+        }
+      : {}),
     plugins: {
       allow: ['claw-approvals', 'claw-fixture-tools'],
       load: { paths: [pluginDir, FIXTURE_DIR] },
@@ -98,7 +134,8 @@ export async function startGateway(opts: {
         },
       },
     },
-    tools: { allow: ['send_message', 'search', 'write_file'] },
+    // Direct tool schemas (no Tool Search meta-tools), so the scripted model calls tools by name.
+    tools: { allow: ['send_message', 'search', 'write_file'], toolSearch: false },
   };
   const configPath = path.join(stateDir, 'openclaw.json');
   await fs.writeFile(configPath, JSON.stringify(config, null, 2));
@@ -170,6 +207,15 @@ export async function startGateway(opts: {
         body: JSON.stringify({ tool, args }),
       });
       return { status: res.status, body: (await res.json()) as InvokeAnswer['body'] };
+    },
+    async chat(message) {
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'openclaw', messages: [{ role: 'user', content: message }] }),
+      });
+      const body = (await res.json()) as { choices?: { message?: { content?: string } }[] };
+      return { status: res.status, text: body.choices?.[0]?.message?.content ?? '' };
     },
     ran: () =>
       readFileSync(logFile, 'utf8')

@@ -8,11 +8,13 @@ import { toolCallStep } from './tool-step.js';
 export interface ToolCallEvent {
   toolName: string;
   params: Record<string, unknown>;
+  runId?: string | undefined;
   toolCallId?: string | undefined;
 }
 
 export interface ToolCallContext {
   agentId?: string | undefined;
+  runId?: string | undefined;
   toolCallId?: string | undefined;
   abortSignal?: AbortSignal | undefined;
   requester?: { readonly channel?: string | undefined; readonly senderId?: string | undefined } | undefined;
@@ -21,6 +23,7 @@ export interface ToolCallContext {
 /** What it reads of `after_tool_call`. */
 export interface ToolCallOutcome {
   toolName: string;
+  runId?: string | undefined;
   toolCallId?: string | undefined;
   result?: unknown;
   error?: string | undefined;
@@ -57,7 +60,14 @@ interface LetRun {
   jobId: number;
   step: string;
   timer: unknown;
+  toolCallId: string;
 }
+
+/**
+ * Calls are told apart by run and call id: a model names its tool calls itself (`call_1`),
+ * so two runs can use the same id.
+ */
+const runKey = (runId: string | undefined, toolCallId: string) => `${runId ?? ''}\u0000${toolCallId}`;
 
 const block = (reason: string): GateAnswer => ({ block: true, blockReason: `claw-approvals: ${reason}` });
 
@@ -180,8 +190,11 @@ export class ApprovalGate {
       return block(`${job.id} ${event.toolName} ${reason}`);
     }
 
-    const callId = event.toolCallId ?? ctx.toolCallId ?? `claw-${(this.#calls += 1)}`;
-    this.#letRun(callId, job.job_id, step.id, { run_id: runId, event_hash_b64u: eventHash });
+    const toolCallId = event.toolCallId ?? ctx.toolCallId ?? `claw-${(this.#calls += 1)}`;
+    this.#letRun(runKey(event.runId ?? ctx.runId, toolCallId), toolCallId, job.job_id, step.id, {
+      run_id: runId,
+      event_hash_b64u: eventHash,
+    });
     log.info(`claw-approvals: ${job.id} ${event.toolName} approved, token redeemed; the call runs`);
     return { params: event.params };
   }
@@ -189,13 +202,14 @@ export class ApprovalGate {
   /** Reports what a call this gate let run did. Calls it never let run are not its business. */
   async afterToolCall(
     outcome: ToolCallOutcome,
-    ctx: { toolCallId?: string | undefined } = {},
+    ctx: { runId?: string | undefined; toolCallId?: string | undefined } = {},
   ): Promise<void> {
-    const callId = outcome.toolCallId ?? ctx.toolCallId;
-    if (callId === undefined) return;
-    const run = this.#running.get(callId);
+    const toolCallId = outcome.toolCallId ?? ctx.toolCallId;
+    if (toolCallId === undefined) return;
+    const key = runKey(outcome.runId ?? ctx.runId, toolCallId);
+    const run = this.#running.get(key);
     if (!run) return;
-    this.#forget(callId);
+    this.#forget(key);
     const { client, log } = this.#deps;
     const failed = outcome.error !== undefined;
     const took = outcome.durationMs !== undefined ? ` in ${Math.round(outcome.durationMs)} ms` : '';
@@ -233,11 +247,17 @@ export class ApprovalGate {
     for (const id of [...this.#running.keys()]) this.#forget(id);
   }
 
-  #letRun(callId: string, jobId: number, step: string, binding: { run_id: string; event_hash_b64u: string }) {
+  #letRun(
+    key: string,
+    toolCallId: string,
+    jobId: number,
+    step: string,
+    binding: { run_id: string; event_hash_b64u: string },
+  ) {
     const set = this.#deps.setTimer ?? ((fn, ms) => setTimeout(fn, ms));
     const timer = set(() => {
-      if (!this.#running.has(callId)) return;
-      this.#forget(callId);
+      if (!this.#running.has(key)) return;
+      this.#forget(key);
       void this.#close(
         jobId,
         `the tool call was let run; OpenClaw reported no outcome within ${Math.round(this.#deps.config.resultTimeoutMs / 1000)} s`,
@@ -245,16 +265,16 @@ export class ApprovalGate {
     }, this.#deps.config.resultTimeoutMs);
     // A pending report must not keep the gateway process alive.
     (timer as { unref?: () => void }).unref?.();
-    this.#running.set(callId, { jobId, step, timer });
-    callBindings().set(callId, { job_id: jobId, step, ...binding });
+    this.#running.set(key, { jobId, step, timer, toolCallId });
+    callBindings().set(toolCallId, { job_id: jobId, step, ...binding });
   }
 
-  #forget(callId: string) {
-    const run = this.#running.get(callId);
+  #forget(key: string) {
+    const run = this.#running.get(key);
     if (!run) return;
     (this.#deps.clearTimer ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(run.timer);
-    this.#running.delete(callId);
-    callBindings().delete(callId);
+    this.#running.delete(key);
+    if (callBindings().get(run.toolCallId)?.job_id === run.jobId) callBindings().delete(run.toolCallId);
   }
 
   /** Best effort: the call is blocked whether or not the job could be closed. */
