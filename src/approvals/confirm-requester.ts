@@ -1,6 +1,7 @@
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
 import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
+import type { DecisionSource } from '../jobs/engine-metrics.js';
 import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -14,6 +15,9 @@ import {
   rejectedOutcome,
   Rejection,
 } from './record-decision.js';
+
+/** A confirmation is a post in the job's thread; without one it came through the API. */
+const confirmationSource = (input: { post?: PostContext }): DecisionSource => (input.post ? 'chat' : 'api');
 
 /**
  * `CONFIRM job:<n>` by the requester an agent named, in the job's thread: from then on the
@@ -70,7 +74,7 @@ export async function confirmRequester(
           true,
         );
       }
-      const decisionId = await recordDecision(trx, at, {
+      const decisionId = await recordDecision(ctx, trx, at, {
         job,
         namedJob: input.jobId,
         step: null,
@@ -79,6 +83,7 @@ export async function confirmRequester(
         post: input.post,
         outcome: 'accepted',
         code: 'REQUESTER_CONFIRMED',
+        source: confirmationSource(input),
       });
       await trx.updateTable('jobs').set({ requester_confirmed_at: at }).where('id', '=', job.id).execute();
       await appendEvent(
@@ -105,7 +110,7 @@ export async function confirmRequester(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      return rejectedOutcome(trx, at, err, {
+      return rejectedOutcome(ctx, trx, at, err, {
         job,
         jobId: input.jobId,
         step: null,
@@ -113,6 +118,7 @@ export async function confirmRequester(
         userId: input.userId,
         post: input.post,
         ...(expired ? { expired } : {}),
+        source: confirmationSource(input),
       });
     }
   });

@@ -3,6 +3,7 @@ import type { Db } from '../db/database.js';
 import type { DecisionKind, JobRow } from '../db/schema.js';
 import { type AppErrorCode, isAppError } from '../errors.js';
 import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
+import { type DecisionSource, noteDecision } from '../jobs/engine-metrics.js';
 import { endJob } from '../jobs/end-job.js';
 import { pausedReason, pauseState } from '../jobs/kill-switch.js';
 import type { JobEnded } from '../jobs/job-events.js';
@@ -46,6 +47,13 @@ export interface StepDecisionInput {
   reason?: string;
   post?: PostContext;
   button?: ButtonClick;
+  /** Where the decision came from, for the metrics; by default a button, a post (chat), else the API. */
+  source?: DecisionSource;
+}
+
+/** Where a step decision came from, when its caller does not say. */
+function stepDecisionSource(input: StepDecisionInput): DecisionSource {
+  return input.source ?? (input.button ? 'button' : input.post ? 'chat' : 'api');
 }
 
 /** How a button decision is told apart in the chain (a typed phrase adds nothing). */
@@ -102,8 +110,12 @@ export async function previousDecision(db: Db, postId: string | undefined): Prom
   };
 }
 
-/** Records a decision row (and, for an existing job, its event). */
+/**
+ * Records a decision row (and, for an existing job, its event). Every decision, accepted or
+ * rejected, is written here, and counted by the metrics once its transaction commits.
+ */
 export async function recordDecision(
+  ctx: EngineContext,
   trx: Db,
   at: Date,
   d: {
@@ -118,6 +130,7 @@ export async function recordDecision(
     code: string;
     reason?: string | null;
     groups?: readonly string[];
+    source: DecisionSource;
   },
 ): Promise<number> {
   const row = await trx
@@ -137,6 +150,7 @@ export async function recordDecision(
     })
     .returning('id')
     .executeTakeFirstOrThrow();
+  await noteDecision(ctx, trx, { kind: d.kind, outcome: d.outcome, code: d.code, source: d.source });
   // A closed job's chain is sealed in its bundle; later attempts are kept in decisions only.
   // Repeats of one person's refusal for one reason are counted when the job ends, not chained.
   if (
@@ -169,6 +183,7 @@ export async function recordDecision(
  * answered as an outcome that carries the expiry it may have caused.
  */
 export async function rejectedOutcome(
+  ctx: EngineContext,
   trx: Db,
   at: Date,
   err: Rejection,
@@ -183,9 +198,10 @@ export async function rejectedOutcome(
     reason?: string | null;
     groups?: readonly string[];
     expired?: JobEnded;
+    source: DecisionSource;
   },
 ): Promise<DecisionOutcome> {
-  const decisionId = await recordDecision(trx, at, {
+  const decisionId = await recordDecision(ctx, trx, at, {
     job: err.jobExists ? d.job : null,
     namedJob: d.jobId,
     step: d.step,
@@ -197,6 +213,7 @@ export async function rejectedOutcome(
     code: err.code,
     reason: d.reason ?? null,
     ...(d.groups ? { groups: d.groups } : {}),
+    source: d.source,
   });
   return {
     accepted: false,
@@ -339,7 +356,7 @@ export async function decideStep(
       }
 
       if (input.kind === 'deny') {
-        const decisionId = await recordDecision(trx, at, {
+        const decisionId = await recordDecision(ctx, trx, at, {
           job,
           namedJob: input.jobId,
           step: step.step_id,
@@ -351,6 +368,7 @@ export async function decideStep(
           code: 'STEP_DENIED',
           reason: input.reason ?? null,
           groups,
+          source: stepDecisionSource(input),
         });
         const t = stepTransition(step.status, 'deny');
         if (!t.ok)
@@ -410,7 +428,7 @@ export async function decideStep(
           true,
         );
       }
-      const decisionId = await recordDecision(trx, at, {
+      const decisionId = await recordDecision(ctx, trx, at, {
         job,
         namedJob: input.jobId,
         step: step.step_id,
@@ -421,6 +439,7 @@ export async function decideStep(
         outcome: 'accepted',
         code: 'APPROVAL_COUNTED',
         groups,
+        source: stepDecisionSource(input),
       });
       await appendEvent(
         trx,
@@ -475,7 +494,7 @@ export async function decideStep(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      return rejectedOutcome(trx, at, err, {
+      return rejectedOutcome(ctx, trx, at, err, {
         job,
         jobId: input.jobId,
         step: input.step,
@@ -486,6 +505,7 @@ export async function decideStep(
         reason: input.reason ?? null,
         groups,
         ...(expired ? { expired } : {}),
+        source: stepDecisionSource(input),
       });
     }
   });

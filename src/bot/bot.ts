@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { asChatPost, type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
+import type { ChatMetrics, PostPath } from '../chat/chat-metrics.js';
 import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js';
 import { leaseOwner } from '../chat/lease-owner.js';
@@ -34,6 +35,8 @@ export interface BotOptions {
    * belong to a crashed predecessor and are resumed at once.
    */
   exclusiveDatabase?: boolean;
+  /** Told of the WebSocket, the outbox and each handled post (the Prometheus metrics). */
+  metrics?: ChatMetrics;
 }
 
 export interface BotStats {
@@ -74,6 +77,8 @@ export class MattermostBot {
   private readonly syncing = new Map<string, Promise<void>>();
   private readonly syncAgain = new Set<string>();
   readonly stats: BotStats = { observed: 0, ignored: 0, handled: 0, duplicates: 0, failed: 0, catchUps: 0 };
+  /** Whether the WebSocket has been connected before: a later connection is a reconnect. */
+  private connectedBefore = false;
   /** Called after every post is handled (tests and the bench wait on it). */
   onHandled: ((post: ChatPost, result: Handled | Error) => void) | null = null;
 
@@ -92,11 +97,16 @@ export class MattermostBot {
         onEvent: (e) => this.onEvent(e),
         onConnected: ({ connectionId, fresh }) => {
           this.log.info({ connectionId, fresh }, 'Mattermost WebSocket connected');
+          opts.metrics?.websocketConnected({ reconnect: this.connectedBefore, resumed: !fresh });
+          this.connectedBefore = true;
           if (!fresh) return; // the server replayed what was missed
           this.cursors.unsyncAll();
           void this.catchUp('new connection');
         },
-        onDisconnected: (reason) => this.log.warn({ reason }, 'Mattermost WebSocket disconnected'),
+        onDisconnected: (reason) => {
+          this.log.warn({ reason }, 'Mattermost WebSocket disconnected');
+          opts.metrics?.websocketDisconnected();
+        },
       },
     });
   }
@@ -144,6 +154,7 @@ export class MattermostBot {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.starting;
     await this.socket.stop();
+    this.opts.metrics?.websocketDisconnected();
     await Promise.all(this.syncing.values());
     await this.queue.idle();
     await this.delivery?.stop();
@@ -191,6 +202,7 @@ export class MattermostBot {
       ...(this.opts.minBackoffMs !== undefined ? { minBackoffMs: this.opts.minBackoffMs } : {}),
       ...(this.opts.maxBackoffMs !== undefined ? { maxBackoffMs: this.opts.maxBackoffMs } : {}),
       owner: leaseOwner({ exclusive: this.opts.exclusiveDatabase === true }),
+      ...(this.opts.metrics ? { metrics: this.opts.metrics } : {}),
     });
     this.delivery.start();
     this.socket.start();
@@ -235,7 +247,7 @@ export class MattermostBot {
   private observe(post: ChatPost): void {
     this.stats.observed++;
     if (!this.followed(post.channel_id) || this.cursors.isSynced(post.channel_id)) {
-      void this.enqueue(post);
+      void this.enqueue(post, 'live');
       return;
     }
     this.cursors.hold(post);
@@ -247,11 +259,11 @@ export class MattermostBot {
   }
 
   /** Queues a post in its thread; the channel's cursor does not pass it until it is handled. */
-  private enqueue(post: ChatPost): Promise<void> {
+  private enqueue(post: ChatPost, path: PostPath): Promise<void> {
     const key = this.cursors.started(post);
     return this.queue.push(threadOf(post), async () => {
       if (this.stopped) return; // stays open: the next start reads it again
-      const ok = await this.handleWithRetry(post);
+      const ok = await this.handleWithRetry(post, path);
       if (!ok) {
         this.cursors.unsync(post.channel_id);
         return;
@@ -260,7 +272,7 @@ export class MattermostBot {
     });
   }
 
-  private async handleWithRetry(post: ChatPost): Promise<boolean> {
+  private async handleWithRetry(post: ChatPost, path: PostPath): Promise<boolean> {
     const me = this.me;
     if (!me) return false;
     const deps = {
@@ -278,6 +290,9 @@ export class MattermostBot {
         else {
           this.stats.handled++;
           this.log.info({ postId: post.id, action: result.action, jobId: result.jobId }, 'post handled');
+          // Mattermost's clock and ours may differ a little: a post never counts as handled early.
+          const stamped = post.update_at || post.create_at;
+          this.opts.metrics?.postHandled(path, Math.max(0, (this.clock().getTime() - stamped) / 1000));
           this.delivery?.wake();
         }
         this.onHandled?.(post, result);
@@ -359,7 +374,7 @@ export class MattermostBot {
         if (this.syncAgain.has(channelId)) continue; // a new gap: keep holding, read again
         const held = this.cursors.caughtUp(channelId);
         if (held === null) continue; // posts were dropped while holding: read again
-        for (const post of held) void this.enqueue(post);
+        for (const post of held) void this.enqueue(post, 'held');
         if (!this.syncAgain.has(channelId)) break;
       }
       this.unreadable.delete(channelId);
@@ -432,7 +447,7 @@ export class MattermostBot {
         if (read.has(key)) continue;
         read.add(key);
         this.stats.observed++;
-        queued.push(this.enqueue(p));
+        queued.push(this.enqueue(p, 'catchup'));
       }
       if (posts.length < POSTS_PER_PAGE_LIMIT) break;
       // Roots of the page's threads come along (their UpdateAt moves with every reply): the

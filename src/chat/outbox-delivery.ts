@@ -3,6 +3,7 @@ import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { OutboxRow } from '../db/schema.js';
 import { MENTION_TOKEN } from './mention-token.js';
+import type { ChatMetrics } from './chat-metrics.js';
 import type { ChatPort } from './chat-port.js';
 import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { type LeaseOwner, leaseOwner } from './lease-owner.js';
@@ -49,6 +50,8 @@ export interface DeliveryOptions {
   owner?: LeaseOwner;
   /** Renders a job's status post for its edits (the chat presenter); without it none are sent. */
   statusPost?: StatusRenderer;
+  /** Told of each delivery and failure (the Prometheus metrics). */
+  metrics?: ChatMetrics;
 }
 
 /**
@@ -158,12 +161,14 @@ export class OutboxDelivery {
 
   private async deliver(row: OutboxRow): Promise<boolean> {
     const { db, chat, log } = this.opts;
+    // A status edit may end without sending (waiting for its post, taken over, failed for good).
+    let sent = true;
     try {
       if (row.kind === 'reaction') {
         await chat.addReaction(this.opts.botUserId, row.target_post_id!, row.emoji!);
         await markDelivered(db, row.id, null, this.opts.clock());
       } else if (row.kind === 'patch') {
-        await this.patch(row);
+        sent = await this.patch(row);
       } else {
         const earlier = row.attempts > 1 ? await this.findEarlier(row) : null;
         const rootId = row.root_id ?? (await this.jobThread(row));
@@ -188,6 +193,7 @@ export class OutboxDelivery {
         if (row.job_id !== null) await releaseStatusWait(db, row.job_id, row.dedupe_key, this.opts.clock());
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
+      if (sent) this.opts.metrics?.outboxDelivered(row.kind);
       this.failures = 0;
       return true;
     } catch (err) {
@@ -198,6 +204,7 @@ export class OutboxDelivery {
           'outbox row refused by Mattermost; not retrying',
         );
         await markFailed(db, row.id, this.opts.clock(), e.message);
+        this.opts.metrics?.outboxFailed(row.kind, 'failed');
         return true;
       }
       const wait =
@@ -206,6 +213,7 @@ export class OutboxDelivery {
       this.pauseUntil = this.opts.clock().getTime() + wait;
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
+      this.opts.metrics?.outboxFailed(row.kind, 'retry');
       return false;
     }
   }
@@ -214,8 +222,9 @@ export class OutboxDelivery {
    * Edits a job's status post to read as the job stands now. It waits for the post itself; an
    * edit that would change nothing is not sent. Only one holder of the row's lease sends at a
    * time, and each renders the state as it finds it, so an older state never lands last.
+   * False when nothing was delivered (failed for good, waiting, or taken over).
    */
-  private async patch(row: OutboxRow): Promise<void> {
+  private async patch(row: OutboxRow): Promise<boolean> {
     const { db, chat } = this.opts;
     const at = this.opts.clock();
     const target = await db
@@ -225,18 +234,19 @@ export class OutboxDelivery {
       .executeTakeFirst();
     if (!target || target.failed_at !== null || !this.opts.statusPost) {
       await markFailed(db, row.id, at, target ? 'the status post was never posted' : 'no status post');
-      return;
+      this.opts.metrics?.outboxFailed(row.kind, 'failed');
+      return false;
     }
     if (target.delivered_at === null || target.delivered_post_id === null) {
       // Not posted yet: wait for it (its own delivery wakes the pass that follows).
       await markRetry(db, row.id, new Date(at.getTime() + 1_000), 'waiting for the status post');
-      return;
+      return false;
     }
     const postId = target.delivered_post_id;
     const now = await this.opts.statusPost(db, row.job_id!, postId);
     if (!now) {
       await markDelivered(db, row.id, postId, at);
-      return;
+      return true;
     }
     const props = statusPropsDigest(now.props);
     if (now.message !== row.message || props !== row.props) {
@@ -244,11 +254,12 @@ export class OutboxDelivery {
       // Naming people may have outlasted the lease: a newer state may have been sent since.
       if (!(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))) {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
-        return;
+        return false;
       }
       await chat.patchPost(postId, { message, props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! } });
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
+    return true;
   }
 
   /**

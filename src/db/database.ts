@@ -3,8 +3,10 @@ import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { AppError } from '../errors.js';
+import { withCommitHooks } from './commit-hooks.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { PGliteDialect } from './pglite-dialect.js';
+import type { PoolStats } from './pool-stats.js';
 import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
@@ -20,6 +22,8 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite';
   /** Where the data lives, with any password removed. */
   description: string;
+  /** The connection pool as it stands (metrics); absent where the handle was built without one. */
+  pool?: () => PoolStats;
   close(): Promise<void>;
 }
 
@@ -104,30 +108,39 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
     // and reports the failure; the pool discards the broken client.
     pool.on('error', () => {});
     pool.on('connect', (client) => client.on('error', () => {}));
-    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    const db = new Kysely<Database>({ dialect: withCommitHooks(new PostgresDialect({ pool })) });
+    const max = pool.options.max ?? 10;
     const handle: DatabaseHandle = {
       db,
       kind: 'postgres',
       description: redactDatabaseUrl(target.url),
+      pool: () => ({ max, total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
       close: () => db.destroy(),
     };
     await assertReachable(handle, databaseUrlSecrets(target.url));
     return handle;
   }
   if (target.kind === 'pglite-memory') {
-    const pglite = await PGlite.create();
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
-    return { db, kind: 'pglite', description: 'embedded PGlite (in memory)', close: () => db.destroy() };
+    const dialect = new PGliteDialect(await PGlite.create());
+    const db = new Kysely<Database>({ dialect });
+    return {
+      db,
+      kind: 'pglite',
+      description: 'embedded PGlite (in memory)',
+      pool: () => dialect.poolStats(),
+      close: () => db.destroy(),
+    };
   }
   const lock = await lockDataDir(target.dataDir);
   try {
     const dir = path.join(target.dataDir, 'pglite');
-    const pglite = await PGlite.create(dir);
-    const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+    const dialect = new PGliteDialect(await PGlite.create(dir));
+    const db = new Kysely<Database>({ dialect });
     return {
       db,
       kind: 'pglite',
       description: `embedded PGlite in ${dir}`,
+      pool: () => dialect.poolStats(),
       close: async () => {
         await db.destroy();
         await lock.release();

@@ -7,6 +7,7 @@ import type { Db } from '../db/database.js';
 import type { PolicyService } from '../policy/policy-service.js';
 import type { KeyRing } from '../tokens/key-ring.js';
 import type { TokenVerifier } from '../tokens/verify-token.js';
+import type { EngineMetrics } from './engine-metrics.js';
 import type { JobEvent, JobEventSink } from './job-events.js';
 
 /** Wakes long-polls in this process after a job change commits. */
@@ -61,6 +62,8 @@ export interface EngineContext {
   events?: JobEventSink;
   /** Mattermost, re-read when quorum is evaluated (approval posts, approver accounts); absent API-only. */
   chat?: ChatFacts;
+  /** Told of decisions and mints after they commit (the Prometheus metrics); absent, nothing is counted. */
+  metrics?: EngineMetrics;
 }
 
 /**

@@ -11,6 +11,7 @@ import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
 import type { Db } from '../db/database.js';
 import { type EngineContext, inTransaction } from './context.js';
+import type { DecisionSource } from './engine-metrics.js';
 import { endJob } from './end-job.js';
 import type { JobEnded } from './job-events.js';
 import { isExpired } from './state-machine.js';
@@ -24,10 +25,20 @@ export type Actor = { kind: 'user'; userId: string } | { kind: 'admin'; name: st
  */
 export async function endJobByCommand(
   ctx: EngineContext,
-  input: { kind: 'revoke' | 'cancel'; jobId: number; actor: Actor; reason: string; post?: PostContext },
+  input: {
+    kind: 'revoke' | 'cancel';
+    jobId: number;
+    actor: Actor;
+    reason: string;
+    post?: PostContext;
+    /** For the metrics; by default a post (chat), an operator (api), else a person without a post: the slash command. */
+    source?: DecisionSource;
+  },
   callerTrx?: Db,
 ): Promise<DecisionOutcome> {
   const userId = input.actor.kind === 'user' ? input.actor.userId : `admin:${input.actor.name}`;
+  const source: DecisionSource =
+    input.source ?? (input.post ? 'chat' : input.actor.kind === 'admin' ? 'api' : 'command');
   const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
     const replay = await previousDecision(trx, input.post?.postId);
     if (replay) return replay;
@@ -53,7 +64,7 @@ export async function endJobByCommand(
           );
         }
       }
-      const decisionId = await recordDecision(trx, at, {
+      const decisionId = await recordDecision(ctx, trx, at, {
         job,
         namedJob: input.jobId,
         step: null,
@@ -64,6 +75,7 @@ export async function endJobByCommand(
         code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
         reason: input.reason,
         groups,
+        source,
       });
       const ended = await endJob(
         ctx,
@@ -89,7 +101,7 @@ export async function endJobByCommand(
       };
     } catch (err) {
       if (!(err instanceof Rejection)) throw err;
-      return rejectedOutcome(trx, at, err, {
+      return rejectedOutcome(ctx, trx, at, err, {
         job,
         jobId: input.jobId,
         step: null,
@@ -98,6 +110,7 @@ export async function endJobByCommand(
         post: input.post,
         reason: input.reason,
         ...(expired ? { expired } : {}),
+        source,
       });
     }
   });

@@ -7,6 +7,7 @@ import { evaluateQuorum, type QuorumResult } from '../approvals/quorum.js';
 import { recheckApprovals } from '../approvals/recheck-approvals.js';
 import { confirmationStands } from '../approvals/requester-confirmation.js';
 import { type EngineContext, publish } from '../jobs/context.js';
+import { noteMint } from '../jobs/engine-metrics.js';
 import { isPaused } from '../jobs/kill-switch.js';
 import type { MintedToken } from '../jobs/job-events.js';
 import { jobPlan, setStepStatus } from '../jobs/job-repository.js';
@@ -197,6 +198,17 @@ async function approvalRecord(
   };
 }
 
+/** When the last of the counted approvals was recorded: the one that completed the quorum. */
+async function decidingApprovalAt(trx: Db, decisionIds: number[]): Promise<Date | null> {
+  if (decisionIds.length === 0) return null;
+  const row = await trx
+    .selectFrom('decisions')
+    .select((eb) => eb.fn.max('created_at').as('at'))
+    .where('id', 'in', decisionIds)
+    .executeTakeFirst();
+  return row?.at ? new Date(row.at) : null;
+}
+
 /**
  * Mints the step's CST if everything SPEC section 2 asks holds now: the step still awaits
  * approval, its simulation (if any) succeeded, and the quorum is met with current
@@ -331,6 +343,13 @@ export async function tryMintStep(
     counted: quorum.counted,
   };
   await publish(ctx, trx, { type: 'token_minted', job, token }, at);
+  if (ctx.metrics) {
+    const counted = quorum.counted.flatMap((q) => quorum.live.get(q.userId)?.decisionId ?? []);
+    await noteMint(ctx, trx, {
+      gate: effective.rule === null ? 'auto' : 'gated',
+      decidedAt: effective.rule === null ? null : await decidingApprovalAt(trx, counted),
+    });
+  }
   ctx.log.info({ jobId: job.id, step: step.step_id, jti: c.jti, sub: c.sub }, 'token minted');
   return { minted: true, token };
 }
