@@ -1,9 +1,10 @@
-import { type ClawClient, type Decision, isClawError, type JobView } from '@claw-approvals/client';
+import { type Decision, isClawError, type JobView } from '@claw-approvals/client';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { canonicalJson } from '../crypto/jcs.js';
 import { type PlanStep, planHash } from '../jobs/plan.js';
+import { awaitDecision, progressReporter } from './await-decision.js';
 import type { McpToolDeps } from './deps.js';
 import { stepInput, toolCallStep, type ToolInput } from './tool-call-step.js';
 import { failureOf, toolSignal } from './tool-result.js';
@@ -22,9 +23,6 @@ export interface ToolCall {
   tool_use_id?: string | undefined;
 }
 
-/** One long-poll round: the waiting is cut into these so progress can be reported between. */
-const ROUND_MS = 30_000;
-
 const deny = (message: string): PermissionAnswer => ({ behavior: 'deny', message });
 
 async function closeQuietly(deps: McpToolDeps, job: JobView, reason: string): Promise<void> {
@@ -34,26 +32,6 @@ async function closeQuietly(deps: McpToolDeps, job: JobView, reason: string): Pr
     // Already ended (decided meanwhile) or unreachable: the job then ends by itself at its expiry.
     if (!isClawError(err, 'ERR_JOB_CLOSED'))
       deps.log.warn({ jobId: job.job_id, code: failureOf(err, deps.log).code }, 'permission job not closed');
-  }
-}
-
-/**
- * Waits for the step's decision until `deadline`, calling `progress` after each round
- * (a client that asked for progress keeps its request alive by it).
- */
-async function decision(
-  client: ClawClient,
-  job: JobView,
-  step: string,
-  deadline: number,
-  signal: AbortSignal,
-  progress: (round: number) => Promise<void>,
-): Promise<Decision> {
-  for (let round = 1; ; round += 1) {
-    const left = Math.max(0, deadline - Date.now());
-    const d = await client.waitForDecision(job, step, { timeoutMs: Math.min(left, ROUND_MS), signal });
-    if (d.outcome !== 'pending' || Date.now() >= deadline) return d;
-    await progress(round);
   }
 }
 
@@ -100,14 +78,11 @@ export async function decidePermission(
 
   let d: Decision;
   try {
-    d = await decision(
-      deps.client,
-      job,
-      step.id,
-      Date.now() + deps.permissionTimeoutSeconds * 1000,
-      opts.signal,
-      opts.progress ?? (async () => {}),
-    );
+    d = await awaitDecision(deps.client, job, step.id, {
+      deadline: Date.now() + deps.permissionTimeoutSeconds * 1000,
+      signal: opts.signal,
+      progress: opts.progress ?? (async () => {}),
+    });
   } catch (err) {
     // Withdrawn by the caller, or the server stopped answering: nobody is waiting any more.
     await closeQuietly(deps, job, 'the permission request was withdrawn or lost');
@@ -194,22 +169,9 @@ export function registerPermissionPrompt(server: McpServer, deps: McpToolDeps): 
       },
     },
     async (args, extra): Promise<CallToolResult> => {
-      const token = extra._meta?.progressToken;
       const answer = await decidePermission(deps, args, {
         signal: toolSignal(deps, extra),
-        ...(token === undefined
-          ? {}
-          : {
-              progress: (round) =>
-                extra.sendNotification({
-                  method: 'notifications/progress',
-                  params: {
-                    progressToken: token,
-                    progress: round,
-                    message: 'waiting for people in Mattermost',
-                  },
-                }),
-            }),
+        progress: progressReporter(extra, 'waiting for people in Mattermost'),
       }).catch((err: unknown) => {
         if (deps.stopping?.aborted) return deny(`claw-approvals is shutting down; nothing was approved`);
         throw err;

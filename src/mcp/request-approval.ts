@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { type McpToolDeps, threadLink } from './deps.js';
 import { mattermostId, scalar, stepId } from './schemas.js';
-import { answering } from './tool-result.js';
+import { answering, ToolInputError } from './tool-result.js';
 
 /** How long `request_approval` waits for the bot to post the plan, so it can link the thread. */
 const THREAD_WAIT_MS = 5_000;
@@ -94,12 +94,13 @@ export function registerRequestApproval(server: McpServer, deps: McpToolDeps): v
       answering(deps, extra, async (signal) => {
         const channel = args.channel ?? deps.channelId;
         const requester = args.requester ?? deps.requesterId;
-        if (!channel) throw new TypeError('channel is required (no default channel is configured)');
-        if (!requester) throw new TypeError('requester is required (no default requester is configured)');
+        if (!channel) throw new ToolInputError('channel is required (no default channel is configured)');
+        if (!requester)
+          throw new ToolInputError('requester is required (no default requester is configured)');
         if ((args.runbook === undefined) === (args.steps === undefined))
-          throw new TypeError('give either runbook (with params) or steps');
+          throw new ToolInputError('give either runbook (with params) or steps');
         if (args.params !== undefined && args.runbook === undefined)
-          throw new TypeError('params belong to a runbook');
+          throw new ToolInputError('params belong to a runbook');
         const team = args.team ?? deps.teamId;
         const request: SubmitJobRequest = {
           channel_id: channel,

@@ -8,6 +8,11 @@ export function toolAnswer(value: Record<string, unknown>): CallToolResult {
   return { content: [{ type: 'text', text: JSON.stringify(value, null, 2) }], structuredContent: value };
 }
 
+/** A tool's own refusal of its input (what the schema cannot say), answered as ERR_VALIDATION. */
+export class ToolInputError extends Error {
+  override readonly name = 'ToolInputError';
+}
+
 /** What a failed call tells the caller: the API's code and message, or one of ours. */
 export interface ToolFailure {
   code: string;
@@ -16,14 +21,13 @@ export interface ToolFailure {
 
 /**
  * The failure as the caller may see it. The client's errors carry the API's code and a
- * message the client has already scrubbed of the key and token; its argument checks
- * (TypeError, RangeError) are the caller's mistakes; anything else is ours and is logged,
- * not shown.
+ * message the client has already scrubbed of the key and token; a ToolInputError is the
+ * caller's mistake; anything else (the client's own argument checks included: the schemas
+ * come first) is ours and is logged, not shown.
  */
 export function failureOf(err: unknown, log: Logger): ToolFailure {
   if (isClawError(err)) return { code: err.code, message: err.message };
-  if (err instanceof TypeError || err instanceof RangeError)
-    return { code: 'ERR_VALIDATION', message: err.message };
+  if (err instanceof ToolInputError) return { code: 'ERR_VALIDATION', message: err.message };
   log.error({ err }, 'MCP tool failed');
   return { code: 'ERR_INTERNAL', message: 'the tool failed; the server log says why' };
 }

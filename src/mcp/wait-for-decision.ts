@@ -3,6 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { type McpToolDeps, threadLink } from './deps.js';
 import { jobRef, stepId } from './schemas.js';
+import { awaitDecision, progressReporter } from './await-decision.js';
 import { answering } from './tool-result.js';
 
 /** The longest one call waits; an agent that wants longer calls again. */
@@ -41,8 +42,11 @@ export function registerWaitForDecision(server: McpServer, deps: McpToolDeps): v
           .int()
           .min(0)
           .max(MAX_DECISION_WAIT_SECONDS)
-          .default(60)
-          .describe(`How long to wait, 0 to look once (at most ${MAX_DECISION_WAIT_SECONDS})`),
+          .default(30)
+          .describe(
+            `Seconds to wait, 0 to look once (at most ${MAX_DECISION_WAIT_SECONDS}). Past about a minute the ` +
+              'client must allow it: a progress token, or a longer request timeout',
+          ),
       },
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
@@ -50,9 +54,10 @@ export function registerWaitForDecision(server: McpServer, deps: McpToolDeps): v
       answering(deps, extra, async (signal) =>
         decisionSummary(
           deps,
-          await deps.client.waitForDecision(args.job, args.step, {
-            timeoutMs: args.timeout_seconds * 1000,
+          await awaitDecision(deps.client, args.job, args.step, {
+            deadline: Date.now() + args.timeout_seconds * 1000,
             signal,
+            progress: progressReporter(extra, 'waiting for people in Mattermost'),
           }),
         ),
       ),
