@@ -1,3 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import canonicalize from 'canonicalize';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -13,6 +17,7 @@ import {
 } from '../../integrations/openclaw/src/policy.js';
 import { argText, stepIdFor, toolCallStep } from '../../integrations/openclaw/src/tool-step.js';
 import { matchesPattern as serverMatches } from '../../src/policy/tool-pattern.js';
+import { PLUGIN_DIR } from './openclaw-gateway.js';
 
 const CHANNEL = '7sczj5rye83784zqootng6sb48';
 const HASH = 'a3MIY61y3pyimg9tIUepz4Cu34cb6hiO19O-SUWcm_0';
@@ -282,5 +287,34 @@ describe('who a job is for', () => {
       requesterOf({ requester: { channel: 'slack', senderId: 'f9g6ejxi8rtawyzhfgrt6tynuc' } }, config),
     ).toBe(config.requesterId);
     expect(requesterOf({}, { ...config, requesterId: undefined })).toBeUndefined();
+  });
+});
+
+describe('staging the plugin', () => {
+  const stage = (dest: string) =>
+    spawnSync(process.execPath, [path.join(PLUGIN_DIR, 'scripts/stage-plugin.mjs'), dest], {
+      encoding: 'utf8',
+    });
+
+  it('refuses a directory named openclaw and one that holds something else, changing nothing', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-stage-'));
+    try {
+      const named = stage(path.join(dir, 'openclaw'));
+      expect([named.status, named.stderr]).toEqual([
+        1,
+        'stage-plugin: name the plugin directory anything but "openclaw"\n',
+      ]);
+      await fs.mkdir(path.join(dir, 'data'));
+      await fs.writeFile(path.join(dir, 'data', 'keep.txt'), 'precious');
+      const taken = stage(path.join(dir, 'data'));
+      expect(taken.status).toBe(1);
+      expect(taken.stderr).toContain('exists and is not a staged plugin: refusing to replace it');
+      expect(await fs.readFile(path.join(dir, 'data', 'keep.txt'), 'utf8')).toBe('precious');
+      expect(stage('').stderr).toBe(
+        'stage-plugin: usage: node integrations/openclaw/scripts/stage-plugin.mjs <directory>\n',
+      );
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
