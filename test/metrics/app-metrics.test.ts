@@ -47,5 +47,10 @@ describe(`metrics registries (${dialectName})`, () => {
     expect([...m.families.keys()].filter((n) => n.startsWith('claw_mattermost_'))).toEqual([]);
     // A header that would be refused where a token is configured is simply not needed here.
     expect((await s.get({ authorization: 'Bearer anything-at-all' })).status).toBe(200);
+    // The route is in the OpenAPI document like every other.
+    const doc = (await (await fetch(`${s.server.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { operationId?: string }>>;
+    };
+    expect(doc.paths['/metrics']?.get?.operationId).toBe('getMetrics');
   }, 90_000);
 });

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../errors.js';
 import type { AppMetrics } from '../../metrics/app-metrics.js';
 import { presentsAdminToken } from '../auth.js';
-import { errorBodySchema } from '../error-handler.js';
+import { errorResponses } from '../error-handler.js';
 import type { ApiRateLimiter } from '../rate-limit.js';
 
 export interface MetricsRouteDeps {
@@ -19,14 +19,29 @@ export interface MetricsRouteDeps {
  * only Prometheus reaches it.
  */
 export function metricsRoutes(app: FastifyInstance, deps: MetricsRouteDeps): void {
+  // Declared when the app boots, after the OpenAPI plugin, which learns routes as they are declared.
+  void app.register(async (scope) => metricsRoute(scope, deps));
+}
+
+function metricsRoute(app: FastifyInstance, deps: MetricsRouteDeps): void {
   app.get(
     '/metrics',
     {
       schema: {
+        operationId: 'getMetrics',
+        summary: 'Prometheus metrics',
+        description:
+          'Decisions, mints, the outbox, the Mattermost connection, open jobs and the database pool, in the ' +
+          'Prometheus text format 0.0.4. With METRICS_TOKEN set, it asks for `Authorization: Bearer <METRICS_TOKEN>`; ' +
+          'without, anyone who reaches the server may read it.',
+        tags: ['operations'],
         response: {
-          200: { type: 'string', description: 'Prometheus text exposition format 0.0.4' },
-          401: errorBodySchema,
-          429: errorBodySchema,
+          // Sent as rendered text, never through a serializer.
+          200: {
+            description: 'The metrics in the Prometheus text exposition format 0.0.4',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          ...errorResponses(['ERR_UNAUTHENTICATED', 'ERR_RATE_LIMITED']),
         },
       },
     },
