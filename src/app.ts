@@ -4,11 +4,16 @@ import type { Db } from './db/database.js';
 import { AppError } from './errors.js';
 import { authenticationHook } from './http/auth.js';
 import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
+import { registerOpenApi } from './http/openapi.js';
 import { ApiRateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './http/rate-limit.js';
+import { installRequestIds, requestIdOf } from './http/request-id.js';
+import { RequestLogController } from './http/request-log.js';
+import { adminRoutes } from './http/routes/admin-routes.js';
 import { bundleRoutes } from './http/routes/bundles.js';
 import { healthRoutes, type ReadinessCheck } from './http/routes/health.js';
 import { jobRoutes, MAX_WAIT_SECONDS } from './http/routes/jobs.js';
 import { jwksRoutes } from './http/routes/jwks.js';
+import { metricsRoutes } from './http/routes/metrics.js';
 import { type CommandRouteDeps, mattermostCommandRoutes } from './http/routes/mattermost-command.js';
 import { type MattermostActionDeps, mattermostActionRoutes } from './http/routes/mattermost-actions.js';
 import { pauseRoutes } from './http/routes/pause.js';
@@ -16,6 +21,8 @@ import { planRoutes } from './http/routes/plans.js';
 import { tokenRoutes } from './http/routes/tokens.js';
 import { wpcRoutes } from './http/routes/wpc.js';
 import type { EngineContext } from './jobs/context.js';
+import type { AppMetrics } from './metrics/app-metrics.js';
+import { mcpRoutes } from './mcp/http-route.js';
 import type { PolicyService } from './policy/policy-service.js';
 import type { KeyRing } from './tokens/key-ring.js';
 
@@ -62,6 +69,10 @@ export interface AppDeps {
   slashCommand?: Pick<CommandRouteDeps, 'token' | 'chat' | 'answersPerMinute'>;
   /** The status post's button and dialog callbacks; absent without PUBLIC_URL or Mattermost. */
   mattermostActions?: Omit<MattermostActionDeps, 'engine'>;
+  /** Served at `/metrics`; absent, there is no such route. */
+  metrics?: AppMetrics;
+  /** `METRICS_TOKEN`: `/metrics` asks for it as a bearer token; null leaves it open. */
+  metricsToken?: string | null;
 }
 
 function checkedTimeouts(given: Partial<HttpTimeouts> | undefined): HttpTimeouts {
@@ -87,6 +98,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     requestIdHeader: false,
+    genReqId: requestIdOf,
+    logController: new RequestLogController(),
     requestTimeout: timeouts.requestMs,
     connectionTimeout: timeouts.idleMs,
     keepAliveTimeout: timeouts.keepAliveMs,
@@ -97,6 +110,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   installErrorHandler(app);
   const adminToken = deps.adminToken ?? null;
   const limiter = new ApiRateLimiter({ ...DEFAULT_RATE_LIMITS, ...deps.rateLimits });
+  installRequestIds(app);
+  registerOpenApi(app, { limiter, publicUrl: deps.engine?.publicUrl ?? null });
   healthRoutes(app, {
     db: deps.db,
     policies: deps.policies,
@@ -105,6 +120,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     limiter,
   });
   jwksRoutes(app, { keyRing: deps.keyRing });
+  if (deps.metrics) metricsRoutes(app, { metrics: deps.metrics, token: deps.metricsToken ?? null, limiter });
   // Every /v1 route is rate limited: by address where no credential is needed, else by caller.
   void app.register(async (open) => {
     open.addHook('onRequest', limiter.byAddress);
@@ -135,6 +151,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       tokenRoutes(callers, { engine, adminToken });
       pauseRoutes(callers, { engine, adminToken });
     });
+    // MCP tools over streamable HTTP, for agents, calling this API back with the caller's key.
+    mcpRoutes(app, { ...auth, mattermostUrl: deps.mattermostUrl ?? null });
+    void app.register(async (admin) =>
+      adminRoutes(admin, { engine, policies: deps.policies, keyRing: deps.keyRing, adminToken, limiter }),
+    );
     // Mattermost presents the command's token (no token configured: every request is refused).
     void app.register(async (mattermost) => {
       mattermostCommandRoutes(mattermost, {

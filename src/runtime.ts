@@ -8,10 +8,12 @@ import { type ChatMembership, groupsDirectory } from './approvals/directory.js';
 import { nameLookupFor } from './chat/mattermost-names.js';
 import type { ChatFacts } from './ports/chat.js';
 import { type EngineContext, JobNotifier } from './jobs/context.js';
+import type { EngineMetrics } from './jobs/engine-metrics.js';
 import { PolicyService } from './policy/policy-service.js';
 import { ACTIONS_PATH, ChatPresenter } from './presenter/chat-presenter.js';
 import { tokenVerifier } from './tokens/verify-token.js';
 import { type KeyRing, loadKeyRing } from './tokens/key-ring.js';
+import { VERSION } from './version.js';
 
 /** The pieces every command that touches state needs, opened in a fixed order. */
 export interface Runtime {
@@ -45,7 +47,7 @@ export function policyServiceFor(rt: Runtime, opts: { readOnly?: boolean } = {})
 
 /** Members of this group may REVOKE any job (SPEC section 1); it is defined in `policies/groups.json`. */
 export const SECURITY_GROUP = 'security';
-export const VERSION = '0.1.0';
+export { VERSION };
 
 export interface EngineParts {
   db: Db;
@@ -57,6 +59,8 @@ export interface EngineParts {
   publicUrl?: string | null;
   /** The key of the status post's buttons (`serve` with PUBLIC_URL and Mattermost); absent, no buttons. */
   actionSecret?: Uint8Array;
+  /** Counts decisions and mints after they commit (`serve`'s /metrics). */
+  metrics?: EngineMetrics;
 }
 
 /** The state of a runtime, as the engine needs it. */
@@ -90,6 +94,7 @@ export function engineFor(
     securityGroup: SECURITY_GROUP,
     version: VERSION,
     publicUrl: parts.publicUrl ?? null,
+    ...(parts.metrics ? { metrics: parts.metrics } : {}),
     // With a chat server, people hear about jobs through the chat presenter.
     ...(chat
       ? { chat, events: new ChatPresenter({ publicUrl: parts.publicUrl ?? null, buttons: buttonsOf(parts) }) }

@@ -10,8 +10,10 @@ import { expireDueJobs } from './jobs/revoke-job.js';
 import { type BotOptions, MattermostBot } from './bot/bot.js';
 import { MattermostRest } from './chat/mattermost-rest.js';
 import { loadActionSecret } from './crypto/action-secret.js';
+import { advertiseServer } from './db/data-dir-lock.js';
 import { readCommandToken } from './http/routes/mattermost-command-token.js';
-import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime } from './runtime.js';
+import { AppMetrics } from './metrics/app-metrics.js';
+import { engineFor, engineParts, openRuntime, policyServiceFor, type Runtime, VERSION } from './runtime.js';
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -62,6 +64,13 @@ export async function startServer(
 
   const policies = policyServiceFor(runtime);
   await policies.reload();
+  const metrics = new AppMetrics({
+    version: VERSION,
+    db: database.db,
+    ...(database.pool ? { pool: database.pool } : {}),
+    chat: config.mattermost !== null,
+    log: log.child({ component: 'metrics' }),
+  });
 
   let bot: MattermostBot | null = null;
   let chat: MattermostRest | undefined;
@@ -81,7 +90,7 @@ export async function startServer(
       ? await loadActionSecret(config.actionSecretFile, { create: true })
       : undefined;
     const engine = engineFor(
-      { ...engineParts(runtime), ...(actionSecret ? { actionSecret } : {}) },
+      { ...engineParts(runtime), metrics: metrics.engine, ...(actionSecret ? { actionSecret } : {}) },
       policies,
       chat,
     );
@@ -92,13 +101,14 @@ export async function startServer(
       engine,
       log,
       exclusiveDatabase: runtime.database.kind === 'pglite',
+      ...(metrics.chat ? { metrics: metrics.chat } : {}),
       ...opts.bot,
     });
     const b = bot;
     onUnauthorized = () => b.reportUnauthorized();
     onSuccess = () => b.reportReachable();
   }
-  const engine = bot ? bot.engine : engineFor(engineParts(runtime), policies);
+  const engine = bot ? bot.engine : engineFor({ ...engineParts(runtime), metrics: metrics.engine }, policies);
   // The bot's reason (server address, error) is for ADMIN_TOKEN holders; anyone may read the summary.
   const readinessChecks = bot
     ? {
@@ -115,6 +125,8 @@ export async function startServer(
     log,
     engine,
     adminToken: config.adminToken,
+    metrics,
+    metricsToken: config.metricsToken,
     // The bundle page links each approval to its Mattermost post.
     mattermostUrl: config.mattermost?.url ?? null,
     ...(chat && actionSecret
@@ -170,6 +182,11 @@ export async function startServer(
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  // CLI commands that find the embedded database held by this server go through its admin API.
+  if (!config.databaseUrl)
+    await advertiseServer(config.dataDir, { host: config.host, port }).catch((err: unknown) =>
+      log.warn({ err }, 'could not record the admin address for CLI commands'),
+    );
   log.info({ url, publicUrl: config.publicUrl }, 'listening');
   return { app, bot, runtime, policies, engine, url, stop };
 }

@@ -3,19 +3,22 @@ import { openDatabase } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { isAppError } from '../errors.js';
 import { databaseTarget } from '../runtime.js';
-import { startServer } from '../server.js';
+import { VERSION } from '../version.js';
 import type { CliContext } from './context.js';
 import { agentCommands } from './agent-commands.js';
 import { bundleCommands } from './bundle-commands.js';
 import { doctorCommand } from './doctor-command.js';
 import { keysCommands } from './keys-commands.js';
+import { mcpCommand } from './mcp-command.js';
 import { pauseCommands } from './pause-commands.js';
 import { policyCommands } from './policy-commands.js';
+import { serve, StartupFailed } from './serve-command.js';
 import { tokenCommands } from './token-commands.js';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('claw-approvals')
     .description('Mattermost as the control plane for permissioned agent work')
+    .version(VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
@@ -26,11 +29,7 @@ export function buildProgram(ctx: CliContext): Command {
   program
     .command('serve')
     .description('run the server (HTTP API; database, key and policies are verified first)')
-    .action(async () => {
-      await startServer(ctx.config(), ctx.serviceLog(), { handleSignals: true });
-      // The server keeps the event loop alive; close-with-grace ends the process on a signal.
-      await new Promise<never>(() => {});
-    });
+    .action(() => serve(ctx));
 
   program
     .command('migrate')
@@ -56,6 +55,7 @@ export function buildProgram(ctx: CliContext): Command {
   pauseCommands(program, ctx);
   bundleCommands(program, ctx);
   doctorCommand(program, ctx);
+  mcpCommand(program, ctx);
   return program;
 }
 
@@ -67,6 +67,7 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof StartupFailed) return 1;
     if (isAppError(err)) {
       ctx.output.err(`error ${err.code}: ${err.message}`);
       if (err.code === 'ERR_CONFIG_INVALID' && Array.isArray(err.details)) {
