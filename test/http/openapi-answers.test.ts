@@ -37,6 +37,14 @@ const EXERCISED = [
   'getPauseState',
   'pause',
   'resume',
+  'listAgents',
+  'createAgent',
+  'revokeAgent',
+  'listPolicies',
+  'pinPolicy',
+  'unpinPolicy',
+  'adminRevokeToken',
+  'setKillSwitch',
   'mattermostCommand',
   'mattermostAction',
   'mattermostDialog',
@@ -60,7 +68,7 @@ interface View {
 }
 
 describe(`real answers against /openapi.json (${dialectName})`, () => {
-  it('every answer of a whole job, its tokens, the kill switch and the Mattermost callbacks is what the document says, field for field', async () => {
+  it('every answer of a whole job, its tokens, the kill switch, the admin routes and the Mattermost callbacks is what the document says, field for field', async () => {
     const e = await createTestEngine();
     const { ctx } = e;
     const app = buildApp({
@@ -220,6 +228,84 @@ describe(`real answers against /openapi.json (${dialectName})`, () => {
     await call('POST', '/v1/jobs', 503, { payload: runbook });
     await call('POST', '/v1/admin/resume', 200, { headers: admin, payload: { reason: 'all clear' } });
 
+    // What the CLI does while the server holds the database: agents, pins, token revocation.
+    await call('GET', '/v1/admin/agents', 403);
+    const second = (
+      await call('POST', '/v1/admin/agents', 201, {
+        headers: admin,
+        payload: { id: 'agent:openapi-second', description: 'a second agent' },
+      })
+    ).json() as { key: string; key_hint: string };
+    expect(second.key.startsWith(second.key_hint)).toBe(true);
+    await call('POST', '/v1/admin/agents', 409, { headers: admin, payload: { id: 'agent:openapi-second' } });
+    await call('POST', '/v1/admin/agents', 400, { headers: admin, payload: { id: '-not an id' } });
+    const agents = (await call('GET', '/v1/admin/agents', 200, { headers: admin })).json() as {
+      agents: { id: string }[];
+    };
+    expect(agents.agents.map((x) => x.id).sort()).toEqual(['agent:openapi-second', OPS.executor]);
+    await call('POST', '/v1/admin/agents/revoke', 404, {
+      headers: admin,
+      payload: { id: 'agent:nobody', actor: 'alice' },
+    });
+    type Report = { policies: { name: string; active_hash: string | null; pins: unknown[] }[] };
+    const report = (await call('GET', '/v1/admin/policies', 200, { headers: admin })).json() as Report;
+    const mine = report.policies.find((p) => p.active_hash === a.policy.policy_hash_b64u)!;
+    const other = report.policies.find((p) => p.name !== mine.name && p.active_hash !== null)!;
+    expect(other).toBeDefined();
+    const pin = { name: mine.name, actor: 'alice', reason: 'hold this version' };
+    await call('POST', '/v1/admin/policies/pin', 200, {
+      headers: admin,
+      payload: { ...pin, hash: a.policy.policy_hash_b64u },
+    });
+    await call('POST', '/v1/admin/policies/pin', 409, {
+      headers: admin,
+      payload: { ...pin, hash: other.active_hash },
+    });
+    await call('POST', '/v1/admin/policies/pin', 404, {
+      headers: admin,
+      payload: { ...pin, hash: 'A'.repeat(43) },
+    });
+    const pinned = (await call('GET', '/v1/admin/policies', 200, { headers: admin })).json() as Report;
+    expect(pinned.policies.find((p) => p.name === mine.name)!.pins).toHaveLength(1);
+    await call('POST', '/v1/admin/policies/unpin', 200, { headers: admin, payload: pin });
+    await call('POST', '/v1/admin/policies/unpin', 404, {
+      headers: admin,
+      payload: { ...pin, name: 'never-pinned' },
+    });
+    const f = await job();
+    await approve(f.job_id);
+    const fToken = await claim(f.job_id, 'post-summary');
+    const adminRevoke = { jti: fToken.jti, actor: 'alice', reason: 'wrong target' };
+    const revoked = (
+      await call('POST', '/v1/admin/tokens/revoke', 200, { headers: admin, payload: adminRevoke })
+    ).json() as { job_ended: boolean };
+    expect(revoked.job_ended).toBe(true);
+    const twice = (
+      await call('POST', '/v1/admin/tokens/revoke', 200, { headers: admin, payload: adminRevoke })
+    ).json() as { already_revoked: boolean };
+    expect(twice.already_revoked).toBe(true);
+    await call('POST', '/v1/admin/tokens/revoke', 404, {
+      headers: admin,
+      payload: { ...adminRevoke, jti: '00000000-0000-4000-8000-000000000000' },
+    });
+    await call('POST', '/v1/admin/tokens/revoke', 400, {
+      headers: admin,
+      payload: { actor: 'alice', reason: 'neither' },
+    });
+    const g = await job();
+    const paused = (
+      await call('POST', '/v1/admin/kill-switch', 200, {
+        headers: admin,
+        payload: { paused: true, actor: 'cli:alice', reason: 'drill' },
+      })
+    ).json() as { changed: boolean; open_jobs: number };
+    expect(paused.changed).toBe(true);
+    expect(paused.open_jobs).toBeGreaterThan(0);
+    await call('POST', '/v1/admin/kill-switch', 200, {
+      headers: admin,
+      payload: { paused: false, actor: 'cli:alice' },
+    });
+
     // What Mattermost sends back.
     const form = (text: string) =>
       new URLSearchParams({
@@ -257,6 +343,18 @@ describe(`real answers against /openapi.json (${dialectName})`, () => {
       headers: {},
       payload: { ...dialog, cancelled: true },
     });
+
+    // Revoking the agent with a live token: its token revoked, its jobs ended.
+    await approve(g.job_id);
+    const gToken = await claim(g.job_id, 'post-summary');
+    const gone = (
+      await call('POST', '/v1/admin/agents/revoke', 200, {
+        headers: admin,
+        payload: { id: OPS.executor, actor: 'alice', reason: 'key leaked' },
+      })
+    ).json() as { tokens: { jti: string }[]; jobs_ended: number[] };
+    expect(gone.tokens.map((t) => t.jti)).toContain(gToken.jti);
+    expect(gone.jobs_ended).toContain(g.job_id);
 
     expect(undocumentedAnswers(doc, answers)).toEqual([]);
     const succeeded = new Set(

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { AGENT_ID, createAgent, listAgents, revokeAgent } from '../../agents/agent-keys.js';
 import type { EngineContext } from '../../jobs/context.js';
-import { errorBodySchema } from '../error-handler.js';
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
 import {
   agentRevokedSchema,
   agentRevokedView,
@@ -14,7 +15,8 @@ import {
   MAX_RECORDED_ACTOR,
 } from './admin-shapes.js';
 
-const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+/** Who every admin route refuses: no or a wrong credential, a spent budget, an agent's key. */
+const ADMIN_ERRORS = [...AUTH_ERRORS, 'ERR_FORBIDDEN'] as const;
 const agentId = { type: 'string', pattern: AGENT_ID.source } as const;
 
 /** `agents list|create|revoke` over HTTP (see `adminRoutes`). */
@@ -25,14 +27,19 @@ export function adminAgentRoutes(app: FastifyInstance, deps: { engine: EngineCon
     '/v1/admin/agents',
     {
       schema: {
+        operationId: 'listAgents',
+        summary: 'Every agent: id, key hint, description, when created and revoked (never a key)',
+        tags: ['admin'],
+        security: SECURITY.admin,
         response: {
           200: {
+            description: 'The agents, oldest first',
             type: 'object',
             additionalProperties: false,
             required: ['agents'],
             properties: { agents: { type: 'array', items: agentViewSchema } },
           },
-          ...errors,
+          ...errorResponses(ADMIN_ERRORS),
         },
       },
     },
@@ -43,6 +50,11 @@ export function adminAgentRoutes(app: FastifyInstance, deps: { engine: EngineCon
     '/v1/admin/agents',
     {
       schema: {
+        operationId: 'createAgent',
+        summary: 'Create an agent and its bearer key, shown this once',
+        description: 'As `claw-approvals agents create`. Only the SHA-256 of the key is stored.',
+        tags: ['admin'],
+        security: SECURITY.admin,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -51,13 +63,14 @@ export function adminAgentRoutes(app: FastifyInstance, deps: { engine: EngineCon
         },
         response: {
           201: {
+            description: 'The agent, with its key',
             type: 'object',
             additionalProperties: false,
             required: [...agentViewSchema.required, 'key'],
             // The bearer key, shown this once: only its SHA-256 is stored.
             properties: { ...agentViewSchema.properties, key: { type: 'string' } },
           },
-          ...errors,
+          ...errorResponses([...ADMIN_ERRORS, ...BODY_ERRORS, 'ERR_AGENT_EXISTS']),
         },
       },
     },
@@ -74,6 +87,13 @@ export function adminAgentRoutes(app: FastifyInstance, deps: { engine: EngineCon
     '/v1/admin/agents/revoke',
     {
       schema: {
+        operationId: 'revokeAgent',
+        summary: "Revoke an agent's key, its live tokens, and end the open jobs it executes",
+        description:
+          'As `claw-approvals agents revoke`, recorded as revoked by `admin:<actor>`. Revoking again ' +
+          'revokes whatever was left.',
+        tags: ['admin'],
+        security: SECURITY.admin,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -84,7 +104,13 @@ export function adminAgentRoutes(app: FastifyInstance, deps: { engine: EngineCon
             reason: { type: 'string', maxLength: MAX_ADMIN_REASON },
           },
         },
-        response: { 200: agentRevokedSchema, ...errors },
+        response: {
+          200: {
+            description: 'The agent revoked, the tokens revoked and the jobs ended',
+            ...agentRevokedSchema,
+          },
+          ...errorResponses([...ADMIN_ERRORS, ...BODY_ERRORS, 'ERR_AGENT_NOT_FOUND']),
+        },
       },
     },
     async (req) => {

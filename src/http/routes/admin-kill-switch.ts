@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { EngineContext } from '../../jobs/context.js';
 import { MAX_REASON, setPaused } from '../../jobs/kill-switch.js';
-import { errorBodySchema } from '../error-handler.js';
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
 import {
   checkActor,
   checkText,
@@ -10,7 +11,8 @@ import {
   pauseChangeView,
 } from './admin-shapes.js';
 
-const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+/** Who every admin route refuses: no or a wrong credential, a spent budget, an agent's key. */
+const ADMIN_ERRORS = [...AUTH_ERRORS, 'ERR_FORBIDDEN'] as const;
 
 /**
  * `pause` / `resume` over HTTP (see `adminRoutes`): as `POST /v1/admin/pause|resume`, but
@@ -23,6 +25,12 @@ export function adminKillSwitchRoutes(app: FastifyInstance, deps: { engine: Engi
     '/v1/admin/kill-switch',
     {
       schema: {
+        operationId: 'setKillSwitch',
+        summary: 'Pause or resume all new work, recorded as done by the actor named',
+        description:
+          'As `claw-approvals pause|resume`. Saying the same twice changes nothing (`changed: false`).',
+        tags: ['admin'],
+        security: SECURITY.admin,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -33,7 +41,10 @@ export function adminKillSwitchRoutes(app: FastifyInstance, deps: { engine: Engi
             reason: { type: 'string', maxLength: MAX_REASON },
           },
         },
-        response: { 200: pauseChangeSchema, ...errors },
+        response: {
+          200: { description: 'The kill switch after the request', ...pauseChangeSchema },
+          ...errorResponses([...ADMIN_ERRORS, ...BODY_ERRORS]),
+        },
       },
     },
     async (req) => {

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import type { EngineContext } from '../../jobs/context.js';
 import { revokeToken } from '../../tokens/token-lifecycle.js';
-import { errorBodySchema } from '../error-handler.js';
+import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from '../error-handler.js';
+import { SECURITY } from '../openapi.js';
 import {
   checkActor,
   checkText,
@@ -14,7 +15,8 @@ import {
   tokenRevokedView,
 } from './admin-shapes.js';
 
-const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+/** Who every admin route refuses: no or a wrong credential, a spent budget, an agent's key. */
+const ADMIN_ERRORS = [...AUTH_ERRORS, 'ERR_FORBIDDEN'] as const;
 
 /**
  * `token revoke` over HTTP (see `adminRoutes`): as `POST /v1/tokens/revoke` with ADMIN_TOKEN,
@@ -26,6 +28,13 @@ export function adminTokenRoutes(app: FastifyInstance, deps: { engine: EngineCon
     '/v1/admin/tokens/revoke',
     {
       schema: {
+        operationId: 'adminRevokeToken',
+        summary: 'Revoke one CST by `jti` or `token_hash` (exactly one), recorded as done by the actor named',
+        description:
+          'As `claw-approvals token revoke`. If its step had not finished, the job ends as revoked and its ' +
+          'bundle is sealed.',
+        tags: ['admin'],
+        security: SECURITY.admin,
         body: {
           type: 'object',
           additionalProperties: false,
@@ -37,7 +46,10 @@ export function adminTokenRoutes(app: FastifyInstance, deps: { engine: EngineCon
             reason: { type: 'string', minLength: 1, maxLength: MAX_ADMIN_REASON },
           },
         },
-        response: { 200: tokenRevokedSchema, ...errors },
+        response: {
+          200: { description: 'Revoked (or it already was)', ...tokenRevokedSchema },
+          ...errorResponses([...ADMIN_ERRORS, ...BODY_ERRORS, 'ERR_TOKEN_NOT_FOUND']),
+        },
       },
     },
     async (req) => {
