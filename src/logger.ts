@@ -34,6 +34,33 @@ export const REDACT_PATHS = [
   'jwk.d',
 ];
 
+/**
+ * Fields of a database error that repeat the values of the failed statement, which may be a token
+ * being stored: PGlite's `params` (the values bound), and PostgreSQL's `detail` (`Key (c)=(…)
+ * already exists`, `Failing row contains (…)`, the whole row). Never logged, at any depth of
+ * `cause`; the message, code, constraint, table and column stay.
+ */
+const STATEMENT_FIELDS = ['params', 'parameters', 'queryOptions', 'detail'];
+
+type SerializedError = Record<string, unknown>;
+
+function withoutStatementValues(serialized: unknown, seen = new Set<unknown>()): unknown {
+  if (typeof serialized !== 'object' || serialized === null || seen.has(serialized)) return serialized;
+  seen.add(serialized);
+  const out: SerializedError = { ...(serialized as SerializedError) };
+  for (const field of STATEMENT_FIELDS) if (field in out) out[field] = '[redacted]';
+  if ('cause' in out) out.cause = withoutStatementValues(out.cause, seen);
+  if (Array.isArray(out.aggregateErrors))
+    out.aggregateErrors = out.aggregateErrors.map((e) => withoutStatementValues(e, seen));
+  return out;
+}
+
+/** pino's error serializer, then the statement's values taken out. */
+export function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return withoutStatementValues(err);
+  return withoutStatementValues(pino.stdSerializers.err(err));
+}
+
 /** Shorter secrets are not censored by value: replacing them would garble every line. */
 const MIN_CENSORED_LENGTH = 4;
 
@@ -62,6 +89,7 @@ export function createLogger(
       level,
       base: { service: SERVICE },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: serializeError, error: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
       ...(censor ? { hooks: { streamWrite: censor } } : {}),
     },
