@@ -62,7 +62,7 @@ export const UNDOCUMENTED_ROUTES: Readonly<Record<string, string>> = {
 const tags = [
   { name: 'jobs', description: 'An agent submits a plan, waits for the decision, claims tokens, reports.' },
   { name: 'tokens', description: 'Gateways and agents check, redeem and revoke capability-scoped tokens.' },
-  { name: 'admin', description: 'The kill switch, for ADMIN_TOKEN.' },
+  { name: 'admin', description: 'For ADMIN_TOKEN: the kill switch, agents, policy pins, token revocation.' },
   { name: 'proofs', description: 'Proof bundles, signed policy versions, plans and the public keys.' },
   { name: 'mattermost', description: 'Callbacks Mattermost makes: the slash command, buttons, dialogs.' },
   { name: 'operations', description: 'Probes and this document.' },
