@@ -60,6 +60,7 @@ const STEP_KEYS = {
   approvals: 1,
   simulation_step: 1,
   token: 1,
+  decision: 1,
 } satisfies Record<keyof JobStepView, 1>;
 const CLAIM_KEYS = { token: 1, jti: 1, expires_at: 1, run_id: 1, event_hash_b64u: 1 } satisfies Record<
   keyof ClaimedToken,
@@ -86,6 +87,8 @@ describe('the client agrees with the server', () => {
     expect(keys(job)).toEqual(keys(JOB_VIEW_KEYS));
     for (const s of job.steps) expect(keys(s)).toEqual(keys(STEP_KEYS));
     expect(keys(job.steps[0]!.token!)).toEqual(['claimable', 'expires_at', 'jti']);
+    expect(keys(job.steps[0]!.decision!)).toEqual(['at', 'by', 'outcome', 'reason']);
+    expect(job.steps.find((s) => s.id === GATED)!.decision).toBeNull();
     const claim = await cw.client.claimToken(job, 'search-kb');
     expect(keys(claim)).toEqual(keys(CLAIM_KEYS));
     await cw.client.closeJob(job);

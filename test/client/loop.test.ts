@@ -40,6 +40,7 @@ describe(`the client drives a job through the real API and the sandbox (${dialec
     await cw.approveInChat(job.job_id);
     const d = await decision;
     expect(d.outcome).toBe('approved');
+    expect(d.by.map((p) => p.username)).toEqual(['alice', 'dmitri']);
     expect(d.step).toMatchObject({ id: GATED, status: 'approved', approvals: 2, token: { claimable: true } });
     expect(d.reason).toBeUndefined();
 
@@ -105,6 +106,8 @@ describe(`the client drives a job through the real API and the sandbox (${dialec
     expect(d.step.status).toBe('denied');
     expect(d.job.status).toBe('denied');
     expect(d.reason).toBe(`step ${GATED} denied by ${w.ids.chioma}`);
+    expect(d.by.map((p) => p.user_id)).toEqual([w.ids.chioma]);
+    expect(d.step.decision?.reason).toBe('not during the freeze');
     // The auto steps were stopped by the denial: they answer the job's ending.
     expect((await client.waitForDecision(job, 'search-kb', { timeoutMs: 0 })).outcome).toBe('denied');
     await expect(client.claimToken(job, 'search-kb')).rejects.toMatchObject({

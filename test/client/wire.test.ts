@@ -5,6 +5,7 @@ import {
   ClawApiError,
   ClawClient,
   ClawUnreachableError,
+  type Decider,
   decisionOf,
   isClawError,
   type JobView,
@@ -284,6 +285,71 @@ describe('decisionOf', () => {
     ['failed', 'cancelled', 'cancelled'],
   ] as const)('job %s, step %s → %s', (job, step, outcome) => {
     expect(decisionOf(view(job, step, job === 'open' ? null : 'why'), 's')).toMatchObject({ outcome });
+  });
+
+  const decided = (
+    status: JobView['status'],
+    step: JobView['steps'][number]['status'],
+    decision: JobView['steps'][number]['decision'],
+  ) =>
+    ({
+      id: 'job:1',
+      job_id: 1,
+      status,
+      end_reason: status === 'open' ? null : 'why',
+      steps: [{ id: 's', status: step, decision }],
+    }) as unknown as JobView;
+  const chioma: Decider = {
+    user_id: 'c'.repeat(26),
+    username: null,
+    groups: ['sec-reviewers'],
+    via: 'chat',
+    at: 't',
+  };
+
+  it('answers the structured decision and who made it when the server sends one', () => {
+    const by: Decider[] = [
+      { user_id: 'a'.repeat(26), username: 'alice', groups: ['ops-oncall'], via: 'chat', at: 't1' },
+      { user_id: 'd'.repeat(26), username: 'dmitri', groups: ['sec-reviewers'], via: 'button', at: 't2' },
+    ];
+    const approved = decisionOf(
+      decided('open', 'approved', { outcome: 'approved', by: [...by], reason: null, at: 't2' }),
+      's',
+    )!;
+    expect(approved).toMatchObject({ outcome: 'approved', by });
+    // An auto step is approved by nobody.
+    expect(
+      decisionOf(decided('open', 'approved', { outcome: 'auto', by: [], reason: null, at: 't' }), 's'),
+    ).toMatchObject({ outcome: 'approved', by: [] });
+    // The record, not the statuses, says what stopped a step: here another step's denial.
+    expect(
+      decisionOf(
+        decided('denied', 'cancelled', { outcome: 'denied', by: [chioma], reason: 'freeze', at: 't' }),
+        's',
+      ),
+    ).toMatchObject({ outcome: 'denied', by: [chioma], reason: 'why' });
+    expect(
+      decisionOf(
+        decided('failed', 'cancelled', { outcome: 'cancelled', by: [], reason: 'why', at: 't' }),
+        's',
+      ),
+    ).toMatchObject({ outcome: 'cancelled', by: [] });
+    // Pending: nobody yet.
+    expect(decisionOf(decided('open', 'awaiting_approval', null), 's')).toMatchObject({
+      outcome: 'pending',
+      by: [],
+    });
+  });
+
+  it('falls back to the statuses, naming nobody, when the decision is missing or unknown', () => {
+    expect(decisionOf(view('denied', 'denied', 'why'), 's')).toMatchObject({ outcome: 'denied', by: [] });
+    const unknown = { outcome: 'vetoed', by: [chioma], reason: null, at: 't' } as unknown as NonNullable<
+      JobView['steps'][number]['decision']
+    >;
+    expect(decisionOf(decided('revoked', 'revoked', unknown), 's')).toMatchObject({
+      outcome: 'revoked',
+      by: [],
+    });
   });
 
   it('gives the end reason only once the job ended, and nothing for a step the job lacks', () => {

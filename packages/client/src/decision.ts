@@ -1,6 +1,25 @@
-import type { Decision, DecisionOutcome, JobStatus, JobView, StepStatus } from './types.js';
+import type {
+  Decider,
+  Decision,
+  DecisionOutcome,
+  JobStatus,
+  JobStepView,
+  JobView,
+  StepOutcome,
+  StepStatus,
+} from './types.js';
 
 const APPROVED: ReadonlySet<StepStatus> = new Set(['approved', 'claimed', 'succeeded', 'failed']);
+
+/** The server's settled outcomes as a wait answers them: an auto step is approved without anyone. */
+const SETTLED: Readonly<Record<StepOutcome, DecisionOutcome>> = {
+  approved: 'approved',
+  auto: 'approved',
+  denied: 'denied',
+  revoked: 'revoked',
+  cancelled: 'cancelled',
+  expired: 'expired',
+};
 
 /** A step stopped by its job's ending answers why the job ended. */
 function endingOf(status: JobStatus): DecisionOutcome {
@@ -14,21 +33,29 @@ function endingOf(status: JobStatus): DecisionOutcome {
   }
 }
 
+/** From the statuses alone, for a server that does not send `decision`. */
+function fromStatuses(job: JobView, step: JobStepView): DecisionOutcome {
+  if (APPROVED.has(step.status)) return 'approved';
+  if (step.status === 'denied' || step.status === 'revoked') return step.status;
+  if (step.status === 'cancelled' || job.status !== 'open') return endingOf(job.status);
+  return 'pending';
+}
+
 /**
- * Where the approval of `stepId` stands in `job`, from the step's status and, for a step
- * its job's ending stopped, the job's: `pending` while it still awaits approval in an open job.
- * Undefined when the job has no such step.
+ * Where the approval of `stepId` stands in `job`, and who decided it: from the step's
+ * structured `decision` (the server's record of who settled it), or, from a server that does
+ * not send one, from the step's and job's statuses; `pending` while it still awaits approval
+ * in an open job. Undefined when the job has no such step.
  */
 export function decisionOf(job: JobView, stepId: string): Decision | undefined {
   const step = job.steps.find((s) => s.id === stepId);
   if (!step) return undefined;
-  let outcome: DecisionOutcome;
-  if (APPROVED.has(step.status)) outcome = 'approved';
-  else if (step.status === 'denied' || step.status === 'revoked') outcome = step.status;
-  else if (step.status === 'cancelled' || job.status !== 'open') outcome = endingOf(job.status);
-  else outcome = 'pending';
+  const settled = step.decision ? SETTLED[step.decision.outcome] : undefined;
+  const outcome = settled ?? fromStatuses(job, step);
+  const by: Decider[] = settled !== undefined && Array.isArray(step.decision?.by) ? step.decision.by : [];
   return {
     outcome,
+    by,
     ...(job.status !== 'open' && job.end_reason !== null ? { reason: job.end_reason } : {}),
     job,
     step,

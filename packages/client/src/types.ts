@@ -38,6 +38,46 @@ export interface StepTokenView {
   claimable: boolean;
 }
 
+/** How a decision reached the server: a phrase in the thread, a button, the slash command, the API. */
+export type DecisionVia = 'chat' | 'button' | 'command' | 'api';
+
+/**
+ * What settled a step: `approved` (people made the quorum), `auto` (its policy lets it run
+ * without approval), `denied`, or, for a step its job's ending stopped, how the job ended:
+ * `revoked`, `expired`, `cancelled` (`denied` when another step's denial ended it).
+ */
+export type StepOutcome = 'approved' | 'auto' | 'denied' | 'revoked' | 'cancelled' | 'expired';
+
+/** Someone the job's record names as having decided a step. */
+export interface Decider {
+  /**
+   * A Mattermost user id; `admin:<name>` for an operator; for a token revoked through the API,
+   * the revoking agent's id or `admin:<name>`.
+   */
+  user_id: string;
+  /** As Mattermost gave it when the quorum was checked (approvers only); null when nothing recorded it. */
+  username: string | null;
+  /** The group an approval was counted for; the groups a denier or revoker was found in. */
+  groups: string[];
+  via: DecisionVia;
+  /** When they decided (ISO 8601). */
+  at: string;
+}
+
+export interface StepDecision {
+  outcome: StepOutcome;
+  /**
+   * The approvals that made the quorum (oldest first; a withdrawn approval never counts), the
+   * denier, or who revoked or cancelled the job; empty for an auto step, an expiry, or a job
+   * closed by its agent.
+   */
+  by: Decider[];
+  /** The denier's reason; for a step stopped by its job's ending, the job's end reason; null for an approval. */
+  reason: string | null;
+  /** When the step was settled (ISO 8601). */
+  at: string;
+}
+
 export interface JobStepView {
   id: string;
   tool: string;
@@ -52,6 +92,8 @@ export interface JobStepView {
   approvals: number | null;
   simulation_step: string | null;
   token: StepTokenView | null;
+  /** How the step was settled and by whom; null while it awaits approval in an open job. */
+  decision: StepDecision | null;
 }
 
 /** What the agent sees of its job (never a token). */
@@ -160,6 +202,12 @@ export interface Decision {
    * when the time ran out.
    */
   outcome: DecisionOutcome;
+  /**
+   * Who decided (`step.decision.by`): the approvers who made the quorum, the denier, the
+   * revoker or canceller; empty while pending, for an auto step, an expiry, or a job closed by
+   * its agent.
+   */
+  by: Decider[];
   /** The job's end reason when the job has ended (e.g. `step post-summary denied by <user id>`). */
   reason?: string;
   /** The job as last seen. */

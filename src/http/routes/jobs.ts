@@ -33,6 +33,58 @@ function waitSeconds(raw: string | undefined): number {
   return wait;
 }
 
+/** Who settled a step and how (`StepDecision` of the job view): never a post id nor a token. */
+const stepDecisionSchema = {
+  type: ['object', 'null'],
+  description: 'How the step was settled and by whom; null while it awaits approval in an open job',
+  additionalProperties: false,
+  required: ['outcome', 'by', 'reason', 'at'],
+  properties: {
+    outcome: {
+      type: 'string',
+      enum: ['approved', 'auto', 'denied', 'revoked', 'cancelled', 'expired'],
+      description:
+        '`approved`: people made the quorum; `auto`: runs without approval; otherwise how the step, or the job ' +
+        'ending that stopped it, was settled',
+    },
+    by: {
+      type: 'array',
+      description:
+        'The approvals that made the quorum (oldest first), the denier, or who revoked or cancelled the job; ' +
+        'empty for an auto step, an expiry, or a job closed by its agent',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['user_id', 'username', 'groups', 'via', 'at'],
+        properties: {
+          user_id: {
+            type: 'string',
+            description:
+              "A Mattermost user id; `admin:<name>` for an operator; a token revoked through the API: the revoker's id",
+          },
+          username: {
+            type: ['string', 'null'],
+            description:
+              'As Mattermost gave it when the quorum was checked (approvers); null when not recorded',
+          },
+          groups: {
+            type: 'array',
+            items: { type: 'string' },
+            description: 'The group an approval was counted for; the groups a denier or revoker was found in',
+          },
+          via: { type: 'string', enum: ['chat', 'button', 'command', 'api'] },
+          at: { type: 'string' },
+        },
+      },
+    },
+    reason: {
+      type: ['string', 'null'],
+      description: "The denier's reason; for a step stopped by its job's ending, the job's end reason",
+    },
+    at: { type: 'string', description: 'When the step was settled' },
+  },
+} as const;
+
 const jobViewSchema = {
   type: 'object',
   additionalProperties: false,
@@ -101,6 +153,7 @@ const jobViewSchema = {
           'approvals',
           'simulation_step',
           'token',
+          'decision',
         ],
         properties: {
           id: { type: 'string' },
@@ -126,6 +179,7 @@ const jobViewSchema = {
               claimable: { type: 'boolean' },
             },
           },
+          decision: stepDecisionSchema,
         },
       },
     },
