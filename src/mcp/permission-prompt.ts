@@ -1,4 +1,4 @@
-import { type Decision, isClawError, type JobView } from '@claw-approvals/client';
+import { decidersText, type Decision, isClawError, type JobView } from '@claw-approvals/client';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -97,7 +97,9 @@ export async function decidePermission(
   }
   if (d.outcome !== 'approved') {
     log.info({ outcome: d.outcome }, 'permission prompt denied');
-    return deny(`Not approved: ${job.id} is ${d.outcome}${d.reason ? ` (${d.reason})` : ''}`);
+    const by = decidersText(d.by);
+    const why = d.step.decision?.reason ?? d.reason;
+    return deny(`Not approved: ${job.id} is ${d.outcome}${by ? ` by ${by}` : ''}${why ? ` (${why})` : ''}`);
   }
   return spend(deps, job, step, hash, call.input, d);
 }

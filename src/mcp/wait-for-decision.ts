@@ -1,4 +1,4 @@
-import type { Decision } from '@claw-approvals/client';
+import { type Decision, decidersText } from '@claw-approvals/client';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { type McpToolDeps, threadLink } from './deps.js';
@@ -19,8 +19,13 @@ export function decisionSummary(deps: Pick<McpToolDeps, 'mattermostUrl'>, d: Dec
     step_status: d.step.status,
     approvals: d.step.approvals,
     required_approvals: d.step.required_approvals,
-    // The API names who ended a job (e.g. "step post-summary denied by <user id>") in its reason.
+    // The job's end reason once it ended (e.g. "step post-summary denied by <user id>").
     reason: d.reason ?? null,
+    // Who settled the step: the approvals its token was minted on, the denier, the revoker.
+    decided_by: d.by,
+    decided_by_text: decidersText(d.by),
+    decision_reason: d.step.decision?.reason ?? null,
+    decided_at: d.step.decision?.at ?? null,
     token_claimable: d.step.token?.claimable ?? false,
     thread: threadLink(deps, d.job.root_post_id),
   };

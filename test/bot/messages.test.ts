@@ -257,6 +257,7 @@ describe('status', () => {
         approvals,
         simulation_step: null,
         token: null,
+        decision: null,
       },
     ],
   });

@@ -518,6 +518,7 @@ describe('messages: no token material, no injected mentions', () => {
           { jti: minted.jti, expires_at: '2026-11-21T10:15:00.000Z', claimable: true },
           { compact: COMPACT },
         ),
+        decision: null,
       },
     ],
   };

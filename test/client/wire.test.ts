@@ -6,6 +6,7 @@ import {
   ClawClient,
   ClawUnreachableError,
   type Decider,
+  decidersText,
   decisionOf,
   isClawError,
   type JobView,
@@ -358,5 +359,24 @@ describe('decisionOf', () => {
       'approval window elapsed',
     );
     expect(decisionOf(view('open', 'approved'), 'other')).toBeUndefined();
+  });
+});
+
+describe('decidersText', () => {
+  const at = '2026-11-28T07:00:00.000Z';
+  it('names approvers by username with their groups, and how they decided', () => {
+    expect(
+      decidersText([
+        { user_id: 'u1', username: 'alice', groups: ['ops-oncall'], via: 'chat', at },
+        { user_id: 'u2', username: 'dmitri', groups: ['sec-reviewers'], via: 'button', at },
+      ]),
+    ).toBe('@alice (ops-oncall) and @dmitri (sec-reviewers) via chat and button');
+  });
+
+  it('names by id whoever has no username, and nobody as null', () => {
+    expect(decidersText([{ user_id: 'admin:erin', username: null, groups: [], via: 'api', at }])).toBe(
+      'admin:erin via api',
+    );
+    expect(decidersText([])).toBeNull();
   });
 });

@@ -239,8 +239,9 @@ describe(`the OpenClaw plugin's gate against the real server and sandbox (${dial
     await s.bound(plan);
     s.w.post('alice', `DENY job:${plan.jobId} step:${SEND} wrong channel`, plan.post.id);
     const reason = blockReason(await answer);
+    // Who denied, in which group and how, then their own words.
     expect(reason).toBe(
-      `claw-approvals: job:${plan.jobId} send_message denied: step send_message denied by ${s.w.ids.alice}`,
+      `claw-approvals: job:${plan.jobId} send_message denied by ${s.w.ids.alice} (ops-oncall) via chat: wrong channel`,
     );
     expect(await tokenRow(s.w, plan.jobId)).toBeUndefined();
   });
@@ -252,7 +253,9 @@ describe(`the OpenClaw plugin's gate against the real server and sandbox (${dial
     await s.bound(plan);
     s.w.post('erin', `REVOKE job:${plan.jobId} suspicious request`, plan.post.id);
     expect(blockReason(await answer)).toMatch(
-      new RegExp(`^claw-approvals: job:${plan.jobId} send_message revoked: .*suspicious request`),
+      new RegExp(
+        `^claw-approvals: job:${plan.jobId} send_message revoked by ${s.w.ids.erin} \\(security\\) via chat: .*suspicious request`,
+      ),
     );
     expect(await jobRow(s.w, plan.jobId)).toMatchObject({ status: 'revoked' });
   });

@@ -131,7 +131,11 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 24
       body: {
         error: {
           type: 'tool_call_blocked',
-          message: `claw-approvals: job:${plan.jobId} send_message denied: step send_message denied by ${s.w.ids.chioma}`,
+          message: expect.stringMatching(
+            new RegExp(
+              `^claw-approvals: job:${plan.jobId} send_message denied by ${s.w.ids.chioma} \\([a-z, -]+\\) via chat: not in this channel$`,
+            ),
+          ),
         },
       },
     });
@@ -148,7 +152,7 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 24
     const res = await call;
     expect(res.status).toBe(403);
     expect(res.body.error?.message).toBe(
-      `claw-approvals: job:${plan.jobId} send_message revoked: agent compromised`,
+      `claw-approvals: job:${plan.jobId} send_message revoked by ${s.w.ids.erin} (security) via chat: agent compromised`,
     );
     expect(ranTools()).toHaveLength(ran);
   });

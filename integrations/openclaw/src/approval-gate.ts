@@ -1,4 +1,4 @@
-import { type ClawClient, type JobView, isClawError } from '@claw-approvals/client';
+import { type ClawClient, decidersText, type JobView, isClawError } from '@claw-approvals/client';
 import { callBindings } from './bindings.js';
 import type { GateConfig } from './config.js';
 import { classifyTool, type PinnedPolicy } from './policy.js';
@@ -157,8 +157,9 @@ export class ApprovalGate {
         return block(`${job.id} ${event.toolName}: ${reason}`);
       }
       if (decision.outcome !== 'approved') {
-        const reason = decision.reason ?? decision.step.status;
-        return block(`${job.id} ${event.toolName} ${decision.outcome}: ${reason}`);
+        const reason = decision.step.decision?.reason ?? decision.reason ?? decision.step.status;
+        const by = decidersText(decision.by);
+        return block(`${job.id} ${event.toolName} ${decision.outcome}${by ? ` by ${by}` : ''}: ${reason}`);
       }
     } catch (err) {
       if (signal?.aborted) {

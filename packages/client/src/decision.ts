@@ -61,3 +61,19 @@ export function decisionOf(job: JobView, stepId: string): Decision | undefined {
     step,
   };
 }
+
+/**
+ * Who decided, in words for a person or a model: `@alice (ops-oncall) and @dmitri
+ * (sec-reviewers) via chat`. A decider without a username is named by id. Null when nobody
+ * did (pending, expired, an auto step).
+ */
+export function decidersText(by: readonly Decider[]): string | null {
+  if (by.length === 0) return null;
+  const names = by.map((d) => {
+    const who = d.username ? `@${d.username}` : d.user_id;
+    return d.groups.length > 0 ? `${who} (${d.groups.join(', ')})` : who;
+  });
+  const vias = [...new Set(by.map((d) => d.via))];
+  const list = names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} and ${names.at(-1)!}`;
+  return `${list} via ${vias.join(' and ')}`;
+}

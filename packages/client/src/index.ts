@@ -6,7 +6,7 @@ export type {
   WaitForDecisionOptions,
   WaitOptions,
 } from './client.js';
-export { decisionOf } from './decision.js';
+export { decidersText, decisionOf } from './decision.js';
 export { API_ERROR_CODES, ClawApiError, ClawError, ClawUnreachableError, isClawError } from './errors.js';
 export type { ApiErrorCode, ClawApiErrorCode, ClawErrorCode, UnlistedErrorCode } from './errors.js';
 export { CLIENT_ROUTES } from './routes.js';
