@@ -116,7 +116,13 @@ describe.each<Transport>(['stdio', 'http'])(`MCP tools over %s (${dialectName})`
       required_approvals: 2,
       token_claimable: true,
       reason: null,
+      decision_reason: null,
+      decided_by_text: '@alice (ops-oncall) and @dmitri (sec-reviewers) via chat',
     });
+    expect((answerOf(decided).decided_by as { user_id: string }[]).map((d) => d.user_id)).toEqual([
+      world.w.ids.alice,
+      world.w.ids.dmitri,
+    ]);
     const token = answerOf(await mcp.call('claim_token', { job: jobId, step: STEP }));
     const again = await mcp.call('claim_token', { job: jobId, step: STEP });
     expect(errorText(again)).toMatch(/^ERR_TOKEN_ALREADY_CLAIMED: /);
@@ -146,6 +152,10 @@ describe.each<Transport>(['stdio', 'http'])(`MCP tools over %s (${dialectName})`
     const decided = answerOf(await waiting);
     expect(decided).toMatchObject({ decision: 'denied', job_status: 'denied', step_status: 'denied' });
     expect(decided.reason).toContain(world.w.ids.alice);
+    expect(decided).toMatchObject({
+      decision_reason: 'not during the freeze',
+      decided_by: [{ user_id: world.w.ids.alice, via: 'chat' }],
+    });
     const claim = await mcp.call('claim_token', { job: jobId, step: STEP });
     expect(errorText(claim)).toMatch(/^ERR_(JOB_CLOSED|STEP_STATE): /);
   });

@@ -91,6 +91,7 @@ describe.each<Transport>(['stdio', 'http'])(`permission_prompt over %s (${dialec
     const denied = answerOf(await answer);
     expect(denied).toEqual({ behavior: 'deny', message: expect.stringContaining(`job:${jobId} is denied`) });
     expect(denied.message).toContain(world.w.ids.chioma);
+    expect(denied.message).toMatch(/via chat \(not without a ticket\)$/);
     const { job, tokens } = await jobRow(jobId);
     expect(job.status).toBe('denied');
     expect(tokens).toEqual([]);
