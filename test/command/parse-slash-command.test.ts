@@ -111,7 +111,9 @@ describe('the command token', () => {
     expect(() => loadConfig({ MATTERMOST_COMMAND_TOKEN_FILE: 'token' }, dir)).toThrow(
       /MATTERMOST_COMMAND_TOKEN_FILE .*: the MATTERMOST_COMMAND_TOKEN it holds must be the 26-character token/,
     );
-    await expect(readCommandToken({ kind: 'file', file })).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+    await expect(readCommandToken({ kind: 'file', file })).rejects.toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+    });
     await expect(readCommandToken({ kind: 'file', file: path.join(dir, 'missing') })).rejects.toMatchObject({
       code: 'ERR_CONFIG_INVALID',
     });
