@@ -17,6 +17,13 @@ import {
  * dropped if it rolls back, if COMMIT itself fails, or if a savepoint it was registered after is
  * rolled back to. Kysely has no such hook; the driver below keeps one list per connection.
  *
+ * A statement that fails inside a transaction aborts it: PostgreSQL (and PGlite) then answer
+ * COMMIT with ROLLBACK and no error, and Kysely's result does not carry the command tag that
+ * would tell. So the driver remembers the failure itself: from then on the transaction commits
+ * nothing and runs no hook, unless a `rollback to savepoint` (the only statement an aborted
+ * transaction accepts, and only for a savepoint made before the failure) brings it back to a
+ * state from before the failure, with the hooks registered until that savepoint.
+ *
  * A transaction reaches its connection only by running a query on it, so registration is a
  * query: a marker the hooked connection recognises by identity and never sends to the server.
  * Over a driver without hooks the marker runs as `select 1` and the work is dropped: nothing is
@@ -62,17 +69,30 @@ const SAVEPOINT_SQL =
 class PendingHooks {
   readonly work: (() => void)[] = [];
   private readonly savepoints: { name: string; mark: number }[] = [];
+  /** A statement failed since BEGIN or the last successful rollback to a savepoint. */
+  aborted = false;
 
   savepoint(name: string): void {
     this.savepoints.push({ name: name.toLowerCase(), mark: this.work.length });
   }
 
-  /** Hooks registered since the savepoint are dropped; the savepoint itself stays (as in PostgreSQL). */
+  /**
+   * Hooks registered since the savepoint are dropped; the savepoint itself stays (as in
+   * PostgreSQL). The server accepted it, so the savepoint predates any failure, which it undoes.
+   */
   rollbackTo(name: string): void {
     const at = this.find(name);
-    if (at < 0) return;
+    if (at < 0) {
+      // A savepoint this list never saw (made in words the pattern does not know): nothing here
+      // tells which hooks survive it, so none do. The server accepted it: not aborted.
+      this.work.length = 0;
+      this.savepoints.length = 0;
+      this.aborted = false;
+      return;
+    }
     this.work.length = this.savepoints[at]!.mark;
     this.savepoints.length = at + 1;
+    this.aborted = false;
   }
 
   /** The savepoint and those after it are gone; their hooks now belong to the enclosing level. */
@@ -102,7 +122,13 @@ class HookedConnection implements DatabaseConnection {
       else runHook(work);
       return { rows: [] };
     }
-    const result = await this.inner.executeQuery<R>(compiled);
+    let result: QueryResult<R>;
+    try {
+      result = await this.inner.executeQuery<R>(compiled);
+    } catch (err) {
+      if (this.pending) this.pending.aborted = true;
+      throw err;
+    }
     // Recorded once the server accepted it: a savepoint that failed to be made cuts nothing.
     const sp = this.pending ? SAVEPOINT_SQL.exec(compiled.sql) : null;
     if (sp && this.pending) {
@@ -115,8 +141,23 @@ class HookedConnection implements DatabaseConnection {
     return result;
   }
 
-  streamQuery<R>(compiled: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    return this.inner.streamQuery<R>(compiled, chunkSize);
+  async *streamQuery<R>(compiled: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    try {
+      yield* this.inner.streamQuery<R>(compiled, chunkSize);
+    } catch (err) {
+      if (this.pending) this.pending.aborted = true;
+      throw err;
+    }
+  }
+
+  /** Runs a savepoint statement through the inner driver; a failure aborts as any statement's does. */
+  async guarded(step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (err) {
+      if (this.pending) this.pending.aborted = true;
+      throw err;
+    }
   }
 }
 
@@ -149,7 +190,9 @@ export class CommitHookDriver implements Driver {
     const pending = c.pending;
     c.pending = null;
     await this.inner.commitTransaction(c.inner);
-    for (const work of pending?.work ?? []) runHook(work);
+    // An aborted transaction's COMMIT "succeeds" as a ROLLBACK: nothing committed, nothing runs.
+    if (!pending || pending.aborted) return;
+    for (const work of pending.work) runHook(work);
   }
 
   async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
@@ -165,7 +208,7 @@ export class CommitHookDriver implements Driver {
   ): Promise<void> {
     const c = hooked(connection);
     if (!this.inner.savepoint) throw new Error('this database driver has no savepoints');
-    await this.inner.savepoint(c.inner, name, compileQuery);
+    await c.guarded(() => this.inner.savepoint!(c.inner, name, compileQuery));
     c.pending?.savepoint(name);
   }
 
@@ -176,7 +219,7 @@ export class CommitHookDriver implements Driver {
   ): Promise<void> {
     const c = hooked(connection);
     if (!this.inner.rollbackToSavepoint) throw new Error('this database driver has no savepoints');
-    await this.inner.rollbackToSavepoint(c.inner, name, compileQuery);
+    await c.guarded(() => this.inner.rollbackToSavepoint!(c.inner, name, compileQuery));
     c.pending?.rollbackTo(name);
   }
 
@@ -187,7 +230,7 @@ export class CommitHookDriver implements Driver {
   ): Promise<void> {
     const c = hooked(connection);
     if (!this.inner.releaseSavepoint) throw new Error('this database driver has no savepoints');
-    await this.inner.releaseSavepoint(c.inner, name, compileQuery);
+    await c.guarded(() => this.inner.releaseSavepoint!(c.inner, name, compileQuery));
     c.pending?.release(name);
   }
 

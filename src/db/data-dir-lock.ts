@@ -164,7 +164,7 @@ interface ServerFile {
 /** A listen address as a client on this host reaches it: the wildcard addresses by loopback. */
 export function localUrl(listen: { host: string; port: number }): string {
   const host =
-    listen.host === '0.0.0.0' || listen.host === ''
+    listen.host === '0.0.0.0' || listen.host === '' || listen.host === 'localhost'
       ? '127.0.0.1'
       : listen.host === '::'
         ? '::1'
@@ -224,22 +224,81 @@ export type DataDirHolder =
   | { kind: 'free' }
   /** A live holder that cannot be asked (a CLI command, a server still starting, another host). */
   | { kind: 'held'; who: string; lockFile: string }
-  /** A live server on this host, whose admin API listens at `url`. */
+  /** A live server on this host, whose admin API listens at `url` (a loopback address). */
   | { kind: 'server'; pid: number; url: string; lockFile: string };
+
+/** 127.0.0.0/8 and ::1, written as literal addresses: nothing to resolve, nothing to redirect. */
+function isLoopback(hostname: string): boolean {
+  if (hostname === '[::1]') return true;
+  const v4 = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(hostname);
+  return v4 !== null && v4.slice(1).every((n) => Number(n) <= 255);
+}
+
+/**
+ * Why `file` cannot be trusted to tell this user where to send ADMIN_TOKEN, or null: it must be
+ * what it says (no symbolic link), this user's, and writable by nobody else (`private`: readable
+ * by nobody else either).
+ */
+async function distrust(
+  file: string,
+  uid: number,
+  want: { directory: boolean; private: boolean },
+): Promise<string | null> {
+  const stat = await fs.lstat(file).catch(() => null);
+  if (!stat) return `${file} is gone`;
+  if (stat.isSymbolicLink()) return `${file} is a symbolic link`;
+  if (want.directory ? !stat.isDirectory() : !stat.isFile())
+    return `${file} is not a ${want.directory ? 'directory' : 'regular file'}`;
+  if (stat.uid !== uid) return `${file} belongs to uid ${stat.uid}, not to this user (uid ${uid})`;
+  const mode = stat.mode & 0o777;
+  const octal = mode.toString(8).padStart(4, '0');
+  if (want.private && (mode & 0o077) !== 0)
+    return `${file} has mode ${octal}, open to other users (it must be 0600)`;
+  if ((mode & 0o022) !== 0) return `${file} has mode ${octal}, writable by other users`;
+  return null;
+}
+
+function untrusted(dir: string, pid: number, why: string): AppError {
+  return new AppError(
+    'ERR_DB_LOCKED',
+    `the embedded database in ${dir} is held by process ${pid}, but where to reach its admin API cannot be trusted: ${why}. ADMIN_TOKEN was sent nowhere. Run the command as the user the server runs as, with DATA_DIR private to that user (chmod 700, files 0600), or stop the server.`,
+  );
+}
 
 /**
  * Who holds the embedded database in `dir`, judged as `lockDataDir` judges it. A server is
  * named only when the address file was written under the very lock that is held now, by a
- * holder on this host.
+ * holder on this host. Since the CLI sends ADMIN_TOKEN there, it must also come from this user:
+ * `dir`, the lock file and the address file owned by `uid` and writable by nobody else (the
+ * address file 0600), the address a loopback one;
+ * otherwise ERR_DB_LOCKED says which and why, and nothing is contacted.
  */
-export async function dataDirHolder(dir: string): Promise<DataDirHolder> {
+export async function dataDirHolder(dir: string, opts: { uid?: number } = {}): Promise<DataDirHolder> {
   const lockFile = path.join(dir, LOCK_FILE);
   const content = await readOrNull(lockFile);
   if (content === null) return { kind: 'free' };
   const holder = await holderOf(lockFile, content);
   if (!holder.live) return { kind: 'free' };
-  const server = holder.here ? await readServerFile(dir) : null;
-  if (server && server.lock === content && server.pid === holder.pid)
-    return { kind: 'server', pid: holder.pid, url: server.url, lockFile };
-  return { kind: 'held', who: holder.who, lockFile };
+  const serverFile = path.join(dir, SERVER_FILE);
+  if (!holder.here || (await readOrNull(serverFile)) === null)
+    return { kind: 'held', who: holder.who, lockFile };
+  const uid = opts.uid ?? process.getuid?.();
+  if (uid === undefined)
+    throw untrusted(dir, holder.pid, 'this platform cannot tell who owns the files there');
+  const why =
+    (await distrust(dir, uid, { directory: true, private: false })) ??
+    (await distrust(lockFile, uid, { directory: false, private: false })) ??
+    (await distrust(serverFile, uid, { directory: false, private: true }));
+  if (why) throw untrusted(dir, holder.pid, why);
+  const server = await readServerFile(dir);
+  if (!server || server.lock !== content || server.pid !== holder.pid)
+    return { kind: 'held', who: holder.who, lockFile };
+  const { hostname } = new URL(server.url);
+  if (!isLoopback(hostname))
+    throw untrusted(
+      dir,
+      holder.pid,
+      `${serverFile} names ${server.url}, not a loopback address (the CLI sends ADMIN_TOKEN only to 127.0.0.0/8 or ::1; a server listening on one interface only cannot be reached that way)`,
+    );
+  return { kind: 'server', pid: holder.pid, url: server.url, lockFile };
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent } from '../../src/agents/agent-keys.js';
@@ -388,6 +389,38 @@ describe('CLI commands while serve holds the embedded database: when they cannot
     expect(pg.err).toContain('ERR_DB_UNAVAILABLE');
     expect(decoy.requests()).toBe(0);
     // The same address file is used once it is this holder's (the control for the decoy).
+    expect((await cli(['agents', 'list'], env)).err).toContain('ERR_INTERNAL');
+    expect(decoy.requests()).toBe(1);
+  }, 300_000);
+});
+
+describe('an address planted in DATA_DIR (a live PID, a lock and an address file that match)', () => {
+  it('is refused unless it is a literal loopback address in files only this user could write: the token goes nowhere', async () => {
+    const env = await pgliteEnv();
+    await fs.chmod(env.DATA_DIR!, 0o700);
+    const decoy = await countingServer();
+    const lock = `1 ${os.hostname()} planted`;
+    await fs.writeFile(path.join(env.DATA_DIR!, 'pglite.lock'), lock, { mode: 0o600 });
+    const plant = (url: string, mode = 0o600) =>
+      fs
+        .writeFile(path.join(env.DATA_DIR!, SERVER_FILE), JSON.stringify({ lock, pid: 1, url }), { mode })
+        .then(() => fs.chmod(path.join(env.DATA_DIR!, SERVER_FILE), mode));
+
+    for (const [url, mode, why] of [
+      [`http://localhost:${decoy.port}`, 0o600, 'not a loopback address'],
+      [decoy.url, 0o644, 'has mode 0644, open to other users'],
+    ] as const) {
+      await plant(url, mode);
+      const res = await cli(['agents', 'list'], env);
+      expect(res.code).toBe(1);
+      expect(res.err).toContain('ERR_DB_LOCKED');
+      expect(res.err).toContain(why);
+      expect(res.err).toContain('ADMIN_TOKEN was sent nowhere');
+      expect(res.err).not.toContain(ADMIN);
+    }
+    expect(decoy.requests()).toBe(0);
+    // The control: the same address, private, is used.
+    await plant(decoy.url);
     expect((await cli(['agents', 'list'], env)).err).toContain('ERR_INTERNAL');
     expect(decoy.requests()).toBe(1);
   }, 300_000);

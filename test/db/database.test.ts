@@ -309,23 +309,33 @@ describe('database targets', () => {
     await fs.writeFile(path.join(dir, 'pglite.lock'), `2147483646 ${os.hostname()} stale`);
     const script = `
       const { lockDataDir } = await import(${JSON.stringify(new URL('../../src/db/data-dir-lock.ts', import.meta.url).pathname)});
-      try { await lockDataDir(process.argv[1]); console.log('won'); await new Promise((r) => setTimeout(r, 1500)); }
+      // A winner holds the lock until every racer has answered (the test closes stdin then): one
+      // that exited earlier would leave a stale lock for a slow starter to take over, rightly.
+      try { await lockDataDir(process.argv[1]); console.log('won'); process.stdin.resume(); await new Promise((r) => process.stdin.on('end', r)); }
       catch (e) { console.log(e.code ?? e.message); }`;
-    const racers = Array.from(
-      { length: 6 },
-      () =>
+    const procs = Array.from({ length: 6 }, () =>
+      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], {
+        cwd: new URL('../../', import.meta.url).pathname,
+        stdio: ['pipe', 'pipe', 'inherit'],
+      }),
+    );
+    const racers = procs.map(
+      (p) =>
         new Promise<string>((resolve) => {
           let out = '';
-          const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], {
-            cwd: new URL('../../', import.meta.url).pathname,
-          });
           p.stdout.on('data', (d) => {
             out += String(d);
+            if (out.includes('\n')) resolve(out.trim());
           });
           p.on('exit', () => resolve(out.trim()));
         }),
     );
     const results = await Promise.all(racers);
+    const exited = procs.map(
+      (p) => new Promise((resolve) => (p.exitCode === null ? p.on('exit', resolve) : resolve(null))),
+    );
+    for (const p of procs) p.stdin.end();
+    await Promise.all(exited);
     expect(results.filter((r) => r === 'won')).toHaveLength(1);
     expect(results.filter((r) => r !== 'won')).toEqual(Array(5).fill('ERR_DB_LOCKED'));
   });

@@ -122,6 +122,68 @@ describe(`afterCommit (${dialectName})`, () => {
     expect(ran).toEqual(['kept']);
   });
 
+  it('runs nothing when a failed statement aborted the transaction, whose COMMIT the server turns into ROLLBACK', async () => {
+    const { ran, error } = await run(async (trx, ran) => {
+      await sql`insert into hook_probe values (2)`.execute(trx);
+      await afterCommit(trx, () => ran.push('counted'));
+      // A duplicate key, its error swallowed: the transaction is aborted, COMMIT rolls it back.
+      await sql`insert into hook_probe values (2)`.execute(trx).catch(() => undefined);
+      await afterCommit(trx, () => ran.push('after the failure'));
+    });
+    expect(error).toBeNull();
+    expect(ran).toEqual([]);
+    const rows = await db
+      .selectFrom('hook_probe' as never)
+      .selectAll()
+      .execute();
+    expect(rows).not.toContainEqual({ id: 2 });
+    // The next transaction on the connection starts clean: its work runs.
+    const next = await run(async (trx, ran) => {
+      await afterCommit(trx, () => ran.push('next'));
+    });
+    expect(next.ran).toEqual(['next']);
+  });
+
+  it('after a failure, a rollback to an earlier savepoint keeps the work before it and drops the rest', async () => {
+    const { ran, error } = await run(async (trx, ran) => {
+      await sql`insert into hook_probe values (3)`.execute(trx);
+      await afterCommit(trx, () => ran.push('before the savepoint'));
+      await sql`savepoint retry`.execute(trx);
+      await afterCommit(trx, () => ran.push('after the savepoint'));
+      await sql`insert into hook_probe values (3)`.execute(trx).catch(() => undefined);
+      await afterCommit(trx, () => ran.push('after the failure'));
+      await sql`rollback to savepoint retry`.execute(trx);
+      await afterCommit(trx, () => ran.push('after the rollback'));
+    });
+    expect(error).toBeNull();
+    expect(ran).toEqual(['before the savepoint', 'after the rollback']);
+    const rows = await db
+      .selectFrom('hook_probe' as never)
+      .selectAll()
+      .execute();
+    expect(rows).toContainEqual({ id: 3 });
+  });
+
+  it("a failure inside a Kysely savepoint, rolled back by Kysely's own savepoint calls, leaves the outer work", async () => {
+    const ran: string[] = [];
+    const trx = await db.startTransaction().execute();
+    await afterCommit(trx, () => ran.push('kept'));
+    const sp = await trx.savepoint('sp_fail').execute();
+    await afterCommit(sp, () => ran.push('undone'));
+    await sql`select 1/0`.execute(sp).catch(() => undefined);
+    await sp.rollbackToSavepoint('sp_fail').execute();
+    await trx.commit().execute();
+    expect(ran).toEqual(['kept']);
+  });
+
+  it('a failed rollback to a savepoint that does not exist leaves the transaction aborted', async () => {
+    const { ran } = await run(async (trx, ran) => {
+      await afterCommit(trx, () => ran.push('never'));
+      await sql`rollback to savepoint no_such_savepoint`.execute(trx).catch(() => undefined);
+    });
+    expect(ran).toEqual([]);
+  });
+
   it('runs at once outside a transaction: what came before has committed', async () => {
     const ran: string[] = [];
     await afterCommit(db, () => ran.push('now'));
