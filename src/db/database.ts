@@ -1,7 +1,5 @@
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import { AppError } from '../errors.js';
 import { withCommitHooks } from './commit-hooks.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -86,8 +84,10 @@ function withoutSecrets(err: unknown, secrets: readonly string[]): unknown {
   });
 }
 
+/** Each driver is loaded only where it is used: a PGlite server never loads pg, nor the reverse. */
 export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHandle> {
   if (target.kind === 'postgres') {
+    const { default: pg } = await import('pg');
     const pool = new pg.Pool({
       connectionString: target.url,
       max: 10,
@@ -120,6 +120,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
     await assertReachable(handle, databaseUrlSecrets(target.url));
     return handle;
   }
+  const { PGlite } = await import('@electric-sql/pglite');
   if (target.kind === 'pglite-memory') {
     const dialect = new PGliteDialect(await PGlite.create());
     const db = new Kysely<Database>({ dialect });

@@ -1,13 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { ClawClient } from '@claw-approvals/client';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
 import { type AuthDeps, authenticateAgentOnly, authenticationHook } from '../http/auth.js';
 import type { ApiRateLimiter } from '../http/rate-limit.js';
 import { VERSION } from '../version.js';
-import { createMcpServer } from './mcp-server.js';
 import { MM_ID } from './schemas.js';
 
 export const DEFAULT_PERMISSION_TIMEOUT_SECONDS = 600;
@@ -23,6 +21,19 @@ export interface McpRouteDeps extends AuthDeps {
   /** Where the tools reach this server's own API; default: the address it listens on. */
   apiUrl?: () => string;
 }
+
+/**
+ * The MCP SDK and the tools, imported on the first request to /mcp rather than at start-up
+ * (a server that never serves MCP never loads them). Concurrent first requests share one import.
+ */
+async function importSdk() {
+  const [tools, http] = await Promise.all([
+    import('./mcp-server.js'),
+    import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
+  ]);
+  return { createMcpServer: tools.createMcpServer, Transport: http.StreamableHTTPServerTransport };
+}
+let sdk: ReturnType<typeof importSdk> | undefined;
 
 interface McpQuery {
   channel?: string;
@@ -125,6 +136,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
             'ERR_VALIDATION',
             `request querystring/permission_timeout must be <= ${MAX_PERMISSION_TIMEOUT_SECONDS}`,
           );
+        const { createMcpServer, Transport } = await (sdk ??= importSdk());
         const server = createMcpServer(
           {
             client: new ClawClient({ baseUrl: apiUrl(), agentKey: bearerKey(req) }),
@@ -138,7 +150,7 @@ export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
           },
           VERSION,
         );
-        const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+        const transport = new Transport({ sessionIdGenerator: undefined });
         reply.hijack();
         live.set(
           server,
