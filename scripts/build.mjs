@@ -1,8 +1,8 @@
 // The build, in one place: `npm run build` (always), `prepare` at install and `npm start` (only
-// when the build is missing or older than its sources) all run this file. Plain JavaScript, so
+// when the build is missing or its sources differ from those it was built from) all run this file. Plain JavaScript, so
 // it runs before anything is compiled.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import process from 'node:process';
@@ -12,7 +12,7 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 
 /** The TypeScript projects, in order: the client package first, since src imports it. */
 const PROJECTS = ['packages/client/tsconfig.json', 'tsconfig.build.json'];
-/** What the build reads: a file here newer than the stamp makes the build stale. */
+/** What the build reads: any file here added, removed or changed since the build makes it stale. */
 const INPUTS = [
   'src',
   'migrations',
@@ -23,35 +23,63 @@ const INPUTS = [
 ];
 /** What the server loads: one missing makes the build stale whatever the stamp says. */
 const OUTPUTS = ['dist/src/main.js', 'packages/client/dist/index.js'];
-/** Written after every project compiled without error; its mtime is when that build began. */
+/**
+ * Written after every project compiled without error: the inputs as they were when that build
+ * began (path, size, mtime), so that any difference counts, not only a newer date. Sources
+ * brought in with their old dates (rsync -a, cp -p, tar x) or removed are seen too.
+ */
 export const STAMP = 'dist/.build-stamp';
 
-/** The newest file under `rel` (a file or a directory), or null when there is none. */
-function newestFile(root, rel) {
-  const abs = path.join(root, rel);
-  const stat = statSync(abs, { throwIfNoEntry: false });
-  if (!stat) return null;
-  if (!stat.isDirectory()) return { rel, mtimeMs: stat.mtimeMs };
-  let newest = null;
-  for (const entry of readdirSync(abs)) {
-    const found = newestFile(root, path.join(rel, entry));
-    if (found && (!newest || found.mtimeMs > newest.mtimeMs)) newest = found;
+/** Adds every file under `rel` (a file or a directory) to `into`: path → [size, mtimeMs]. */
+function listFiles(root, rel, into) {
+  const stat = statSync(path.join(root, rel), { throwIfNoEntry: false });
+  if (!stat) return;
+  if (!stat.isDirectory()) {
+    into[rel.split(path.sep).join('/')] = [stat.size, stat.mtimeMs];
+    return;
   }
-  return newest;
+  for (const entry of readdirSync(path.join(root, rel)).sort()) listFiles(root, path.join(rel, entry), into);
+}
+
+/** Every input file as it is now: `{ "src/main.ts": [size, mtimeMs], ... }`. */
+export function inputManifest(root = ROOT) {
+  const files = {};
+  for (const input of INPUTS) listFiles(root, input, files);
+  return files;
+}
+
+/** Records that the build of `manifest` (taken when it began) completed. */
+export function writeStamp(root, manifest) {
+  writeFileSync(path.join(root, STAMP), `${JSON.stringify({ inputs: manifest })}\n`);
+}
+
+function recordedInputs(root) {
+  try {
+    const inputs = JSON.parse(readFileSync(path.join(root, STAMP), 'utf8'))?.inputs;
+    return inputs && typeof inputs === 'object' && !Array.isArray(inputs) ? inputs : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
  * Why the build cannot be used as it is, or null when it is current. It stats every input
- * (about 220 files: 2 ms warm on the development machine).
+ * (about 230 files) and compares them with the stamp's list.
  */
 export function staleReason(root = ROOT) {
-  const stamp = statSync(path.join(root, STAMP), { throwIfNoEntry: false });
-  if (!stamp) return 'there is no complete build yet';
+  if (!existsSync(path.join(root, STAMP))) return 'there is no complete build yet';
   for (const out of OUTPUTS) if (!existsSync(path.join(root, out))) return `${out} is missing`;
-  for (const input of INPUTS) {
-    const newest = newestFile(root, input);
-    if (newest && newest.mtimeMs > stamp.mtimeMs) return `${newest.rel} changed after the last build`;
+  const built = recordedInputs(root);
+  if (!built) return 'the last build recorded no list of its inputs';
+  const now = inputManifest(root);
+  for (const [rel, was] of Object.entries(built)) {
+    const is = now[rel];
+    if (!is) return `${rel} was removed since the last build`;
+    if (!Array.isArray(was) || was[0] !== is[0] || was[1] !== is[1])
+      return `${rel} changed since the last build`;
   }
+  for (const rel of Object.keys(now))
+    if (!Object.hasOwn(built, rel)) return `${rel} was added since the last build`;
   return null;
 }
 
@@ -68,14 +96,13 @@ export function typescriptCompiler(root = ROOT) {
 export function build(root = ROOT) {
   const tsc = typescriptCompiler(root);
   if (!tsc) throw new Error('TypeScript is not installed: run npm ci (with dev dependencies) to build');
-  const started = new Date();
+  const inputs = inputManifest(root);
   for (const project of PROJECTS) {
     const run = spawnSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
     if (run.status !== 0) return false;
   }
-  // Dated when the build began: a source saved while it ran is newer, so the next start rebuilds.
-  writeFileSync(path.join(root, STAMP), `${started.toISOString()}\n`);
-  utimesSync(path.join(root, STAMP), started, started);
+  // The inputs as they were when the build began: a source saved while it ran differs, so the next start rebuilds.
+  writeStamp(root, inputs);
   return true;
 }
 

@@ -1,5 +1,5 @@
 // `npm start`: runs the built program (`claw-approvals serve`, or the command given) in this
-// process. It builds first only when there is no build or a source is newer than it, so an
+// process. It builds first only when there is no build or its sources differ from those it was built from, so an
 // installed checkout (`npm ci` builds it) starts without compiling anything.
 import path from 'node:path';
 import process from 'node:process';

@@ -10,6 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/fs.js';
 
@@ -62,14 +63,24 @@ async function checkout(opts: { typescript?: boolean; sources?: boolean } = {}) 
   return root;
 }
 
-/** Writes a finished build by hand: the outputs, and the stamp dated `at`. */
-function fakeBuild(root: string, at = new Date()) {
+/** Writes a finished build by hand: the outputs, and the stamp as build.mjs writes it for the inputs as they are now. */
+function fakeBuild(root: string) {
   mkdirSync(path.join(root, 'dist/src'), { recursive: true });
   mkdirSync(path.join(root, 'packages/client/dist'), { recursive: true });
   writeFileSync(path.join(root, 'dist/src/main.js'), 'console.log(JSON.stringify(process.argv.slice(2)));\n');
   writeFileSync(path.join(root, 'packages/client/dist/index.js'), 'export const client = 1;\n');
-  writeFileSync(path.join(root, 'dist/.build-stamp'), 'by hand\n');
-  utimesSync(path.join(root, 'dist/.build-stamp'), at, at);
+  const stamp = spawnSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      'const b = await import(process.argv[1]); b.writeStamp(process.argv[2], b.inputManifest(process.argv[2]));',
+      pathToFileURL(path.join(root, 'scripts/build.mjs')).href,
+      root,
+    ],
+    { encoding: 'utf8' },
+  );
+  expect(stamp.stderr).toBe('');
 }
 
 function run(root: string, script: string, ...args: string[]) {
@@ -103,22 +114,52 @@ describe('npm start (scripts/start.mjs)', () => {
     );
   });
 
-  it('refuses a build older than a source, naming the source, and one with an output missing', async () => {
+  it('refuses a build whose inputs differ from those it was built from, naming the input, and one with an output missing', async () => {
     const root = await checkout();
-    fakeBuild(root, HOUR_AGO);
+    mkdirSync(path.join(root, 'src/db'), { recursive: true });
+    writeFileSync(path.join(root, 'src/db/old.ts'), 'export const v = 1;\n');
+    utimesSync(path.join(root, 'src/db/old.ts'), HOUR_AGO, HOUR_AGO);
+    fakeBuild(root);
+    expect(run(root, 'start.mjs', 'serve').status).toBe(0);
+    // Added (even dated before the build, as tar x or rsync -a leave it).
     mkdirSync(path.join(root, 'migrations'));
     writeFileSync(path.join(root, 'migrations/20261128_new.ts'), '');
+    utimesSync(path.join(root, 'migrations/20261128_new.ts'), HOUR_AGO, HOUR_AGO);
     expect(run(root, 'start.mjs', 'serve').stderr).toContain(
-      'cannot start: migrations/20261128_new.ts changed after the last build',
+      'cannot start: migrations/20261128_new.ts was added since the last build',
     );
     fakeBuild(root);
-    utimesSync(path.join(root, 'migrations/20261128_new.ts'), HOUR_AGO, HOUR_AGO);
     expect(run(root, 'start.mjs', 'serve').status).toBe(0);
+    // Changed, with an older date than it had (cp -p of an older copy).
+    const older = new Date(HOUR_AGO.getTime() - 86_400_000);
+    writeFileSync(path.join(root, 'src/db/old.ts'), 'export const v = 22;\n');
+    utimesSync(path.join(root, 'src/db/old.ts'), older, older);
+    expect(run(root, 'start.mjs', 'serve').stderr).toContain('src/db/old.ts changed since the last build');
+    fakeBuild(root);
+    // The same size, only the date moved back.
+    utimesSync(path.join(root, 'src/db/old.ts'), HOUR_AGO, HOUR_AGO);
+    expect(run(root, 'start.mjs', 'serve').stderr).toContain('src/db/old.ts changed since the last build');
+    fakeBuild(root);
+    // Removed.
+    rmSync(path.join(root, 'src/db/old.ts'));
+    expect(run(root, 'start.mjs', 'serve').stderr).toContain(
+      'src/db/old.ts was removed since the last build',
+    );
+    fakeBuild(root);
     writeFileSync(path.join(root, 'tsconfig.json'), '{}');
-    expect(run(root, 'start.mjs', 'serve').stderr).toContain('tsconfig.json changed after the last build');
+    expect(run(root, 'start.mjs', 'serve').stderr).toContain('tsconfig.json was added since the last build');
     fakeBuild(root);
     rmSync(path.join(root, 'packages/client/dist/index.js'));
     expect(run(root, 'start.mjs', 'serve').stderr).toContain('packages/client/dist/index.js is missing');
+  });
+
+  it('refuses a stamp that lists no inputs (a build from before the manifest, or a stamp made by hand)', async () => {
+    const root = await checkout();
+    fakeBuild(root);
+    writeFileSync(path.join(root, 'dist/.build-stamp'), 'by hand\n');
+    expect(run(root, 'start.mjs', 'serve').stderr).toContain(
+      'cannot start: the last build recorded no list of its inputs',
+    );
   });
 
   it(
@@ -163,16 +204,8 @@ describe('npm run build and prepare (scripts/build.mjs)', () => {
       expect(run(root, 'build.mjs', '--if-stale').status).toBe(0);
       expect(existsSync(path.join(root, 'dist/src/main.js'))).toBe(true);
       const stamp = path.join(root, 'dist/.build-stamp');
-      // Date the build an hour back and every input before it: a second prepare must leave it be.
+      // Date the stamp an hour back: a second prepare, with no input changed, must leave it be.
       utimesSync(stamp, HOUR_AGO, HOUR_AGO);
-      const before = new Date(HOUR_AGO.getTime() - 60_000);
-      for (const f of [
-        'src/main.ts',
-        'packages/client/src/index.ts',
-        'tsconfig.build.json',
-        'packages/client/tsconfig.json',
-      ])
-        utimesSync(path.join(root, f), before, before);
       expect(run(root, 'build.mjs', '--if-stale')).toMatchObject({ status: 0, stderr: '', stdout: '' });
       expect(Math.round(statSync(stamp).mtimeMs)).toBe(HOUR_AGO.getTime());
     },
