@@ -5,6 +5,7 @@ import { verifyBundle } from '../../src/proofs/verify-bundle.js';
 import {
   ApprovalGate,
   type GateAnswer,
+  type GateDeps,
   type ToolCallContext,
   type ToolCallEvent,
 } from '../../integrations/openclaw/src/approval-gate.js';
@@ -51,7 +52,11 @@ function manualTimers() {
   };
 }
 
-function gateWith(over: Partial<GateConfig> = {}, clock = manualTimers()) {
+function gateWith(
+  over: Partial<GateConfig> = {},
+  clock = manualTimers(),
+  deps: Pick<Partial<GateDeps>, 'policy' | 'now' | 'deadlineMs'> = {},
+) {
   const config: GateConfig = {
     serverUrl: s.url,
     agentKey: s.agentKey,
@@ -74,6 +79,7 @@ function gateWith(over: Partial<GateConfig> = {}, clock = manualTimers()) {
     log: { info: (m) => logs.push(m), warn: (m) => logs.push(m) },
     setTimer: clock.setTimer,
     clearTimer: clock.clearTimer,
+    ...deps,
   });
   return { gate, logs, clock };
 }
@@ -357,6 +363,86 @@ describe(`the OpenClaw plugin's gate against the real server and sandbox (${dial
       'claw-approvals: the input of send_message has no JSON form, so it cannot be approved',
     );
     expect(await jobCount(s.w)).toBe(before);
+  });
+
+  it('blocks input with a __proto__ field, which the step would not show but the tool would get, without a job', async () => {
+    const { gate } = gateWith();
+    const before = await jobCount(s.w);
+    const params = JSON.parse(
+      '{"channel":"payments-oncall","text":"hi","__proto__":{"admin":true}}',
+    ) as Record<string, unknown>;
+    expect(blockReason(await gate.beforeToolCall(call(SEND, params), {}))).toBe(
+      'claw-approvals: send_message has an input name that is not a plain identifier (letters, digits, _ and -), so it cannot be shown for approval',
+    );
+    expect(await jobCount(s.w)).toBe(before);
+  });
+
+  it('blocks a tool simulate_first wants simulated first, gated or not, without a job', async () => {
+    const pinned = pinnedPolicyLoader({ serverUrl: s.url, policyHash: s.policyHash, timeoutMs: 5_000 });
+    const policy = async () => ({
+      ...(await pinned()),
+      simulateFirst: { simulationTool: 'dry_run', requiredBefore: ['search', SEND] },
+    });
+    const { gate } = gateWith({}, manualTimers(), { policy });
+    const before = await jobCount(s.w);
+    for (const tool of ['search', SEND]) {
+      expect(blockReason(await gate.beforeToolCall(call(tool, { query: 'x' }), {}))).toBe(
+        `claw-approvals: policy mattermost-agent-prod lets ${tool} run only after a dry_run step in the same plan (simulate_first); a single tool call cannot have one`,
+      );
+    }
+    // A tool it does not name still runs untouched.
+    expect(
+      await gate.beforeToolCall(call('http_get', { url: 'https://status.example' }), {}),
+    ).toBeUndefined();
+    expect(await jobCount(s.w)).toBe(before);
+  });
+
+  it("claims no token and closes the job truthfully when approval comes after the gate's deadline", async () => {
+    let now = 1_000_000;
+    const { gate } = gateWith({}, manualTimers(), { now: () => now, deadlineMs: 45_000 });
+    const answer = gate.beforeToolCall(call(SEND, { channel: 'payments-oncall', text: 'late' }), {});
+    const plan = await s.nextPlan();
+    // OpenClaw's own hook timeout would have fired by now and blocked the call.
+    now += 45_001;
+    await s.approve(plan);
+    expect(blockReason(await answer)).toBe(
+      `claw-approvals: job:${plan.jobId} send_message: approved after the gate's 45 s for this call had passed; no token was claimed and the call was blocked`,
+    );
+    expect((await tokenRow(s.w, plan.jobId))?.claimed_at ?? null).toBeNull();
+    const job = await jobRow(s.w, plan.jobId);
+    expect(job.status).toBe('cancelled');
+    expect(job.end_reason).toContain('no token was claimed and the call was blocked');
+    expect(job.end_reason).not.toContain('let run');
+    expect(gate.running).toBe(0);
+  });
+
+  it('binds two runs that both name their call call_1 each to its own job', async () => {
+    const { gate } = gateWith();
+    const params = { channel: 'payments-oncall', text: 'same call id' };
+    const a = await approvedCall(gate, { toolName: SEND, params, toolCallId: 'call_1', runId: 'run-a' });
+    const b = await approvedCall(gate, { toolName: SEND, params, toolCallId: 'call_1', runId: 'run-b' });
+    expect(a.answer).toEqual({ params });
+    expect(b.answer).toEqual({ params });
+    expect(callBindings().get('call_1', 'run-a')).toMatchObject({ job_id: a.jobId });
+    expect(callBindings().get('call_1', 'run-b')).toMatchObject({ job_id: b.jobId });
+    // Without the run, the call id alone is ambiguous: no answer rather than the wrong job.
+    expect(callBindings().get('call_1')).toBeUndefined();
+    await gate.afterToolCall({
+      toolName: SEND,
+      toolCallId: 'call_1',
+      runId: 'run-a',
+      error: 'failed as a test',
+    });
+    expect(callBindings().get('call_1', 'run-a')).toBeUndefined();
+    expect(callBindings().get('call_1')).toMatchObject({ job_id: b.jobId });
+    expect((await jobRow(s.w, a.jobId)).status).toBe('failed');
+    await gate.afterToolCall({
+      toolName: SEND,
+      toolCallId: 'call_1',
+      runId: 'run-b',
+      error: 'failed as a test',
+    });
+    expect(callBindings().get('call_1')).toBeUndefined();
   });
 
   it('blocks everything when the pinned policy is unknown, or does not govern the channel', async () => {

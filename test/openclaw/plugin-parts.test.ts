@@ -15,7 +15,9 @@ import {
   PolicyError,
   pinnedPolicyFrom,
 } from '../../integrations/openclaw/src/policy.js';
-import { argText, stepIdFor, toolCallStep } from '../../integrations/openclaw/src/tool-step.js';
+import { argsCarry, argText, stepIdFor, toolCallStep } from '../../integrations/openclaw/src/tool-step.js';
+import { CallBindings } from '../../integrations/openclaw/src/bindings.js';
+import { hookTimeouts, operatorHooksOf } from '../../integrations/openclaw/src/hook-timeout.js';
 import { matchesPattern as serverMatches } from '../../src/policy/tool-pattern.js';
 import { PLUGIN_DIR } from './openclaw-gateway.js';
 
@@ -178,16 +180,133 @@ describe('tool calls as plan steps', () => {
   });
 
   it('refuses input that cannot be shown whole: a hostile field name, an agent name with markup is left out', () => {
-    expect(toolCallStep('t', { 'a\nb': 1 })).toEqual({
+    const notPlain = {
       ok: false,
-      reason: 't has an input name that cannot be shown for approval',
-    });
+      reason:
+        't has an input name that is not a plain identifier (letters, digits, _ and -), so it cannot be shown for approval',
+    };
+    for (const name of ['a\nb', 'a.b', 'a b', '1st', '', 'x'.repeat(65), 'ä'])
+      expect(toolCallStep('t', { [name]: 1 }), name).toEqual(notPlain);
     expect(toolCallStep('bad tool', {})).toEqual({
       ok: false,
       reason: 'the tool name is not one a policy can name',
     });
     const r = toolCallStep('t', {}, { agentId: '@channel **x**' });
     expect(r.ok && r.step.summary).toBe(`OpenClaw tool call t; input JCS SHA-256 ${jcsSha256B64u({})}`);
+  });
+});
+
+describe('field names an object treats specially', () => {
+  it('refuses a __proto__ field, which an assignment would drop from the step the tool still gets', () => {
+    // As a JSON parser hands it over: an own field named __proto__.
+    const params = JSON.parse('{"channel":"ops","__proto__":{"admin":true}}') as Record<string, unknown>;
+    expect(Object.keys(params)).toEqual(['channel', '__proto__']);
+    expect(toolCallStep('send_message', params)).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining('not a plain identifier') as unknown,
+    });
+    const scalar = JSON.parse('{"__proto__":"x"}') as Record<string, unknown>;
+    expect(toolCallStep('send_message', scalar).ok).toBe(false);
+  });
+
+  it('shows constructor and prototype fields whole, as own fields of the args', () => {
+    const params = JSON.parse('{"constructor":"c","prototype":{"x":1},"hasOwnProperty":2}') as Record<
+      string,
+      unknown
+    >;
+    const r = toolCallStep('send_message', params);
+    if (!r.ok) throw new Error(r.reason);
+    expect(Object.keys(r.step.args)).toEqual(['constructor', 'prototype', 'hasOwnProperty']);
+    expect(Object.hasOwn(r.step.args, 'constructor')).toBe(true);
+    expect(r.step.args.constructor).toBe('c');
+    expect(r.step.args.prototype).toBe('{"x":1}');
+    expect(JSON.parse(JSON.stringify(r.step.args))).toEqual({
+      constructor: 'c',
+      prototype: '{"x":1}',
+      hasOwnProperty: 2,
+    });
+    expect(argsCarry(r.step.args, params)).toBe(true);
+  });
+
+  it('reads the args back against the input: a field lost, added or changed is caught', () => {
+    const params = { a: 'plain', n: 3, f: 1.5, nested: { z: [1] }, text: 'one\ntwo', gone: undefined };
+    const r = toolCallStep('t', params);
+    if (!r.ok) throw new Error(r.reason);
+    expect(argsCarry(r.step.args, params)).toBe(true);
+    const { a: _a, ...lost } = r.step.args;
+    expect(argsCarry(lost, params)).toBe(false);
+    expect(argsCarry({ ...r.step.args, extra: 1 }, params)).toBe(false);
+    expect(argsCarry({ ...r.step.args, f: '1.25' }, params)).toBe(false);
+    expect(argsCarry({ ...r.step.args, nested: '{"z":[2]}' }, params)).toBe(false);
+    expect(argsCarry({ ...r.step.args, n: 4 }, params)).toBe(false);
+    expect(argsCarry({ ...r.step.args, text: 'one two' }, params)).toBe(false);
+    // A field present only through the prototype is not carried.
+    const inherited = Object.create({ a: 'plain' }) as Record<string, unknown>;
+    Object.assign(inherited, lost);
+    expect(argsCarry(inherited, params)).toBe(false);
+    // `undefined` means absent, as in JSON.
+    expect(argsCarry({ a: 'plain' }, { a: 'plain', b: undefined })).toBe(true);
+  });
+});
+
+describe('call bindings', () => {
+  const b = (job_id: number) => ({ job_id, step: 's', run_id: `job:${job_id}`, event_hash_b64u: 'h' });
+
+  it('tells two runs that both name a call call_1 apart, and never guesses between them', () => {
+    const reg = new CallBindings();
+    reg.set('call_1', 'run-a', b(1));
+    expect(reg.get('call_1')).toEqual(b(1));
+    reg.set('call_1', 'run-b', b(2));
+    expect(reg.get('call_1', 'run-a')).toEqual(b(1));
+    expect(reg.get('call_1', 'run-b')).toEqual(b(2));
+    expect(reg.get('call_1')).toBeUndefined();
+    expect(reg.get('call_1', 'run-c')).toBeUndefined();
+    // Dropping one call leaves the other, and the call id is unique again.
+    reg.delete('call_1', 'run-a', 1);
+    expect(reg.get('call_1')).toEqual(b(2));
+    // Only the job that holds a binding drops it.
+    reg.delete('call_1', 'run-b', 99);
+    expect(reg.get('call_1', 'run-b')).toEqual(b(2));
+    expect(reg.size).toBe(1);
+  });
+
+  it('keeps calls without a run apart from calls of a run', () => {
+    const reg = new CallBindings();
+    reg.set('call_1', undefined, b(1));
+    expect(reg.get('call_1', 'run-a')).toBeUndefined();
+    expect(reg.get('call_1')).toEqual(b(1));
+  });
+});
+
+describe("the gate's deadline inside OpenClaw's hook timeout", () => {
+  it('asks for the wait + 60 s and stops 30 s before OpenClaw would', () => {
+    expect(hookTimeouts(600_000, undefined)).toEqual({
+      requestedMs: 660_000,
+      hookTimeoutMs: 660_000,
+      gateDeadlineMs: 630_000,
+    });
+  });
+
+  it("follows an operator's hook timeout, as OpenClaw's loader resolves it", () => {
+    const cfg = (hooks: unknown) => ({ plugins: { entries: { 'claw-approvals': { hooks } } } });
+    const at = (hooks: unknown) => hookTimeouts(600_000, operatorHooksOf(cfg(hooks), 'claw-approvals'));
+    expect(at({ timeouts: { before_tool_call: 300_000 } })).toMatchObject({
+      hookTimeoutMs: 300_000,
+      gateDeadlineMs: 270_000,
+    });
+    expect(at({ timeoutMs: 120_000 })).toMatchObject({ hookTimeoutMs: 120_000, gateDeadlineMs: 90_000 });
+    expect(at({ timeouts: { before_tool_call: 200_000 }, timeoutMs: 120_000 })).toMatchObject({
+      gateDeadlineMs: 170_000,
+    });
+    // A longer one does not stretch the gate past the wait + its margin.
+    expect(at({ timeouts: { before_tool_call: 3_600_000 } })).toMatchObject({ gateDeadlineMs: 630_000 });
+    // One that leaves no time: the gate has none (and blocks every gated call).
+    expect(at({ timeoutMs: 20_000 }).gateDeadlineMs).toBeLessThanOrEqual(0);
+    expect(at({ timeoutMs: 'soon' })).toMatchObject({ hookTimeoutMs: 660_000 });
+    expect(
+      operatorHooksOf({ plugins: { entries: { other: { hooks: { timeoutMs: 1 } } } } }, 'claw-approvals'),
+    ).toBe(undefined);
+    expect(operatorHooksOf(undefined, 'claw-approvals')).toBeUndefined();
   });
 });
 
@@ -200,6 +319,7 @@ describe('the pinned policy', () => {
     gated: ['send_*'],
     channels: [CHANNEL],
     audience: 'clawproxy',
+    simulateFirst: null,
   };
 
   it('classifies like the server: allowlist only, deny wins, gated where the policy asks', () => {
@@ -214,6 +334,24 @@ describe('the pinned policy', () => {
       reason: 'exec is not on the allowlist of policy p',
     });
     expect(classifyTool(policy, 'mcp:crm/get')).toEqual({ gate: 'auto' });
+  });
+
+  it('blocks a tool simulate_first requires a simulation before, gated or not: one call is a one-step plan', () => {
+    const simulated = {
+      ...policy,
+      simulateFirst: { simulationTool: 'dry_run', requiredBefore: ['read', 'send_*'] },
+    };
+    for (const tool of ['read', 'send_message']) {
+      expect(classifyTool(simulated, tool)).toEqual({
+        gate: 'denied',
+        reason: `policy p lets ${tool} run only after a dry_run step in the same plan (simulate_first); a single tool call cannot have one`,
+      });
+    }
+    // Deny and the allowlist still come first; tools it does not name are classified as before.
+    expect(classifyTool(simulated, 'send_money')).toMatchObject({
+      reason: 'send_money is denied by policy p',
+    });
+    expect(classifyTool(simulated, 'mcp:crm/get')).toEqual({ gate: 'auto' });
   });
 
   it('matches tool patterns exactly as the server does', () => {
@@ -252,7 +390,23 @@ describe('the pinned policy', () => {
       gated: ['send_message'],
       channels: [CHANNEL],
       audience: 'clawproxy',
+      simulateFirst: null,
     });
+    const simulated = structuredClone(payload) as typeof payload & {
+      metadata: { claw_approvals: { execution: Record<string, unknown> } };
+    };
+    simulated.metadata.claw_approvals.execution.simulate_first = {
+      simulation_tool: 'dry_run',
+      required_before: ['send_*'],
+    };
+    expect(pinnedPolicyFrom(answer(simulated), jcsSha256B64u(simulated)).simulateFirst).toEqual({
+      simulationTool: 'dry_run',
+      requiredBefore: ['send_*'],
+    });
+    simulated.metadata.claw_approvals.execution.simulate_first = { simulation_tool: 'dry_run' };
+    expect(() => pinnedPolicyFrom(answer(simulated), jcsSha256B64u(simulated))).toThrow(
+      'execution.simulate_first.required_before is not a list of names',
+    );
   });
 
   it('refuses another policy, a changed payload, and a payload without an approval policy', () => {

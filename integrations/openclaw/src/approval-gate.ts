@@ -47,10 +47,22 @@ export interface GateDeps {
   client: ClawClient;
   policy: () => Promise<PinnedPolicy>;
   log: GateLogger;
+  /**
+   * The whole gate's time for one call, from the hook's start to letting the call run: shorter
+   * than the time OpenClaw gives the hook, so the gate never claims a token or lets a call run
+   * after OpenClaw has given up on it (and blocked the call). Default: the approval wait and
+   * {@link GATE_MARGIN_MS}.
+   */
+  deadlineMs?: number;
+  /** Milliseconds since the epoch; injectable for tests. */
+  now?: () => number;
   /** Timers for calls whose outcome the host may never report; injectable for tests. */
   setTimer?: (fn: () => void, ms: number) => unknown;
   clearTimer?: (timer: unknown) => void;
 }
+
+/** Submitting, claiming and redeeming, on top of the wait for people. */
+export const GATE_MARGIN_MS = 30_000;
 
 const MM_ID = /^[a-z0-9]{26}$/;
 const MAX_SUMMARY = 2000;
@@ -61,6 +73,7 @@ interface LetRun {
   step: string;
   timer: unknown;
   toolCallId: string;
+  runId: string | undefined;
 }
 
 /**
@@ -106,6 +119,11 @@ export class ApprovalGate {
 
   async beforeToolCall(event: ToolCallEvent, ctx: ToolCallContext): Promise<GateAnswer> {
     const { config, client, log } = this.#deps;
+    // One deadline for the whole gate, from the hook's start; OpenClaw's cancel also ends it.
+    const budgetMs = this.#deps.deadlineMs ?? config.approvalTimeoutMs + GATE_MARGIN_MS;
+    const now = this.#deps.now ?? Date.now;
+    const deadline = now() + budgetMs;
+    const timeLeft = () => deadline - now();
     let policy: PinnedPolicy;
     try {
       policy = await this.#deps.policy();
@@ -123,7 +141,10 @@ export class ApprovalGate {
     const planned = toolCallStep(event.toolName, event.params, { agentId: ctx.agentId });
     if (!planned.ok) return block(planned.reason);
     const { step } = planned;
-    const signal = ctx.abortSignal;
+    const outOfTime = AbortSignal.timeout(Math.max(1, Math.floor(timeLeft())));
+    const signal = ctx.abortSignal ? AbortSignal.any([ctx.abortSignal, outOfTime]) : outOfTime;
+    const budget = `${Math.round(budgetMs / 1000)} s`;
+    if (timeLeft() <= 0) return block(`${event.toolName}: the gate has no time for an approval (${budget})`);
 
     let job: JobView;
     try {
@@ -147,12 +168,10 @@ export class ApprovalGate {
     }
 
     try {
-      const decision = await client.waitForDecision(job, step.id, {
-        timeoutMs: config.approvalTimeoutMs,
-        ...(signal ? { signal } : {}),
-      });
+      const waitMs = Math.max(0, Math.floor(Math.min(config.approvalTimeoutMs, timeLeft())));
+      const decision = await client.waitForDecision(job, step.id, { timeoutMs: waitMs, signal });
       if (decision.outcome === 'pending') {
-        const reason = `no decision within ${Math.round(config.approvalTimeoutMs / 1000)} s`;
+        const reason = `no decision within ${Math.round(waitMs / 1000)} s`;
         await this.#close(job.job_id, reason);
         return block(`${job.id} ${event.toolName}: ${reason}`);
       }
@@ -162,11 +181,31 @@ export class ApprovalGate {
         return block(`${job.id} ${event.toolName} ${decision.outcome}${by ? ` by ${by}` : ''}: ${reason}`);
       }
     } catch (err) {
-      if (signal?.aborted) {
+      if (ctx.abortSignal?.aborted) {
         await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
         return block(`${job.id}: the tool call was cancelled while waiting for approval`);
       }
+      if (outOfTime.aborted) {
+        const reason = `no decision within the gate's ${budget}; the call was blocked`;
+        await this.#close(job.job_id, reason);
+        return block(`${job.id} ${event.toolName}: ${reason}`);
+      }
       return block(`${job.id} ${event.toolName}: no decision could be read: ${why(err)}`);
+    }
+
+    // Past the deadline OpenClaw may already have given up on the hook and blocked the call:
+    // then no token is claimed, and the job says the call did not run.
+    if (ctx.abortSignal?.aborted) {
+      await this.#close(
+        job.job_id,
+        'approved, but the tool call was cancelled in OpenClaw before its token was claimed',
+      );
+      return block(`${job.id}: the tool call was cancelled before its token was claimed`);
+    }
+    if (timeLeft() <= 0) {
+      const reason = `approved after the gate's ${budget} for this call had passed; no token was claimed and the call was blocked`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id} ${event.toolName}: ${reason}`);
     }
 
     let runId: string;
@@ -186,13 +225,21 @@ export class ApprovalGate {
         return block(`${job.id}: ${reason}`);
       }
     } catch (err) {
-      const reason = `approved, but its token could not be used: ${why(err)}`;
+      const reason = outOfTime.aborted
+        ? `approved, but the gate's ${budget} for this call passed while its token was claimed and redeemed; the call was blocked`
+        : `approved, but its token could not be used: ${why(err)}`;
       await this.#close(job.job_id, reason);
       return block(`${job.id} ${event.toolName} ${reason}`);
     }
+    if (timeLeft() <= 0 || signal.aborted) {
+      const reason = `approved and its token redeemed, but past the gate's ${budget} for this call (or cancelled in OpenClaw); the call was blocked`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id} ${event.toolName}: ${reason}`);
+    }
 
     const toolCallId = event.toolCallId ?? ctx.toolCallId ?? `claw-${(this.#calls += 1)}`;
-    this.#letRun(runKey(event.runId ?? ctx.runId, toolCallId), toolCallId, job.job_id, step.id, {
+    const callRun = event.runId ?? ctx.runId;
+    this.#letRun(runKey(callRun, toolCallId), toolCallId, callRun, job.job_id, step.id, {
       run_id: runId,
       event_hash_b64u: eventHash,
     });
@@ -251,6 +298,7 @@ export class ApprovalGate {
   #letRun(
     key: string,
     toolCallId: string,
+    callRun: string | undefined,
     jobId: number,
     step: string,
     binding: { run_id: string; event_hash_b64u: string },
@@ -266,8 +314,8 @@ export class ApprovalGate {
     }, this.#deps.config.resultTimeoutMs);
     // A pending report must not keep the gateway process alive.
     (timer as { unref?: () => void }).unref?.();
-    this.#running.set(key, { jobId, step, timer, toolCallId });
-    callBindings().set(toolCallId, { job_id: jobId, step, ...binding });
+    this.#running.set(key, { jobId, step, timer, toolCallId, runId: callRun });
+    callBindings().set(toolCallId, callRun, { job_id: jobId, step, ...binding });
   }
 
   #forget(key: string) {
@@ -275,7 +323,7 @@ export class ApprovalGate {
     if (!run) return;
     (this.#deps.clearTimer ?? ((t) => clearTimeout(t as ReturnType<typeof setTimeout>)))(run.timer);
     this.#running.delete(key);
-    if (callBindings().get(run.toolCallId)?.job_id === run.jobId) callBindings().delete(run.toolCallId);
+    callBindings().delete(run.toolCallId, run.runId, run.jobId);
   }
 
   /** Best effort: the call is blocked whether or not the job could be closed. */

@@ -2,13 +2,12 @@ import { ClawClient } from '@claw-approvals/client';
 import { definePluginEntry } from 'openclaw/plugin-sdk/plugin-entry';
 import { ApprovalGate } from './approval-gate.js';
 import { parseConfig } from './config.js';
+import { hookTimeouts, operatorHooksOf } from './hook-timeout.js';
 import { pinnedPolicyLoader } from './policy.js';
 
 export const PLUGIN_ID = 'claw-approvals';
 /** Below every ordinary handler, so the input this plugin returns is the one that runs. */
 export const HOOK_PRIORITY = -1_000_000;
-/** Submitting, claiming and redeeming, on top of the wait for people. */
-const HOOK_MARGIN_MS = 60_000;
 
 export default definePluginEntry({
   id: PLUGIN_ID,
@@ -25,6 +24,11 @@ export default definePluginEntry({
       return;
     }
     const { config } = parsed;
+    const timeouts = hookTimeouts(config.approvalTimeoutMs, operatorHooksOf(api.config, PLUGIN_ID));
+    if (timeouts.gateDeadlineMs <= 0)
+      api.logger.warn(
+        `claw-approvals: the before_tool_call timeout of ${timeouts.hookTimeoutMs} ms leaves the gate no time; every gated call is blocked`,
+      );
     const gate = new ApprovalGate({
       config,
       client: new ClawClient({
@@ -34,10 +38,11 @@ export default definePluginEntry({
       }),
       policy: pinnedPolicyLoader({ serverUrl: config.serverUrl, policyHash: config.policyHash }),
       log: api.logger,
+      deadlineMs: timeouts.gateDeadlineMs,
     });
     api.on('before_tool_call', (event, ctx) => gate.beforeToolCall(event, ctx), {
       priority: HOOK_PRIORITY,
-      timeoutMs: config.approvalTimeoutMs + HOOK_MARGIN_MS,
+      timeoutMs: timeouts.requestedMs,
     });
     api.on('after_tool_call', (event, ctx) => gate.afterToolCall(event, ctx));
     api.on('gateway_stop', () => gate.stop());

@@ -10,6 +10,8 @@ export interface PinnedPolicy {
   channels: string[];
   /** The CST audience, redeemed as such. */
   audience: string;
+  /** `execution.simulate_first`, when the policy has it. */
+  simulateFirst: { simulationTool: string; requiredBefore: string[] } | null;
 }
 
 export type ToolGate = { gate: 'auto' } | { gate: 'gated' } | { gate: 'denied'; reason: string };
@@ -56,6 +58,16 @@ export function pinnedPolicyFrom(answer: unknown, pinned: string): PinnedPolicy 
   if (typeof policy.policy_name !== 'string') throw new PolicyError('the pinned policy has no policy_name');
   if (typeof token.audience !== 'string' || token.audience === '')
     throw new PolicyError('the pinned policy names no token audience');
+  let simulateFirst: PinnedPolicy['simulateFirst'] = null;
+  if (execution.simulate_first !== undefined) {
+    const simulate = objectAt(execution.simulate_first, 'execution.simulate_first');
+    if (typeof simulate.simulation_tool !== 'string')
+      throw new PolicyError("the pinned policy's simulate_first names no simulation_tool");
+    simulateFirst = {
+      simulationTool: simulate.simulation_tool,
+      requiredBefore: strings(simulate.required_before, 'execution.simulate_first.required_before'),
+    };
+  }
   return {
     hash,
     name: policy.policy_name,
@@ -64,6 +76,7 @@ export function pinnedPolicyFrom(answer: unknown, pinned: string): PinnedPolicy 
     gated: strings(execution.require_human_approval_for, 'execution.require_human_approval_for'),
     channels: strings(channel.allowed_channel_ids, 'channel_context.allowed_channel_ids'),
     audience: token.audience,
+    simulateFirst,
   };
 }
 
@@ -80,15 +93,25 @@ const matchesAny = (patterns: readonly string[], name: string) =>
   patterns.some((p) => matchesPattern(p, name));
 
 /**
- * How the pinned policy treats a tool, by the server's rules: allowlist only, deny wins, and
- * an allowed tool matching `require_human_approval_for` is gated. A tool the policy does not
- * allow is blocked here, as the server would refuse any plan that uses it.
+ * How the pinned policy treats a tool, by the server's rules (`classifyPlan`): allowlist only,
+ * deny wins, and an allowed tool matching `require_human_approval_for` is gated. A tool the
+ * policy does not allow is blocked here, as the server would refuse any plan that uses it. So
+ * is a tool under `simulate_first.required_before`, gated or not: the server refuses it
+ * without an earlier simulation step in the same plan, and one call is a one-step plan, so it
+ * could never have one. Deciding that here, from the pinned and hash-checked policy, keeps an
+ * ungated tool from running on the plugin's word where the server would have refused it.
  */
 export function classifyTool(policy: PinnedPolicy, tool: string): ToolGate {
   if (matchesAny(policy.deny, tool))
     return { gate: 'denied', reason: `${tool} is denied by policy ${policy.name}` };
   if (!matchesAny(policy.allow, tool))
     return { gate: 'denied', reason: `${tool} is not on the allowlist of policy ${policy.name}` };
+  const simulate = policy.simulateFirst;
+  if (simulate && matchesAny(simulate.requiredBefore, tool))
+    return {
+      gate: 'denied',
+      reason: `policy ${policy.name} lets ${tool} run only after a ${simulate.simulationTool} step in the same plan (simulate_first); a single tool call cannot have one`,
+    };
   return matchesAny(policy.gated, tool) ? { gate: 'gated' } : { gate: 'auto' };
 }
 

@@ -13,6 +13,13 @@ const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066
 // eslint-disable-next-line no-control-regex -- as above, for replacing every one of them.
 const UNSAFE_TEXT_ALL = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/gu;
 const AGENT_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+/**
+ * An input field name people can read and every JSON parser keeps as a field: as the MCP
+ * server's permission prompt allows them (`src/mcp/tool-call-step.ts`). `__proto__` matches
+ * the pattern but sets an object's prototype when assigned, so it is refused by name.
+ */
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+export const isField = (name: string): boolean => FIELD_NAME.test(name) && name !== '__proto__';
 
 export type ToolStep =
   | { ok: true; step: PlanStep & { args: Record<string, Scalar> }; paramsHash: string }
@@ -43,8 +50,9 @@ export function argText(value: unknown): string {
  * booleans as they are, anything else as its JSON text. The summary carries the SHA-256 of
  * the input's JCS, so the approved step names exactly one input even where a string and a
  * JSON text would read alike. Input that cannot be shown whole (too many fields, too long, a
- * field name with control characters, no JSON form) is refused rather than cut: people never
- * approve part of a call.
+ * field name that is not a plain identifier, no JSON form) is refused rather than cut: people
+ * never approve part of a call. Before the step is handed back, its args are read back against
+ * the input: every field there, each the same value.
  */
 export function toolCallStep(
   tool: string,
@@ -64,10 +72,15 @@ export function toolCallStep(
       ok: false,
       reason: `${tool} has ${entries.length} inputs; at most ${MAX_ARGS} can be shown for approval`,
     };
-  const args: Record<string, Scalar> = {};
+  for (const [key] of entries) {
+    if (!isField(key))
+      return {
+        ok: false,
+        reason: `${tool} has an input name that is not a plain identifier (letters, digits, _ and -), so it cannot be shown for approval`,
+      };
+  }
+  const pairs: [string, Scalar][] = [];
   for (const [key, value] of entries) {
-    if (key.length > 128 || UNSAFE_TEXT.test(key))
-      return { ok: false, reason: `${tool} has an input name that cannot be shown for approval` };
     let arg: Scalar;
     if (typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))) arg = value;
     else if (typeof value === 'string' && !UNSAFE_TEXT.test(value)) arg = value;
@@ -78,8 +91,13 @@ export function toolCallStep(
         reason: `input ${key} of ${tool} is ${arg.length} characters; at most ${MAX_ARG_TEXT} can be shown for approval`,
       };
     }
-    args[key] = arg;
+    pairs.push([key, arg]);
   }
+  // Own data properties whatever the key (`constructor`, `prototype`): no assignment through a
+  // prototype's setter, so nothing is dropped or turned into something else on the way.
+  const args = Object.fromEntries(pairs) as Record<string, Scalar>;
+  if (!argsCarry(args, params))
+    return { ok: false, reason: `the input of ${tool} cannot be shown whole, so it cannot be approved` };
   const agent =
     from.agentId !== undefined && AGENT_NAME.test(from.agentId) ? ` by agent ${from.agentId}` : '';
   return {
@@ -92,4 +110,35 @@ export function toolCallStep(
     },
     paramsHash,
   };
+}
+
+/**
+ * Whether step args carry exactly this input: the same field names (the input's `undefined`
+ * fields aside, as JSON leaves them out), each arg either the value itself or the JSON text of
+ * it. Checked on every step before it is submitted, so a step that lost or changed a field on
+ * the way is blocked rather than shown to approvers.
+ */
+export function argsCarry(
+  args: Readonly<Record<string, unknown>>,
+  params: Readonly<Record<string, unknown>>,
+) {
+  const fields = Object.keys(params).filter((k) => params[k] !== undefined);
+  const carried = Object.keys(args);
+  if (carried.length !== fields.length || !fields.every((k) => Object.hasOwn(args, k))) return false;
+  try {
+    return fields.every((k) => {
+      const arg = args[k];
+      const want = canonicalJson(params[k]);
+      if (typeof arg === 'boolean' || typeof arg === 'number') return canonicalJson(arg) === want;
+      if (typeof arg !== 'string') return false;
+      if (JSON.stringify(arg) === want) return true;
+      try {
+        return canonicalJson(JSON.parse(arg)) === want;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return false;
+  }
 }
