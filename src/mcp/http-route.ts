@@ -151,6 +151,10 @@ export function mcpRoutes(app: FastifyInstance, deps: McpRouteDeps): void {
           VERSION,
         );
         const transport = new Transport({ sessionIdGenerator: undefined });
+        // The transport writes the answer itself, past fastify's onSend: the headers fastify
+        // already set (the request id of every answer) go onto the raw response first.
+        for (const [name, value] of Object.entries(reply.getHeaders()))
+          if (value !== undefined) reply.raw.setHeader(name, value);
         reply.hijack();
         live.set(
           server,

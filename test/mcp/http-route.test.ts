@@ -135,9 +135,11 @@ describe(`POST /mcp: authentication, limits and shape (${dialectName})`, () => {
 
   it('answers an MCP initialize over a listening server, as an MCP server named claw-approvals', async () => {
     const { app, key } = await setup();
-    const res = await post(app, { authorization: `Bearer ${key}` });
+    const res = await post(app, { authorization: `Bearer ${key}`, 'x-request-id': 'mcp-call-1' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['mcp-session-id']).toBeUndefined();
+    // The SDK writes this answer itself; it still carries the request's id, like every answer.
+    expect(res.headers['x-request-id']).toBe('mcp-call-1');
     const data = res.body
       .split('\n')
       .filter((l) => l.startsWith('data: '))
