@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SERVER_FILE } from '../../src/db/data-dir-lock.js';
 import { loadSigningKey } from '../../src/tokens/signing-key.js';
+import { spawnServe } from '../helpers/serve-child.js';
 import { cli } from '../helpers/cli.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
 
@@ -13,7 +14,6 @@ import { copyPolicies, tempDir } from '../helpers/fs.js';
  * (the address is withdrawn) or was killed (the lock and the address are left behind, stale).
  */
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const ADMIN = 'admin-token-for-the-serve-child-tests-0123456789';
 const running: ChildProcess[] = [];
 afterEach(() => {
@@ -21,17 +21,7 @@ afterEach(() => {
 });
 
 async function serve(env: Record<string, string>) {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawnServe(env);
   running.push(proc);
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   let output = '';

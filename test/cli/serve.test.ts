@@ -1,13 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawnServe } from '../helpers/serve-child.js';
 import { cli, stateEnv } from '../helpers/cli.js';
 import type { TestDb } from '../helpers/db.js';
 import { dialectName } from '../helpers/db.js';
 import { REPO_POLICIES_DIR } from '../helpers/fs.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const running: ChildProcess[] = [];
 const dbs: (TestDb | null)[] = [];
 afterEach(async () => {
@@ -24,17 +24,7 @@ interface Server {
 
 /** Starts `claw-approvals serve` as a real process and waits for its "listening" log line. */
 async function serve(env: Record<string, string>): Promise<Server> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts'), 'serve'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '/tmp',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawnServe(env);
   running.push(proc);
   let buffer = '';
   let stderr = '';

@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawnServe } from '../helpers/serve-child.js';
 import { cli, stateEnv } from '../helpers/cli.js';
 import { dialectName } from '../helpers/db.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
@@ -12,7 +13,6 @@ import { copyPolicies, tempDir } from '../helpers/fs.js';
  * process whose module loads are recorded (record-loads.mjs), not by timing anything.
  */
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const RECORDER = new URL('./record-loads.mjs', import.meta.url).pathname;
 const ADMIN = 'admin-token-for-the-module-graph-tests-0123456789';
 const running: ChildProcess[] = [];
@@ -21,21 +21,7 @@ afterEach(() => {
 });
 
 async function serve(env: Record<string, string>) {
-  const proc = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--import', RECORDER, path.join(ROOT, 'src/main.ts'), 'serve'],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: process.env.HOME ?? '/tmp',
-        PORT: '0',
-        LOG_LEVEL: 'info',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const proc = spawnServe(env, [RECORDER]);
   running.push(proc);
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
