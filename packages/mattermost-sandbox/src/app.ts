@@ -3,6 +3,7 @@ import { attachmentsEqual, withActionIds } from './attachments.js';
 import type { OpenedDialog } from './dialogs.js';
 import { broadcast, type Hub } from './hub.js';
 import { newId, isValidId } from './ids.js';
+import { MembershipEvents } from './membership-events.js';
 import { mentionedUserIds } from './mentions.js';
 import { postJson } from './serialize.js';
 import { TriggerIds } from './trigger-ids.js';
@@ -101,6 +102,8 @@ export class SandboxApp {
   readonly openedDialogs = new Map<string, OpenedDialog[]>();
   /** Ephemeral posts sent to each user, newest last (never stored by a real server). */
   readonly ephemeralPosts = new Map<string, MmPost[]>();
+  /** Channel and group membership and account changes, with their events. */
+  readonly members: MembershipEvents;
 
   constructor(
     readonly store: SandboxStore,
@@ -108,6 +111,7 @@ export class SandboxApp {
     readonly config: AppConfig,
   ) {
     this.triggers = new TriggerIds(store.now);
+    this.members = new MembershipEvents(store, hub);
   }
 
   post(id: string): PostRecord | undefined {

@@ -96,13 +96,16 @@ export interface Sandbox {
   }): MmChannel;
   /** Type `D`, team_id '', name `<smaller id>__<larger id>`; both users become members. */
   createDirectChannel(userA: string, userB: string): MmChannel;
-  /** Also makes the user a member of the channel's team. */
+  /** Also makes the user a member of the channel's team. Publishes `user_added` as App.AddUserToChannel does. */
   addChannelMember(channelId: string, userId: string): void;
+  /** Publishes `user_removed` to the channel and to the removed person, as App.removeUserFromChannel does. */
   removeChannelMember(channelId: string, userId: string): void;
   /** Not in the original brief: team membership without a channel. */
   addTeamMember(teamId: string, userId: string): void;
   createGroup(i: { id?: string; name: string; display_name?: string }): MmGroup;
+  /** Publishes `group_member_add` to each member alone (App.UpsertGroupMembers). */
   addGroupMembers(groupId: string, userIds: string[]): void;
+  /** Publishes `group_member_delete` to the removed member alone (App.DeleteGroupMembers). */
   removeGroupMember(groupId: string, userId: string): void;
   createIncomingWebhook(i: { channel_id: string; user_id: string }): { id: string };
   /** Same code path, permission checks and events as POST /api/v4/posts; throws AppError. */
@@ -130,7 +133,10 @@ export interface Sandbox {
   openedDialogs(userId: string): OpenedDialog[];
   /** Ephemeral posts sent to this user (`ephemeral_message`), oldest first; a real server keeps none. */
   ephemeralPostsFor(userId: string): MmPost[];
-  /** Deactivates (false) or reactivates an account; deactivating revokes its sessions. */
+  /**
+   * Deactivates (false) or reactivates an account; deactivating revokes its sessions. Publishes
+   * `user_updated` as App.UpdateActive does.
+   */
   setUserActive(userId: string, active: boolean): MmUser;
   getUser(id: string): MmUser | undefined;
   userByUsername(username: string): MmUser | undefined;
@@ -309,11 +315,11 @@ class SandboxServer implements Sandbox {
   }
 
   addChannelMember(channelId: string, userId: string): void {
-    this.store.addChannelMember(channelId, userId);
+    this.app.members.addChannelMember(channelId, userId);
   }
 
   removeChannelMember(channelId: string, userId: string): void {
-    this.store.removeChannelMember(channelId, userId);
+    this.app.members.removeChannelMember(channelId, userId);
   }
 
   addTeamMember(teamId: string, userId: string): void {
@@ -325,11 +331,11 @@ class SandboxServer implements Sandbox {
   }
 
   addGroupMembers(groupId: string, userIds: string[]): void {
-    this.store.addGroupMembers(groupId, userIds);
+    this.app.members.addGroupMembers(groupId, userIds);
   }
 
   removeGroupMember(groupId: string, userId: string): void {
-    this.store.removeGroupMember(groupId, userId);
+    this.app.members.removeGroupMember(groupId, userId);
   }
 
   createIncomingWebhook(i: { channel_id: string; user_id: string }): { id: string } {
@@ -374,7 +380,7 @@ class SandboxServer implements Sandbox {
 
   /** Deactivates (or reactivates) an account, as `PUT /users/{id}/active` would. */
   setUserActive(userId: string, active: boolean): MmUser {
-    return userJson(this.store.setUserActive(userId, active), true);
+    return userJson(this.app.members.setUserActive(userId, active), true);
   }
 
   getUser(id: string): MmUser | undefined {

@@ -171,22 +171,24 @@ describe('events', () => {
     w.sandbox.deletePost(w.alice.user.id, post.id);
 
     const got = events(await bob.drain());
+    // The admin joining the channel is itself an event to its members.
     expect(got.map((f) => f.event)).toEqual([
       'hello',
+      'user_added',
       'posted',
       'post_edited',
       'reaction_added',
       'post_deleted',
     ]);
-    const edited = JSON.parse(got[2]!.data!.post as string) as { message: string; edit_at: number };
+    const edited = JSON.parse(got[3]!.data!.post as string) as { message: string; edit_at: number };
     expect(edited.message).toBe('v2');
     expect(edited.edit_at).toBeGreaterThan(0);
-    expect(JSON.parse(got[3]!.data!.reaction as string)).toMatchObject({
+    expect(JSON.parse(got[4]!.data!.reaction as string)).toMatchObject({
       user_id: w.bob.user.id,
       post_id: post.id,
       emoji_name: 'white_check_mark',
     });
-    const deleted = got[4]!;
+    const deleted = got[5]!;
     expect(Object.keys(deleted.data!)).toEqual(['post']);
     expect(deleted.broadcast).toMatchObject({ channel_id: w.town.id, contains_sanitized_data: true });
     // App.DeletePost marshals the post it read before deleting it.

@@ -77,7 +77,7 @@ async function updateUserActive(ex: Exchange, app: SandboxApp): Promise<void> {
   if (typeof active !== 'boolean') throw invalidParam('active');
   if (id !== ex.userId && !app.store.isSystemAdmin(ex.userId)) throw permissionError();
   if (!app.store.users.has(id)) throw appError('app.user.missing_account.const', 404);
-  app.store.setUserActive(id, active);
+  app.members.setUserActive(id, active);
   ex.sendJson(200, { status: 'OK' });
 }
 
