@@ -11,6 +11,7 @@ import {
   type PostPatch,
 } from './chat-port.js';
 import { backoffMs, ChatError, chatErrorFrom } from '../ports/chat-error.js';
+import { ChatCache } from './chat-cache.js';
 
 const { Client4 } = mattermost;
 
@@ -71,6 +72,16 @@ export interface RestOptions {
   /** Called with every auth failure, so readiness can turn red. */
   onUnauthorized?: (err: ChatError) => void;
   onSuccess?: () => void;
+  /**
+   * MATTERMOST_FRESH_SECONDS: how long an answer about a membership, an account or an approval
+   * post is reused while the bot's WebSocket (`stream`) reports nothing that changes it. 0 (the
+   * default here; `serve` passes its configured value) asks Mattermost every time.
+   */
+  freshSeconds?: number;
+  /** At most this many answers are kept. */
+  cacheEntries?: number;
+  /** The cache's clock (tests). */
+  now?: () => number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -83,12 +94,23 @@ export class MattermostRest implements ChatPort {
   private readonly attempts: number;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
+  /** Answers reused while current; the bot's WebSocket feeds it (`stream`). */
+  readonly cache: ChatCache;
 
   constructor(private readonly opts: RestOptions) {
     this.client = classifyingClient(opts.url, opts.token);
     this.attempts = opts.attempts ?? 4;
     this.minBackoffMs = opts.minBackoffMs ?? 250;
     this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
+    this.cache = new ChatCache({
+      freshMs: Math.max(0, opts.freshSeconds ?? 0) * 1000,
+      ...(opts.cacheEntries !== undefined ? { maxEntries: opts.cacheEntries } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+  }
+
+  get stream(): ChatCache {
+    return this.cache;
   }
 
   /** Runs one REST call, retrying what the server says is temporary. */
@@ -121,8 +143,9 @@ export class MattermostRest implements ChatPort {
   }
 
   async me(): Promise<ChatUser> {
-    const u = await this.call('getMe', (c) => c.getMe());
-    return toUser(u);
+    const u = toUser(await this.call('getMe', (c) => c.getMe()));
+    this.cache.setBotUserId(u.id);
+    return u;
   }
 
   async user(id: string): Promise<ChatUser> {
@@ -133,16 +156,27 @@ export class MattermostRest implements ChatPort {
     return user;
   }
 
-  /** `GET /users/{id}` now, never from the cache (deactivation must be seen at once); null if there is no such user. */
+  /**
+   * `GET /users/{id}`, or its answer from the last MATTERMOST_FRESH_SECONDS if no `user_updated`
+   * for that account came since (Mattermost sends `user_updated`, deactivation included, to every
+   * non-guest connection: App.sendUpdatedUserEvent); null if there is no such user.
+   */
   async freshUser(id: string): Promise<ChatUser | null> {
-    try {
-      const user = toUser(await this.call('getUser', (c) => c.getUser(id)));
-      this.users.set(id, { user, at: Date.now() });
-      return user;
-    } catch (err) {
-      if (err instanceof ChatError && err.kind === 'not_found') return null;
-      throw err;
-    }
+    const user = await this.cache.get(
+      `user:${id}`,
+      async () => {
+        try {
+          const fetched = toUser(await this.call('getUser', (c) => c.getUser(id)));
+          this.users.set(id, { user: fetched, at: Date.now() });
+          return fetched;
+        } catch (err) {
+          if (err instanceof ChatError && err.kind === 'not_found') return null;
+          throw err;
+        }
+      },
+      () => ({ scope: { kind: 'account' } }),
+    );
+    return user ? { ...user } : null;
   }
 
   /**
@@ -150,14 +184,35 @@ export class MattermostRest implements ChatPort {
    * manage_system (api4 getPost → GetPostIfAuthorized with include_deleted=false): that is null.
    */
   async post(id: string): Promise<ChatPost | null> {
-    try {
-      const post = asChatPost(await this.call('getPost', (c) => c.getPost(id)));
-      if (!post) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
-      return post;
-    } catch (err) {
-      if (err instanceof ChatError && err.kind === 'not_found') return null;
-      throw err;
-    }
+    const post = await this.cache.get(
+      `post:${id}`,
+      async () => {
+        try {
+          const fetched = asChatPost(await this.call('getPost', (c) => c.getPost(id)));
+          if (!fetched) throw new ChatError('rejected', 'Mattermost returned an unexpected post');
+          return fetched;
+        } catch (err) {
+          if (err instanceof ChatError && err.kind === 'not_found') return null;
+          throw err;
+        }
+      },
+      // Kept only as long as the bot hears the channel's post_edited and post_deleted; a deleted
+      // post (null) is not kept at all.
+      (p) => (p ? { scope: { kind: 'channel', channelId: p.channel_id }, rootId: p.root_id } : null),
+    );
+    if (post) await this.learnChannel(post.channel_id);
+    return post ? structuredClone(post) : null;
+  }
+
+  /**
+   * Whether the bot hears a channel's events is itself an answer from Mattermost (the bot's own
+   * channel membership); asked alongside the first question about that channel, so the next one
+   * can be answered from the cache. Its failure costs nothing but that.
+   */
+  private async learnChannel(channelId: string): Promise<void> {
+    const bot = this.cache.botUserId;
+    if (!this.cache.enabled || bot === null || this.cache.hearsChannel(channelId)) return;
+    await this.isChannelMember(bot, channelId).catch(() => false);
   }
 
   async channel(id: string): Promise<ChatChannel> {
@@ -231,16 +286,39 @@ export class MattermostRest implements ChatPort {
    * error, so the decision waits instead of being made on a guess.
    */
   async isChannelMember(userId: string, channelId: string): Promise<boolean> {
-    try {
-      await this.call('getChannelMember', (c) => c.getChannelMember(channelId, userId), 2);
-      return true;
-    } catch (err) {
-      if (err instanceof ChatError && err.kind === 'not_found') return false;
-      return this.unprovable(err, `channel ${channelId}`, 'add the bot account to that channel');
-    }
+    const ask = this.cache.get(
+      ChatCache.channelKey(channelId, userId),
+      async () => {
+        try {
+          await this.call('getChannelMember', (c) => c.getChannelMember(channelId, userId), 2);
+          return true;
+        } catch (err) {
+          if (err instanceof ChatError && err.kind === 'not_found') return false;
+          return this.unprovable(err, `channel ${channelId}`, 'add the bot account to that channel');
+        }
+      },
+      // user_added / user_removed reach the channel's members: kept while the bot is one of them.
+      () => ({ scope: { kind: 'channel', channelId } }),
+    );
+    if (userId === this.cache.botUserId) return ask;
+    const [answer] = await Promise.all([ask, this.learnChannel(channelId)]);
+    return answer;
   }
 
+  /**
+   * Kept for MATTERMOST_FRESH_SECONDS at most: Mattermost sends group_member_add and
+   * group_member_delete only to the member concerned (App.publishGroupMemberEvent), so the bot
+   * never hears of anyone else's.
+   */
   async isGroupMember(userId: string, groupId: string): Promise<boolean> {
+    return this.cache.get(
+      `group:${groupId}:${userId}`,
+      () => this.askGroupMember(userId, groupId),
+      () => ({ scope: { kind: 'group' } }),
+    );
+  }
+
+  private async askGroupMember(userId: string, groupId: string): Promise<boolean> {
     const perPage = 200;
     try {
       for (let page = 0; page < 50; page++) {

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { backoffMs } from '../ports/chat-error.js';
+import type { ChatStreamListener } from '../ports/chat.js';
 
 /** One server event, as Mattermost sends it (`data` values are often JSON strings). */
 export interface SocketEvent {
@@ -26,6 +27,11 @@ export interface SocketOptions {
   token: string;
   log: Logger;
   handlers: SocketHandlers;
+  /**
+   * Hears every event before the handlers do, and every connect and break (the chat cache:
+   * answers it keeps are only reused while nothing was missed).
+   */
+  listener?: ChatStreamListener | undefined;
   pingIntervalMs?: number;
   /** Silence longer than this (no event, no pong) means the connection is dead. */
   deadAfterMs?: number;
@@ -76,6 +82,7 @@ export class MattermostSocket {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.opts.listener?.streamDisconnected();
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
     const ws = this.ws;
@@ -141,6 +148,7 @@ export class MattermostSocket {
       const wasAuthenticated = this.authenticated;
       this.authenticated = false;
       if (this.ws === ws) this.ws = null;
+      this.opts.listener?.streamDisconnected();
       if (this.stopped) return;
       const why = `closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`;
       this.opts.handlers.onDisconnected(wasAuthenticated ? why : `${why} before authentication`);
@@ -158,6 +166,7 @@ export class MattermostSocket {
         // replayed what we missed (a new connection always starts with hello).
         this.authenticated = true;
         this.attempt = 0;
+        this.opts.listener?.streamConnected();
         this.opts.handlers.onConnected({ connectionId: this.connectionId, fresh: !resuming });
       }
       return;
@@ -178,17 +187,20 @@ export class MattermostSocket {
       this.nextSeq = event.seq + 1;
       this.authenticated = true;
       this.attempt = 0;
+      this.opts.listener?.streamConnected();
       this.opts.handlers.onConnected({ connectionId: this.connectionId, fresh: true });
       return;
     }
     if (event.seq !== this.nextSeq) {
       this.opts.log.warn({ expected: this.nextSeq, got: event.seq }, 'WebSocket sequence gap');
+      this.opts.listener?.streamDisconnected();
       // Start over on a new connection; onConnected(fresh) then triggers the REST catch-up.
       this.connectionId = '';
       ws.terminate();
       return;
     }
     this.nextSeq = event.seq + 1;
+    this.opts.listener?.streamEvent(event);
     this.opts.handlers.onEvent(event);
   }
 

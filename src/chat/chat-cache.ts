@@ -1,0 +1,322 @@
+import type { ChatStreamListener, ChatStreamEvent } from '../ports/chat.js';
+
+/**
+ * What a cached answer is about: a channel-scoped fact is trusted only while the bot receives
+ * that channel's events; an account fact rests on `user_updated`, which goes to every
+ * connection; a group fact has no event the bot receives and rests on time alone.
+ */
+export type FactScope = { kind: 'channel'; channelId: string } | { kind: 'account' } | { kind: 'group' };
+
+interface Entry {
+  value: unknown;
+  /** When Mattermost gave the answer (`now()`, milliseconds). */
+  at: number;
+  /** The stream generation it was fetched in: a break in the stream ends the generation. */
+  generation: number;
+  scope: FactScope;
+  /** For posts: the thread root, so deleting a root drops its replies too. */
+  rootId?: string;
+}
+
+interface Flight {
+  promise: Promise<unknown>;
+  generation: number;
+  /** An event touched the key while the answer was on its way: the answer is returned, never kept. */
+  tainted: boolean;
+}
+
+export interface ChatCacheStats {
+  /** Answers given from the cache. */
+  hits: number;
+  /** Questions the cache could not answer (missing, stale, or not trusted). */
+  misses: number;
+  /** Requests sent to Mattermost (a coalesced question counts once). */
+  fetches: number;
+  /** Entries dropped because an event said they changed, or the stream broke. */
+  invalidations: number;
+}
+
+export interface ChatCacheOptions {
+  /** How long an answer is trusted; 0: never (every question asks Mattermost). */
+  freshMs: number;
+  /** At most this many answers are kept (least recently used go first). */
+  maxEntries?: number;
+  now?: () => number;
+}
+
+/**
+ * Answers from Mattermost kept for a short while, and dropped the moment Mattermost's own event
+ * stream says they changed. An answer is current only if it was fetched less than `freshMs` ago,
+ * in the current stream generation (the WebSocket has been connected without a break since), and,
+ * for a channel's facts, while the bot itself is known to be a member of that channel (otherwise
+ * it would not hear `user_removed`, `post_edited` or `post_deleted` there).
+ *
+ * Events only ever drop answers: nothing an event says is kept as a fact, so a garbled or
+ * misleading event can at worst cost one more request. Anything not current is fetched; a fetch
+ * that fails throws, exactly as without the cache.
+ */
+export class ChatCache implements ChatStreamListener {
+  private readonly entries = new Map<string, Entry>();
+  private readonly flights = new Map<string, Flight>();
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private connected = false;
+  private generation = 0;
+  /** The bot's own user id: its channel memberships say which channels' events it hears. */
+  private ownId: string | null = null;
+  readonly stats: ChatCacheStats = { hits: 0, misses: 0, fetches: 0, invalidations: 0 };
+
+  constructor(private readonly opts: ChatCacheOptions) {
+    this.maxEntries = opts.maxEntries ?? 10_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  get enabled(): boolean {
+    return this.opts.freshMs > 0;
+  }
+
+  /** Number of answers kept (tests). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get botUserId(): string | null {
+    return this.ownId;
+  }
+
+  setBotUserId(id: string): void {
+    if (this.ownId === id) return;
+    this.ownId = id;
+    this.dropAll();
+  }
+
+  /** The cache key of a channel membership answer. */
+  static channelKey(channelId: string, userId: string): string {
+    return `channel:${channelId}:${userId}`;
+  }
+
+  /** Whether the bot is known, right now, to receive the events of this channel. */
+  hearsChannel(channelId: string): boolean {
+    if (this.ownId === null) return false;
+    const entry = this.entries.get(ChatCache.channelKey(channelId, this.ownId));
+    return entry !== undefined && this.isCurrent(entry, true) && entry.value === true;
+  }
+
+  /**
+   * The answer for `key`: from the cache when current, otherwise from `fetch` (one request for
+   * concurrent askers). `scopeOf` tells what the answer is about once it is known (null: do not keep it).
+   */
+  async get<T>(
+    key: string,
+    fetch: () => Promise<T>,
+    scopeOf: (value: T) => { scope: FactScope; rootId?: string } | null,
+  ): Promise<T> {
+    if (!this.enabled) {
+      this.stats.misses++;
+      this.stats.fetches++;
+      return fetch();
+    }
+    const entry = this.entries.get(key);
+    if (entry && this.isCurrent(entry)) {
+      this.stats.hits++;
+      // Most recently used goes to the end of the map's order.
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+      return entry.value as T;
+    }
+    this.stats.misses++;
+    const flying = this.flights.get(key);
+    if (flying && !flying.tainted && flying.generation === this.generation && this.connected) {
+      return flying.promise as Promise<T>;
+    }
+    const flight: Flight = { promise: Promise.resolve(), generation: this.generation, tainted: false };
+    const trusted = this.connected;
+    this.stats.fetches++;
+    flight.promise = (async () => {
+      try {
+        const value = await fetch();
+        const about = scopeOf(value);
+        if (about && trusted && !flight.tainted && flight.generation === this.generation && this.connected) {
+          this.store(key, { value, at: this.now(), generation: flight.generation, ...about });
+        }
+        return value;
+      } finally {
+        if (this.flights.get(key) === flight) this.flights.delete(key);
+      }
+    })();
+    this.flights.set(key, flight);
+    return flight.promise as Promise<T>;
+  }
+
+  private isCurrent(entry: Entry, ownMembership = false): boolean {
+    if (!this.connected || entry.generation !== this.generation) return false;
+    const age = this.now() - entry.at;
+    if (age < 0 || age >= this.opts.freshMs) return false;
+    if (entry.scope.kind !== 'channel' || ownMembership) return true;
+    return this.hearsChannel(entry.scope.channelId);
+  }
+
+  private store(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done) break;
+      this.entries.delete(oldest.value);
+    }
+  }
+
+  // The stream: every break ends a generation, and with it every answer kept.
+
+  streamConnected(): void {
+    this.generation++;
+    this.connected = true;
+  }
+
+  streamDisconnected(): void {
+    this.connected = false;
+    this.generation++;
+    this.dropAll();
+  }
+
+  streamEvent(e: ChatStreamEvent): void {
+    if (!this.enabled) return;
+    switch (e.event) {
+      case 'user_added':
+      case 'user_removed':
+        this.membershipChanged(e);
+        return;
+      case 'leave_team':
+        this.leftTeam(e);
+        return;
+      case 'channel_deleted':
+      case 'channel_restored':
+      case 'channel_converted': {
+        const channelId = str(e.data.channel_id) ?? str(e.broadcast.channel_id);
+        if (channelId) this.dropWhere((key, entry) => inChannel(key, entry, channelId));
+        else this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
+        return;
+      }
+      case 'user_updated': {
+        const id = idOf(e.data.user);
+        if (id) this.drop(`user:${id}`);
+        else this.dropWhere((_k, entry) => entry.scope.kind === 'account');
+        return;
+      }
+      case 'guests_deactivated':
+        this.dropWhere((_k, entry) => entry.scope.kind === 'account');
+        return;
+      case 'group_member_add':
+      case 'group_member_delete': {
+        const member = decode(e.data.group_member);
+        const groupId = member ? str(member.group_id) : null;
+        const userId = member ? str(member.user_id) : null;
+        if (groupId && userId) this.drop(`group:${groupId}:${userId}`);
+        else this.dropWhere((_k, entry) => entry.scope.kind === 'group');
+        return;
+      }
+      case 'received_group': {
+        const groupId = idOf(e.data.group);
+        if (groupId) this.dropWhere((key) => key.startsWith(`group:${groupId}:`));
+        else this.dropWhere((_k, entry) => entry.scope.kind === 'group');
+        return;
+      }
+      case 'post_edited':
+      case 'post_deleted': {
+        const id = idOf(e.data.post);
+        if (!id) {
+          this.dropWhere((key) => key.startsWith('post:'));
+          return;
+        }
+        this.drop(`post:${id}`);
+        // Deleting a root deletes its whole thread with one event (App.DeletePost).
+        if (e.event === 'post_deleted')
+          this.dropWhere((key, entry) => key.startsWith('post:') && entry.rootId === id);
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /**
+   * `user_added` / `user_removed`: to the channel's members (broadcast.channel_id, data.user_id),
+   * and, for a removal, also to the removed person alone (broadcast.user_id, data.channel_id).
+   */
+  private membershipChanged(e: ChatStreamEvent): void {
+    const channelId = str(e.broadcast.channel_id) ?? str(e.data.channel_id);
+    const userId = str(e.data.user_id) ?? idOf(e.data.user) ?? str(e.broadcast.user_id);
+    if (!channelId) {
+      this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
+      return;
+    }
+    if (!userId || userId === this.botUserId) {
+      // Unreadable, or the bot itself: what it hears of this channel may change.
+      this.dropWhere((key, entry) => inChannel(key, entry, channelId));
+      return;
+    }
+    this.drop(ChatCache.channelKey(channelId, userId));
+  }
+
+  /** `leave_team` (to the team's members): the person left every channel of the team, without `user_removed`. */
+  private leftTeam(e: ChatStreamEvent): void {
+    const userId = str(e.data.user_id);
+    if (!userId || userId === this.botUserId) {
+      this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
+      return;
+    }
+    this.dropWhere((key) => key.startsWith('channel:') && key.endsWith(`:${userId}`));
+  }
+
+  private drop(key: string): void {
+    if (this.entries.delete(key)) this.stats.invalidations++;
+    const flight = this.flights.get(key);
+    if (flight) {
+      flight.tainted = true;
+      this.flights.delete(key);
+    }
+  }
+
+  private dropWhere(match: (key: string, entry: Entry) => boolean): void {
+    for (const [key, entry] of this.entries) if (match(key, entry)) this.drop(key);
+    // An answer still on its way has no scope yet: a bulk drop is rare, so it taints them all.
+    this.taintFlights();
+  }
+
+  private taintFlights(): void {
+    for (const flight of this.flights.values()) flight.tainted = true;
+    this.flights.clear();
+  }
+
+  private dropAll(): void {
+    this.stats.invalidations += this.entries.size;
+    this.entries.clear();
+    this.taintFlights();
+  }
+}
+
+function inChannel(_key: string, entry: Entry, channelId: string): boolean {
+  return entry.scope.kind === 'channel' && entry.scope.channelId === channelId;
+}
+
+const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);
+
+/** An object, or an object sent as a JSON string (Mattermost does both). */
+function decode(v: unknown): Record<string, unknown> | null {
+  let value = v;
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return null;
+    }
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : null;
+}
+
+const idOf = (v: unknown): string | null => {
+  const o = decode(v);
+  return o ? str(o.id) : null;
+};
