@@ -1,0 +1,282 @@
+import { describe, expect, it } from 'vitest';
+import { ChatCache } from '../../src/chat/chat-cache.js';
+import type { ChatStreamEvent } from '../../src/ports/chat.js';
+
+const BOT = 'bot0000000000000000000000a';
+const CH = 'chan000000000000000000000a';
+
+function setup(freshMs = 30_000, maxEntries?: number) {
+  let t = 1_000_000;
+  const cache = new ChatCache({ freshMs, now: () => t, ...(maxEntries ? { maxEntries } : {}) });
+  cache.setBotUserId(BOT);
+  cache.streamConnected();
+  let calls = 0;
+  /** A fetch that counts its calls and answers `value`. */
+  const answer =
+    <T>(value: T) =>
+    async () => {
+      calls++;
+      return value;
+    };
+  return {
+    cache,
+    advance: (ms: number) => (t += ms),
+    calls: () => calls,
+    answer,
+    user: (id: string, value: unknown = { id, delete_at: 0 }) =>
+      cache.get(`user:${id}`, answer(value), () => ({ scope: { kind: 'account' } })),
+    member: (userId: string, value = true, channelId = CH) =>
+      cache.get(ChatCache.channelKey(channelId, userId), answer(value), () => ({
+        scope: { kind: 'channel', channelId },
+      })),
+    post: (id: string, rootId = '', channelId = CH) =>
+      cache.get(`post:${id}`, answer({ id, root_id: rootId }), () => ({
+        scope: { kind: 'channel', channelId },
+        rootId,
+      })),
+    group: (groupId: string, userId: string, value = true) =>
+      cache.get(`group:${groupId}:${userId}`, answer(value), () => ({ scope: { kind: 'group' } })),
+  };
+}
+
+const ev = (
+  event: string,
+  data: Record<string, unknown>,
+  broadcast: Record<string, unknown> = {},
+): ChatStreamEvent => ({
+  event,
+  data,
+  broadcast: { omit_users: null, user_id: '', channel_id: '', team_id: '', ...broadcast },
+});
+
+describe('freshness', () => {
+  it('answers a fresh entry without asking, and asks again once it is older than the bound', async () => {
+    const s = setup(30_000);
+    await s.user('u1');
+    await s.user('u1');
+    expect(s.calls()).toBe(1);
+    s.advance(29_999);
+    await s.user('u1');
+    expect(s.calls()).toBe(1);
+    s.advance(1);
+    await s.user('u1');
+    expect(s.calls()).toBe(2);
+    expect(s.cache.stats).toMatchObject({ hits: 2, misses: 2, fetches: 2 });
+  });
+
+  it('a clock that went backwards makes nothing fresh', async () => {
+    const s = setup();
+    await s.user('u1');
+    s.advance(-1);
+    await s.user('u1');
+    expect(s.calls()).toBe(2);
+  });
+
+  it('freshness 0 asks every time, even for concurrent questions', async () => {
+    const s = setup(0);
+    await Promise.all([s.user('u1'), s.user('u1')]);
+    await s.user('u1');
+    expect(s.calls()).toBe(3);
+    expect(s.cache.size).toBe(0);
+  });
+});
+
+describe('the stream', () => {
+  it('trusts nothing before the WebSocket is connected, and keeps nothing fetched then', async () => {
+    const cache = new ChatCache({ freshMs: 30_000, now: () => 0 });
+    let calls = 0;
+    const ask = () =>
+      cache.get(
+        'user:u1',
+        async () => ++calls,
+        () => ({ scope: { kind: 'account' } }),
+      );
+    await ask();
+    cache.streamConnected();
+    await ask();
+    await ask();
+    expect(calls).toBe(2);
+  });
+
+  it('a break drops everything; after a reconnect every answer is asked for again', async () => {
+    const s = setup();
+    await s.user('u1');
+    await s.group('g1', 'u1');
+    s.cache.streamDisconnected();
+    expect(s.cache.size).toBe(0);
+    await s.user('u1'); // while disconnected: asked, not kept
+    s.cache.streamConnected();
+    await s.user('u1');
+    await s.group('g1', 'u1');
+    expect(s.calls()).toBe(5);
+    await s.user('u1');
+    expect(s.calls()).toBe(5);
+  });
+
+  it('an answer that arrives after a break is returned but not kept', async () => {
+    const s = setup();
+    let release!: (v: boolean) => void;
+    const pending = s.cache.get(
+      'group:g1:u1',
+      () => new Promise<boolean>((r) => (release = r)),
+      () => ({ scope: { kind: 'group' } }),
+    );
+    s.cache.streamDisconnected();
+    s.cache.streamConnected();
+    release(true);
+    expect(await pending).toBe(true);
+    expect(s.cache.size).toBe(0);
+  });
+});
+
+describe('events only ever drop answers', () => {
+  it('user_updated drops that account (the user an object or a JSON string)', async () => {
+    const s = setup();
+    await s.user('u1');
+    await s.user('u2');
+    s.cache.streamEvent(ev('user_updated', { user: { id: 'u1', delete_at: 5 } }));
+    s.cache.streamEvent(ev('user_updated', { user: JSON.stringify({ id: 'u2' }) }));
+    await s.user('u1');
+    await s.user('u2');
+    expect(s.calls()).toBe(4);
+  });
+
+  it('a garbled user_updated drops every account, and never puts an answer in', async () => {
+    const s = setup();
+    await s.user('u1');
+    s.cache.streamEvent(ev('user_updated', { user: '{not json' }));
+    expect(s.cache.size).toBe(0);
+    // What the event claims is never an answer: the next question still asks Mattermost.
+    s.cache.streamEvent(ev('user_updated', { user: { id: 'u9', delete_at: 0 } }));
+    s.cache.streamEvent(ev('user_added', { user_id: 'u9' }, { channel_id: CH }));
+    expect(s.cache.size).toBe(0);
+    await s.user('u9', null);
+    expect(s.calls()).toBe(2);
+  });
+
+  it('a channel fact is trusted only while the bot is known to be in that channel', async () => {
+    const s = setup();
+    await s.member('u1');
+    await s.member('u1');
+    expect(s.calls()).toBe(2); // the bot's own membership is not known yet
+    await s.member(BOT);
+    await s.member('u1');
+    expect(s.calls()).toBe(3);
+    // The bot is not in the other channel: nothing about it is trusted.
+    const other = 'chan000000000000000000000b';
+    await s.member(BOT, false, other);
+    await s.member('u1', true, other);
+    await s.member('u1', true, other);
+    expect(s.calls()).toBe(6);
+  });
+
+  it('user_removed drops that membership at once; the copy to the bot itself drops the whole channel', async () => {
+    const s = setup();
+    await s.member(BOT);
+    await s.member('u1');
+    await s.member('u2');
+    s.cache.streamEvent(ev('user_removed', { user_id: 'u1', remover_id: '' }, { channel_id: CH }));
+    await s.member('u1', false);
+    await s.member('u2');
+    expect(s.calls()).toBe(4);
+    s.cache.streamEvent(ev('user_removed', { channel_id: CH, remover_id: 'x' }, { user_id: BOT }));
+    expect(s.cache.size).toBe(0);
+  });
+
+  it('leave_team drops the person in every channel (the server removes them without user_removed)', async () => {
+    const s = setup();
+    await s.member(BOT);
+    await s.member('u1');
+    await s.member('u2');
+    s.cache.streamEvent(ev('leave_team', { user_id: 'u1', team_id: 't' }, { team_id: 't' }));
+    expect(s.cache.size).toBe(2);
+    s.cache.streamEvent(ev('leave_team', { team_id: 't' }, { team_id: 't' }));
+    expect(s.cache.size).toBe(0);
+  });
+
+  it('group_member_add/delete drop that membership; unreadable, every group answer', async () => {
+    const s = setup();
+    await s.group('g1', 'u1');
+    await s.group('g1', 'u2');
+    s.cache.streamEvent(
+      ev('group_member_delete', { group_member: JSON.stringify({ group_id: 'g1', user_id: 'u1' }) }),
+    );
+    expect(s.cache.size).toBe(1);
+    s.cache.streamEvent(ev('group_member_add', { group_member: 42 }));
+    expect(s.cache.size).toBe(0);
+  });
+
+  it('post_edited drops the post; post_deleted of a root drops its replies too (one event for the thread)', async () => {
+    const s = setup();
+    await s.member(BOT);
+    await s.post('root');
+    await s.post('r1', 'root');
+    await s.post('r2', 'root');
+    await s.post('other');
+    s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: 'r2' }) }, { channel_id: CH }));
+    expect(s.cache.size).toBe(4);
+    s.cache.streamEvent(ev('post_deleted', { post: JSON.stringify({ id: 'root' }) }, { channel_id: CH }));
+    expect(s.cache.size).toBe(2); // the bot's membership and 'other'
+    s.cache.streamEvent(ev('post_deleted', { post: 'garbage' }, { channel_id: CH }));
+    expect(s.cache.size).toBe(1);
+  });
+
+  it('an event for an answer still on its way: that answer is returned, not kept, and a new question asks again', async () => {
+    const s = setup();
+    let release!: (v: unknown) => void;
+    let calls = 0;
+    const ask = () =>
+      s.cache.get(
+        'user:u1',
+        () => {
+          calls++;
+          return new Promise((r) => (release = r));
+        },
+        () => ({ scope: { kind: 'account' } }),
+      );
+    const first = ask();
+    const joined = ask();
+    expect(calls).toBe(1);
+    s.cache.streamEvent(ev('user_updated', { user: { id: 'u1' } }));
+    const firstRelease = release;
+    const after = ask();
+    expect(calls).toBe(2);
+    firstRelease({ id: 'u1', delete_at: 0 });
+    release({ id: 'u1', delete_at: 7 });
+    expect(await first).toEqual({ id: 'u1', delete_at: 0 });
+    expect(await joined).toEqual({ id: 'u1', delete_at: 0 });
+    expect(await after).toEqual({ id: 'u1', delete_at: 7 });
+  });
+});
+
+describe('failures and bounds', () => {
+  it('a failed fetch throws to every asker and keeps nothing; a stale entry is never used instead', async () => {
+    const s = setup();
+    await s.user('u1');
+    s.advance(30_000);
+    const boom = new Error('Mattermost is down');
+    const failing = () =>
+      s.cache.get(
+        'user:u1',
+        async () => {
+          throw boom;
+        },
+        () => ({ scope: { kind: 'account' } }),
+      );
+    await expect(Promise.all([failing(), failing()])).rejects.toBe(boom);
+    await expect(failing()).rejects.toBe(boom);
+  });
+
+  it('keeps at most maxEntries, dropping the least recently used', async () => {
+    const s = setup(30_000, 2);
+    await s.user('a');
+    await s.user('b');
+    await s.user('a'); // a is now the most recently used
+    await s.user('c');
+    expect(s.cache.size).toBe(2);
+    await s.user('a');
+    expect(s.calls()).toBe(3);
+    await s.user('b');
+    expect(s.calls()).toBe(4);
+  });
+});
