@@ -1,22 +1,29 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import WebSocket from 'ws';
 import { MattermostBot } from '../src/bot/bot.js';
 import { handlePost } from '../src/bot/handle-post.js';
 import { asChatPost } from '../src/chat/chat-port.js';
-import { measure } from './measure.js';
 import { MattermostRest } from '../src/chat/mattermost-rest.js';
+import { systemClock } from '../src/clock.js';
 import type { Db } from '../src/db/database.js';
 import type { PolicyService } from '../src/policy/policy-service.js';
 import { engineFor } from '../src/runtime.js';
-import { seedOpsWorkspace, startSandbox } from '@claw-approvals/mattermost-sandbox';
 import type { KeyRing } from '../src/tokens/key-ring.js';
-import { systemClock } from '../src/clock.js';
+import { measure } from './measure.js';
+import { personClient, restPoster, type SeenPost } from './people.js';
+import { startSandboxProcess } from './sandbox-process.js';
 
 const STEP = 'post-summary';
 const round = (n: number, digits = 2) => Number(n.toFixed(digits));
 
-function percentiles(ms: number[]) {
+export interface Percentiles {
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  samples: number;
+}
+
+export function percentiles(ms: number[]): Percentiles {
   const s = [...ms].sort((a, b) => a - b);
   const pct = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0;
   return {
@@ -27,52 +34,29 @@ function percentiles(ms: number[]) {
   };
 }
 
-/**
- * A plain WebSocket client of the sandbox, logged in as a channel member: it sees bot replies
- * the way a person's Mattermost client does, and its own receive rate is the raw limit for
- * posts the bot can filter.
- */
-async function observer(url: string, token: string) {
-  const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/api/v4/websocket`);
-  const waiters = new Map<string, (at: number) => void>();
-  let received = 0;
-  ws.on('message', (raw) => {
-    const at = performance.now();
-    const m = JSON.parse(raw.toString()) as { event?: string; data?: { post?: string } };
-    if (m.event !== 'posted' || typeof m.data?.post !== 'string') return;
-    received++;
-    const post = JSON.parse(m.data.post) as { root_id: string; message: string; user_id: string };
-    for (const [key, resolve] of waiters) {
-      const [root, text] = key.split('\u0000') as [string, string];
-      if (post.root_id === root && post.message.includes(text)) {
-        waiters.delete(key);
-        resolve(at);
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        out[i] = await fn(items[i]!);
       }
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => {
-      ws.send(JSON.stringify({ seq: 1, action: 'authentication_challenge', data: { token } }));
-      resolve();
-    });
-    ws.once('error', reject);
-  });
-  return {
-    get received() {
-      return received;
-    },
-    /** Resolves with the time a post in `root` containing `text` arrived. */
-    reply(root: string, text: string): Promise<number> {
-      return new Promise((resolve) => waiters.set(`${root}\u0000${text}`, resolve));
-    },
-    close: () => ws.close(),
-  };
+    }),
+  );
+  return out;
 }
 
 /**
- * Through the sandbox, the real REST client and the real WebSocket: from an approver's deciding
- * post to (a) the committed token and (b) the bot's "approved" reply reaching a person's client,
- * at 1 and at 50 jobs in flight; and how many chatter posts per second the bot filters.
+ * The bot path as people live it. The sandbox runs in its own process; the bot (real REST
+ * client, real WebSocket, outbox) and the engine run here; approvers post through
+ * POST /api/v4/posts with their own tokens, and a person's WebSocket client (also here, so it
+ * shares the bot's event loop) sees the replies. For each number of jobs deciding at once:
+ * deciding APPROVE posted → token committed, and → "approved" reply seen; next to it, the
+ * sandbox's own post → WebSocket delivery to that client at the same concurrency (how fast a
+ * person sees any post). Then chatter posts per second the bot filters.
  */
 export async function benchBot(deps: {
   db: Db;
@@ -81,10 +65,11 @@ export async function benchBot(deps: {
   log: Logger;
   rounds: number;
   chatter: number;
+  levels: number[];
 }) {
-  const sandbox = await startSandbox();
-  const ws = seedOpsWorkspace(sandbox);
-  const rest = new MattermostRest({ url: sandbox.url, token: ws.botToken, log: deps.log });
+  const sandbox = await startSandboxProcess();
+  const ws = sandbox.workspace;
+  const rest = new MattermostRest({ url: ws.url, token: ws.botToken, log: deps.log });
   const engine = engineFor(
     {
       db: deps.db,
@@ -97,75 +82,115 @@ export async function benchBot(deps: {
     deps.policies,
     rest,
   );
-  const bot = new MattermostBot({
-    url: sandbox.url,
-    token: ws.botToken,
-    chat: rest,
-    engine,
-    log: deps.log,
-    outboxPollMs: 200,
-  });
+  const bot = new MattermostBot({ url: ws.url, token: ws.botToken, chat: rest, engine, log: deps.log });
   const committed = new Map<string, number>();
   bot.onHandled = (post) => committed.set(post.id, performance.now());
   bot.start();
-  const watch = await observer(sandbox.url, ws.tokens.outsider);
+  const people = restPoster(ws.url);
+  const watch = await personClient(ws.url, ws.tokens.outsider);
   try {
-    while (!bot.readiness().ok) await new Promise((r) => setTimeout(r, 10));
-    const post = (who: keyof typeof ws.ids, message: string, root?: string) =>
-      sandbox.createPost(ws.ids[who], {
-        channel_id: ws.channel,
-        message,
-        ...(root ? { root_id: root } : {}),
-      });
+    const started = performance.now();
+    while (!bot.readiness().ok) {
+      if (performance.now() - started > 30_000) throw new Error('the bot did not connect to the sandbox');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const fromBot = (root: string, text: string) => (p: SeenPost) =>
+      p.root_id === root && p.user_id === ws.botUserId && p.message.includes(text);
 
     /** A job with one approval counted, waiting for its deciding one. */
     const prepare = async () => {
-      const root = post(
-        'grace',
-        '@clawbot run service-context service=payments-api query=bench notify_channel=payments-oncall',
+      const root = await people.post(ws.tokens.grace, {
+        channel_id: ws.channel,
+        message:
+          '@clawbot run service-context service=payments-api query=bench notify_channel=payments-oncall',
+      });
+      const plan = await watch.waitFor(
+        `the plan of ${root.id}`,
+        (p) =>
+          p.root_id === root.id && p.user_id === ws.botUserId && typeof p.props?.claw_job_id === 'string',
       );
-      await watch.reply(root.id, 'Plan for job:');
-      const planPost = sandbox.thread(root.id).find((p) => p.user_id === ws.botUserId)!;
-      const jobId = Number(String(planPost.props.claw_job_id).slice(4));
-      const counted = watch.reply(root.id, 'Approval by @alice counted');
-      post('alice', `APPROVE job:${jobId} step:${STEP}`, root.id);
+      const jobId = Number(String(plan.post.props!.claw_job_id).slice(4));
+      const counted = watch.waitFor(`alice's approval counted in ${root.id}`, fromBot(root.id, 'counted'));
+      await people.post(ws.tokens.alice, {
+        channel_id: ws.channel,
+        message: `APPROVE job:${jobId} step:${STEP}`,
+        root_id: root.id,
+      });
       await counted;
       return { root: root.id, jobId };
     };
     const decide = async (jobs: { root: string; jobId: number }[]) => {
-      const replies = jobs.map((j) => watch.reply(j.root, 'approved by'));
-      const starts = jobs.map((j) => {
-        const t0 = performance.now();
-        const p = post('chioma', `APPROVE job:${j.jobId} step:${STEP}`, j.root);
-        return { t0, id: p.id };
-      });
+      const replies = jobs.map((j) =>
+        watch.waitFor(`"approved by" in ${j.root}`, fromBot(j.root, 'approved by')),
+      );
+      const starts = await Promise.all(
+        jobs.map(async (j) => {
+          const t0 = performance.now();
+          const p = await people.post(ws.tokens.chioma, {
+            channel_id: ws.channel,
+            message: `APPROVE job:${j.jobId} step:${STEP}`,
+            root_id: j.root,
+          });
+          return { t0, id: p.id };
+        }),
+      );
       const arrived = await Promise.all(replies);
       await bot.settle();
       return starts.map((s, i) => ({
         token: (committed.get(s.id) ?? NaN) - s.t0,
-        reply: arrived[i]! - s.t0,
+        reply: arrived[i]!.at - s.t0,
       }));
     };
+    /** The raw limit: `n` people's posts at once, from POST to a person's client seeing each. */
+    let marker = 0;
+    const delivery = async (n: number) => {
+      const tag = `bench-delivery-${++marker}`;
+      return Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const text = `${tag}-${i}: the deploy looks fine so far`;
+          const seen = watch.waitFor(text, (p) => p.message === text);
+          const t0 = performance.now();
+          await people.post(ws.tokens.farid, { channel_id: ws.channel, message: text });
+          return (await seen).at - t0;
+        }),
+      );
+    };
 
-    const one: { token: number; reply: number }[] = [];
-    for (let i = 0; i < deps.rounds * 10; i++) one.push(...(await decide([await prepare()])));
-    const fifty: { token: number; reply: number }[] = [];
-    for (let r = 0; r < deps.rounds; r++) {
-      const jobs = [];
-      for (let i = 0; i < 50; i++) jobs.push(await prepare());
-      fifty.push(...(await decide(jobs)));
+    const byLevel: Record<string, unknown> = {};
+    for (const level of deps.levels) {
+      const batches = level === 1 ? deps.rounds * 10 : deps.rounds;
+      const results: { token: number; reply: number }[] = [];
+      const raw: number[] = [];
+      for (let b = 0; b < batches; b++) {
+        const jobs = await pool(
+          Array.from({ length: level }, (_, i) => i),
+          10,
+          () => prepare(),
+        );
+        raw.push(...(await delivery(level)));
+        results.push(...(await decide(jobs)));
+      }
+      byLevel[`concurrent_${level}`] = {
+        to_committed_token: percentiles(results.map((x) => x.token)),
+        to_reply_seen: percentiles(results.map((x) => x.reply)),
+        raw_sandbox_post_to_client: percentiles(raw),
+      };
     }
 
     // Chatter: posts in an allowlisted channel that are not for the bot.
     const before = bot.stats.observed;
     const seenBefore = watch.received;
     const t0 = performance.now();
-    for (let i = 0; i < deps.chatter; i++)
-      post('farid', `lunch at ${i % 24}:00? the deploy looks fine so far (${i})`);
-    const posted = performance.now();
+    const { posted_ms } = await sandbox.command<{ posted_ms: number }>({
+      chatter: deps.chatter,
+      as: 'farid',
+    });
     let observerDone = 0;
+    const chatterStarted = performance.now();
     while (bot.stats.observed - before < deps.chatter) {
       if (!observerDone && watch.received - seenBefore >= deps.chatter) observerDone = performance.now();
+      if (performance.now() - chatterStarted > 120_000)
+        throw new Error('the bot did not see all the chatter');
       await new Promise((r) => setImmediate(r));
     }
     await bot.settle();
@@ -173,33 +198,34 @@ export async function benchBot(deps: {
     while (watch.received - seenBefore < deps.chatter) await new Promise((r) => setImmediate(r));
     observerDone ||= performance.now();
     // The filter alone, in process: what the bot could take if the stream were faster.
-    const sample = sandbox.postsIn(ws.channel).at(-1)!;
+    const sample = await people.post(ws.tokens.farid, {
+      channel_id: ws.channel,
+      message: 'one more for lunch',
+    });
     const chatterPost = asChatPost(sample)!;
     const handlerDeps = { engine, chat: rest, bot: bot.user!, log: deps.log };
     const inProcess = await measure(() => handlePost(handlerDeps, chatterPost), 500);
 
     return {
       approval_to_token_and_reply: {
-        what: 'deciding APPROVE posted in the sandbox -> token committed by the bot / "approved" reply received by a person\'s WebSocket client (real REST client, real WebSocket, outbox)',
-        concurrent_1: {
-          to_committed_token: percentiles(one.map((x) => x.token)),
-          to_reply_seen: percentiles(one.map((x) => x.reply)),
-        },
-        concurrent_50: {
-          to_committed_token: percentiles(fifty.map((x) => x.token)),
-          to_reply_seen: percentiles(fifty.map((x) => x.reply)),
-        },
+        what:
+          'deciding APPROVE posted by an approver (POST /api/v4/posts, own token) -> token committed by the bot / ' +
+          '"approved" reply received by a person\'s WebSocket client; the sandbox runs in a child process, the bot ' +
+          "(real REST client, real WebSocket, outbox) and the person's client in this one; " +
+          'raw_sandbox_post_to_client: the same number of plain posts at once, POST to seen by that client',
+        ...byLevel,
       },
       chatter_filtered: {
-        what: `${deps.chatter} posts in an allowlisted channel not addressed to the bot, posted as fast as the sandbox takes them`,
+        what: `${deps.chatter} posts in an allowlisted channel not addressed to the bot, created inside the sandbox process as fast as it takes them`,
         bot_posts_per_sec: round(deps.chatter / ((botDone - t0) / 1000), 0),
         raw_websocket_client_posts_per_sec: round(deps.chatter / ((observerDone - t0) / 1000), 0),
-        raw_sandbox_post_creation_per_sec: round(deps.chatter / ((posted - t0) / 1000), 0),
+        raw_sandbox_post_creation_per_sec: round(deps.chatter / (posted_ms / 1000), 0),
         handle_post_in_process_per_sec: inProcess.ops_per_sec,
       },
     };
   } finally {
     watch.close();
+    people.close();
     await bot.stop();
     await sandbox.close();
   }

@@ -33,6 +33,21 @@ async function jobAwaitingOneApproval(ctx: EngineContext): Promise<number> {
   return job.jobId;
 }
 
+/** A live CST of a job approved through the engine (two approvals, quorum met, token committed). */
+export async function liveToken(ctx: EngineContext): Promise<string> {
+  const jobId = await jobAwaitingOneApproval(ctx);
+  const minted = await decideStep(ctx, { kind: 'approve', jobId, step: 'post-summary', userId: DECIDING });
+  if (minted.code !== 'QUORUM_MET') throw new Error(`bench set-up did not mint: ${minted.code}`);
+  const stored = await ctx.db
+    .selectFrom('tokens')
+    .select('compact')
+    .where('jti', '=', minted.minted!.jti)
+    .executeTakeFirstOrThrow();
+  const live = stored.compact!;
+  if (!(await introspectToken(ctx, live)).active) throw new Error('bench token is not active');
+  return live;
+}
+
 /** CST mint/introspect next to raw jose, and deciding approval → committed token next to a raw commit. */
 export async function benchEngine(ctx: EngineContext, budgetMs: number, samples: number) {
   const key = ctx.keyRing.active;
@@ -44,17 +59,7 @@ export async function benchEngine(ctx: EngineContext, budgetMs: number, samples:
     mission_id: 'job:1',
   };
   const sample = await issueToken({ key, scope, issuedAt: new Date(), ttlSeconds: 900 });
-
-  const jobId = await jobAwaitingOneApproval(ctx);
-  const minted = await decideStep(ctx, { kind: 'approve', jobId, step: 'post-summary', userId: DECIDING });
-  if (minted.code !== 'QUORUM_MET') throw new Error(`bench set-up did not mint: ${minted.code}`);
-  const stored = await ctx.db
-    .selectFrom('tokens')
-    .select('compact')
-    .where('jti', '=', minted.minted!.jti)
-    .executeTakeFirstOrThrow();
-  const live = stored.compact!;
-  if (!(await introspectToken(ctx, live)).active) throw new Error('bench token is not active');
+  const live = await liveToken(ctx);
 
   return {
     cst_mint: {

@@ -1,0 +1,127 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Fastify from 'fastify';
+import { jwtVerify } from 'jose';
+import { createAgent } from '../src/agents/agent-keys.js';
+import { buildApp } from '../src/app.js';
+import type { EngineContext } from '../src/jobs/context.js';
+import type { PolicyService } from '../src/policy/policy-service.js';
+import { liveToken } from './engine-bench.js';
+import { measure } from './measure.js';
+
+/** One kept-alive connection, one request at a time: the same client for every server measured. */
+export function keepAliveClient() {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  return {
+    post(
+      url: string,
+      body: string,
+      headers: Record<string, string> = {},
+    ): Promise<{ status: number; body: string }> {
+      const u = new URL(url);
+      return new Promise((resolve, reject) => {
+        const req = http.request(
+          {
+            agent,
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(body),
+              ...headers,
+            },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () =>
+              resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+            );
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.end(body);
+      });
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+const urlOf = (server: http.Server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+/**
+ * POST /v1/tokens/introspect over a real socket (agent key, live CST), next to a bare node:http
+ * and a bare fastify route answering a constant over the same client, and raw jose verify.
+ */
+export async function benchIntrospectHttp(deps: {
+  engine: EngineContext;
+  policies: PolicyService;
+  budgetMs: number;
+}) {
+  const { engine, budgetMs } = deps;
+  const live = await liveToken(engine);
+  const { key: agentKey } = await createAgent(engine.db, {
+    id: 'agent:ops-bench-introspect',
+    at: new Date(),
+  });
+  const unlimited = Number.MAX_SAFE_INTEGER;
+  const app = buildApp({
+    db: engine.db,
+    keyRing: engine.keyRing,
+    policies: deps.policies,
+    log: engine.log,
+    engine,
+    rateLimits: { perCaller: unlimited, perAddress: unlimited, failedAuth: unlimited },
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const bareNode = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"active":true}');
+    });
+  });
+  await new Promise<void>((r) => bareNode.listen(0, '127.0.0.1', r));
+  const bareFastify = Fastify();
+  bareFastify.post('/v1/tokens/introspect', async () => ({ active: true }));
+  await bareFastify.listen({ host: '127.0.0.1', port: 0 });
+  const client = keepAliveClient();
+  const body = JSON.stringify({ token: live });
+  const headers = { authorization: `Bearer ${agentKey}` };
+  try {
+    const ours = `${urlOf(app.server)}/v1/tokens/introspect`;
+    const first = await client.post(ours, body, headers);
+    if (first.status !== 200 || !(JSON.parse(first.body) as { active?: boolean }).active)
+      throw new Error(`introspection over HTTP answered ${first.status}`);
+    return {
+      what:
+        'POST /v1/tokens/introspect on a listening server in this process (agent key, live CST, rate limiter on with ' +
+        'budgets no loop reaches), one kept-alive connection, one request at a time; the bare routes answer a ' +
+        'constant over the same client, so the HTTP overhead itself is visible',
+      ours: await measure(async () => {
+        const r = await client.post(ours, body, headers);
+        if (r.status !== 200) throw new Error(`unexpected ${r.status}`);
+      }, budgetMs),
+      raw_bare_node_http_constant: await measure(
+        () => client.post(`${urlOf(bareNode)}/v1/tokens/introspect`, body),
+        budgetMs,
+      ),
+      raw_bare_fastify_constant: await measure(
+        () => client.post(`${urlOf(bareFastify.server)}/v1/tokens/introspect`, body),
+        budgetMs,
+      ),
+      raw_jose_eddsa_verify: await measure(
+        () => jwtVerify(live, engine.keyRing.active.publicKey, { algorithms: ['EdDSA'] }),
+        budgetMs,
+      ),
+    };
+  } finally {
+    client.close();
+    await app.close();
+    await bareFastify.close();
+    await new Promise((r) => bareNode.close(r));
+  }
+}
