@@ -90,6 +90,15 @@ const envSchema = z
         .optional(),
     ),
     MATTERMOST_COMMAND_TOKEN_FILE: optionalString,
+    MATTERMOST_FRESH_SECONDS: z.preprocess(
+      emptyToUndefined,
+      z
+        .string()
+        .regex(/^\d{1,3}$/, 'must be a whole number of seconds from 0 to 300')
+        .transform(Number)
+        .refine((n) => n <= 300, 'must be a whole number of seconds from 0 to 300')
+        .default(30),
+    ),
     GATEWAY_SIGNER_DIDS: z.preprocess(
       emptyToUndefined,
       z
@@ -172,6 +181,12 @@ export interface Config {
    * to call back: then there are no buttons.
    */
   actionSecretFile?: string;
+  /**
+   * MATTERMOST_FRESH_SECONDS (with Mattermost only): how long an answer from Mattermost about a
+   * membership, an account or an approval post is reused while the event stream says nothing
+   * changed it (`chat/chat-cache.ts`); 0 asks every time.
+   */
+  mattermostFreshSeconds?: number;
 }
 
 export interface ConfigProblem {
@@ -320,6 +335,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, cw
     ...(e.MATTERMOST_COMMAND_TOKEN
       ? { commandToken: { kind: 'value', token: e.MATTERMOST_COMMAND_TOKEN } as const }
       : {}),
+    ...(e.MATTERMOST_URL && e.MATTERMOST_TOKEN ? { mattermostFreshSeconds: e.MATTERMOST_FRESH_SECONDS } : {}),
     ...(e.PUBLIC_URL
       ? {
           actionSecretFile: e.ACTION_SECRET_FILE

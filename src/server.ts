@@ -82,6 +82,7 @@ export async function startServer(
       url: config.mattermost.url,
       token: config.mattermost.token,
       log: log.child({ component: 'mattermost-rest' }),
+      freshSeconds: config.mattermostFreshSeconds ?? 0,
       onUnauthorized: () => onUnauthorized(),
       onSuccess: () => onSuccess(),
     });
