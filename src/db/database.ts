@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import { withCommitHooks } from './commit-hooks.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { PGliteDialect } from './pglite-dialect.js';
+import { createPgliteDataDir, pgliteDataDirExists, pgliteOptions } from './pglite-settings.js';
 import type { PoolStats } from './pool-stats.js';
 import type { Database } from './schema.js';
 
@@ -122,7 +123,7 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
   }
   const { PGlite } = await import('@electric-sql/pglite');
   if (target.kind === 'pglite-memory') {
-    const dialect = new PGliteDialect(await PGlite.create());
+    const dialect = new PGliteDialect(await PGlite.create(pgliteOptions(PGlite.defaultStartParams)));
     const db = new Kysely<Database>({ dialect });
     return {
       db,
@@ -135,7 +136,10 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
   const lock = await lockDataDir(target.dataDir);
   try {
     const dir = path.join(target.dataDir, 'pglite');
-    const dialect = new PGliteDialect(await PGlite.create(dir));
+    const options = pgliteOptions(PGlite.defaultStartParams);
+    // A first start creates the database in a child process (see createPgliteDataDir).
+    if (!pgliteDataDirExists(dir)) await createPgliteDataDir(dir, options.startParams ?? []);
+    const dialect = new PGliteDialect(await PGlite.create(dir, options));
     const db = new Kysely<Database>({ dialect });
     return {
       db,

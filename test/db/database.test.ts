@@ -8,6 +8,7 @@ import { lockDataDir } from '../../src/db/data-dir-lock.js';
 import { loadConfig } from '../../src/config.js';
 import { type Db, databaseUrlSecrets, openDatabase, redactDatabaseUrl } from '../../src/db/database.js';
 import { migrateToLatest, shippedMigrations } from '../../src/db/migrate.js';
+import { PGLITE_SETTINGS } from '../../src/db/pglite-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { openRuntime } from '../../src/runtime.js';
 import { startServer } from '../../src/server.js';
@@ -262,6 +263,47 @@ describe('database targets', () => {
     } finally {
       await again.close();
     }
+  });
+
+  it('embedded PGlite, on disk and in memory, runs with the bounded memory settings', async () => {
+    const dir = await tempDir();
+    const settings = async (db: Db) =>
+      (
+        await sql<{ name: string; value: string }>`
+          select name, current_setting(name) as value from pg_settings
+          where name in ('shared_buffers', 'maintenance_work_mem') order by name`.execute(db)
+      ).rows;
+    const want = [
+      { name: 'maintenance_work_mem', value: PGLITE_SETTINGS.maintenance_work_mem },
+      { name: 'shared_buffers', value: PGLITE_SETTINGS.shared_buffers },
+    ];
+    // Created (by a child process) and opened; then opened again: settings are given at every start.
+    for (let i = 0; i < 2; i++) {
+      const onDisk = await openDatabase({ kind: 'pglite', dataDir: dir });
+      try {
+        expect(await settings(onDisk.db)).toEqual(want);
+      } finally {
+        await onDisk.close();
+      }
+    }
+    const inMemory = await openDatabase({ kind: 'pglite-memory' });
+    try {
+      expect(await settings(inMemory.db)).toEqual(want);
+    } finally {
+      await inMemory.close();
+    }
+  });
+
+  it('a first start that cannot create the embedded database fails closed and frees the lock', async () => {
+    const dir = await tempDir();
+    // Where the database would go is a file: the child creating it fails.
+    await fs.writeFile(path.join(dir, 'pglite'), 'not a directory');
+    await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
+      code: 'ERR_DB_UNAVAILABLE',
+      message: expect.stringContaining('creating the database failed'),
+    });
+    await expect(fs.stat(path.join(dir, 'pglite.lock'))).rejects.toThrow();
+    expect(await fs.readFile(path.join(dir, 'pglite'), 'utf8')).toBe('not a directory');
   });
 
   it('takes over a lock left by a process that no longer exists', async () => {
