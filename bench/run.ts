@@ -27,6 +27,7 @@ import { benchCrypto, largestPolicy } from './crypto-bench.js';
 import { benchEngine } from './engine-bench.js';
 import { benchIntrospectHttp } from './http-bench.js';
 import { measure } from './measure.js';
+import { progress } from './progress.js';
 import { createScratchDatabase } from './scratch-database.js';
 import { benchServe } from './serve-bench.js';
 
@@ -109,6 +110,7 @@ const rawCommit = (db: Db) =>
     budgetMs,
   );
 
+if (only.has('crypto')) progress('crypto');
 if (only.has('crypto')) doc.crypto = await benchCrypto({ jwk, key, policiesDir, budgetMs });
 
 for (const target of targets) {
@@ -126,6 +128,7 @@ for (const target of targets) {
 
     // First, on the fresh database: the bot through the sandbox (later figures leave jobs behind).
     if (only.has('bot')) {
+      progress(`bot path on ${target}`);
       const bot = await benchBot({
         db,
         keyRing,
@@ -144,6 +147,7 @@ for (const target of targets) {
     if (!core) continue;
 
     if (only.has('http')) {
+      progress(`http on ${target}`);
       const { hashed } = await largestPolicy(policiesDir);
       // Throughput, not the limiter's budget, is measured: the limiter runs, with budgets no loop reaches.
       const unlimited = Number.MAX_SAFE_INTEGER;
@@ -182,6 +186,7 @@ for (const target of targets) {
     const engine = engineFor({ db, keyRing, clock: systemClock, log, gatewaySignerDids: [] }, policies);
     const tokens: Record<string, unknown> = {};
     if (only.has('tokens')) {
+      progress(`tokens on ${target}`);
       const t = await benchEngine(engine, budgetMs, args.samples);
       tokens.cst_mint = t.cst_mint;
       tokens.cst_introspect = t.cst_introspect;
@@ -190,6 +195,7 @@ for (const target of targets) {
         raw_single_row_commit: await rawCommit(db),
       };
     }
+    if (only.has('introspect_http')) progress(`introspection over HTTP on ${target}`);
     if (only.has('introspect_http'))
       tokens.cst_introspect_http = await benchIntrospectHttp({ engine, policies, budgetMs });
     if (Object.keys(tokens).length > 0) doc.tokens = tokens;

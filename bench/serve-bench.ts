@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { OPS_WORKSPACE } from '@claw-approvals/mattermost-sandbox';
 import { percentiles } from './bot-bench.js';
+import { progress } from './progress.js';
 import { createScratchDatabase } from './scratch-database.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -193,25 +194,34 @@ async function openJobs(port: number, adminToken: string, count: number) {
     }
     let next = 0;
     let retried = 0;
+    let done = 0;
     const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: 16 }, async () => {
-        while (next < count) {
-          const i = next++;
-          for (;;) {
-            const r = await request(agent, port, '/v1/jobs', agents[Math.floor(i / perAgent)]!, {
-              channel_id: OPS_WORKSPACE.channel,
-              requester_id: OPS_WORKSPACE.people.grace,
-              steps: STEPS,
-            });
-            if (r.status === 201) break;
-            if (r.status !== 429) throw new Error(`POST /v1/jobs answered ${r.status}: ${r.body}`);
-            retried++;
-            await sleep(r.retryAfter * 1000);
+    const report = setInterval(() => progress(`${done}/${count} open jobs`), 15_000);
+    try {
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (next < count) {
+            const i = next++;
+            for (;;) {
+              const r = await request(agent, port, '/v1/jobs', agents[Math.floor(i / perAgent)]!, {
+                channel_id: OPS_WORKSPACE.channel,
+                requester_id: OPS_WORKSPACE.people.grace,
+                steps: STEPS,
+              });
+              if (r.status === 201) {
+                done++;
+                break;
+              }
+              if (r.status !== 429) throw new Error(`POST /v1/jobs answered ${r.status}: ${r.body}`);
+              retried++;
+              await sleep(r.retryAfter * 1000);
+            }
           }
-        }
-      }),
-    );
+        }),
+      );
+    } finally {
+      clearInterval(report);
+    }
     const seconds = (performance.now() - t0) / 1000;
     return {
       jobs: count,
@@ -229,6 +239,7 @@ async function benchOneServe(
   opts: { starts: number; idleMs: number; openJobCount: number },
 ) {
   const args = [MAIN, 'serve'];
+  progress(`serve on ${env.DATABASE_URL ? 'postgres' : 'pglite'}: first start`);
   const first = await startAndWait(args, env);
   const afterFirstStart = await memoryOf(first.child.pid!);
   await sleep(opts.idleMs);
@@ -243,6 +254,7 @@ async function benchOneServe(
       warm.push(last.ms);
       if (i < opts.starts - 1) await stop(last.child);
     }
+    progress(`serve: ${opts.starts} warm starts done; idle, then ${opts.openJobCount} open jobs`);
     await sleep(opts.idleMs);
     const idle = await memoryOf(last!.child.pid!);
     let withJobs: Record<string, unknown> | null = null;
@@ -308,8 +320,9 @@ export async function benchServe(opts: {
       'by a first start. Memory: VmRSS and VmHWM (peak) from /proc/<pid>/status, in MiB, after the idle time; ' +
       'open jobs: submitted through POST /v1/jobs by agents registered with POST /v1/admin/agents, left open',
     build: build.note,
-    raw_bare_node_http: await benchBareNode(opts.starts, opts.idleMs),
   };
+  progress('serve: bare node -e server');
+  out.raw_bare_node_http = await benchBareNode(opts.starts, opts.idleMs);
   if (opts.databaseUrl) {
     const scratch = await createScratchDatabase(opts.databaseUrl);
     const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-bench-serve-'));
