@@ -71,7 +71,10 @@ describe(`test databases (${dialectName})`, () => {
 
   it('a transaction left open and session state do not reach the next test', async () => {
     const d = await fresh();
-    await sql`set statement_timeout = 1`.execute(d.db);
+    const zone = sql<{ zone: string }>`select current_setting('TimeZone') as zone`;
+    const pristineZone = (await zone.execute(d.db)).rows[0]!.zone;
+    await sql`set time zone 'Pacific/Chatham'`.execute(d.db);
+    await sql`set claw.left_over = 'yes'`.execute(d.db);
     await sql`create temporary table scratch (id int)`.execute(d.db);
     await sql`select pg_advisory_lock(42)`.execute(d.db);
     await sql`prepare stale_plan as select 1`.execute(d.db);
@@ -80,16 +83,17 @@ describe(`test databases (${dialectName})`, () => {
 
     const e = await next(d, true);
     const { rows } = await sql<{
-      timeout: string;
+      leftOver: string;
       temp: number;
       locks: number;
       plans: number;
-    }>`select current_setting('statement_timeout') as timeout,
+    }>`select coalesce(current_setting('claw.left_over', true), '') as "leftOver",
               (select count(*)::int from pg_class where relname = 'scratch') as temp,
               (select count(*)::int from pg_locks l join pg_database b on b.oid = l.database
                 where l.locktype = 'advisory' and b.datname = current_database()) as locks,
               (select count(*)::int from pg_prepared_statements) as plans`.execute(e.db);
-    expect(rows[0]).toMatchObject({ timeout: '0', temp: 0, locks: 0, plans: 0 });
+    expect(rows[0]).toEqual({ leftOver: '', temp: 0, locks: 0, plans: 0 });
+    expect((await zone.execute(e.db)).rows[0]!.zone).toBe(pristineZone);
     expect((await state(e)).pins).toBe(0);
     // Not inside the left-over transaction: this commits and is seen by a fresh statement.
     await e.db.insertInto('policy_pins').values(PIN).execute();
