@@ -6,6 +6,7 @@ import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode } from '../jobs/job-repository.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { pinnedPolicy } from '../tokens/mint-step-token.js';
+import { ChatSnapshot, type FactsNeeded } from './chat-snapshot.js';
 import {
   type DecisionOutcome,
   openJobFor,
@@ -15,6 +16,25 @@ import {
   rejectedOutcome,
   Rejection,
 } from './record-decision.js';
+
+/** What confirming may ask Mattermost (nothing when the job cannot be confirmed by this person as it stands). */
+async function confirmationNeeds(
+  ctx: EngineContext,
+  db: Db,
+  input: { jobId: number; userId: string },
+): Promise<FactsNeeded> {
+  const none: FactsNeeded = { memberships: [], accounts: [], posts: [] };
+  const job = await db.selectFrom('jobs').selectAll().where('id', '=', input.jobId).executeTakeFirst();
+  if (!job || job.status !== 'open' || job.submitted_by === null || job.requester_id !== input.userId)
+    return none;
+  let groups: readonly string[];
+  try {
+    groups = (await pinnedPolicy(ctx, db, job)).channel_context.requester_groups;
+  } catch {
+    return none; // the locked part refuses it (ERR_POLICY_UNAVAILABLE) without asking anything
+  }
+  return { memberships: [{ userId: input.userId, groups }], accounts: [input.userId], posts: [] };
+}
 
 /** A confirmation is a post in the job's thread; without one it came through the API. */
 const confirmationSource = (input: { post?: PostContext }): DecisionSource => (input.post ? 'chat' : 'api');
@@ -29,6 +49,9 @@ export async function confirmRequester(
   input: { jobId: number; userId: string; post?: PostContext },
   callerTrx?: Db,
 ): Promise<DecisionOutcome> {
+  // Asked of Mattermost before the job is locked: the requester's groups and account. The
+  // requester and the pinned policy never change, so the locked part needs nothing else.
+  const facts = await ChatSnapshot.gather(ctx, await confirmationNeeds(ctx, callerTrx ?? ctx.db, input));
   const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
     const replay = await previousDecision(trx, input.post?.postId);
     if (replay) return replay;
@@ -57,16 +80,16 @@ export async function confirmRequester(
         throw new Rejection('ERR_ALREADY_CONFIRMED', `job:${job.id} is already confirmed`, true);
       // Still a requester under the job's pinned policy (membership is asked now, like approvers').
       const policy = await pinnedPolicy(ctx, trx, job);
-      const groups = await ctx.directory.groupsOf(input.userId, policy.channel_context.requester_groups);
-      if (groups.size === 0) {
+      const groups = facts.membershipsOf(input.userId, policy.channel_context.requester_groups);
+      if (groups.length === 0) {
         throw new Rejection(
           'ERR_NOT_A_REQUESTER',
           `the requester of job:${job.id} is no longer in a requester group of ${job.policy_name}`,
           true,
         );
       }
-      // Asked now, not from a cache: a deactivated account vouches for nothing.
-      const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;
+      // Asked just before the lock, not from a cache: a deactivated account vouches for nothing.
+      const account = facts.account(input.userId);
       if (account === null || (account && account.delete_at > 0)) {
         throw new Rejection(
           'ERR_REQUESTER_DEACTIVATED',

@@ -3,6 +3,7 @@ import type { JobRow } from '../db/schema.js';
 import { type EngineContext, publish } from '../jobs/context.js';
 import type { ChatPost } from '../ports/chat.js';
 import { appendEvent } from '../proofs/event-chain.js';
+import type { MintScope } from '../tokens/mint-step-token.js';
 import { parseCommand } from './parse-command.js';
 
 /**
@@ -56,69 +57,69 @@ function postProblem(
 }
 
 export interface Recheck {
-  /** Approvals withdrawn because their post was edited or deleted. */
-  withdrawn: number;
+  /** Decisions withdrawn because their post was edited or deleted. */
+  withdrawn: Set<number>;
   /** Approvers whose account is deactivated (or gone): they do not count. */
   inactive: Set<string>;
-  /** The username Mattermost gave just now for each approver still standing and active. */
+  /** The username Mattermost gave for each approver still standing and active. */
   usernames: Map<string, string>;
 }
 
 /**
- * Re-reads, from Mattermost, every live approval of a step about to be minted: a post that was
- * deleted or edited withdraws its approval (SPEC section 2 rule 5), an approver whose account
- * was deactivated does not count (issue 9 item 10). Approvals made without a chat post of their
- * own (a button click on the status post, the API, the CLI) have no post to re-read: the status
- * post is the bot's, not the approver's words. Their approvers' accounts are still checked.
+ * Re-reads, in Mattermost's answers asked just before the job was locked, every live approval
+ * of a step about to be minted: a post that was deleted or edited withdraws its approval (SPEC
+ * section 2 rule 5), an approver whose account was deactivated does not count (issue 9 item
+ * 10). Approvals made without a chat post of their own (a button click on the status post, the
+ * API, the CLI) have no post to re-read: the status post is the bot's, not the approver's
+ * words. Their approvers' accounts are still checked. Withdrawals go to the scope's batch.
  */
-export async function recheckApprovals(
-  ctx: EngineContext,
-  trx: Db,
-  job: JobRow,
-  step: string,
-  at: Date,
-): Promise<Recheck> {
-  const result: Recheck = { withdrawn: 0, inactive: new Set(), usernames: new Map() };
-  const chat = ctx.chat;
-  if (!chat) return result;
-  const live = await trx
-    .selectFrom('decisions')
-    .select(['id', 'user_id', 'post_id'])
-    .where('job_id', '=', job.id)
-    .where('step_id', '=', step)
-    .where('kind', '=', 'approve')
-    .where('outcome', '=', 'accepted')
-    .where('withdrawn_at', 'is', null)
-    .orderBy('id')
-    .execute();
+export function recheckOnSnapshot(ctx: EngineContext, s: MintScope, at: Date): Recheck {
+  const result: Recheck = { withdrawn: new Set(), inactive: new Set(), usernames: new Map() };
+  if (!ctx.chat) return result;
+  const { job, step, facts, batch } = s;
   const standing = new Set<string>();
-  for (const d of live) {
+  for (const d of s.state.live) {
     const why =
       d.post_id === null
         ? null
-        : postProblem(await chat.post(d.post_id), { userId: d.user_id }, job.id, step);
+        : postProblem(facts.post(d.post_id) ?? null, { userId: d.user_id }, job.id, step.step_id);
     if (why === null || d.post_id === null) {
       standing.add(d.user_id);
       continue;
     }
-    await markWithdrawn(
-      ctx,
-      trx,
-      job,
-      { id: d.id, step, userId: d.user_id, postId: d.post_id },
-      why,
+    batch.withdraw(d.id, `post ${why}`, at);
+    batch.append(
+      'approval_withdrawn',
+      {
+        decision_id: d.id,
+        step: step.step_id,
+        user_id: d.user_id,
+        post_id: d.post_id,
+        why,
+        detected_by: 'recheck',
+      },
       at,
-      'recheck',
     );
-    ctx.log.info({ jobId: job.id, step, postId: d.post_id, why }, 'approval withdrawn at quorum time');
-    result.withdrawn += 1;
+    s.events.push({
+      type: 'approval_withdrawn',
+      job,
+      step: step.step_id,
+      userId: d.user_id,
+      postId: d.post_id,
+      why,
+    });
+    ctx.log.info(
+      { jobId: job.id, step: step.step_id, postId: d.post_id, why },
+      'approval withdrawn at quorum time',
+    );
+    result.withdrawn.add(d.id);
   }
   for (const userId of standing) {
-    const user = await chat.freshUser(userId);
-    if (user === null || user.delete_at > 0) {
+    const user = facts.account(userId);
+    if (user === null || (user && user.delete_at > 0)) {
       result.inactive.add(userId);
-      ctx.log.info({ jobId: job.id, step, userId }, 'approver deactivated; not counted');
-    } else {
+      ctx.log.info({ jobId: job.id, step: step.step_id, userId }, 'approver deactivated; not counted');
+    } else if (user) {
       result.usernames.set(userId, user.username);
     }
   }

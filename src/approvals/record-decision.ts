@@ -1,19 +1,30 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import type { DecisionKind, JobRow } from '../db/schema.js';
-import { type AppErrorCode, isAppError } from '../errors.js';
-import { type EngineContext, inTransaction, publish } from '../jobs/context.js';
+import type { DecisionKind, DecisionRow, JobRow } from '../db/schema.js';
+import { AppError, type AppErrorCode, isAppError } from '../errors.js';
+import { type EngineContext, inTransaction } from '../jobs/context.js';
 import { type DecisionSource, noteDecision } from '../jobs/engine-metrics.js';
 import { endJob } from '../jobs/end-job.js';
-import { pausedReason, pauseState } from '../jobs/kill-switch.js';
+import { pausedReason } from '../jobs/kill-switch.js';
 import type { JobEnded } from '../jobs/job-events.js';
-import { closedCode, jobSteps, lockExistingJob, lockJob, setStepStatus } from '../jobs/job-repository.js';
+import { closedCode, lockExistingJob, lockJob } from '../jobs/job-repository.js';
+import { lockForDecision, readJobState, WriteBatch } from '../jobs/job-state.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { firstRejection } from '../proofs/rejection-summary.js';
+import type { ApprovalRule } from '../policy/types.js';
+import { ChatSnapshot, type FactsNeeded, SnapshotMiss } from './chat-snapshot.js';
 import { markWithdrawn } from './recheck-approvals.js';
 import type { MintedToken } from '../jobs/job-events.js';
-import { currentQuorum, type PinnedStep, pinnedStep, tryMintStep } from '../tokens/mint-step-token.js';
+import {
+  mintNeeds,
+  mintOn,
+  type MintScope,
+  type PinnedStep,
+  pinnedStepOf,
+  publishAll,
+  quorumOn,
+} from '../tokens/mint-step-token.js';
 
 /** Where a chat command was posted; the job's thread is the only place a decision counts. */
 export interface PostContext {
@@ -274,241 +285,92 @@ function buttonMatchesJob(button: ButtonClick, job: JobRow): void {
   }
 }
 
+/** How many times a decision starts again when the job changed while Mattermost was asked. */
+export const DECIDE_ATTEMPTS = 4;
+
 /**
- * An APPROVE or DENY for one step (SPEC section 2). Everything happens in one transaction
- * with the job row locked: eligibility, the decision row, quorum with current memberships,
- * and, when quorum is met, the CST. Rejections are recorded too, with their reason code.
+ * Runs one attempt of a deciding transaction: its own, or (inside the caller's) under a
+ * savepoint, so that an attempt that must start again releases the job row lock it took.
+ */
+async function attempt<T>(
+  ctx: EngineContext,
+  callerTrx: Db | undefined,
+  work: (trx: Db) => Promise<T>,
+): Promise<T> {
+  if (!callerTrx) return ctx.db.transaction().execute(work);
+  await sql`savepoint decide_step`.execute(callerTrx);
+  try {
+    return await work(callerTrx);
+  } catch (err) {
+    if (err instanceof SnapshotMiss) await sql`rollback to savepoint decide_step`.execute(callerTrx);
+    throw err;
+  }
+}
+
+/**
+ * What a decision may ask Mattermost, read without locks: the decider's memberships and
+ * account and, for an APPROVE, what minting may need (see `mintNeeds`). Nothing when the job
+ * or step cannot take the decision as it stands: the locked re-read will refuse it without
+ * asking, or, if it changed meanwhile, start again.
+ */
+async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNeeded> {
+  const none: FactsNeeded = { memberships: [], accounts: [], posts: [] };
+  const job = await db.selectFrom('jobs').selectAll().where('id', '=', input.jobId).executeTakeFirst();
+  if (!job || job.status !== 'open') return none;
+  const state = await readJobState(db, {
+    jobId: job.id,
+    stepId: input.step,
+    policyHash: job.policy_hash_b64u,
+  });
+  const step = state.steps.find((x) => x.step_id === input.step);
+  if (!step || step.rule === null || step.status !== 'awaiting_approval') return none;
+  const rule = JSON.parse(step.rule) as ApprovalRule;
+  const decider = { userId: input.userId, groups: rule.allowed_approver_groups };
+  if (input.kind === 'deny') return { memberships: [decider], accounts: [input.userId], posts: [] };
+  const mint = mintNeeds(job, rule, state.live, state.confirmation, {
+    userId: input.userId,
+    postId: input.post?.postId ?? null,
+  });
+  return {
+    memberships: [decider, ...mint.memberships],
+    accounts: [input.userId, ...mint.accounts],
+    posts: mint.posts,
+  };
+}
+
+/**
+ * An APPROVE or DENY for one step (SPEC section 2). Mattermost is asked first, before any lock
+ * (the decider's and every live approver's memberships and accounts, the approval posts, the
+ * requester's confirmation); then one transaction, with the job row locked, evaluates every
+ * rule on those answers and what the database holds now: eligibility, the decision row, quorum
+ * and, when it is met, the CST. If it needs an answer that was not asked (an approval arrived
+ * meanwhile), it rolls back and starts again. Rejections are recorded too, with their reason code.
  */
 export async function decideStep(
   ctx: EngineContext,
   input: StepDecisionInput,
   callerTrx?: Db,
 ): Promise<DecisionOutcome> {
-  const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
-    const replay = await previousDecision(trx, input.post?.postId);
-    if (replay) return replay;
-    const at = ctx.clock();
-    let job: JobRow | null = null;
-    let groups: string[] = [];
-    let expired: JobEnded | undefined;
+  let outcome: DecisionOutcome | undefined;
+  for (let n = 1; outcome === undefined; n++) {
+    const facts = await ChatSnapshot.gather(ctx, await decisionNeeds(callerTrx ?? ctx.db, input));
     try {
-      ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
-      if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
-      if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
-      if (input.button) buttonMatchesJob(input.button, job);
-      // The kill switch stops approvals; a DENY only ever stops work, so it still counts.
-      if (input.kind === 'approve') {
-        const pause = await pauseState(trx, 'share');
-        if (pause.paused) throw new Rejection('ERR_PAUSED', pausedReason(pause), true);
-      }
-      const steps = await jobSteps(trx, job.id);
-      const step = steps.find((s) => s.step_id === input.step);
-      if (!step) {
-        throw new Rejection(
-          'ERR_STEP_NOT_FOUND',
-          `job:${job.id} has no step ${input.step}; its steps are ${steps.map((s) => s.step_id).join(', ')}`,
-          true,
-        );
-      }
-      let pinned: PinnedStep;
-      try {
-        pinned = await pinnedStep(ctx, trx, job, step);
-      } catch (err) {
-        if (isAppError(err, 'ERR_STEP_RULE_MISMATCH')) throw new Rejection(err.code, err.message, true);
-        throw err;
-      }
-      if (input.button && !(pinned.policy.execution.approval_methods ?? []).includes('button')) {
-        throw new Rejection(
-          'ERR_FORBIDDEN',
-          `policy ${pinned.policy.policy_name} does not take decisions by button; reply with the phrase`,
-          true,
-        );
-      }
-      const rule = pinned.rule;
-      if (!rule)
-        throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
-      if (step.status !== 'awaiting_approval') {
-        throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
-      }
-      groups = [...(await ctx.directory.groupsOf(input.userId, rule.allowed_approver_groups))];
-      if (groups.length === 0) {
-        throw new Rejection(
-          'ERR_NOT_ELIGIBLE',
-          `only members of ${rule.allowed_approver_groups.join(' or ')} may decide step ${step.step_id}`,
-          true,
-        );
-      }
-      if (input.userId === job.requester_id && !rule.allow_requester_approval) {
-        throw new Rejection('ERR_SELF_APPROVAL', 'the requester cannot approve or deny their own job', true);
-      }
-      // An agent only asserts who the requester is: approvals count once that person confirms.
-      if (input.kind === 'approve' && job.submitted_by !== null && job.requester_confirmed_at === null) {
-        throw new Rejection(
-          'ERR_REQUESTER_UNCONFIRMED',
-          `approvals for job:${job.id} count once its requester confirms with CONFIRM job:${job.id}`,
-          true,
-        );
-      }
-      // Asked now, not from a cache: an account deactivated since it posted decides nothing.
-      const account = ctx.chat ? await ctx.chat.freshUser(input.userId) : undefined;
-      if (account === null || (account && account.delete_at > 0)) {
-        throw new Rejection('ERR_APPROVER_DEACTIVATED', 'your Mattermost account is deactivated', true);
-      }
-
-      if (input.kind === 'deny') {
-        const decisionId = await recordDecision(ctx, trx, at, {
-          job,
-          namedJob: input.jobId,
-          step: step.step_id,
-          kind: 'deny',
-          userId: input.userId,
-          post: input.post,
-          ...(input.button ? { button: input.button } : {}),
-          outcome: 'accepted',
-          code: 'STEP_DENIED',
-          reason: input.reason ?? null,
-          groups,
-          source: stepDecisionSource(input),
-        });
-        const t = stepTransition(step.status, 'deny');
-        if (!t.ok)
-          throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
-        await setStepStatus(trx, job.id, step.step_id, t.next, at);
-        await appendEvent(
-          trx,
-          job.id,
-          'step_denied',
-          {
-            decision_id: decisionId,
-            step: step.step_id,
-            user_id: input.userId,
-            post_id: input.post?.postId ?? null,
-            groups,
-            reason: input.reason ?? null,
-            ...buttonFields(input.button),
-          },
-          at,
-        );
-        const after = (await jobSteps(trx, job.id)).map((s) => s.status);
-        const settled = settledStatus(after) ?? 'denied';
-        const ended = await endJob(
-          ctx,
-          trx,
-          job,
-          settled,
-          `step ${step.step_id} denied by ${input.userId}`,
-          at,
-        );
-        return {
-          accepted: true,
-          code: 'STEP_DENIED',
-          message: `step ${step.step_id} denied; job:${job.id} is closed`,
-          jobId: job.id,
-          step: step.step_id,
-          replayed: false,
-          decisionId,
-          ended,
-        };
-      }
-
-      const already = await trx
-        .selectFrom('decisions')
-        .select('id')
-        .where('job_id', '=', job.id)
-        .where('step_id', '=', step.step_id)
-        .where('user_id', '=', input.userId)
-        .where('kind', '=', 'approve')
-        .where('outcome', '=', 'accepted')
-        .where('withdrawn_at', 'is', null)
-        .executeTakeFirst();
-      if (already) {
-        throw new Rejection(
-          'ERR_DUPLICATE_APPROVAL',
-          `your approval of step ${step.step_id} already counts`,
-          true,
-        );
-      }
-      const decisionId = await recordDecision(ctx, trx, at, {
-        job,
-        namedJob: input.jobId,
-        step: step.step_id,
-        kind: 'approve',
-        userId: input.userId,
-        post: input.post,
-        ...(input.button ? { button: input.button } : {}),
-        outcome: 'accepted',
-        code: 'APPROVAL_COUNTED',
-        groups,
-        source: stepDecisionSource(input),
-      });
-      await appendEvent(
-        trx,
-        job.id,
-        'approval_recorded',
-        {
-          decision_id: decisionId,
-          step: step.step_id,
-          user_id: input.userId,
-          post_id: input.post?.postId ?? null,
-          groups,
-          ...buttonFields(input.button),
-        },
-        at,
-      );
-      await publish(ctx, trx, { type: 'job_progressed', job }, at);
-      const attempt = await tryMintStep(ctx, trx, job, step, at, pinned);
-      if (attempt.minted) {
-        return {
-          accepted: true,
-          code: 'QUORUM_MET',
-          message: `step ${step.step_id} approved; CST ${attempt.token.jti} minted for ${attempt.token.sub}`,
-          jobId: job.id,
-          step: step.step_id,
-          replayed: false,
-          decisionId,
-          minted: attempt.token,
-        };
-      }
-      const quorum =
-        attempt.waiting === 'approvals' ? attempt.quorum : await currentQuorum(ctx, trx, job, step, rule);
-      return {
-        accepted: true,
-        code: 'APPROVAL_COUNTED',
-        message:
-          attempt.waiting === 'simulation'
-            ? `approval counted; step ${step.step_id} waits for simulation step ${attempt.simulationStep} to succeed`
-            : attempt.waiting === 'deadline'
-              ? `approval counted, but job:${job.id} expires before a token could be used; none was minted`
-              : attempt.waiting === 'confirmation'
-                ? `approval counted; job:${job.id} waits for its requester to confirm it`
-                : `approval counted; ${quorum.missing} more needed`,
-        jobId: job.id,
-        step: step.step_id,
-        replayed: false,
-        decisionId,
-        missing: {
-          approvals: quorum.missing,
-          openGroups: quorum.openGroups,
-          simulationStep: attempt.waiting === 'simulation' ? attempt.simulationStep : null,
-        },
-      };
+      outcome = await attempt(ctx, callerTrx, (trx) => decideLocked(ctx, trx, input, facts));
     } catch (err) {
-      if (!(err instanceof Rejection)) throw err;
-      return rejectedOutcome(ctx, trx, at, err, {
-        job,
-        jobId: input.jobId,
-        step: input.step,
-        kind: input.kind,
-        userId: input.userId,
-        post: input.post,
-        ...(input.button ? { button: input.button } : {}),
-        reason: input.reason ?? null,
-        groups,
-        ...(expired ? { expired } : {}),
-        source: stepDecisionSource(input),
-      });
+      if (!(err instanceof SnapshotMiss)) throw err;
+      ctx.log.info(
+        { jobId: input.jobId, step: input.step, attempt: n, why: err.message },
+        'decision starts again',
+      );
+      if (n >= DECIDE_ATTEMPTS) {
+        throw new AppError(
+          'ERR_DIRECTORY_UNAVAILABLE',
+          `the approvals of job:${input.jobId} kept changing while Mattermost was asked; nothing was decided, try again`,
+          { cause: err },
+        );
+      }
     }
-  });
+  }
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   ctx.log.info(
     {
@@ -522,6 +384,277 @@ export async function decideStep(
     outcome.accepted ? 'decision accepted' : 'decision rejected',
   );
   return outcome;
+}
+
+function replayOf(d: DecisionRow): DecisionOutcome {
+  return {
+    accepted: d.outcome === 'accepted',
+    code: d.reason_code as DecisionOutcome['code'],
+    message: 'this post was already decided',
+    jobId: d.job_id ?? d.named_job ?? 0,
+    step: d.step_id,
+    replayed: true,
+    decisionId: d.id,
+  };
+}
+
+/**
+ * One attempt of `decideStep`, in its transaction: two statements read (the locks, then the
+ * state), one writes (decision, events, token, step), and nothing but `facts` is asked of
+ * Mattermost.
+ */
+async function decideLocked(
+  ctx: EngineContext,
+  trx: Db,
+  input: StepDecisionInput,
+  facts: ChatSnapshot,
+): Promise<DecisionOutcome> {
+  const locked = await lockForDecision(trx, input.jobId, input.post?.postId);
+  const at = ctx.clock();
+  let job: JobRow | null = null;
+  let groups: string[] = [];
+  let expired: JobEnded | undefined;
+  const source = stepDecisionSource(input);
+  try {
+    if (!locked) {
+      const replay = await previousDecision(trx, input.post?.postId);
+      if (replay) return replay;
+      throw new Rejection('ERR_JOB_NOT_FOUND', `job:${input.jobId} does not exist`, false);
+    }
+    const state = await readJobState(trx, {
+      jobId: locked.id,
+      stepId: input.step,
+      policyHash: locked.policy_hash_b64u,
+      decisionFor: { userId: input.userId, postId: input.post?.postId ?? null },
+    });
+    if (state.previous) return replayOf(state.previous);
+    job = locked;
+    const post = input.post;
+    if (
+      post &&
+      // A job without a thread yet (an agent's job whose plan is not posted) takes no chat decision.
+      (post.channelId !== job.channel_id || job.root_post_id === null || post.rootId !== job.root_post_id)
+    ) {
+      throw new Rejection(
+        'ERR_WRONG_THREAD',
+        `decisions for job:${job.id} count only in its own thread`,
+        true,
+      );
+    }
+    if (isExpired(job, at)) {
+      expired = await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);
+      job = { ...job, status: 'expired' };
+      throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has expired`, true);
+    }
+    if (job.status !== 'open') throw new Rejection(closedCode(job), `job:${job.id} is ${job.status}`, true);
+    if (input.button) buttonMatchesJob(input.button, job);
+    // The kill switch stops approvals; a DENY only ever stops work, so it still counts.
+    if (input.kind === 'approve' && state.paused)
+      throw new Rejection('ERR_PAUSED', pausedReason({ reason: state.pauseReason }), true);
+    const steps = state.steps;
+    const step = steps.find((x) => x.step_id === input.step);
+    if (!step) {
+      throw new Rejection(
+        'ERR_STEP_NOT_FOUND',
+        `job:${job.id} has no step ${input.step}; its steps are ${steps.map((x) => x.step_id).join(', ')}`,
+        true,
+      );
+    }
+    let pinned: PinnedStep;
+    try {
+      pinned = pinnedStepOf(ctx, job, step, state.policyRows);
+    } catch (err) {
+      if (isAppError(err, 'ERR_STEP_RULE_MISMATCH')) throw new Rejection(err.code, err.message, true);
+      throw err;
+    }
+    if (input.button && !(pinned.policy.execution.approval_methods ?? []).includes('button')) {
+      throw new Rejection(
+        'ERR_FORBIDDEN',
+        `policy ${pinned.policy.policy_name} does not take decisions by button; reply with the phrase`,
+        true,
+      );
+    }
+    const rule = pinned.rule;
+    if (!rule) throw new Rejection('ERR_STEP_NOT_GATED', `step ${step.step_id} runs without approval`, true);
+    if (step.status !== 'awaiting_approval') {
+      throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
+    }
+    groups = [
+      ...new Set(facts.membershipsOf(input.userId, rule.allowed_approver_groups).map((m) => m.group)),
+    ];
+    if (groups.length === 0) {
+      throw new Rejection(
+        'ERR_NOT_ELIGIBLE',
+        `only members of ${rule.allowed_approver_groups.join(' or ')} may decide step ${step.step_id}`,
+        true,
+      );
+    }
+    if (input.userId === job.requester_id && !rule.allow_requester_approval) {
+      throw new Rejection('ERR_SELF_APPROVAL', 'the requester cannot approve or deny their own job', true);
+    }
+    // An agent only asserts who the requester is: approvals count once that person confirms.
+    if (input.kind === 'approve' && job.submitted_by !== null && job.requester_confirmed_at === null) {
+      throw new Rejection(
+        'ERR_REQUESTER_UNCONFIRMED',
+        `approvals for job:${job.id} count once its requester confirms with CONFIRM job:${job.id}`,
+        true,
+      );
+    }
+    // Asked of Mattermost just before the lock, not from a cache: an account deactivated since it posted decides nothing.
+    const account = facts.account(input.userId);
+    if (account === null || (account && account.delete_at > 0)) {
+      throw new Rejection('ERR_APPROVER_DEACTIVATED', 'your Mattermost account is deactivated', true);
+    }
+    if (input.kind === 'approve' && state.live.some((d) => d.user_id === input.userId)) {
+      throw new Rejection(
+        'ERR_DUPLICATE_APPROVAL',
+        `your approval of step ${step.step_id} already counts`,
+        true,
+      );
+    }
+
+    const decisionId = state.decisionId!;
+    const batch = new WriteBatch(job.id, state.head);
+    batch.decisions.push({
+      id: decisionId,
+      job_id: job.id,
+      named_job: input.jobId,
+      step_id: step.step_id,
+      kind: input.kind,
+      user_id: input.userId,
+      post_id: input.post?.postId ?? null,
+      outcome: 'accepted',
+      reason_code: input.kind === 'deny' ? 'STEP_DENIED' : 'APPROVAL_COUNTED',
+      reason: input.kind === 'deny' ? (input.reason ?? null) : null,
+      groups: JSON.stringify([...groups].sort()),
+      created_at: at,
+    });
+    await noteDecision(ctx, trx, {
+      kind: input.kind,
+      outcome: 'accepted',
+      code: input.kind === 'deny' ? 'STEP_DENIED' : 'APPROVAL_COUNTED',
+      source,
+    });
+
+    if (input.kind === 'deny') {
+      const t = stepTransition(step.status, 'deny');
+      if (!t.ok)
+        throw new Rejection('ERR_STEP_DECIDED', `step ${step.step_id} is already ${step.status}`, true);
+      batch.setStep(step.step_id, t.next, at);
+      batch.append(
+        'step_denied',
+        {
+          decision_id: decisionId,
+          step: step.step_id,
+          user_id: input.userId,
+          post_id: input.post?.postId ?? null,
+          groups,
+          reason: input.reason ?? null,
+          ...buttonFields(input.button),
+        },
+        at,
+      );
+      await batch.flush(trx);
+      const after = steps.map((x) => (x.step_id === step.step_id ? t.next : x.status));
+      const settled = settledStatus(after) ?? 'denied';
+      const ended = await endJob(
+        ctx,
+        trx,
+        job,
+        settled,
+        `step ${step.step_id} denied by ${input.userId}`,
+        at,
+      );
+      return {
+        accepted: true,
+        code: 'STEP_DENIED',
+        message: `step ${step.step_id} denied; job:${job.id} is closed`,
+        jobId: job.id,
+        step: step.step_id,
+        replayed: false,
+        decisionId,
+        ended,
+      };
+    }
+
+    const recorded = batch.append(
+      'approval_recorded',
+      {
+        decision_id: decisionId,
+        step: step.step_id,
+        user_id: input.userId,
+        post_id: input.post?.postId ?? null,
+        groups,
+        ...buttonFields(input.button),
+      },
+      at,
+    );
+    state.live = [
+      ...state.live,
+      { id: decisionId, user_id: input.userId, post_id: input.post?.postId ?? null, created_at: at },
+    ];
+    state.approvalEvents.set(decisionId, recorded.event_hash_b64u);
+    const scope: MintScope = { job, step, state, facts, batch, events: [], pinned };
+    const tried = await mintOn(ctx, trx, scope, at);
+    await batch.flush(trx);
+    // A mint re-renders the job's status as well: the approval needs no announcement of its own.
+    await publishAll(
+      ctx,
+      trx,
+      tried.minted ? scope.events : [{ type: 'job_progressed', job }, ...scope.events],
+      at,
+    );
+    if (tried.minted) {
+      return {
+        accepted: true,
+        code: 'QUORUM_MET',
+        message: `step ${step.step_id} approved; CST ${tried.token.jti} minted for ${tried.token.sub}`,
+        jobId: job.id,
+        step: step.step_id,
+        replayed: false,
+        decisionId,
+        minted: tried.token,
+      };
+    }
+    const quorum =
+      tried.waiting === 'approvals' ? tried.quorum : await quorumOn(job, rule, state.live, facts);
+    return {
+      accepted: true,
+      code: 'APPROVAL_COUNTED',
+      message:
+        tried.waiting === 'simulation'
+          ? `approval counted; step ${step.step_id} waits for simulation step ${tried.simulationStep} to succeed`
+          : tried.waiting === 'deadline'
+            ? `approval counted, but job:${job.id} expires before a token could be used; none was minted`
+            : tried.waiting === 'confirmation'
+              ? `approval counted; job:${job.id} waits for its requester to confirm it`
+              : `approval counted; ${quorum.missing} more needed`,
+      jobId: job.id,
+      step: step.step_id,
+      replayed: false,
+      decisionId,
+      missing: {
+        approvals: quorum.missing,
+        openGroups: quorum.openGroups,
+        simulationStep: tried.waiting === 'simulation' ? tried.simulationStep : null,
+      },
+    };
+  } catch (err) {
+    if (!(err instanceof Rejection)) throw err;
+    return rejectedOutcome(ctx, trx, at, err, {
+      job,
+      jobId: input.jobId,
+      step: input.step,
+      kind: input.kind,
+      userId: input.userId,
+      post: input.post,
+      ...(input.button ? { button: input.button } : {}),
+      reason: input.reason ?? null,
+      groups,
+      ...(expired ? { expired } : {}),
+      source,
+    });
+  }
 }
 
 export interface Withdrawal {

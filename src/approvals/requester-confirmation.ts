@@ -2,6 +2,7 @@ import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
 import { type EngineContext, publish } from '../jobs/context.js';
 import { appendEvent } from '../proofs/event-chain.js';
+import type { MintScope } from '../tokens/mint-step-token.js';
 import { parseCommand } from './parse-command.js';
 
 /**
@@ -14,19 +15,6 @@ interface ConfirmDecision {
   id: number;
   userId: string;
   postId: string | null;
-}
-
-async function currentConfirmation(trx: Db, jobId: number): Promise<ConfirmDecision | null> {
-  const d = await trx
-    .selectFrom('decisions')
-    .select(['id', 'user_id', 'post_id'])
-    .where('job_id', '=', jobId)
-    .where('kind', '=', 'confirm')
-    .where('outcome', '=', 'accepted')
-    .where('withdrawn_at', 'is', null)
-    .orderBy('id', 'desc')
-    .executeTakeFirst();
-  return d ? { id: d.id, userId: d.user_id, postId: d.post_id } : null;
 }
 
 /** Withdraws a job's confirmation (the caller holds the job row lock): row, chain, thread. */
@@ -94,35 +82,42 @@ export async function withdrawConfirmationOfPost(
 }
 
 /**
- * Before anything gated of an agent's job is minted: the confirmation exists and, asked of
- * Mattermost now, its post still reads `CONFIRM job:<n>` by the requester and the requester's
- * account is active; otherwise it is withdrawn here. Mattermost unreachable → the error
- * propagates and nothing is minted. Jobs requested in chat need no confirmation.
+ * Before anything gated of an agent's job is minted: the confirmation exists and, in
+ * Mattermost's answers asked just before the job was locked, its post still reads
+ * `CONFIRM job:<n>` by the requester and the requester's account is active; otherwise it is
+ * withdrawn (in the scope's batch). Mattermost unreachable → its error is thrown here and
+ * nothing is minted. Jobs requested in chat need no confirmation.
  */
-export async function confirmationStands(
-  ctx: EngineContext,
-  trx: Db,
-  job: JobRow,
-  at: Date,
-): Promise<boolean> {
+export function confirmationStandsOn(ctx: EngineContext, s: MintScope, at: Date): boolean {
+  const { job, facts } = s;
   if (job.submitted_by === null) return true;
   if (job.requester_confirmed_at === null) return false;
-  const d = await currentConfirmation(trx, job.id);
+  const d = s.state.confirmation;
   if (!d) return false;
-  const chat = ctx.chat;
-  if (!chat) return true;
+  if (!ctx.chat) return true;
+  const withdrawOn = (why: 'edited' | 'deleted' | 'deactivated') => {
+    s.batch.withdraw(d.id, why === 'deactivated' ? 'requester deactivated' : `post ${why}`, at);
+    s.batch.clearConfirmation();
+    s.batch.append(
+      'requester_confirmation_withdrawn',
+      { decision_id: d.id, user_id: d.userId, post_id: d.postId, why },
+      at,
+    );
+    s.events.push({ type: 'confirmation_withdrawn', job, decisionId: d.id, userId: d.userId, why });
+    s.state.confirmation = null;
+  };
   if (d.postId !== null) {
-    const post = await chat.post(d.postId);
+    const post = facts.post(d.postId) ?? null;
     const cmd = post && post.delete_at === 0 ? parseCommand(post.message) : null;
     const same = cmd?.kind === 'confirm' && cmd.jobId === job.id && post?.user_id === d.userId;
     if (!post || post.delete_at > 0 || post.edit_at > 0 || !same) {
-      await withdraw(ctx, trx, job, d, !post || post.delete_at > 0 ? 'deleted' : 'edited', at);
+      withdrawOn(!post || post.delete_at > 0 ? 'deleted' : 'edited');
       return false;
     }
   }
-  const account = await chat.freshUser(d.userId);
-  if (account === null || account.delete_at > 0) {
-    await withdraw(ctx, trx, job, d, 'deactivated', at);
+  const account = facts.account(d.userId);
+  if (account === null || (account && account.delete_at > 0)) {
+    withdrawOn('deactivated');
     return false;
   }
   return true;

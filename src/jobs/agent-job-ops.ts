@@ -7,7 +7,8 @@ import { AppError } from '../errors.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { bundlePayloadHash } from '../proofs/seal-bundle.js';
 import { missionId } from '../tokens/cst-claims.js';
-import { pinnedPolicy, tryMintStep } from '../tokens/mint-step-token.js';
+import { ChatSnapshot, SnapshotMiss } from '../approvals/chat-snapshot.js';
+import { gatherMintFacts, pinnedPolicy, tryMintStep } from '../tokens/mint-step-token.js';
 import { type EngineContext, publish } from './context.js';
 import { endJob } from './end-job.js';
 import type { JobEnded } from './job-events.js';
@@ -209,6 +210,23 @@ export async function reportResult(
   // Cut at a code point, never inside a surrogate pair (half a pair is not text either).
   const cut = (input.summary ?? '').slice(0, MAX_SUMMARY_LENGTH);
   const summary = /[\ud800-\udbff]$/.test(cut) ? cut.slice(0, -1) : cut;
+  // A success may unlock steps that wait on this one: what minting them needs is asked of
+  // Mattermost now, before the job is locked (no network call while it is).
+  const dependents =
+    input.status === 'succeeded'
+      ? (
+          await ctx.db
+            .selectFrom('job_steps')
+            .select('step_id')
+            .where('job_id', '=', input.jobId)
+            .where('simulation_step', '=', input.step)
+            .execute()
+        ).map((s) => s.step_id)
+      : [];
+  const facts =
+    dependents.length > 0
+      ? await gatherMintFacts(ctx, ctx.db, input.jobId, dependents)
+      : ChatSnapshot.empty(ctx);
   return withOwnOpenJob(ctx, input.jobId, input.agentId, async (trx, job, at) => {
     const steps = await jobSteps(trx, job.id);
     const step = steps.find((s) => s.step_id === input.step);
@@ -303,7 +321,7 @@ export async function reportResult(
     if (input.status === 'succeeded') {
       for (const s of await jobSteps(trx, job.id)) {
         if (s.simulation_step !== step.step_id) continue;
-        const token = await mintKeepingResult(ctx, trx, job, s, at);
+        const token = await mintKeepingResult(ctx, trx, job, s, at, facts);
         if (token) minted.push(token);
       }
     }
@@ -330,9 +348,9 @@ export async function reportResult(
 }
 
 /**
- * A mint attempt that cannot undo the result it follows: when Mattermost cannot confirm the
- * approvals now (a `ChatError`), the attempt is rolled back to a savepoint, nothing is minted,
- * and `mintDueSteps` tries again later.
+ * A mint attempt that cannot undo the result it follows: when Mattermost could not confirm the
+ * approvals (a `ChatError`), or the approvals changed after it was asked (`SnapshotMiss`), the
+ * attempt is rolled back to a savepoint, nothing is minted, and `mintDueSteps` tries again later.
  */
 async function mintKeepingResult(
   ctx: EngineContext,
@@ -340,14 +358,15 @@ async function mintKeepingResult(
   job: JobRow,
   step: JobStepRow,
   at: Date,
+  facts: ChatSnapshot,
 ): Promise<string | null> {
   await sql`savepoint mint_step`.execute(trx);
   try {
-    const attempt = await tryMintStep(ctx, trx, job, step, at);
+    const attempt = await tryMintStep(ctx, trx, job, step, at, { facts });
     await sql`release savepoint mint_step`.execute(trx);
     return attempt.minted ? attempt.token.step : null;
   } catch (err) {
-    if (!(err instanceof ChatError)) throw err;
+    if (!(err instanceof ChatError) && !(err instanceof SnapshotMiss)) throw err;
     await sql`rollback to savepoint mint_step`.execute(trx);
     ctx.log.warn(
       { jobId: job.id, step: step.step_id, err: err.message },
@@ -389,13 +408,16 @@ export async function mintDueSteps(ctx: EngineContext): Promise<{ jobId: number;
   const minted: { jobId: number; step: string }[] = [];
   for (const { job_id: jobId, step_id: stepId } of due) {
     try {
+      // Mattermost is asked first; the mint then runs on its answers with the job locked. If the
+      // approvals changed in between (SnapshotMiss), the next sweep tries again.
+      const facts = await gatherMintFacts(ctx, ctx.db, jobId, [stepId]);
       const token = await ctx.db.transaction().execute(async (trx) => {
         const job = await lockJob(trx, jobId);
         const at = ctx.clock();
         if (!job || job.status !== 'open' || isExpired(job, at)) return null;
         const step = (await jobSteps(trx, jobId)).find((s) => s.step_id === stepId);
         if (!step) return null;
-        const attempt = await tryMintStep(ctx, trx, job, step, at);
+        const attempt = await tryMintStep(ctx, trx, job, step, at, { facts });
         return attempt.minted ? attempt.token.step : null;
       });
       if (token) {
@@ -403,7 +425,7 @@ export async function mintDueSteps(ctx: EngineContext): Promise<{ jobId: number;
         ctx.notifier.changed(jobId);
       }
     } catch (err) {
-      if (!(err instanceof ChatError)) throw err;
+      if (!(err instanceof ChatError) && !(err instanceof SnapshotMiss)) throw err;
       ctx.log.warn(
         { jobId, step: stepId, err: err.message },
         'mint sweep: Mattermost cannot confirm the approvals now',

@@ -7,6 +7,7 @@ import {
   recordDecision,
   rejectedOutcome,
 } from '../approvals/record-decision.js';
+import { ChatSnapshot } from '../approvals/chat-snapshot.js';
 import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
 import type { Db } from '../db/database.js';
@@ -39,6 +40,13 @@ export async function endJobByCommand(
   const userId = input.actor.kind === 'user' ? input.actor.userId : `admin:${input.actor.name}`;
   const source: DecisionSource =
     input.source ?? (input.post ? 'chat' : input.actor.kind === 'admin' ? 'api' : 'command');
+  // The security group's membership is asked before the job is locked (no network call while
+  // it is); it depends only on who asks, so the locked part needs nothing else.
+  const facts = await ChatSnapshot.gather(ctx, {
+    memberships: input.actor.kind === 'user' ? [{ userId, groups: [ctx.securityGroup] }] : [],
+    accounts: [],
+    posts: [],
+  });
   const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
     const replay = await previousDecision(trx, input.post?.postId);
     if (replay) return replay;
@@ -52,7 +60,7 @@ export async function endJobByCommand(
         throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
       let groups: string[] = [];
       if (input.actor.kind === 'user') {
-        groups = [...(await ctx.directory.groupsOf(userId, [ctx.securityGroup]))];
+        groups = [...new Set(facts.membershipsOf(userId, [ctx.securityGroup]).map((m) => m.group))];
         const allowed = groups.length > 0 || (input.kind === 'cancel' && userId === job.requester_id);
         if (!allowed) {
           throw new Rejection(

@@ -111,22 +111,99 @@ export function envelopeFromRow(row: WpcRegistryRow, trusts: TrustCheck): WpcEnv
   return envelope;
 }
 
+/**
+ * Verify once, trust the bytes: a registered version never changes, so a row that verified
+ * once is remembered with its exact stored bytes (hash, signer, signature, issue time, name,
+ * canonical text). A later read of the same bytes is the same verified policy; a row whose
+ * bytes differ in any way (a tampered payload, a swapped signature) is verified from scratch,
+ * and fails as it would have. Whether the signer is trusted is asked on every read (a key may
+ * stop being trusted); only the hashing and signature work is skipped. Bounded: the least
+ * recently used entry goes first.
+ */
+export const VERIFIED_POLICY_CACHE_MAX = 64;
+
+interface VerifiedRow {
+  bytes: string;
+  envelope: WpcEnvelope;
+  policy: Wpc;
+}
+
+const verifiedRows = new Map<string, VerifiedRow>();
+
+const rowKey = (row: WpcRegistryRow) => `${row.policy_hash_b64u}\n${row.signer_did}`;
+
+function rowBytes(row: WpcRegistryRow): string {
+  return JSON.stringify([
+    row.policy_hash_b64u,
+    row.signer_did,
+    row.signature_b64u,
+    new Date(row.issued_at).toISOString(),
+    row.policy_name,
+    row.canonical_payload,
+  ]);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** `envelopeFromRow`, remembered by the row's exact bytes. The result is frozen: it is shared. */
+function verifiedRow(row: WpcRegistryRow, trusts: TrustCheck): VerifiedRow {
+  const key = rowKey(row);
+  const bytes = rowBytes(row);
+  const known = verifiedRows.get(key);
+  if (known && known.bytes === bytes && trusts(row.signer_did, new Date(row.issued_at))) {
+    verifiedRows.delete(key);
+    verifiedRows.set(key, known);
+    return known;
+  }
+  if (known) verifiedRows.delete(key);
+  const envelope = deepFreeze(envelopeFromRow(row, trusts));
+  const entry = { bytes, envelope, policy: deepFreeze(approvalPolicyOf(envelope.payload)) };
+  verifiedRows.set(key, entry);
+  while (verifiedRows.size > VERIFIED_POLICY_CACHE_MAX)
+    verifiedRows.delete(verifiedRows.keys().next().value!);
+  return entry;
+}
+
+/** How many verified rows are remembered (tests of the bound). */
+export function verifiedPolicyCacheSize(): number {
+  return verifiedRows.size;
+}
+
+function verifiedOfRows(hash: string, rows: readonly WpcRegistryRow[], trusts: TrustCheck): VerifiedRow {
+  if (rows.length === 0) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
+  const reasons: string[] = [];
+  for (const row of [...rows].sort((a, b) => +new Date(b.registered_at) - +new Date(a.registered_at))) {
+    try {
+      return verifiedRow(row, trusts);
+    } catch (err) {
+      reasons.push((err as Error).message);
+    }
+  }
+  throw new AppError('ERR_WPC_CORRUPTED', reasons[0] ?? `stored policy ${hash} failed verification`);
+}
+
 /** The first row of a version that verifies (rows from trusted signers, newest first). */
 export function verifiedEnvelope(
   hash: string,
   rows: readonly WpcRegistryRow[],
   trusts: TrustCheck,
 ): WpcEnvelope {
-  if (rows.length === 0) throw new AppError('ERR_WPC_NOT_FOUND', `no policy with hash ${hash} is registered`);
-  const reasons: string[] = [];
-  for (const row of [...rows].sort((a, b) => +new Date(b.registered_at) - +new Date(a.registered_at))) {
-    try {
-      return envelopeFromRow(row, trusts);
-    } catch (err) {
-      reasons.push((err as Error).message);
-    }
-  }
-  throw new AppError('ERR_WPC_CORRUPTED', reasons[0] ?? `stored policy ${hash} failed verification`);
+  return verifiedOfRows(hash, rows, trusts).envelope;
+}
+
+/** The approval policy of the first row of a version that verifies (as `verifiedEnvelope`). */
+export function verifiedApprovalPolicy(
+  hash: string,
+  rows: readonly WpcRegistryRow[],
+  trusts: TrustCheck,
+): Wpc {
+  return verifiedOfRows(hash, rows, trusts).policy;
 }
 
 /** Reads one version and verifies it before returning it. */
@@ -138,7 +215,9 @@ export async function getVerifiedPolicy(db: Db, hash: string, trusts: TrustCheck
 
 /** The approval policy of one version, read and verified as `getVerifiedPolicy` does (either payload form). */
 export async function getVerifiedApprovalPolicy(db: Db, hash: string, trusts: TrustCheck): Promise<Wpc> {
-  return approvalPolicyOf((await getVerifiedPolicy(db, hash, trusts)).payload);
+  assertHashFormat(hash);
+  const rows = await db.selectFrom('wpc_registry').selectAll().where('policy_hash_b64u', '=', hash).execute();
+  return verifiedApprovalPolicy(hash, rows, trusts);
 }
 
 /** Every registered version (one entry per hash, first registration), oldest first. */

@@ -54,6 +54,46 @@ export type EventType =
   | 'job_resumed'
   | 'job_ended';
 
+/** The last event of a job's chain (null for an empty chain): where the next one links. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/**
+ * The event that follows `head` in a job's chain, built in memory (not yet written). A
+ * transaction that appends several events in one statement chains them with this, each new
+ * row becoming the head of the next.
+ */
+export function chainEvent(
+  head: ChainHead | null,
+  jobId: number,
+  type: EventType,
+  payload: Record<string, unknown>,
+  at: Date,
+): JobEventRow {
+  const text = canonicalJson(payload);
+  const header = {
+    event_id: `evt_${randomBytes(16).toString('base64url')}`,
+    run_id: missionId(jobId),
+    event_type: type,
+    timestamp: at.toISOString(),
+    payload_hash_b64u: sha256B64u(text),
+    prev_hash_b64u: head?.hash ?? null,
+  };
+  return {
+    job_id: jobId,
+    seq: (head?.seq ?? 0) + 1,
+    event_id: header.event_id,
+    event_type: type,
+    timestamp: header.timestamp,
+    payload: text,
+    payload_hash_b64u: header.payload_hash_b64u,
+    prev_hash_b64u: header.prev_hash_b64u,
+    event_hash_b64u: eventHash(header),
+  };
+}
+
 /**
  * Appends one event to a job's chain. The caller holds the job row lock (`forUpdate`), so
  * appends to one job are serialized; the primary key (job, seq) backs that up.
@@ -72,26 +112,13 @@ export async function appendEvent(
     .orderBy('seq', 'desc')
     .limit(1)
     .executeTakeFirst();
-  const text = canonicalJson(payload);
-  const header = {
-    event_id: `evt_${randomBytes(16).toString('base64url')}`,
-    run_id: missionId(jobId),
-    event_type: type,
-    timestamp: at.toISOString(),
-    payload_hash_b64u: sha256B64u(text),
-    prev_hash_b64u: last?.event_hash_b64u ?? null,
-  };
-  const row: JobEventRow = {
-    job_id: jobId,
-    seq: (last?.seq ?? 0) + 1,
-    event_id: header.event_id,
-    event_type: type,
-    timestamp: header.timestamp,
-    payload: text,
-    payload_hash_b64u: header.payload_hash_b64u,
-    prev_hash_b64u: header.prev_hash_b64u,
-    event_hash_b64u: eventHash(header),
-  };
+  const row = chainEvent(
+    last ? { seq: last.seq, hash: last.event_hash_b64u } : null,
+    jobId,
+    type,
+    payload,
+    at,
+  );
   await trx.insertInto('job_events').values(row).execute();
   return row;
 }

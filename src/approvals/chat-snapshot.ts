@@ -1,0 +1,102 @@
+import type { ChatPost, ChatUser } from '../ports/chat.js';
+import type { EngineContext } from '../jobs/context.js';
+import type { GroupMembership } from './directory.js';
+
+/**
+ * What Mattermost said, asked just before a deciding transaction takes the job row lock: no
+ * network call is made while that lock is held. The transaction evaluates SPEC section 2 on
+ * these answers; when it needs one the snapshot lacks (an approval arrived meanwhile), it throws
+ * `SnapshotMiss`, rolls back and starts again from a new snapshot.
+ *
+ * Every question is asked, all at once, and every answer kept, failures included: a failure is
+ * thrown where the answer is used, exactly where asking then would have thrown. A decision that
+ * never needs an answer is not failed by it (fail closed only on what the decision rests on).
+ */
+export interface FactsNeeded {
+  /** Whose memberships, in which candidate groups. */
+  memberships: { userId: string; groups: readonly string[] }[];
+  /** Whose accounts (active or not). */
+  accounts: Iterable<string>;
+  /** Which posts to re-read. */
+  posts: Iterable<string>;
+}
+
+/** The transaction needed an answer the snapshot does not have: roll back, ask again. */
+export class SnapshotMiss extends Error {
+  constructor(what: string) {
+    super(`the decision needs ${what}, which was not asked before the job was locked`);
+    this.name = 'SnapshotMiss';
+  }
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+async function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  try {
+    return { ok: true, value: await p };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function answer<T>(s: Settled<T> | undefined, what: string): T {
+  if (s === undefined) throw new SnapshotMiss(what);
+  if (!s.ok) throw s.error;
+  return s.value;
+}
+
+const membershipKey = (userId: string, groups: readonly string[]) =>
+  JSON.stringify([userId, [...new Set(groups)].sort()]);
+
+export class ChatSnapshot {
+  private constructor(
+    /** Absent: no chat connection (API only): there is no account or post to ask about. */
+    private readonly chat: boolean,
+    private readonly memberships: Map<string, Settled<GroupMembership[]>>,
+    private readonly accounts: Map<string, Settled<ChatUser | null>>,
+    private readonly posts: Map<string, Settled<ChatPost | null>>,
+  ) {}
+
+  /** Asks everything `needs` names, concurrently. Never throws: failures are kept as answers. */
+  static async gather(ctx: EngineContext, needs: FactsNeeded): Promise<ChatSnapshot> {
+    const chat = ctx.chat;
+    const memberships = new Map<string, Promise<Settled<GroupMembership[]>>>();
+    for (const m of needs.memberships) {
+      const key = membershipKey(m.userId, m.groups);
+      if (!memberships.has(key))
+        memberships.set(key, settle(ctx.directory.membershipsOf(m.userId, m.groups)));
+    }
+    const accounts = new Map<string, Promise<Settled<ChatUser | null>>>();
+    const posts = new Map<string, Promise<Settled<ChatPost | null>>>();
+    if (chat) {
+      for (const id of needs.accounts) if (!accounts.has(id)) accounts.set(id, settle(chat.freshUser(id)));
+      for (const id of needs.posts) if (!posts.has(id)) posts.set(id, settle(chat.post(id)));
+    }
+    const resolved = async <T>(m: Map<string, Promise<T>>) =>
+      new Map(await Promise.all([...m].map(async ([k, p]) => [k, await p] as const)));
+    const [ms, as, ps] = await Promise.all([resolved(memberships), resolved(accounts), resolved(posts)]);
+    return new ChatSnapshot(chat !== undefined, ms, as, ps);
+  }
+
+  /** A snapshot that answers nothing: for work that needs no chat answer (auto steps). */
+  static empty(ctx: EngineContext): ChatSnapshot {
+    return new ChatSnapshot(ctx.chat !== undefined, new Map(), new Map(), new Map());
+  }
+
+  /** How `userId` was found in each of `groups`, as the directory answered. */
+  membershipsOf(userId: string, groups: readonly string[]): GroupMembership[] {
+    return answer(this.memberships.get(membershipKey(userId, groups)), `the memberships of ${userId}`);
+  }
+
+  /** The account as Mattermost had it; undefined without a chat connection (nothing to ask). */
+  account(userId: string): ChatUser | null | undefined {
+    if (!this.chat) return undefined;
+    return answer(this.accounts.get(userId), `the account of ${userId}`);
+  }
+
+  /** The post as Mattermost had it (null: deleted); undefined without a chat connection. */
+  post(postId: string): ChatPost | null | undefined {
+    if (!this.chat) return undefined;
+    return answer(this.posts.get(postId), `post ${postId}`);
+  }
+}
