@@ -10,6 +10,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts', 'packages/*/test/**/*.test.ts'],
+    // Removes DATABASE_URL: the suite's PostgreSQL is TEST_DATABASE_URL, never the operator's database.
+    setupFiles: ['test/setup/env.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Each file gets a fresh database; two workers keep a 2-core machine responsive.

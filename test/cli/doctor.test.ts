@@ -15,7 +15,7 @@ import type { GroupsFile, Wpc } from '../../src/policy/types.js';
 import { openDatabase } from '../../src/db/database.js';
 import { loadSigningKey } from '../../src/tokens/signing-key.js';
 import { cli } from '../helpers/cli.js';
-import { createTestDb, type TestDb } from '../helpers/db.js';
+import { createTestDb, TEST_PG_URL, type TestDb } from '../helpers/db.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
 
 interface Report {
@@ -64,7 +64,7 @@ beforeAll(async () => {
   // One state directory for the whole file (tempDir would remove it after the first test).
   stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-doctor-state-'));
   await loadSigningKey({ kind: 'generated', file: path.join(stateDir, 'keys', 'signing-key.jwk.json') });
-  const db = process.env.DATABASE_URL ? await createTestDb({ migrate: false }) : null;
+  const db = TEST_PG_URL ? await createTestDb({ migrate: false }) : null;
   dbs.push(db);
   migrated = {
     DATA_DIR: stateDir,

@@ -4,7 +4,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { loadSigningKey } from '../../src/tokens/signing-key.js';
 import path from 'node:path';
-import { createTestDb, type TestDb } from './db.js';
+import { createTestDb, TEST_PG_URL, type TestDb } from './db.js';
 import { tempDir } from './fs.js';
 
 export interface CliResult {
@@ -40,7 +40,7 @@ export async function stateEnv(
   if (opts.withKey !== false) {
     await loadSigningKey({ kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') });
   }
-  if (process.env.DATABASE_URL) {
+  if (TEST_PG_URL) {
     const db = await createTestDb({ migrate: false });
     return { env: { DATA_DIR: dataDir, DATABASE_URL: db.url!, ...extra }, db };
   }
