@@ -16,7 +16,7 @@ if (stale) {
     process.exit(1);
   }
   process.stderr.write(`claw-approvals: building first (${stale})\n`);
-  if (!build()) {
+  if (!(await build())) {
     process.stderr.write('claw-approvals: the build failed: not starting\n');
     process.exit(1);
   }
