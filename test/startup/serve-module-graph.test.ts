@@ -85,6 +85,9 @@ describe(`serve's module graph (${dialectName})`, () => {
       '/src/cli/token-commands.ts',
       '/src/cli/keys-commands.ts',
       '/src/cli/pause-commands.ts',
+      // API-only (no MATTERMOST_URL): the bot and its WebSocket client stay unloaded.
+      '/src/bot/bot.ts',
+      '/node_modules/ws/',
       env.DATABASE_URL ? '/node_modules/@electric-sql/pglite/' : '/node_modules/pg/',
     ];
     expect(atStart.filter((u) => unwanted.some((part) => u.includes(part)))).toEqual([]);

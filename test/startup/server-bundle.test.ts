@@ -88,6 +88,9 @@ describe('the server bundle', () => {
         'src/cli/token-commands.ts',
         'src/cli/keys-commands.ts',
         'src/cli/pause-commands.ts',
+        // Loaded by serve only with MATTERMOST_URL.
+        'src/bot/bot.ts',
+        'node_modules/ws/',
         'node_modules/pg/',
       ];
       expect([...atServe].filter((i) => unwanted.some((u) => i.includes(u)))).toEqual([]);
