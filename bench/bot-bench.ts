@@ -211,7 +211,7 @@ export async function benchBot(deps: {
         what:
           'deciding APPROVE posted by an approver (POST /api/v4/posts, own token) -> token committed by the bot / ' +
           '"approved" reply received by a person\'s WebSocket client; the sandbox runs in a child process, the bot ' +
-          "(real REST client, real WebSocket, outbox) and the person's client in this one; " +
+          "(real REST client, real WebSocket, outbox, the product's default timings) and the person's client in this one; " +
           'raw_sandbox_post_to_client: the same number of plain posts at once, POST to seen by that client',
         ...byLevel,
       },

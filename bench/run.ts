@@ -110,8 +110,29 @@ const rawCommit = (db: Db) =>
     budgetMs,
   );
 
-if (only.has('crypto')) progress('crypto');
-if (only.has('crypto')) doc.crypto = await benchCrypto({ jwk, key, policiesDir, budgetMs });
+const failed: string[] = [];
+const sectionSeconds: Record<string, number> = {};
+/**
+ * Runs one part of the bench. A failure is recorded in the document, in place of its figures, and
+ * fails the run (exit 1), while the other parts still run and print.
+ */
+async function section<T>(name: string, run: () => Promise<T>): Promise<T | { error: string }> {
+  progress(name);
+  const t0 = Date.now();
+  try {
+    return await run();
+  } catch (err) {
+    failed.push(name);
+    const message = err instanceof Error ? err.message : String(err);
+    progress(`${name} failed: ${message}`);
+    return { error: message };
+  } finally {
+    sectionSeconds[name] = Math.round((Date.now() - t0) / 1000);
+  }
+}
+
+if (only.has('crypto'))
+  doc.crypto = await section('crypto', () => benchCrypto({ jwk, key, policiesDir, budgetMs }));
 
 for (const target of targets) {
   const core = target === main && (only.has('http') || only.has('tokens') || only.has('introspect_http'));
@@ -127,77 +148,80 @@ for (const target of targets) {
     await policies.reload();
 
     // First, on the fresh database: the bot through the sandbox (later figures leave jobs behind).
-    if (only.has('bot')) {
-      progress(`bot path on ${target}`);
-      const bot = await benchBot({
-        db,
-        keyRing,
-        policies,
-        log,
-        rounds: args.botRounds,
-        chatter: args.chatter,
-        levels: args.levels,
-      });
-      doc[target === main ? 'bot' : `bot_${target}`] = {
+    if (only.has('bot'))
+      doc[target === main ? 'bot' : `bot_${target}`] = await section(`bot path on ${target}`, async () => ({
         database: LABEL[target],
-        ...bot,
+        ...(await benchBot({
+          db,
+          keyRing,
+          policies,
+          log,
+          rounds: args.botRounds,
+          chatter: args.chatter,
+          levels: args.levels,
+        })),
         raw_single_row_commit: await rawCommit(db),
-      };
-    }
+      }));
     if (!core) continue;
 
-    if (only.has('http')) {
-      progress(`http on ${target}`);
-      const { hashed } = await largestPolicy(policiesDir);
-      // Throughput, not the limiter's budget, is measured: the limiter runs, with budgets no loop reaches.
-      const unlimited = Number.MAX_SAFE_INTEGER;
-      const app = buildApp({
-        db,
-        keyRing,
-        policies,
-        log,
-        rateLimits: { perCaller: unlimited, perAddress: unlimited, failedAuth: unlimited },
+    if (only.has('http'))
+      doc.http = await section(`http on ${target}`, async () => {
+        const { hashed } = await largestPolicy(policiesDir);
+        // Throughput, not the limiter's budget, is measured: the limiter runs, with budgets no loop reaches.
+        const unlimited = Number.MAX_SAFE_INTEGER;
+        const app = buildApp({
+          db,
+          keyRing,
+          policies,
+          log,
+          rateLimits: { perCaller: unlimited, perAddress: unlimited, failedAuth: unlimited },
+        });
+        await app.ready();
+        try {
+          return {
+            what: `GET /v1/wpc/:hash through fastify inject (${opened.database.kind}): select, re-hash, verify signature, serialize`,
+            ours: await measure(async () => {
+              const res = await app.inject(`/v1/wpc/${hashed.hash}`);
+              if (res.statusCode !== 200) throw new Error(`unexpected ${res.statusCode}`);
+            }, budgetMs),
+            raw_primary_key_select: await measure(
+              () =>
+                db
+                  .selectFrom('wpc_registry')
+                  .selectAll()
+                  .where('policy_hash_b64u', '=', hashed.hash)
+                  .executeTakeFirstOrThrow(),
+              budgetMs,
+            ),
+            raw_single_row_commit: await rawCommit(db),
+            healthz: await measure(() => app.inject('/healthz'), budgetMs),
+          };
+        } finally {
+          await app.close();
+        }
       });
-      await app.ready();
-      try {
-        doc.http = {
-          what: `GET /v1/wpc/:hash through fastify inject (${opened.database.kind}): select, re-hash, verify signature, serialize`,
-          ours: await measure(async () => {
-            const res = await app.inject(`/v1/wpc/${hashed.hash}`);
-            if (res.statusCode !== 200) throw new Error(`unexpected ${res.statusCode}`);
-          }, budgetMs),
-          raw_primary_key_select: await measure(
-            () =>
-              db
-                .selectFrom('wpc_registry')
-                .selectAll()
-                .where('policy_hash_b64u', '=', hashed.hash)
-                .executeTakeFirstOrThrow(),
-            budgetMs,
-          ),
-          raw_single_row_commit: await rawCommit(db),
-          healthz: await measure(() => app.inject('/healthz'), budgetMs),
-        };
-      } finally {
-        await app.close();
-      }
-    }
 
     const engine = engineFor({ db, keyRing, clock: systemClock, log, gatewaySignerDids: [] }, policies);
     const tokens: Record<string, unknown> = {};
     if (only.has('tokens')) {
-      progress(`tokens on ${target}`);
-      const t = await benchEngine(engine, budgetMs, args.samples);
-      tokens.cst_mint = t.cst_mint;
-      tokens.cst_introspect = t.cst_introspect;
-      tokens.approval_to_committed_token = {
-        ...t.approval_to_committed_token,
-        raw_single_row_commit: await rawCommit(db),
-      };
+      const t = await section(`tokens on ${target}`, async () => {
+        const e = await benchEngine(engine, budgetMs, args.samples);
+        return { ...e, raw: await rawCommit(db) };
+      });
+      if ('error' in t) tokens.error = t.error;
+      else {
+        tokens.cst_mint = t.cst_mint;
+        tokens.cst_introspect = t.cst_introspect;
+        tokens.approval_to_committed_token = {
+          ...t.approval_to_committed_token,
+          raw_single_row_commit: t.raw,
+        };
+      }
     }
-    if (only.has('introspect_http')) progress(`introspection over HTTP on ${target}`);
     if (only.has('introspect_http'))
-      tokens.cst_introspect_http = await benchIntrospectHttp({ engine, policies, budgetMs });
+      tokens.cst_introspect_http = await section(`introspection over HTTP on ${target}`, () =>
+        benchIntrospectHttp({ engine, policies, budgetMs }),
+      );
     if (Object.keys(tokens).length > 0) doc.tokens = tokens;
   } finally {
     await opened.close();
@@ -205,18 +229,21 @@ for (const target of targets) {
 }
 
 if (only.has('serve'))
-  doc.serve = await benchServe({
-    databaseUrl,
-    starts: args.starts,
-    idleMs: args.idleMs,
-    openJobCount: args.openJobs,
-  });
+  doc.serve = await section('serve', () =>
+    benchServe({ databaseUrl, starts: args.starts, idleMs: args.idleMs, openJobCount: args.openJobs }),
+  );
 
 const goals = evaluateGoals(doc);
 doc.goals = goals;
+doc.failed_sections = failed;
+doc.section_seconds = sectionSeconds;
 doc.elapsed_s = Math.round((Date.now() - started) / 1000);
 process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
 if (args.check) {
   process.stderr.write(formatGoals(goals));
   process.exitCode = checkExitCode(goals);
+}
+if (failed.length > 0) {
+  progress(`failed: ${failed.join('; ')} (their figures are missing)`);
+  process.exitCode = 1;
 }
