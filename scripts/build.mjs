@@ -112,6 +112,8 @@ const SELF_LOCATING = {
   'src/version.ts': null,
   // Resolves PGlite by package name: node_modules above is found from any depth too.
   'src/db/pglite-settings.ts': null,
+  // Requires Ajv's runtime helpers by package name, likewise.
+  'src/policy/policy-schema-validators.js': null,
   // Reads the browser modules tsc emitted beside it (dist/src/http/bundle-page/*.js).
   'src/http/bundle-page/page-script.ts': '../http/bundle-page/page-script.js',
 };
