@@ -14,6 +14,7 @@ import { copyPolicies, tempDir } from '../helpers/fs.js';
  */
 
 const RECORDER = new URL('./record-loads.mjs', import.meta.url).pathname;
+// A real child process from source (tsx) on a machine other runs share: it waits on readiness, not time.
 const ADMIN = 'admin-token-for-the-module-graph-tests-0123456789';
 const running: ChildProcess[] = [];
 afterEach(() => {
@@ -107,5 +108,5 @@ describe(`serve's module graph (${dialectName})`, () => {
     ]);
     const afterMcp = await loaded();
     expect(afterMcp.some((u) => u.includes('/node_modules/@modelcontextprotocol/sdk/'))).toBe(true);
-  });
+  }, 120_000);
 });
