@@ -8,7 +8,7 @@ import type { KeyRing } from './key-ring.js';
 
 /** Small allowance for clocks that disagree between the bot and the gateway. */
 export const CLOCK_SKEW_SECONDS = 30;
-const MAX_TOKEN_LENGTH = 4096;
+export const MAX_TOKEN_LENGTH = 4096;
 
 export interface TokenVerifier {
   verify(compact: string, opts: { now: Date; audience?: string }): Promise<CstClaims>;
