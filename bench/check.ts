@@ -157,9 +157,10 @@ export function evaluateGoals(doc: unknown): GoalResult[] {
     const ours = numberAt(doc, 'tokens.cst_introspect_http.ours.ops_per_sec');
     const raw = numberAt(doc, 'tokens.cst_introspect_http.raw_jose_eddsa_verify.ops_per_sec');
     const bare = numberAt(doc, 'tokens.cst_introspect_http.raw_bare_node_http_constant.ops_per_sec');
+    const eight = numberAt(doc, 'tokens.cst_introspect_http.ours_8_connections.ops_per_sec');
     out.push(
       evaluate({
-        goal: 'token introspection over HTTP, share of raw jose EdDSA verify rate',
+        goal: 'token introspection over HTTP (one connection, one request at a time), share of raw jose EdDSA verify rate',
         database: divide(ours, raw) === null ? null : mainDb,
         counts: onPostgres(mainDb),
         value: divide(ours, raw),
@@ -169,7 +170,7 @@ export function evaluateGoals(doc: unknown): GoalResult[] {
         detail:
           ours === null || raw === null
             ? 'not in this run'
-            : `${ours}/s vs raw verify ${raw}/s; bare HTTP route ${bare ?? '?'}/s`,
+            : `${ours}/s vs raw verify ${raw}/s; bare HTTP route ${bare ?? '?'}/s; ours on 8 connections ${eight ?? '?'}/s`,
       }),
     );
   }

@@ -7,11 +7,11 @@ import { buildApp } from '../src/app.js';
 import type { EngineContext } from '../src/jobs/context.js';
 import type { PolicyService } from '../src/policy/policy-service.js';
 import { liveToken } from './engine-bench.js';
-import { measure } from './measure.js';
+import { measure, measureConcurrent } from './measure.js';
 
-/** One kept-alive connection, one request at a time: the same client for every server measured. */
-export function keepAliveClient() {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+/** Kept-alive connections (one unless told): the same client for every server measured. */
+export function keepAliveClient(connections = 1) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   return {
     post(
       url: string,
@@ -89,6 +89,8 @@ export async function benchIntrospectHttp(deps: {
   bareFastify.post('/v1/tokens/introspect', async () => ({ active: true }));
   await bareFastify.listen({ host: '127.0.0.1', port: 0 });
   const client = keepAliveClient();
+  const CONNECTIONS = 8;
+  const pool = keepAliveClient(CONNECTIONS);
   const body = JSON.stringify({ token: live });
   const headers = { authorization: `Bearer ${agentKey}` };
   try {
@@ -100,7 +102,8 @@ export async function benchIntrospectHttp(deps: {
       what:
         'POST /v1/tokens/introspect on a listening server in this process (agent key, live CST, rate limiter on with ' +
         'budgets no loop reaches), one kept-alive connection, one request at a time; the bare routes answer a ' +
-        'constant over the same client, so the HTTP overhead itself is visible',
+        'constant over the same client, so the HTTP overhead itself is visible; *_8_connections: 8 kept-alive ' +
+        'connections each sending its next request when answered (throughput with callers waiting at once)',
       ours: await measure(async () => {
         const r = await client.post(ours, body, headers);
         if (r.status !== 200) throw new Error(`unexpected ${r.status}`);
@@ -113,6 +116,19 @@ export async function benchIntrospectHttp(deps: {
         () => client.post(`${urlOf(bareFastify.server)}/v1/tokens/introspect`, body),
         budgetMs,
       ),
+      ours_8_connections: await measureConcurrent(
+        async () => {
+          const r = await pool.post(ours, body, headers);
+          if (r.status !== 200) throw new Error(`unexpected ${r.status}`);
+        },
+        CONNECTIONS,
+        budgetMs,
+      ),
+      raw_bare_node_http_constant_8_connections: await measureConcurrent(
+        () => pool.post(`${urlOf(bareNode)}/v1/tokens/introspect`, body),
+        CONNECTIONS,
+        budgetMs,
+      ),
       raw_jose_eddsa_verify: await measure(
         () => jwtVerify(live, engine.keyRing.active.publicKey, { algorithms: ['EdDSA'] }),
         budgetMs,
@@ -120,6 +136,7 @@ export async function benchIntrospectHttp(deps: {
     };
   } finally {
     client.close();
+    pool.close();
     await app.close();
     await bareFastify.close();
     await new Promise((r) => bareNode.close(r));

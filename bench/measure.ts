@@ -58,3 +58,33 @@ export async function measurePrepared<T>(
   }
   return summarize(times, performance.now() - start);
 }
+
+/**
+ * Runs `fn` from `concurrency` loops at once for about `budgetMs` (after a short warm-up): the
+ * throughput when several callers wait at the same time, with each call's latency.
+ */
+export async function measureConcurrent(
+  fn: () => Promise<unknown>,
+  concurrency: number,
+  budgetMs = 1_500,
+): Promise<Measurement & { concurrency: number }> {
+  const warmUntil = performance.now() + Math.min(200, budgetMs / 5);
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < warmUntil) await fn();
+    }),
+  );
+  const times: number[] = [];
+  const start = performance.now();
+  const end = start + budgetMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end && times.length < 1_000_000) {
+        const t0 = performance.now();
+        await fn();
+        times.push(performance.now() - t0);
+      }
+    }),
+  );
+  return { ...summarize(times, performance.now() - start), concurrency };
+}
