@@ -5,7 +5,7 @@ import type { ChatMetrics, PostPath } from '../chat/chat-metrics.js';
 import { backoffMs, ChatError } from '../ports/chat-error.js';
 import { MattermostSocket, type SocketEvent } from '../chat/mattermost-socket.js';
 import { leaseOwner } from '../chat/lease-owner.js';
-import { OutboxDelivery } from '../chat/outbox-delivery.js';
+import { OUTBOX_KEY_PROP, OutboxDelivery } from '../chat/outbox-delivery.js';
 import { statusRendererOf } from '../presenter/chat-presenter.js';
 import type { Db } from '../db/database.js';
 import type { EngineContext } from '../jobs/context.js';
@@ -27,7 +27,11 @@ export interface BotOptions {
   pingIntervalMs?: number;
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How often the outbox looks for rows other processes wrote; this process's own are sent at commit. */
   outboxPollMs?: number;
+  /** Outbox rows delivered at once (one post per thread at a time). */
+  outboxParallel?: number;
+  /** Posts handled at once (one per thread at a time); keep it below the database pool's size. */
   concurrency?: number;
   complaintsPerMinute?: number;
   /**
@@ -51,6 +55,11 @@ export interface BotStats {
 const POSTS_PER_PAGE_LIMIT = 1000;
 const UNAUTHORIZED = 'Mattermost rejected MATTERMOST_TOKEN (401): check the bot token';
 const HANDLE_ATTEMPTS = 6;
+/** Posts handled at once by default: below the PostgreSQL pool (10), which delivery shares. */
+export const DEFAULT_CONCURRENCY = 8;
+/** The bot's own plan posts remembered, so replies to them wait for the job to be bound to them. */
+const PLAN_ROOTS_KEPT = 1_000;
+const PLAN_KEY = /^job:\d+:plan$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
@@ -79,13 +88,17 @@ export class MattermostBot {
   readonly stats: BotStats = { observed: 0, ignored: 0, handled: 0, duplicates: 0, failed: 0, catchUps: 0 };
   /** Whether the WebSocket has been connected before: a later connection is a reconnect. */
   private connectedBefore = false;
+  /** The bot's own agent-job plan posts seen (post id → outbox key), newest last. */
+  private readonly planRoots = new Map<string, string>();
+  /** The followed channels, computed once per policy snapshot. */
+  private followedOf: { snapshot: unknown; channels: Set<string> } | null = null;
   /** Called after every post is handled (tests and the bench wait on it). */
   onHandled: ((post: ChatPost, result: Handled | Error) => void) | null = null;
 
   constructor(private readonly opts: BotOptions) {
     this.log = opts.log.child({ component: 'bot' });
     this.clock = opts.clock ?? (() => new Date());
-    this.queue = new KeyedQueue(opts.concurrency ?? 8);
+    this.queue = new KeyedQueue(opts.concurrency ?? DEFAULT_CONCURRENCY);
     this.socket = new MattermostSocket({
       url: opts.url,
       token: opts.token,
@@ -93,6 +106,8 @@ export class MattermostBot {
       pingIntervalMs: opts.pingIntervalMs,
       minBackoffMs: opts.minBackoffMs,
       maxBackoffMs: opts.maxBackoffMs,
+      // The chat cache (issue 13) hears every event, connect and break before the handlers do.
+      listener: opts.chat.stream,
       handlers: {
         onEvent: (e) => this.onEvent(e),
         onConnected: ({ connectionId, fresh }) => {
@@ -199,6 +214,7 @@ export class MattermostBot {
       clock: this.clock,
       log: this.log.child({ component: 'outbox' }),
       pollMs: this.opts.outboxPollMs,
+      ...(this.opts.outboxParallel !== undefined ? { parallel: this.opts.outboxParallel } : {}),
       ...(this.opts.minBackoffMs !== undefined ? { minBackoffMs: this.opts.minBackoffMs } : {}),
       ...(this.opts.maxBackoffMs !== undefined ? { maxBackoffMs: this.opts.maxBackoffMs } : {}),
       owner: leaseOwner({ exclusive: this.opts.exclusiveDatabase === true }),
@@ -234,9 +250,17 @@ export class MattermostBot {
 
   /** The channels whose history we follow: every channel a policy claims. */
   private channels(): string[] {
+    return [...this.followedChannels()].sort();
+  }
+
+  private followedChannels(): Set<string> {
     const snap = this.opts.engine.policies.current();
-    if (!snap) return [];
-    return [...new Set([...snap.resolution.channels.keys(), ...snap.resolution.closed.keys()])].sort();
+    if (!snap) return new Set();
+    if (this.followedOf?.snapshot !== snap) {
+      const channels = new Set([...snap.resolution.channels.keys(), ...snap.resolution.closed.keys()]);
+      this.followedOf = { snapshot: snap, channels };
+    }
+    return this.followedOf.channels;
   }
 
   /**
@@ -246,6 +270,7 @@ export class MattermostBot {
    */
   private observe(post: ChatPost): void {
     this.stats.observed++;
+    this.notePlanPost(post);
     if (!this.followed(post.channel_id) || this.cursors.isSynced(post.channel_id)) {
       void this.enqueue(post, 'live');
       return;
@@ -255,7 +280,20 @@ export class MattermostBot {
   }
 
   private followed(channelId: string): boolean {
-    return this.channels().includes(channelId);
+    return this.followedChannels().has(channelId);
+  }
+
+  /**
+   * The bot's own plan post of an agent's job. Its job is bound to it (its thread is where the
+   * job's decisions count) only once the delivery that posted it has recorded it: a reply that
+   * comes sooner waits for that, rather than being refused as made outside the job's thread.
+   */
+  private notePlanPost(post: ChatPost): void {
+    if (!this.me || post.user_id !== this.me.id || post.root_id) return;
+    const key = post.props[OUTBOX_KEY_PROP];
+    if (typeof key !== 'string' || !PLAN_KEY.test(key)) return;
+    this.planRoots.set(post.id, key);
+    if (this.planRoots.size > PLAN_ROOTS_KEPT) this.planRoots.delete(this.planRoots.keys().next().value!);
   }
 
   /** Queues a post in its thread; the channel's cursor does not pass it until it is handled. */
@@ -263,6 +301,8 @@ export class MattermostBot {
     const key = this.cursors.started(post);
     return this.queue.push(threadOf(post), async () => {
       if (this.stopped) return; // stays open: the next start reads it again
+      const planKey = post.root_id ? this.planRoots.get(post.root_id) : undefined;
+      if (planKey) await this.delivery?.posted(planKey);
       const ok = await this.handleWithRetry(post, path);
       if (!ok) {
         this.cursors.unsync(post.channel_id);
@@ -293,7 +333,6 @@ export class MattermostBot {
           // Mattermost's clock and ours may differ a little: a post never counts as handled early.
           const stamped = post.update_at || post.create_at;
           this.opts.metrics?.postHandled(path, Math.max(0, (this.clock().getTime() - stamped) / 1000));
-          this.delivery?.wake();
         }
         this.onHandled?.(post, result);
         return true;
@@ -333,7 +372,6 @@ export class MattermostBot {
       this.stats.failed++;
       this.log.error({ err: safeError(err), postId: post.id }, 'a post could not be processed; refused');
       this.onHandled?.(post, result);
-      this.delivery?.wake();
       return true;
     } catch (again) {
       this.log.warn({ err: safeError(again), postId: post.id }, 'could not record a refused post');
@@ -447,6 +485,7 @@ export class MattermostBot {
         if (read.has(key)) continue;
         read.add(key);
         this.stats.observed++;
+        this.notePlanPost(p);
         queued.push(this.enqueue(p, 'catchup'));
       }
       if (posts.length < POSTS_PER_PAGE_LIMIT) break;

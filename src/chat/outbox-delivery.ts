@@ -14,10 +14,13 @@ import {
   markDelivered,
   markFailed,
   markPatched,
+  markPatchFailed,
   markRetry,
   planPostKey,
+  markPostDelivered,
+  onOutboxCommitted,
   releaseLeasesOfGone,
-  releaseStatusWait,
+  releaseOwnLeases,
   statusPropsDigest,
 } from './outbox.js';
 
@@ -27,6 +30,18 @@ export type StatusRenderer = (
   jobId: number,
   postId: string,
 ) => Promise<{ message: string; props: Record<string, unknown> } | null>;
+
+/** Rows delivered at once by default: Mattermost answers each in a few milliseconds. */
+export const DEFAULT_PARALLEL = 32;
+
+/** An error as a log field: its message and codes, never a connection string. */
+function errorField(err: unknown): { message: string; code?: string } {
+  const e = err as { message?: unknown; code?: unknown };
+  return {
+    message: typeof e?.message === 'string' ? e.message.slice(0, 300) : String(err).slice(0, 300),
+    ...(typeof e?.code === 'string' ? { code: e.code } : {}),
+  };
+}
 
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
@@ -40,8 +55,7 @@ export interface DeliveryOptions {
   /** Poll for rows written by other processes (API replicas, the expiry sweep) this often. */
   pollMs?: number;
   leaseMs?: number;
-  batch?: number;
-  /** Threads delivered at once. */
+  /** Rows delivered at once (threads in parallel; one post per thread at a time). */
   parallel?: number;
   /** Pauses after a failed delivery (without the server's Retry-After) grow between these. */
   minBackoffMs?: number;
@@ -60,106 +74,164 @@ export interface DeliveryOptions {
  * the next attempt first looks in the channel for a bot post carrying the same outbox key, so
  * a message is neither lost nor posted twice. 429s, 5xx and network errors pause delivery
  * (keeping thread order) with backoff or the server's Retry-After; other refusals are final.
+ *
+ * Delivery starts the moment a transaction of this process that wrote outbox rows commits
+ * (`onOutboxCommitted`), and polls for rows written by other processes. Rows are delivered as
+ * a pipeline, up to `parallel` at once: each thread has at most one post in flight (a post is
+ * leased only once every earlier post of its thread is delivered), threads never wait for one
+ * another, and a delivered post makes the next post of its thread due at once.
  */
 export class OutboxDelivery {
   private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  private timerAt = 0;
+  /** The lease statement in progress; leases never overlap. */
+  private leasing: Promise<void> | null = null;
+  /** Woken while leasing or full: lease again as soon as possible. */
   private again = false;
+  private readonly inFlight = new Map<number, Promise<void>>();
+  /** Agents' plan posts being delivered here, by outbox key: posted, their job not yet bound. */
+  private readonly plansInFlight = new Map<string, Promise<void>>();
+  /** Rows this process leased whose outcome it could not record (the database went away). */
+  private readonly orphans = new Set<number>();
   private stopped = true;
   private pauseUntil = 0;
   private failures = 0;
   private readonly owner: LeaseOwner;
   private resumed = false;
+  private unsubscribe: (() => void) | null = null;
   /**
    * How long a leased row is this process's. Longer than one request may take (the REST client
    * gives up after 20 s), so a status edit, re-leased just before it is sent, lands within it.
    */
   private readonly leaseMs: number;
+  private readonly parallel: number;
+  private readonly pollMs: number;
 
   constructor(private readonly opts: DeliveryOptions) {
     this.owner = opts.owner ?? leaseOwner({ exclusive: false });
     this.leaseMs = opts.leaseMs ?? 30_000;
+    this.parallel = Math.max(1, opts.parallel ?? DEFAULT_PARALLEL);
+    this.pollMs = opts.pollMs ?? 1000;
   }
 
   start(): void {
+    if (!this.stopped) return;
     this.stopped = false;
+    this.unsubscribe = onOutboxCommitted(() => this.wake());
     this.wake();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     if (this.timer) clearTimeout(this.timer);
-    await this.running;
+    this.timer = null;
+    while (this.leasing || this.inFlight.size > 0) {
+      await Promise.all([this.leasing, ...this.inFlight.values()]);
+    }
   }
 
-  /** Something was enqueued: deliver now (or right after the pass in progress). */
+  /** Something was enqueued: lease and deliver now (or right after the lease in progress). */
   wake(): void {
     if (this.stopped) return;
-    if (this.running) {
+    if (this.leasing || this.inFlight.size >= this.parallel) {
       this.again = true;
       return;
     }
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    this.running = this.pass()
-      .catch((err: unknown) => this.opts.log.error({ err }, 'outbox delivery pass failed'))
-      .finally(() => {
-        this.running = null;
-        if (this.stopped) return;
-        const now = this.opts.clock().getTime();
-        const wait =
-          this.again && now >= this.pauseUntil
-            ? 0
-            : Math.max(this.pauseUntil - now, this.again ? 0 : (this.opts.pollMs ?? 1000));
-        this.again = false;
-        this.timer = setTimeout(() => this.wake(), wait);
-        this.timer.unref();
+    const now = this.opts.clock().getTime();
+    if (now < this.pauseUntil) {
+      this.schedule(this.pauseUntil - now);
+      return;
+    }
+    this.again = false;
+    this.leasing = this.lease()
+      .then((full) => {
+        this.leasing = null;
+        if (full || this.again) this.wake();
+        else this.schedule(this.pollMs);
+      })
+      .catch((err: unknown) => {
+        this.leasing = null;
+        this.opts.log.error({ err: errorField(err) }, 'outbox delivery could not lease rows');
+        this.schedule(this.pollMs);
       });
   }
 
-  /** Delivers everything due now; resolves when nothing is left or delivery must pause. */
-  async pass(): Promise<void> {
-    if (this.opts.clock().getTime() < this.pauseUntil) return;
-    // Leases nobody works on are released, so their threads do not wait for them to run out:
-    // a crashed predecessor's (checked once, at start), and our own from an earlier pass that
-    // could not record its outcome (the database went away). Passes never overlap, so every
-    // lease this process holds here is such a leftover. Resending is safe (see findEarlier).
-    const released = await releaseLeasesOfGone(
-      this.opts.db,
-      this.opts.clock(),
-      (o) => o === this.owner.id || (!this.resumed && this.owner.isGone(o)),
-    );
-    if (released > 0) this.opts.log.info({ released }, 'resuming outbox rows whose delivery was cut short');
-    this.resumed = true;
-    for (;;) {
-      const rows = await leaseDue(
-        this.opts.db,
-        this.opts.clock(),
-        this.leaseMs,
-        this.opts.batch ?? 20,
-        this.owner.id,
-      );
-      if (rows.length === 0) return;
-      // A batch holds at most one post per thread (see leaseDue), so threads go out in parallel
-      // while each thread keeps its order.
-      let paused = false;
-      const next = [...rows];
-      const worker = async () => {
-        for (let row = next.shift(); row; row = next.shift()) {
-          if (this.stopped) return;
-          if (paused) {
-            await markRetry(this.opts.db, row.id, new Date(this.pauseUntil), 'waiting out a pause');
-            continue;
-          }
-          if (!(await this.deliver(row))) paused = true;
-        }
-      };
-      await Promise.all(Array.from({ length: Math.min(this.opts.parallel ?? 8, rows.length) }, worker));
-      if (paused || this.stopped) return;
+  /** The next poll (or the end of a pause): rows written by other processes, retries, expired leases. */
+  private schedule(waitMs: number): void {
+    if (this.stopped) return;
+    const at = Date.now() + waitMs;
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.wake();
+    }, waitMs);
+    this.timer.unref();
+  }
+
+  /** Leases due rows into the free slots and starts them; true if every slot was filled. */
+  private async lease(): Promise<boolean> {
+    const { db, clock, log } = this.opts;
+    if (!this.resumed) {
+      // Leases left by a crashed predecessor are released, so their threads do not wait for
+      // them to run out. Resending is safe (see findEarlier).
+      const released = await releaseLeasesOfGone(db, clock(), (o) => this.owner.isGone(o));
+      if (released > 0) log.info({ released }, 'resuming outbox rows whose delivery was cut short');
+      this.resumed = true;
+    }
+    if (this.orphans.size > 0) {
+      const ids = [...this.orphans];
+      await releaseOwnLeases(db, this.owner.id, ids);
+      for (const id of ids) this.orphans.delete(id);
+    }
+    const room = this.parallel - this.inFlight.size;
+    if (room <= 0) return true;
+    // A row whose lease ran out while this process is still sending it is not taken twice here.
+    const rows = await leaseDue(db, clock(), this.leaseMs, room, this.owner.id, [...this.inFlight.keys()]);
+    for (const row of rows) this.launch(row);
+    return rows.length === room;
+  }
+
+  private launch(row: OutboxRow): void {
+    const run = this.deliverOrPause(row)
+      .catch((err: unknown) => {
+        // The outcome could not be recorded: the lease is released at the next lease.
+        this.orphans.add(row.id);
+        this.opts.log.error({ err: errorField(err), outboxId: row.id }, 'outbox delivery failed');
+      })
+      .finally(() => {
+        this.inFlight.delete(row.id);
+        // A delivered post makes the next one of its thread due; a free slot takes waiting rows.
+        if (row.kind === 'post' || this.again || this.orphans.size > 0) this.wake();
+      });
+    this.inFlight.set(row.id, run);
+    if (row.job_id !== null && row.dedupe_key === planPostKey(row.job_id)) {
+      this.plansInFlight.set(row.dedupe_key, run);
+      void run.finally(() => this.plansInFlight.delete(row.dedupe_key));
     }
   }
 
-  private async deliver(row: OutboxRow): Promise<boolean> {
+  /**
+   * Resolves once the post with this outbox key is no longer being delivered by this process
+   * (for an agent's plan post: its job is bound to it, or the attempt ended).
+   */
+  async posted(key: string): Promise<void> {
+    await this.plansInFlight.get(key);
+  }
+
+  private async deliverOrPause(row: OutboxRow): Promise<void> {
+    if (this.stopped || this.opts.clock().getTime() < this.pauseUntil) {
+      // Leased before a pause began (or while stopping): wait it out, in order.
+      await markRetry(this.opts.db, row.id, new Date(this.pauseUntil), 'waiting out a pause');
+      return;
+    }
+    await this.deliver(row);
+  }
+
+  private async deliver(row: OutboxRow): Promise<void> {
     const { db, chat, log } = this.opts;
     // A status edit may end without sending (waiting for its post, taken over, failed for good).
     let sent = true;
@@ -188,14 +260,12 @@ export class OutboxDelivery {
         if (row.job_id !== null && row.dedupe_key === planPostKey(row.job_id)) {
           await bindJobThread(db, row.job_id, postId, this.opts.clock());
         }
-        await markDelivered(db, row.id, postId, this.opts.clock());
-        // Edits that waited for this post are due now.
-        if (row.job_id !== null) await releaseStatusWait(db, row.job_id, row.dedupe_key, this.opts.clock());
+        // Marked delivered, and an edit that waited for this post (its status post) made due.
+        await markPostDelivered(db, row, postId, this.opts.clock());
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
       if (sent) this.opts.metrics?.outboxDelivered(row.kind);
       this.failures = 0;
-      return true;
     } catch (err) {
       const e = err instanceof ChatError ? err : null;
       if (e && !e.retryable && e.kind !== 'unauthorized') {
@@ -203,9 +273,10 @@ export class OutboxDelivery {
           { outboxId: row.id, kind: e.kind, status: e.status, err: e.message },
           'outbox row refused by Mattermost; not retrying',
         );
-        await markFailed(db, row.id, this.opts.clock(), e.message);
+        if (row.kind === 'patch') await markPatchFailed(db, row, this.opts.clock(), e.message);
+        else await markFailed(db, row.id, this.opts.clock(), e.message);
         this.opts.metrics?.outboxFailed(row.kind, 'failed');
-        return true;
+        return;
       }
       const wait =
         e?.retryAfterMs ??
@@ -214,7 +285,6 @@ export class OutboxDelivery {
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
-      return false;
     }
   }
 
@@ -233,7 +303,7 @@ export class OutboxDelivery {
       .where('dedupe_key', '=', row.target_key!)
       .executeTakeFirst();
     if (!target || target.failed_at !== null || !this.opts.statusPost) {
-      await markFailed(db, row.id, at, target ? 'the status post was never posted' : 'no status post');
+      await markPatchFailed(db, row, at, target ? 'the status post was never posted' : 'no status post');
       this.opts.metrics?.outboxFailed(row.kind, 'failed');
       return false;
     }

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { sha256B64u } from '../crypto/hash.js';
+import { afterCommit } from '../db/commit-hooks.js';
 import type { Db } from '../db/database.js';
 import type { OutboxRow } from '../db/schema.js';
 import { appendEvent } from '../proofs/event-chain.js';
@@ -40,31 +41,43 @@ type StatusJob = { id: number; channel_id: string | null; origin: string; root_p
 /** The outbox key of the one row that carries a job's status-post edits. */
 export const statusPatchKey = (jobId: number) => `status:${jobId}`;
 
+type Committed = () => void;
+/** Deliveries of this process, told whenever a transaction that wrote outbox rows commits. */
+const listeners = new Set<Committed>();
+
+/**
+ * Calls `listener` right after any transaction of this process that wrote outbox rows commits
+ * (whatever wrote them: the bot, the API, the expiry sweep, the CLI in process), so delivery
+ * starts at once instead of at its next poll. Returns the unsubscribe function.
+ */
+export function onOutboxCommitted(listener: Committed): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function announce(trx: Db): Promise<void> {
+  return afterCommit(trx, () => {
+    for (const l of listeners) l();
+  });
+}
+
 export async function enqueuePost(trx: Db, post: OutboxPost, at: Date): Promise<boolean> {
   // Replies in a thread are delivered in outbox id order, so ids must follow commit order:
   // a transaction that writes to a thread holds it until it commits, and one that acted later
   // cannot take an earlier id and be read first (or, committing first, be delivered first).
-  await sql`select pg_advisory_xact_lock(hashtextextended(${`outbox-thread:${post.channelId}:${post.rootId ?? ''}`}, 0))`.execute(
-    trx,
-  );
-  const inserted = await trx
-    .insertInto('outbox')
-    .values({
-      dedupe_key: post.key,
-      kind: 'post',
-      job_id: post.jobId,
-      channel_id: post.channelId,
-      root_id: post.rootId,
-      message: post.message,
-      props: JSON.stringify(post.props ?? {}),
-      complaint_user_id: post.complaintUserId ?? null,
-      created_at: at,
-      next_attempt_at: at,
-    })
-    .onConflict((oc) => oc.column('dedupe_key').doNothing())
-    .returning('id')
-    .executeTakeFirst();
-  return inserted !== undefined;
+  // The lock is taken by the statement's own source row, so before its id is drawn.
+  const thread = `outbox-thread:${post.channelId}:${post.rootId ?? ''}`;
+  const inserted = await sql<{ id: number }>`
+    insert into outbox (dedupe_key, kind, job_id, channel_id, root_id, message, props,
+                        complaint_user_id, created_at, next_attempt_at)
+    select ${post.key}, 'post', ${post.jobId}, ${post.channelId}, ${post.rootId}, ${post.message},
+           ${JSON.stringify(post.props ?? {})}, ${post.complaintUserId ?? null}, ${at}, ${at}
+    from (select pg_advisory_xact_lock(hashtextextended(${thread}, 0))) as thread_lock
+    on conflict (dedupe_key) do nothing
+    returning id`.execute(trx);
+  if (inserted.rows.length === 0) return false;
+  await announce(trx);
+  return true;
 }
 
 export async function enqueueReaction(
@@ -86,6 +99,7 @@ export async function enqueueReaction(
     })
     .onConflict((oc) => oc.column('dedupe_key').doNothing())
     .execute();
+  await announce(trx);
 }
 
 /**
@@ -121,6 +135,7 @@ export async function markStatusStale(
       }),
     )
     .execute();
+  await announce(trx);
 }
 
 /**
@@ -222,6 +237,28 @@ export async function markPatched(
     .execute();
 }
 
+/**
+ * A status edit failed for good. If the job changed again since the row was leased (its version
+ * moved), that newer state was never tried: the row is released to be tried again instead.
+ */
+export async function markPatchFailed(
+  db: Db,
+  row: { id: number; version: number },
+  at: Date,
+  error: string,
+): Promise<void> {
+  await db
+    .updateTable('outbox')
+    .set({
+      failed_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
+      lease_until: null,
+      lease_owner: null,
+      last_error: error.slice(0, 500),
+    })
+    .where('id', '=', row.id)
+    .execute();
+}
+
 /** How many complaint answers this user was sent since `since` (the flood limit's window). */
 export async function complaintsSince(trx: Db, userId: string, since: Date): Promise<number> {
   const row = await trx
@@ -247,55 +284,56 @@ export async function leaseDue(
   leaseMs: number,
   limit: number,
   owner: string | null = null,
+  /** Rows the caller is delivering already (a lease that ran out while it was sending). */
+  inFlight: readonly number[] = [],
 ): Promise<OutboxRow[]> {
-  return db.transaction().execute(async (trx) => {
-    const due = await trx
-      .selectFrom('outbox as o')
-      .select('o.id')
-      .where('o.delivered_at', 'is', null)
-      .where('o.failed_at', 'is', null)
-      .where('o.next_attempt_at', '<=', at)
-      .where((eb) => eb.or([eb('o.lease_until', 'is', null), eb('o.lease_until', '<', at)]))
-      .where((eb) =>
-        eb.or([
-          eb('o.kind', '!=', 'post'),
-          eb.not(
-            eb.exists(
-              eb
-                .selectFrom('outbox as e')
-                .select('e.id')
-                .where('e.kind', '=', 'post')
-                .whereRef('e.channel_id', '=', 'o.channel_id')
-                .whereRef('e.root_id', 'is not distinct from', 'o.root_id')
-                .whereRef('e.id', '<', 'o.id')
-                .where('e.delivered_at', 'is', null)
-                .where('e.failed_at', 'is', null),
+  // One statement: the rows are picked, locked, leased and returned in a single round trip.
+  const rows = await db
+    .with('due', (qb) =>
+      qb
+        .selectFrom('outbox as o')
+        .select('o.id')
+        .where('o.delivered_at', 'is', null)
+        .where('o.failed_at', 'is', null)
+        .where('o.next_attempt_at', '<=', at)
+        .where((eb) => eb.or([eb('o.lease_until', 'is', null), eb('o.lease_until', '<', at)]))
+        .$if(inFlight.length > 0, (qb) => qb.where('o.id', 'not in', inFlight))
+        .where((eb) =>
+          eb.or([
+            eb('o.kind', '!=', 'post'),
+            eb.not(
+              eb.exists(
+                eb
+                  .selectFrom('outbox as e')
+                  .select('e.id')
+                  .where('e.kind', '=', 'post')
+                  .whereRef('e.channel_id', '=', 'o.channel_id')
+                  .whereRef('e.root_id', 'is not distinct from', 'o.root_id')
+                  .whereRef('e.id', '<', 'o.id')
+                  .where('e.delivered_at', 'is', null)
+                  .where('e.failed_at', 'is', null),
+              ),
             ),
-          ),
-        ]),
-      )
-      .orderBy('o.id')
-      .limit(limit)
-      .forUpdate()
-      .skipLocked()
-      .execute();
-    if (due.length === 0) return [];
-    return trx
-      .updateTable('outbox')
-      .set({
-        lease_until: new Date(at.getTime() + leaseMs),
-        lease_owner: owner,
-        attempts: sql<number>`attempts + 1`,
-      })
-      .where(
-        'id',
-        'in',
-        due.map((d) => d.id),
-      )
-      .returningAll()
-      .execute()
-      .then((rows) => rows.sort((a, b) => a.id - b.id));
-  });
+          ]),
+        )
+        // What people wait for first: replies, then reactions, then status edits.
+        .orderBy(sql`case o.kind when 'post' then 0 when 'reaction' then 1 else 2 end`)
+        .orderBy('o.id')
+        .limit(limit)
+        .forUpdate()
+        .skipLocked(),
+    )
+    .updateTable('outbox')
+    .from('due')
+    .set({
+      lease_until: new Date(at.getTime() + leaseMs),
+      lease_owner: owner,
+      attempts: sql<number>`attempts + 1`,
+    })
+    .whereRef('outbox.id', '=', 'due.id')
+    .returningAll('outbox')
+    .execute();
+  return rows.sort((a, b) => a.id - b.id);
 }
 
 export async function markDelivered(db: Db, id: number, postId: string | null, at: Date): Promise<void> {
@@ -310,6 +348,56 @@ export async function markDelivered(db: Db, id: number, postId: string | null, a
     })
     .where('id', '=', id)
     .execute();
+}
+
+/**
+ * A post was delivered; if it is a job's status post, the edit waiting for it is due now. One
+ * statement for both.
+ */
+export async function markPostDelivered(
+  db: Db,
+  row: { id: number; job_id: number | null; dedupe_key: string },
+  postId: string,
+  at: Date,
+): Promise<void> {
+  if (row.job_id === null) return markDelivered(db, row.id, postId, at);
+  await db
+    .with('delivered', (qb) =>
+      qb
+        .updateTable('outbox')
+        .set({
+          delivered_at: at,
+          delivered_post_id: postId,
+          lease_until: null,
+          lease_owner: null,
+          last_error: null,
+        })
+        .where('id', '=', row.id)
+        .returning('id'),
+    )
+    .updateTable('outbox')
+    .set({ next_attempt_at: at })
+    .where('dedupe_key', '=', statusPatchKey(row.job_id))
+    .where('target_key', '=', row.dedupe_key)
+    .where('delivered_at', 'is', null)
+    .where('failed_at', 'is', null)
+    .execute();
+}
+
+/**
+ * Leases this holder took and can no longer work on (recording a row's outcome failed): released
+ * so the rows are delivered again now, not when the lease runs out. Returns how many.
+ */
+export async function releaseOwnLeases(db: Db, owner: string, ids: readonly number[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const released = await db
+    .updateTable('outbox')
+    .set({ lease_until: null, lease_owner: null })
+    .where('id', 'in', ids)
+    .where('lease_owner', '=', owner)
+    .where('delivered_at', 'is', null)
+    .executeTakeFirst();
+  return Number(released.numUpdatedRows);
 }
 
 export async function markRetry(db: Db, id: number, next: Date, error: string): Promise<void> {
@@ -392,4 +480,5 @@ export async function moveToBack(trx: Db, key: string): Promise<void> {
   if (!row) return;
   const { id: _id, ...rest } = row;
   await trx.insertInto('outbox').values(rest).execute();
+  await announce(trx);
 }

@@ -1,0 +1,251 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { decideStep } from '../../src/approvals/record-decision.js';
+import type { ChatPort, ChatPost, NewPost } from '../../src/chat/chat-port.js';
+import type { LeaseOwner } from '../../src/chat/lease-owner.js';
+import { OUTBOX_KEY_PROP, OutboxDelivery } from '../../src/chat/outbox-delivery.js';
+import { enqueuePost } from '../../src/chat/outbox.js';
+import { afterCommit } from '../../src/db/commit-hooks.js';
+import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
+import { eventually } from '../helpers/bot-world.js';
+import { dialectName } from '../helpers/db.js';
+import { createTestEngine, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
+import { silentLogger } from '../helpers/log.js';
+
+let e: TestEngine | null = null;
+const deliveries: OutboxDelivery[] = [];
+afterEach(async () => {
+  for (const d of deliveries.splice(0)) await d.stop();
+  await e?.close();
+  e = null;
+});
+
+const BOT = 'botbotbotbotbotbotbotbotbo';
+const HOUR = 3_600_000;
+
+/**
+ * A Mattermost that keeps the posts it is sent (as the server would: findable by their outbox
+ * key). `beforeCreate` runs once the post exists and before the answer: a test can hold the
+ * answer there, or wait for other requests to arrive.
+ */
+function fakeMattermost(beforeCreate: (post: ChatPost) => Promise<void> = async () => {}) {
+  const posts: ChatPost[] = [];
+  let n = 0;
+  const chat = {
+    async user(id: string) {
+      return { id, username: `u${id.slice(0, 4)}`, delete_at: 0, is_bot: false };
+    },
+    async createPost(p: NewPost): Promise<ChatPost> {
+      n += 1;
+      const post: ChatPost = {
+        id: `post${String(n).padStart(22, '0')}`,
+        channel_id: p.channel_id,
+        root_id: p.root_id ?? '',
+        user_id: BOT,
+        message: p.message,
+        type: '',
+        props: (p.props ?? {}) as Record<string, unknown>,
+        create_at: Date.now(),
+        update_at: Date.now(),
+        edit_at: 0,
+        delete_at: 0,
+        original_id: '',
+      };
+      posts.push(post);
+      await beforeCreate(post);
+      return post;
+    },
+    async addReaction() {},
+    async patchPost(id: string) {
+      return { id };
+    },
+    async postsSince(channelId: string) {
+      return posts.filter((p) => p.channel_id === channelId);
+    },
+  };
+  return { chat: chat as unknown as ChatPort, posts };
+}
+
+const keyOf = (p: ChatPost) => String(p.props[OUTBOX_KEY_PROP]);
+
+function delivery(
+  engine: TestEngine,
+  chat: ChatPort,
+  opts: { pollMs?: number; owner?: LeaseOwner; parallel?: number; dies?: boolean } = {},
+): OutboxDelivery {
+  const d = new OutboxDelivery({
+    db: engine.ctx.db,
+    chat,
+    botUserId: BOT,
+    clock: engine.clock,
+    log: silentLogger(),
+    pollMs: opts.pollMs ?? HOUR,
+    statusPost: (db, jobId) => renderStatusPost(db, jobId, null),
+    ...(opts.owner ? { owner: opts.owner } : {}),
+    ...(opts.parallel ? { parallel: opts.parallel } : {}),
+  });
+  // A process that dies is never stopped: its hung request is not waited for.
+  if (!opts.dies) deliveries.push(d);
+  return d;
+}
+
+const undelivered = async (engine: TestEngine) =>
+  (
+    await engine.ctx.db
+      .selectFrom('outbox')
+      .select('id')
+      .where('delivered_at', 'is', null)
+      .where('failed_at', 'is', null)
+      .execute()
+  ).length;
+
+describe(`outbox delivery starts at commit (${dialectName})`, () => {
+  it('delivers the minted reply of a decision made through the engine with the next poll an hour away', async () => {
+    e = await createTestEngine();
+    const { ctx } = e;
+    const job = await opsJob(ctx);
+    const mm = fakeMattermost();
+    delivery(e, mm.chat).start();
+    // The plan post goes out at start; then the delivery has nothing to do until an hour passes.
+    await eventually(async () => (await undelivered(e!)) === 0, 'the plan post and its edit delivered');
+    await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice });
+    await eventually(async () => (await undelivered(e!)) === 0, 'the edit after the first approval');
+    expect(mm.posts.map(keyOf)).not.toContain(`job:${job.jobId}:minted:post-summary`);
+
+    await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.chioma });
+    const minted = await eventually(
+      () => mm.posts.find((p) => keyOf(p) === `job:${job.jobId}:minted:post-summary`),
+      'the minted reply',
+    );
+    expect(minted.message).toContain('approved by');
+  });
+
+  it('wakes for nothing a rolled-back transaction wrote', async () => {
+    e = await createTestEngine();
+    const mm = fakeMattermost();
+    delivery(e, mm.chat).start();
+    await expect(
+      e.ctx.db.transaction().execute(async (trx) => {
+        await enqueuePost(
+          trx,
+          { key: 'rolled-back', jobId: null, channelId: OPS.channel, rootId: null, message: 'never' },
+          e!.clock(),
+        );
+        throw new Error('abandoned');
+      }),
+    ).rejects.toThrow('abandoned');
+    // A later commit is delivered; the rolled-back row never existed.
+    await e.ctx.db
+      .transaction()
+      .execute((trx) =>
+        enqueuePost(
+          trx,
+          { key: 'committed', jobId: null, channelId: OPS.channel, rootId: null, message: 'yes' },
+          e!.clock(),
+        ),
+      );
+    await eventually(() => mm.posts.length === 1, 'the committed post');
+    expect(mm.posts.map(keyOf)).toEqual(['committed']);
+  });
+});
+
+describe(`outbox delivery order and concurrency (${dialectName})`, () => {
+  it('delivers threads at the same time and each thread in commit order, with transactions committing concurrently', async () => {
+    e = await createTestEngine();
+    const threads = [
+      'threadaaaaaaaaaaaaaaaaaaaa',
+      'threadbbbbbbbbbbbbbbbbbbbb',
+      'threadcccccccccccccccccccc',
+    ];
+    // The first post of every thread is answered only once all three are in flight: a delivery
+    // that sent one thread at a time would never get past the first.
+    const started = new Set<string>();
+    let allStarted: () => void = () => {};
+    const all = new Promise<void>((r) => (allStarted = r));
+    const mm = fakeMattermost(async (post) => {
+      started.add(post.root_id);
+      if (started.size === threads.length) allStarted();
+      await all;
+      // Answers come back in a shuffled order.
+      for (let i = Math.floor(Math.random() * 5); i > 0; i--) await new Promise((r) => setImmediate(r));
+    });
+    delivery(e, mm.chat, { parallel: 8 }).start();
+
+    const committed = new Map<string, string[]>(threads.map((t) => [t, []]));
+    const write = (thread: string, i: number) =>
+      e!.ctx.db.transaction().execute(async (trx) => {
+        const key = `${thread}:${i}`;
+        await enqueuePost(
+          trx,
+          { key, jobId: null, channelId: OPS.channel, rootId: thread, message: `message ${i}` },
+          e!.clock(),
+        );
+        await afterCommit(trx, () => committed.get(thread)!.push(key));
+      });
+    await Promise.all(threads.flatMap((t) => Array.from({ length: 6 }, (_, i) => write(t, i))));
+
+    await eventually(() => mm.posts.length === threads.length * 6, 'every post delivered');
+    for (const t of threads) {
+      const sent = mm.posts.filter((p) => p.root_id === t).map(keyOf);
+      expect(sent, t).toEqual(committed.get(t));
+    }
+    const ids = await e.ctx.db
+      .selectFrom('outbox')
+      .select(['id', 'dedupe_key', 'root_id'])
+      .orderBy('id')
+      .execute();
+    for (const t of threads) {
+      expect(ids.filter((r) => r.root_id === t).map((r) => r.dedupe_key)).toEqual(committed.get(t));
+    }
+  });
+});
+
+describe(`a process that dies between commit and send (${dialectName})`, () => {
+  /** A lease holder whose process the next one knows to be gone. */
+  const owner = (id: string, gone: string[] = []): LeaseOwner => ({ id, isGone: (o) => gone.includes(o) });
+
+  it('leaves its posts to the next process, which sends each once: before Mattermost got it, and after', async () => {
+    e = await createTestEngine();
+    const job = await opsJob(e.ctx);
+    // The first process sends the plan post, then hangs (dies) before it hears Mattermost's answer.
+    const hung = new Promise<void>(() => {});
+    const first = fakeMattermost(() => hung);
+    const a = delivery(e, first.chat, { owner: owner('first 1'), dies: true });
+    a.start();
+    await eventually(() => first.posts.length === 1, 'the plan post reaching Mattermost');
+    // Dead: it hears of no more commits (stopping waits for the hung request forever).
+    void a.stop();
+    // A second reply, committed while the first process is gone, was never sent at all.
+    await e.ctx.db
+      .transaction()
+      .execute((trx) =>
+        enqueuePost(
+          trx,
+          { key: 'after-the-crash', jobId: null, channelId: OPS.channel, rootId: null, message: 'late' },
+          e!.clock(),
+        ),
+      );
+
+    // The next process shares the server's posts (it reads them back to find earlier successes).
+    const server = first.posts;
+    const second = fakeMattermost(async (post) => {
+      server.push(post);
+    });
+    second.chat.postsSince = async (channelId: string) => server.filter((p) => p.channel_id === channelId);
+    delivery(e, second.chat, { owner: owner('second 2', ['first 1']) }).start();
+    await eventually(async () => (await undelivered(e!)) === 0, 'everything delivered');
+
+    const keys = server.map(keyOf);
+    expect(keys.filter((k) => k === keyOf(first.posts[0]!))).toHaveLength(1);
+    expect(keys.filter((k) => k === 'after-the-crash')).toHaveLength(1);
+    const plan = await e.ctx.db
+      .selectFrom('outbox')
+      .select(['delivered_post_id', 'attempts'])
+      .where('job_id', '=', job.jobId)
+      .where('kind', '=', 'post')
+      .executeTakeFirstOrThrow();
+    // Found, not sent again: the post the first process made.
+    expect(plan.delivered_post_id).toBe(first.posts[0]!.id);
+    expect(plan.attempts).toBe(2);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});
