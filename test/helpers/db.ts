@@ -26,7 +26,17 @@ export interface TestDb extends DatabaseHandle {
 export async function createTestDb(opts: { migrate?: boolean } = {}): Promise<TestDb> {
   const migrate = opts.migrate !== false;
   if (!TEST_PG_URL) {
-    if (!migrate) return { ...(await openDatabase({ kind: 'pglite-memory' })), url: null };
+    if (!migrate) {
+      const pglite = await PGlite.create({ loadDataDir: await templateDump('initdb') });
+      const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+      return {
+        db,
+        kind: 'pglite',
+        description: 'embedded PGlite (test instance)',
+        url: null,
+        close: () => db.destroy(),
+      };
+    }
     return leasePglite();
   }
   return createPgDb(TEST_PG_URL, migrate);
@@ -76,7 +86,7 @@ interface Baseline {
   restore: string;
 }
 
-let dumpMemo: Promise<Blob> | undefined;
+const dumpMemo = new Map<string, Promise<Blob>>();
 let baselineMemo: Promise<Baseline> | undefined;
 const idle: PGlite[] = [];
 let started = 0;
@@ -86,24 +96,30 @@ export function pgliteInstancesStarted(): number {
   return started;
 }
 
-async function buildTemplate(): Promise<Blob> {
+type Template = 'initdb' | 'migrated';
+
+async function buildTemplate(kind: Template): Promise<Blob> {
   const pglite = await PGlite.create();
   try {
-    await migrateToLatest(new Kysely<Database>({ dialect: new PGliteDialect(pglite) }));
+    if (kind === 'migrated')
+      await migrateToLatest(new Kysely<Database>({ dialect: new PGliteDialect(pglite) }));
     return await pglite.dumpDataDir('none');
   } finally {
     await pglite.close();
   }
 }
 
-function templateDump(): Promise<Blob> {
-  dumpMemo ??= (async () => {
+/** A data directory as PGlite's initdb leaves it ('initdb'), or after the migrations too, as a tar. */
+function templateDump(kind: Template): Promise<Blob> {
+  const memo = dumpMemo.get(kind);
+  if (memo) return memo;
+  const made = (async () => {
     const dir = path.join(ROOT, 'node_modules/.cache/claw-approvals-tests');
-    const file = path.join(dir, `pglite-template-${await templateKey()}.tar`);
+    const file = path.join(dir, `pglite-${kind}-${await templateKey()}.tar`);
     try {
       return new Blob([await fs.readFile(file)]);
     } catch {
-      const dump = await buildTemplate();
+      const dump = await buildTemplate(kind);
       // Written under a name of its own, then renamed: another worker never reads half a file.
       await fs.mkdir(dir, { recursive: true });
       const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
@@ -112,10 +128,36 @@ function templateDump(): Promise<Blob> {
       return dump;
     }
   })().catch((err: unknown) => {
-    dumpMemo = undefined;
+    dumpMemo.delete(kind);
     throw err;
   });
-  return dumpMemo;
+  dumpMemo.set(kind, made);
+  return made;
+}
+
+/**
+ * Fills `dir` (absent or empty) with a data directory as PGlite's initdb leaves it, with no
+ * migrations applied: what a first start finds after PGlite created its files, without the
+ * seconds initdb takes. The tar holds plain files and directories only.
+ */
+export async function writePgliteDataDir(dir: string): Promise<void> {
+  const tar = Buffer.from(await (await templateDump('initdb')).arrayBuffer());
+  const field = (off: number, len: number) => tar.toString('utf8', off, off + len).replace(/\0.*$/s, '');
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  for (let off = 0; off + 512 <= tar.length;) {
+    const name = field(off, 100);
+    if (!name) break;
+    const size = parseInt(field(off + 124, 12).trim() || '0', 8);
+    const mode = parseInt(field(off + 100, 8).trim() || '600', 8);
+    const type = field(off + 156, 1);
+    const target = path.join(dir, name);
+    if (!target.startsWith(dir + path.sep)) throw new Error(`tar entry outside the directory: ${name}`);
+    if (type === '5') await fs.mkdir(target, { recursive: true, mode });
+    else if (type === '0' || type === '')
+      await fs.writeFile(target, tar.subarray(off + 512, off + 512 + size), { mode });
+    else throw new Error(`unexpected tar entry type ${type} for ${name}`);
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
 }
 
 const SYSTEM_SCHEMAS = `('pg_catalog', 'information_schema', 'pg_toast')`;
@@ -196,7 +238,7 @@ async function takeBaseline(pglite: PGlite): Promise<Baseline> {
 }
 
 async function startPglite(): Promise<PGlite> {
-  const pglite = await PGlite.create({ loadDataDir: await templateDump() });
+  const pglite = await PGlite.create({ loadDataDir: await templateDump('migrated') });
   started++;
   baselineMemo ??= (async () => {
     // A template that does not record exactly the shipped migrations is refused outright.
