@@ -50,6 +50,8 @@ export interface BotStats {
   duplicates: number;
   failed: number;
   catchUps: number;
+  /** Replies that waited for their thread's plan post to be bound to its job (see notePlanPost). */
+  waitedForPlanPost: number;
 }
 
 const POSTS_PER_PAGE_LIMIT = 1000;
@@ -85,7 +87,15 @@ export class MattermostBot {
   /** Channel catch-ups in progress, and those asked for again while running. */
   private readonly syncing = new Map<string, Promise<void>>();
   private readonly syncAgain = new Set<string>();
-  readonly stats: BotStats = { observed: 0, ignored: 0, handled: 0, duplicates: 0, failed: 0, catchUps: 0 };
+  readonly stats: BotStats = {
+    observed: 0,
+    ignored: 0,
+    handled: 0,
+    duplicates: 0,
+    failed: 0,
+    catchUps: 0,
+    waitedForPlanPost: 0,
+  };
   /** Whether the WebSocket has been connected before: a later connection is a reconnect. */
   private connectedBefore = false;
   /** The bot's own agent-job plan posts seen (post id → outbox key), newest last. */
@@ -302,7 +312,11 @@ export class MattermostBot {
     return this.queue.push(threadOf(post), async () => {
       if (this.stopped) return; // stays open: the next start reads it again
       const planKey = post.root_id ? this.planRoots.get(post.root_id) : undefined;
-      if (planKey) await this.delivery?.posted(planKey);
+      const binding = planKey ? this.delivery?.delivering(planKey) : undefined;
+      if (binding) {
+        this.stats.waitedForPlanPost++;
+        await binding;
+      }
       const ok = await this.handleWithRetry(post, path);
       if (!ok) {
         this.cursors.unsync(post.channel_id);

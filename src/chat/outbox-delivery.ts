@@ -33,6 +33,7 @@ export type StatusRenderer = (
 
 /** Rows delivered at once by default: Mattermost answers each in a few milliseconds. */
 export const DEFAULT_PARALLEL = 32;
+const STATUS_POSTS_KEPT = 10_000;
 
 /** An error as a log field: its message and codes, never a connection string. */
 function errorField(err: unknown): { message: string; code?: string } {
@@ -91,6 +92,8 @@ export class OutboxDelivery {
   private readonly inFlight = new Map<number, Promise<void>>();
   /** Agents' plan posts being delivered here, by outbox key: posted, their job not yet bound. */
   private readonly plansInFlight = new Map<string, Promise<void>>();
+  /** Status posts' ids by outbox key (a delivered post's id never changes), oldest first. */
+  private readonly statusPosts = new Map<string, string>();
   /** Rows this process leased whose outcome it could not record (the database went away). */
   private readonly orphans = new Set<number>();
   private stopped = true;
@@ -215,11 +218,11 @@ export class OutboxDelivery {
   }
 
   /**
-   * Resolves once the post with this outbox key is no longer being delivered by this process
-   * (for an agent's plan post: its job is bound to it, or the attempt ended).
+   * While this process is delivering the agent's plan post with this outbox key: a promise that
+   * resolves once it is done (its job bound to it, or the attempt ended).
    */
-  async posted(key: string): Promise<void> {
-    await this.plansInFlight.get(key);
+  delivering(key: string): Promise<void> | undefined {
+    return this.plansInFlight.get(key);
   }
 
   private async deliverOrPause(row: OutboxRow): Promise<void> {
@@ -297,11 +300,14 @@ export class OutboxDelivery {
   private async patch(row: OutboxRow): Promise<boolean> {
     const { db, chat } = this.opts;
     const at = this.opts.clock();
-    const target = await db
-      .selectFrom('outbox')
-      .select(['delivered_post_id', 'delivered_at', 'failed_at'])
-      .where('dedupe_key', '=', row.target_key!)
-      .executeTakeFirst();
+    const known = this.statusPosts.get(row.target_key!);
+    const target = known
+      ? { delivered_post_id: known, delivered_at: at, failed_at: null }
+      : await db
+          .selectFrom('outbox')
+          .select(['delivered_post_id', 'delivered_at', 'failed_at'])
+          .where('dedupe_key', '=', row.target_key!)
+          .executeTakeFirst();
     if (!target || target.failed_at !== null || !this.opts.statusPost) {
       await markPatchFailed(db, row, at, target ? 'the status post was never posted' : 'no status post');
       this.opts.metrics?.outboxFailed(row.kind, 'failed');
@@ -313,6 +319,7 @@ export class OutboxDelivery {
       return false;
     }
     const postId = target.delivered_post_id;
+    this.remember(row.target_key!, postId);
     const now = await this.opts.statusPost(db, row.job_id!, postId);
     if (!now) {
       await markDelivered(db, row.id, postId, at);
@@ -330,6 +337,14 @@ export class OutboxDelivery {
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
     return true;
+  }
+
+  /** A status post once posted stays that post: its id is kept, not read again for every edit. */
+  private remember(key: string, postId: string): void {
+    if (this.statusPosts.has(key)) return;
+    this.statusPosts.set(key, postId);
+    if (this.statusPosts.size > STATUS_POSTS_KEPT)
+      this.statusPosts.delete(this.statusPosts.keys().next().value!);
   }
 
   /**
