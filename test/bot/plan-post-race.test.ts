@@ -44,15 +44,17 @@ describe(`a reply to an agent's plan post before the bot has recorded it (${dial
     const jobId = await api.submit(w.ids.grace);
     const plan = await api.planPost(jobId);
     const confirm = w.post('grace', `CONFIRM job:${jobId}`, plan.id);
-    // Either the bot holds the reply, or (wrongly) it has already decided it.
-    await eventually(
-      () => b.bot.stats.waitedForPlanPost > 0 || b.handled.some((h) => h.post.id === confirm.id),
-      'the reply held or handled',
-    );
-    expect(b.handled.filter((h) => h.post.id === confirm.id)).toEqual([]);
-    expect(b.bot.stats.waitedForPlanPost).toBe(1);
-
-    answer();
+    try {
+      // Either the bot holds the reply, or (wrongly) it has already decided it.
+      await eventually(
+        () => b.bot.stats.waitedForPlanPost > 0 || b.handled.some((h) => h.post.id === confirm.id),
+        'the reply held or handled',
+      );
+      expect(b.handled.filter((h) => h.post.id === confirm.id)).toEqual([]);
+      expect(b.bot.stats.waitedForPlanPost).toBe(1);
+    } finally {
+      answer();
+    }
     await botPostWithKey(w, plan.id, `reply:${confirm.id}`);
     expect(await actionOf(w, confirm.id)).toBe('confirm:REQUESTER_CONFIRMED');
     const job = await w.d.db
