@@ -187,7 +187,8 @@ export class WriteBatch {
   readonly decisions: Insertable<DecisionsTable>[] = [];
   readonly events: JobEventRow[] = [];
   readonly tokens: Insertable<TokensTable>[] = [];
-  readonly withdrawals: { id: number; reason: string }[] = [];
+  /** Withdrawals of decisions already stored (one inserted by this batch is inserted withdrawn). */
+  private readonly withdrawals: { id: number; reason: string }[] = [];
   readonly stepStatus = new Map<string, StepStatus>();
   private confirmationCleared = false;
   private at: Date | null = null;
@@ -210,7 +211,18 @@ export class WriteBatch {
     this.at = at;
   }
 
+  /**
+   * Withdraws a decision. One this batch inserts is inserted withdrawn: in PostgreSQL the parts
+   * of one statement do not see each other's rows, so an update of it in `flush` would match
+   * nothing and leave the database disagreeing with the chain.
+   */
   withdraw(decisionId: number, reason: string, at: Date): void {
+    const inserted = this.decisions.find((d) => d.id === decisionId);
+    if (inserted) {
+      inserted.withdrawn_at = at;
+      inserted.withdrawn_reason = reason;
+      return;
+    }
     this.withdrawals.push({ id: decisionId, reason });
     this.at = at;
   }
@@ -230,9 +242,16 @@ export class WriteBatch {
   /**
    * Writes everything in one statement (data-modifying CTEs run exactly once each). Unique
    * constraints still hold: a second token for the step, or a chain position taken, fails it.
+   *
+   * Every part of the statement sees the tables as they were before it began, none sees
+   * another's changes: so no part may read, update or match rows another part writes. The
+   * inserts (decisions, events, tokens) are only inserted; the updates touch rows stored before
+   * (decisions withdrawn, the job's steps, the job), each at most once. A batch that would
+   * break this is refused, and nothing is written.
    */
   async flush(trx: Db): Promise<void> {
     if (this.empty) return;
+    this.checkOneStatement();
     const at = this.at;
     const parts: { execute(): Promise<unknown> }[] = [];
     const cte = (q: { execute(): Promise<unknown> }) => q;
@@ -275,5 +294,23 @@ export class WriteBatch {
       sql`, `,
     );
     await sql`with ${ctes} select 1`.execute(trx);
+  }
+
+  private checkOneStatement(): void {
+    const inserted = new Set(this.decisions.map((d) => d.id));
+    const withdrawn = new Set<number>();
+    for (const w of this.withdrawals) {
+      if (inserted.has(w.id))
+        throw new AppError(
+          'ERR_INTERNAL',
+          `decision ${w.id} would be updated by the statement that inserts it; nothing was written`,
+        );
+      if (withdrawn.has(w.id))
+        throw new AppError(
+          'ERR_INTERNAL',
+          `decision ${w.id} would be withdrawn twice in one statement; nothing was written`,
+        );
+      withdrawn.add(w.id);
+    }
   }
 }
