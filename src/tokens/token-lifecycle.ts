@@ -75,24 +75,26 @@ let preparedSql: string | undefined;
 
 async function preparedIssuanceRecord(db: Db, hash: string): Promise<IssuanceRecord> {
   if (!HEX64.test(hash) || unprepared.has(db)) return issuanceRecord(db, hash);
+  const run = async (on: Db) =>
+    (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(PREPARED)}(${sql.lit(hash)})`.execute(on))
+      .rows[0];
+  try {
+    return await run(db);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== '26000') throw err;
+  }
+  // The connection that ran it lacks the statement: prepare it on one connection and run it
+  // there. Another connection that lacks it answers the same way the first time it is used.
   return db.connection().execute(async (conn) => {
-    const run = async () =>
-      (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(PREPARED)}(${sql.lit(hash)})`.execute(conn))
-        .rows[0];
-    try {
-      return await run();
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== '26000') throw err;
-    }
     preparedSql ??= issuanceQuery(db, '$1').compile().sql.replace(/\$1/, '$$1::text');
     try {
       await sql`prepare ${sql.raw(PREPARED)} (text) as ${sql.raw(preparedSql)}`.execute(conn);
     } catch (err) {
-      // 42P05: this connection has it after all; the second execute says whether it works.
+      // 42P05: this connection has it already; running it says whether it works.
       if ((err as { code?: unknown }).code !== '42P05') throw err;
     }
     try {
-      return await run();
+      return await run(conn);
     } catch (err) {
       if ((err as { code?: unknown }).code !== '26000') throw err;
       unprepared.add(db);
