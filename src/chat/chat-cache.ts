@@ -7,9 +7,20 @@ import type { ChatStreamListener, ChatStreamEvent } from '../ports/chat.js';
  */
 export type FactScope = { kind: 'channel'; channelId: string } | { kind: 'account' } | { kind: 'group' };
 
+/**
+ * How long a user group answer is kept at most (or the freshness bound, if lower). Nothing the
+ * bot hears says a person left a user group (`group_member_delete` goes to that person alone),
+ * so such an answer rests on time alone, and is kept only long enough to serve a burst of
+ * decisions, not the whole bound that event-checked answers get.
+ */
+export const GROUP_FRESH_MS = 5_000;
+
 interface Entry {
   value: unknown;
-  /** When Mattermost gave the answer (`now()`, milliseconds). */
+  /**
+   * When the request that gave the answer started (`now()`, milliseconds): Mattermost's answer
+   * may describe any moment after that, so its age is counted from there.
+   */
   at: number;
   /** The stream generation it was fetched in: a break in the stream ends the generation. */
   generation: number;
@@ -131,13 +142,14 @@ export class ChatCache implements ChatStreamListener {
     }
     const flight: Flight = { promise: Promise.resolve(), generation: this.generation, tainted: false };
     const trusted = this.connected;
+    const startedAt = this.now();
     this.stats.fetches++;
     flight.promise = (async () => {
       try {
         const value = await fetch();
         const about = scopeOf(value);
         if (about && trusted && !flight.tainted && flight.generation === this.generation && this.connected) {
-          this.store(key, { value, at: this.now(), generation: flight.generation, ...about });
+          this.store(key, { value, at: startedAt, generation: flight.generation, ...about });
         }
         return value;
       } finally {
@@ -151,7 +163,9 @@ export class ChatCache implements ChatStreamListener {
   private isCurrent(entry: Entry, ownMembership = false): boolean {
     if (!this.connected || entry.generation !== this.generation) return false;
     const age = this.now() - entry.at;
-    if (age < 0 || age >= this.opts.freshMs) return false;
+    const bound =
+      entry.scope.kind === 'group' ? Math.min(this.opts.freshMs, GROUP_FRESH_MS) : this.opts.freshMs;
+    if (age < 0 || age >= bound) return false;
     if (entry.scope.kind !== 'channel' || ownMembership) return true;
     return this.hearsChannel(entry.scope.channelId);
   }

@@ -306,9 +306,9 @@ export class MattermostRest implements ChatPort {
   }
 
   /**
-   * Kept for MATTERMOST_FRESH_SECONDS at most: Mattermost sends group_member_add and
-   * group_member_delete only to the member concerned (App.publishGroupMemberEvent), so the bot
-   * never hears of anyone else's.
+   * Kept for `GROUP_FRESH_MS` (5 s) at most, or MATTERMOST_FRESH_SECONDS if lower: Mattermost
+   * sends group_member_add and group_member_delete only to the member concerned
+   * (App.publishGroupMemberEvent), so the bot never hears of anyone else's.
    */
   async isGroupMember(userId: string, groupId: string): Promise<boolean> {
     return this.cache.get(

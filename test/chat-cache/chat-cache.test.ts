@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ChatCache } from '../../src/chat/chat-cache.js';
+import { ChatCache, GROUP_FRESH_MS } from '../../src/chat/chat-cache.js';
 import type { ChatStreamEvent } from '../../src/ports/chat.js';
 
 const BOT = 'bot0000000000000000000000a';
@@ -278,5 +278,43 @@ describe('failures and bounds', () => {
     expect(s.calls()).toBe(3);
     await s.user('b');
     expect(s.calls()).toBe(4);
+  });
+});
+
+describe('when an answer was given', () => {
+  it('an answer is as old as the request that asked for it, not as its arrival', async () => {
+    const s = setup(30_000);
+    const slow = () =>
+      s.cache.get(
+        'user:u1',
+        async () => {
+          s.advance(10_000); // Mattermost took 10 s to answer
+          return { id: 'u1', delete_at: 0 };
+        },
+        () => ({ scope: { kind: 'account' } }),
+      );
+    await slow();
+    s.advance(19_999); // 29.999 s after the request started
+    await s.user('u1');
+    expect(s.calls()).toBe(0);
+    s.advance(1);
+    await s.user('u1');
+    expect(s.calls()).toBe(1);
+  });
+
+  it(`a user group answer (no event the bot hears) is kept at most ${GROUP_FRESH_MS} ms, or the bound if lower`, async () => {
+    const s = setup(30_000);
+    await s.group('g1', 'u1');
+    s.advance(GROUP_FRESH_MS - 1);
+    await s.group('g1', 'u1');
+    expect(s.calls()).toBe(1);
+    s.advance(1);
+    await s.group('g1', 'u1');
+    expect(s.calls()).toBe(2);
+    const low = setup(1_000);
+    await low.group('g1', 'u1');
+    low.advance(1_000);
+    await low.group('g1', 'u1');
+    expect(low.calls()).toBe(2);
   });
 });
