@@ -24,6 +24,8 @@ interface Entry {
   at: number;
   /** The stream generation it was fetched in: a break in the stream ends the generation. */
   generation: number;
+  /** When it was stored, on the cache's own counter (`tick`). */
+  stored: number;
   scope: FactScope;
   /** For posts: the thread root, so deleting a root drops its replies too. */
   rootId?: string;
@@ -73,6 +75,8 @@ export class ChatCache implements ChatStreamListener {
   private readonly now: () => number;
   private connected = false;
   private generation = 0;
+  /** Counts stores: an entry stored at or before a request's start was known when it started. */
+  private tick = 0;
   /** The bot's own user id: its channel memberships say which channels' events it hears. */
   private ownId: string | null = null;
   readonly stats: ChatCacheStats = { hits: 0, misses: 0, fetches: 0, invalidations: 0 };
@@ -108,9 +112,29 @@ export class ChatCache implements ChatStreamListener {
 
   /** Whether the bot is known, right now, to receive the events of this channel. */
   hearsChannel(channelId: string): boolean {
+    return this.heardSince(channelId, Infinity);
+  }
+
+  /**
+   * Whether the bot is known, right now, to receive the events of this channel, and was already
+   * known to when the cache's counter stood at `tick` (the same answer has been current since).
+   */
+  private heardSince(channelId: string, tick: number): boolean {
     if (this.ownId === null) return false;
     const entry = this.entries.get(ChatCache.channelKey(channelId, this.ownId));
-    return entry !== undefined && this.isCurrent(entry, true) && entry.value === true;
+    return entry !== undefined && entry.stored <= tick && this.isCurrent(entry, true) && entry.value === true;
+  }
+
+  /**
+   * Whether an answer asked when the counter stood at `tick` may be kept. A channel's facts only
+   * if the bot already heard that channel then: had it joined later (without hearing its own
+   * `user_added`), a change between the answer and its joining would never reach it. The bot's
+   * own membership is what says the channel is heard, and is kept without that.
+   */
+  private keepable(key: string, scope: FactScope, tick: number): boolean {
+    if (scope.kind !== 'channel') return true;
+    if (this.ownId !== null && key === ChatCache.channelKey(scope.channelId, this.ownId)) return true;
+    return this.heardSince(scope.channelId, tick);
   }
 
   /**
@@ -143,13 +167,27 @@ export class ChatCache implements ChatStreamListener {
     const flight: Flight = { promise: Promise.resolve(), generation: this.generation, tainted: false };
     const trusted = this.connected;
     const startedAt = this.now();
+    const startTick = this.tick;
     this.stats.fetches++;
     flight.promise = (async () => {
       try {
         const value = await fetch();
         const about = scopeOf(value);
-        if (about && trusted && !flight.tainted && flight.generation === this.generation && this.connected) {
-          this.store(key, { value, at: startedAt, generation: flight.generation, ...about });
+        if (
+          about &&
+          trusted &&
+          !flight.tainted &&
+          flight.generation === this.generation &&
+          this.connected &&
+          this.keepable(key, about.scope, startTick)
+        ) {
+          this.store(key, {
+            value,
+            at: startedAt,
+            generation: flight.generation,
+            stored: ++this.tick,
+            ...about,
+          });
         }
         return value;
       } finally {

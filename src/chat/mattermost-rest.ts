@@ -206,8 +206,9 @@ export class MattermostRest implements ChatPort {
 
   /**
    * Whether the bot hears a channel's events is itself an answer from Mattermost (the bot's own
-   * channel membership); asked alongside the first question about that channel, so the next one
-   * can be answered from the cache. Its failure costs nothing but that.
+   * channel membership); asked before the first question about a member of that channel (after
+   * the first about a post in it, whose channel is known only from the answer), so that answer
+   * and the next can be kept. Its failure costs nothing but that.
    */
   private async learnChannel(channelId: string): Promise<void> {
     const bot = this.cache.botUserId;
@@ -286,7 +287,9 @@ export class MattermostRest implements ChatPort {
    * error, so the decision waits instead of being made on a guess.
    */
   async isChannelMember(userId: string, channelId: string): Promise<boolean> {
-    const ask = this.cache.get(
+    // The bot's own membership first: an answer is kept only if the channel was heard when it was asked.
+    if (userId !== this.cache.botUserId) await this.learnChannel(channelId);
+    return this.cache.get(
       ChatCache.channelKey(channelId, userId),
       async () => {
         try {
@@ -300,9 +303,6 @@ export class MattermostRest implements ChatPort {
       // user_added / user_removed reach the channel's members: kept while the bot is one of them.
       () => ({ scope: { kind: 'channel', channelId } }),
     );
-    if (userId === this.cache.botUserId) return ask;
-    const [answer] = await Promise.all([ask, this.learnChannel(channelId)]);
-    return answer;
   }
 
   /**

@@ -160,14 +160,16 @@ describe('events only ever drop answers', () => {
     await s.member('u1');
     expect(s.calls()).toBe(2); // the bot's own membership is not known yet
     await s.member(BOT);
+    // Neither earlier answer was kept: each was asked before the bot was known to hear the channel.
     await s.member('u1');
-    expect(s.calls()).toBe(3);
+    await s.member('u1');
+    expect(s.calls()).toBe(4);
     // The bot is not in the other channel: nothing about it is trusted.
     const other = 'chan000000000000000000000b';
     await s.member(BOT, false, other);
     await s.member('u1', true, other);
     await s.member('u1', true, other);
-    expect(s.calls()).toBe(6);
+    expect(s.calls()).toBe(7);
   });
 
   it('user_removed drops that membership at once; the copy to the bot itself drops the whole channel', async () => {
@@ -316,5 +318,47 @@ describe('when an answer was given', () => {
     low.advance(1_000);
     await low.group('g1', 'u1');
     expect(low.calls()).toBe(2);
+  });
+});
+
+describe('a channel answer is kept only if the bot heard the channel when it was asked', () => {
+  it('an answer asked before the bot was known to hear the channel is returned, not kept', async () => {
+    const s = setup();
+    let release!: (v: boolean) => void;
+    const pending = s.cache.get(
+      ChatCache.channelKey(CH, 'u1'),
+      () => new Promise<boolean>((r) => (release = r)),
+      () => ({ scope: { kind: 'channel', channelId: CH } }),
+    );
+    await s.member(BOT); // learnt while the question about u1 was on its way
+    release(true);
+    expect(await pending).toBe(true);
+    await s.member('u1');
+    expect(s.calls()).toBe(2);
+    await s.member('u1'); // asked with the bot heard throughout: kept
+    expect(s.calls()).toBe(2);
+  });
+
+  it('the same for a post', async () => {
+    const s = setup();
+    let release!: (v: unknown) => void;
+    const pending = s.cache.get(
+      'post:p1',
+      () => new Promise((r) => (release = r)),
+      () => ({ scope: { kind: 'channel', channelId: CH }, rootId: '' }),
+    );
+    await s.member(BOT);
+    release({ id: 'p1' });
+    await pending;
+    await s.post('p1');
+    await s.post('p1');
+    expect(s.calls()).toBe(2);
+  });
+
+  it("the bot's own membership is kept without it (it is what says the channel is heard)", async () => {
+    const s = setup();
+    await s.member(BOT);
+    await s.member(BOT);
+    expect(s.calls()).toBe(1);
   });
 });

@@ -82,7 +82,7 @@ describe('fresh answers make no request', () => {
     expect(gets(memberPath())).toBe(1);
     expect(gets(`/users/${ids.alice}`)).toBe(1);
     expect(gets(`/posts/${post.id}`)).toBe(1);
-    // The bot's own membership, asked once alongside: it is what makes the channel's facts trustworthy.
+    // The bot's own membership, asked once before: it is what makes the channel's facts trustworthy.
     expect(gets(`/channels/${ids.channel}/members/${ids.bot}`)).toBe(1);
   });
 
@@ -144,7 +144,10 @@ describe("Mattermost's events change the answer at once", () => {
       root_id: root.id,
       message: 'APPROVE job:1 step:a',
     });
+    // A post is kept only if the bot already heard its channel when it was asked.
+    await rest.isChannelMember(ids.bot, ids.channel);
     expect((await rest.post(reply.id))?.edit_at).toBe(0);
+    expect(rest.cache.size).toBe(2);
     let before = rest.cache.stats.invalidations;
     sandbox.editPost(ids.alice, reply.id, 'APPROVE job:1 step:b');
     await heard(before);
@@ -201,5 +204,15 @@ describe('breaks and outages', () => {
     t += 30_000;
     await sandbox.close();
     await expect(rest.freshUser(ids.alice)).rejects.toMatchObject({ kind: 'network' });
+  });
+});
+
+describe('a channel the bot was not known to hear', () => {
+  it('a post asked before the bot knew it heard its channel is asked again once, then kept', async () => {
+    await start(30);
+    const post = sandbox.createPost(ids.alice, { channel_id: ids.channel, message: 'APPROVE job:1 step:a' });
+    for (let i = 0; i < 3; i++) await rest.post(post.id);
+    expect(gets(`/posts/${post.id}`)).toBe(2);
+    expect(gets(`/channels/${ids.channel}/members/${ids.bot}`)).toBe(1);
   });
 });
