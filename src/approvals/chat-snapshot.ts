@@ -1,3 +1,4 @@
+import { ChatCache, type FactsMark, type WatchedFact } from '../chat/chat-cache.js';
 import type { ChatPost, ChatUser } from '../ports/chat.js';
 import type { EngineContext } from '../jobs/context.js';
 import type { GroupMembership } from './directory.js';
@@ -11,6 +12,11 @@ import type { GroupMembership } from './directory.js';
  * Every question is asked, all at once, and every answer kept, failures included: a failure is
  * thrown where the answer is used, exactly where asking then would have thrown. A decision that
  * never needs an answer is not failed by it (fail closed only on what the decision rests on).
+ *
+ * The answers are as old as the moment they were asked, not the moment quorum is evaluated:
+ * with the job locked, `assertCurrent` asks the chat cache whether any event it heard since
+ * (an edit, a delete, a removal, a deactivation) or a break in its stream may have changed one
+ * of them, and if so throws `SnapshotMiss`, so the decision starts again on new answers.
  */
 export interface FactsNeeded {
   /** Whose memberships, in which candidate groups. */
@@ -21,10 +27,17 @@ export interface FactsNeeded {
   posts: Iterable<string>;
 }
 
-/** The transaction needed an answer the snapshot does not have: roll back, ask again. */
+/**
+ * The transaction needed an answer the snapshot does not have, or one Mattermost has said
+ * changed since it was asked: roll back, ask again.
+ */
 export class SnapshotMiss extends Error {
-  constructor(what: string) {
-    super(`the decision needs ${what}, which was not asked before the job was locked`);
+  constructor(what: string, changed = false) {
+    super(
+      changed
+        ? `${what} may have changed in Mattermost since it was asked`
+        : `the decision needs ${what}, which was not asked before the job was locked`,
+    );
     this.name = 'SnapshotMiss';
   }
 }
@@ -55,11 +68,16 @@ export class ChatSnapshot {
     private readonly memberships: Map<string, Settled<GroupMembership[]>>,
     private readonly accounts: Map<string, Settled<ChatUser | null>>,
     private readonly posts: Map<string, Settled<ChatPost | null>>,
+    /** The cache the answers came through, and what it had heard when they were asked. */
+    private readonly watch: { cache: ChatCache; mark: FactsMark } | null,
   ) {}
 
   /** Asks everything `needs` names, concurrently. Never throws: failures are kept as answers. */
   static async gather(ctx: EngineContext, needs: FactsNeeded): Promise<ChatSnapshot> {
     const chat = ctx.chat;
+    // Marked before anything is asked: an event heard while an answer is on its way counts too.
+    const cache = chat?.stream instanceof ChatCache ? chat.stream : null;
+    const watch = cache ? { cache, mark: cache.mark() } : null;
     const memberships = new Map<string, Promise<Settled<GroupMembership[]>>>();
     for (const m of needs.memberships) {
       const key = membershipKey(m.userId, m.groups);
@@ -75,12 +93,39 @@ export class ChatSnapshot {
     const resolved = async <T>(m: Map<string, Promise<T>>) =>
       new Map(await Promise.all([...m].map(async ([k, p]) => [k, await p] as const)));
     const [ms, as, ps] = await Promise.all([resolved(memberships), resolved(accounts), resolved(posts)]);
-    return new ChatSnapshot(chat !== undefined, ms, as, ps);
+    return new ChatSnapshot(chat !== undefined, ms, as, ps, watch);
   }
 
   /** A snapshot that answers nothing: for work that needs no chat answer (auto steps). */
   static empty(ctx: EngineContext): ChatSnapshot {
-    return new ChatSnapshot(ctx.chat !== undefined, new Map(), new Map(), new Map());
+    return new ChatSnapshot(ctx.chat !== undefined, new Map(), new Map(), new Map(), null);
+  }
+
+  /**
+   * Call with the job locked: throws `SnapshotMiss` if the chat cache heard, since the answers
+   * were asked, anything that may have changed one of them, or its stream broke. Without a cache
+   * that hears Mattermost's events (API only, or a chat port without a stream) there is nothing
+   * to hear, and the answers stand as asked.
+   */
+  assertCurrent(): void {
+    if (!this.watch) return;
+    const facts: WatchedFact[] = [];
+    for (const key of this.memberships.keys()) {
+      const [userId] = JSON.parse(key) as [string, string[]];
+      facts.push({ kind: 'memberships', userId });
+    }
+    for (const userId of this.accounts.keys()) facts.push({ kind: 'account', userId });
+    for (const [postId, s] of this.posts) {
+      const post = s.ok ? s.value : null;
+      facts.push({
+        kind: 'post',
+        postId,
+        channelId: post ? post.channel_id : null,
+        rootId: post ? post.root_id : null,
+      });
+    }
+    if (facts.length > 0 && this.watch.cache.changedSince(this.watch.mark, facts))
+      throw new SnapshotMiss("Mattermost's answers", true);
   }
 
   /** How `userId` was found in each of `groups`, as the directory answered. */

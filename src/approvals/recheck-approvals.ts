@@ -74,6 +74,8 @@ export interface Recheck {
  * words. Their approvers' accounts are still checked. Withdrawals go to the scope's batch.
  */
 export function recheckOnSnapshot(ctx: EngineContext, s: MintScope, at: Date): Recheck {
+  // At quorum, with the job locked: answers Mattermost has since said changed are not used.
+  s.facts.assertCurrent();
   const result: Recheck = { withdrawn: new Set(), inactive: new Set(), usernames: new Map() };
   if (!ctx.chat) return result;
   const { job, step, facts, batch } = s;

@@ -401,7 +401,7 @@ function replayOf(d: DecisionRow): DecisionOutcome {
 /**
  * One attempt of `decideStep`, in its transaction: two statements read (the locks, then the
  * state), one writes (decision, events, token, step), and nothing but `facts` is asked of
- * Mattermost.
+ * Mattermost. Once locked, `facts` must still be current (`assertCurrent`).
  */
 async function decideLocked(
   ctx: EngineContext,
@@ -410,6 +410,8 @@ async function decideLocked(
   facts: ChatSnapshot,
 ): Promise<DecisionOutcome> {
   const locked = await lockForDecision(trx, input.jobId, input.post?.postId);
+  // What Mattermost said while this waited for the locks counts: a changed answer starts again.
+  facts.assertCurrent();
   const at = ctx.clock();
   let job: JobRow | null = null;
   let groups: string[] = [];

@@ -77,6 +77,11 @@ export class ChatCache implements ChatStreamListener {
   private generation = 0;
   /** Counts stores: an entry stored at or before a request's start was known when it started. */
   private tick = 0;
+  /** Counts changes heard (`invalidate`); the last `CHANGES_KEPT` are remembered. */
+  private change = 0;
+  private readonly changes: { n: number; touch: Touch }[] = [];
+  /** The newest change no longer remembered. */
+  private forgotten = 0;
   /** The bot's own user id: its channel memberships say which channels' events it hears. */
   private ownId: string | null = null;
   readonly stats: ChatCacheStats = { hits: 0, misses: 0, fetches: 0, invalidations: 0 };
@@ -102,6 +107,8 @@ export class ChatCache implements ChatStreamListener {
   setBotUserId(id: string): void {
     if (this.ownId === id) return;
     this.ownId = id;
+    // Which channels are heard changes with the identity: a new generation, as after a break.
+    this.generation++;
     this.dropAll();
   }
 
@@ -231,59 +238,87 @@ export class ChatCache implements ChatStreamListener {
     this.dropAll();
   }
 
+  /** Setting aside what was answered now, to ask later whether any of it changed (`changedSince`). */
+  mark(): FactsMark {
+    return { generation: this.generation, change: this.change, watched: this.connected };
+  }
+
+  /**
+   * Whether anything the bot has heard since `mark` may have changed one of `facts`: an event
+   * about it (read as broadly as the drops it causes, and more broadly where the fact's channel
+   * is unknown), a break or a resumption of the stream (events may have been missed), or a mark
+   * older than the changes remembered. A mark taken with the stream down had no events to miss:
+   * only the events heard since count. Costs no request; with freshness 0 events still count.
+   */
+  changedSince(mark: FactsMark, facts: readonly WatchedFact[]): boolean {
+    if (mark.watched && (mark.generation !== this.generation || !this.connected)) return true;
+    if (mark.change < this.forgotten) return true;
+    for (let i = this.changes.length - 1; i >= 0; i--) {
+      const c = this.changes[i]!;
+      if (c.n <= mark.change) break;
+      if (facts.some((f) => touchesFact(c.touch, f))) return true;
+    }
+    return false;
+  }
+
   streamEvent(e: ChatStreamEvent): void {
-    if (!this.enabled) return;
     switch (e.event) {
       case 'user_added':
       case 'user_removed':
         this.membershipChanged(e);
         return;
-      case 'leave_team':
-        this.leftTeam(e);
+      case 'leave_team': {
+        // The person left every channel of the team, without `user_removed`.
+        const userId = str(e.data.user_id);
+        this.invalidate(
+          !userId || userId === this.botUserId
+            ? { kind: 'every', of: 'channel' }
+            : { kind: 'memberOf', userId },
+        );
         return;
+      }
       case 'channel_deleted':
       case 'channel_restored':
       case 'channel_converted': {
         const channelId = str(e.data.channel_id) ?? str(e.broadcast.channel_id);
-        if (channelId) this.dropWhere((key, entry) => inChannel(key, entry, channelId));
-        else this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
+        this.invalidate(channelId ? { kind: 'channel', channelId } : { kind: 'every', of: 'channel' });
         return;
       }
       case 'user_updated': {
         const id = idOf(e.data.user);
-        if (id) this.drop(`user:${id}`);
-        else this.dropWhere((_k, entry) => entry.scope.kind === 'account');
+        this.invalidate(id ? { kind: 'key', key: `user:${id}` } : { kind: 'every', of: 'account' });
         return;
       }
       case 'guests_deactivated':
-        this.dropWhere((_k, entry) => entry.scope.kind === 'account');
+        this.invalidate({ kind: 'every', of: 'account' });
         return;
       case 'group_member_add':
       case 'group_member_delete': {
         const member = decode(e.data.group_member);
         const groupId = member ? str(member.group_id) : null;
         const userId = member ? str(member.user_id) : null;
-        if (groupId && userId) this.drop(`group:${groupId}:${userId}`);
-        else this.dropWhere((_k, entry) => entry.scope.kind === 'group');
+        this.invalidate(
+          groupId && userId
+            ? { kind: 'key', key: `group:${groupId}:${userId}` }
+            : { kind: 'every', of: 'group' },
+        );
         return;
       }
       case 'received_group': {
         const groupId = idOf(e.data.group);
-        if (groupId) this.dropWhere((key) => key.startsWith(`group:${groupId}:`));
-        else this.dropWhere((_k, entry) => entry.scope.kind === 'group');
+        this.invalidate(groupId ? { kind: 'group', groupId } : { kind: 'every', of: 'group' });
         return;
       }
       case 'post_edited':
       case 'post_deleted': {
         const id = idOf(e.data.post);
         if (!id) {
-          this.dropWhere((key) => key.startsWith('post:'));
+          this.invalidate({ kind: 'every', of: 'post' });
           return;
         }
-        this.drop(`post:${id}`);
+        this.invalidate({ kind: 'key', key: `post:${id}` });
         // Deleting a root deletes its whole thread with one event (App.DeletePost).
-        if (e.event === 'post_deleted')
-          this.dropWhere((key, entry) => key.startsWith('post:') && entry.rootId === id);
+        if (e.event === 'post_deleted') this.invalidate({ kind: 'thread', rootId: id });
         return;
       }
       default:
@@ -298,39 +333,29 @@ export class ChatCache implements ChatStreamListener {
   private membershipChanged(e: ChatStreamEvent): void {
     const channelId = str(e.broadcast.channel_id) ?? str(e.data.channel_id);
     const userId = str(e.data.user_id) ?? idOf(e.data.user) ?? str(e.broadcast.user_id);
-    if (!channelId) {
-      this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
-      return;
-    }
-    if (!userId || userId === this.botUserId) {
-      // Unreadable, or the bot itself: what it hears of this channel may change.
-      this.dropWhere((key, entry) => inChannel(key, entry, channelId));
-      return;
-    }
-    this.drop(ChatCache.channelKey(channelId, userId));
+    if (!channelId) this.invalidate({ kind: 'every', of: 'channel' });
+    // Unreadable, or the bot itself: what it hears of this channel may change.
+    else if (!userId || userId === this.botUserId) this.invalidate({ kind: 'channel', channelId });
+    else this.invalidate({ kind: 'key', key: ChatCache.channelKey(channelId, userId) });
   }
 
-  /** `leave_team` (to the team's members): the person left every channel of the team, without `user_removed`. */
-  private leftTeam(e: ChatStreamEvent): void {
-    const userId = str(e.data.user_id);
-    if (!userId || userId === this.botUserId) {
-      this.dropWhere((_k, entry) => entry.scope.kind === 'channel');
+  /** Remembers the change (for `changedSince`) and drops every answer it touches. */
+  private invalidate(touch: Touch): void {
+    this.change++;
+    this.changes.push({ n: this.change, touch });
+    if (this.changes.length > CHANGES_KEPT) this.forgotten = this.changes.shift()!.n;
+    if (touch.kind === 'key') {
+      if (this.entries.delete(touch.key)) this.stats.invalidations++;
+      const flight = this.flights.get(touch.key);
+      if (flight) {
+        flight.tainted = true;
+        this.flights.delete(touch.key);
+      }
       return;
     }
-    this.dropWhere((key) => key.startsWith('channel:') && key.endsWith(`:${userId}`));
-  }
-
-  private drop(key: string): void {
-    if (this.entries.delete(key)) this.stats.invalidations++;
-    const flight = this.flights.get(key);
-    if (flight) {
-      flight.tainted = true;
-      this.flights.delete(key);
+    for (const [key, entry] of this.entries) {
+      if (touchesEntry(touch, key, entry) && this.entries.delete(key)) this.stats.invalidations++;
     }
-  }
-
-  private dropWhere(match: (key: string, entry: Entry) => boolean): void {
-    for (const [key, entry] of this.entries) if (match(key, entry)) this.drop(key);
     // An answer still on its way has no scope yet: a bulk drop is rare, so it taints them all.
     this.taintFlights();
   }
@@ -347,8 +372,92 @@ export class ChatCache implements ChatStreamListener {
   }
 }
 
-function inChannel(_key: string, entry: Entry, channelId: string): boolean {
-  return entry.scope.kind === 'channel' && entry.scope.channelId === channelId;
+/** What an event may have changed, as the cache remembers it. */
+type Touch =
+  /** One answer (`user:`, `post:`, `channel:<c>:<u>`, `group:<g>:<u>`). */
+  | { kind: 'key'; key: string }
+  /** Everything about one channel: its members and its posts. */
+  | { kind: 'channel'; channelId: string }
+  /** One person's membership of every channel (they left a team). */
+  | { kind: 'memberOf'; userId: string }
+  /** Everyone's membership of one user group. */
+  | { kind: 'group'; groupId: string }
+  /** The replies of a deleted thread root. */
+  | { kind: 'thread'; rootId: string }
+  /** Everything of a kind (an event that could not be read). */
+  | { kind: 'every'; of: FactScope['kind'] | 'post' };
+
+/**
+ * At most this many changes are remembered for `changedSince`; a mark older than all of them is
+ * answered "changed". Far more than arrive while one decision waits for its locks.
+ */
+export const CHANGES_KEPT = 4_096;
+
+/** Where `changedSince` starts: what the cache had heard when the mark was taken. */
+export interface FactsMark {
+  readonly generation: number;
+  readonly change: number;
+  /** The stream was connected: a break or resumption since means events may have been missed. */
+  readonly watched: boolean;
+}
+
+/** A fact a decision rests on, as `changedSince` is asked about it. */
+export type WatchedFact =
+  | { kind: 'account'; userId: string }
+  /** Every membership of the person, in channels and user groups alike. */
+  | { kind: 'memberships'; userId: string }
+  /** A post; its channel and thread root as the answer gave them (null: not known, e.g. deleted). */
+  | { kind: 'post'; postId: string; channelId: string | null; rootId: string | null };
+
+function touchesEntry(t: Touch, key: string, entry: Entry): boolean {
+  switch (t.kind) {
+    case 'key':
+      return key === t.key;
+    case 'channel':
+      return entry.scope.kind === 'channel' && entry.scope.channelId === t.channelId;
+    case 'memberOf':
+      return key.startsWith('channel:') && key.endsWith(`:${t.userId}`);
+    case 'group':
+      return key.startsWith(`group:${t.groupId}:`);
+    case 'thread':
+      return key.startsWith('post:') && entry.rootId === t.rootId;
+    case 'every':
+      return t.of === 'post' ? key.startsWith('post:') : entry.scope.kind === t.of;
+  }
+}
+
+function touchesFact(t: Touch, f: WatchedFact): boolean {
+  if (f.kind === 'account')
+    return (t.kind === 'key' && t.key === `user:${f.userId}`) || (t.kind === 'every' && t.of === 'account');
+  if (f.kind === 'memberships') {
+    switch (t.kind) {
+      case 'key':
+        return (t.key.startsWith('channel:') || t.key.startsWith('group:')) && t.key.endsWith(`:${f.userId}`);
+      case 'memberOf':
+        return t.userId === f.userId;
+      // Which channels and groups the memberships were asked in is the directory's: any counts.
+      case 'channel':
+      case 'group':
+        return true;
+      case 'thread':
+        return false;
+      case 'every':
+        return t.of === 'channel' || t.of === 'group';
+    }
+  }
+  switch (t.kind) {
+    case 'key':
+      return t.key === `post:${f.postId}`;
+    case 'channel':
+      return f.channelId === null || f.channelId === t.channelId;
+    case 'thread':
+      return f.rootId === null || f.rootId === t.rootId || f.postId === t.rootId;
+    case 'memberOf':
+    case 'group':
+      return false;
+    case 'every':
+      return t.of === 'post' || t.of === 'channel';
+  }
 }
 
 const str = (v: unknown): string | null => (typeof v === 'string' && v !== '' ? v : null);

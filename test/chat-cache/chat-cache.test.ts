@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ChatCache, GROUP_FRESH_MS } from '../../src/chat/chat-cache.js';
+import { CHANGES_KEPT, ChatCache, GROUP_FRESH_MS, type WatchedFact } from '../../src/chat/chat-cache.js';
 import type { ChatStreamEvent } from '../../src/ports/chat.js';
 
 const BOT = 'bot0000000000000000000000a';
@@ -360,5 +360,112 @@ describe('a channel answer is kept only if the bot heard the channel when it was
     await s.member(BOT);
     await s.member(BOT);
     expect(s.calls()).toBe(1);
+  });
+});
+
+describe('what changed since a mark (the deciding snapshot asks after it locks)', () => {
+  const account = (userId: string): WatchedFact => ({ kind: 'account', userId });
+  const memberships = (userId: string): WatchedFact => ({ kind: 'memberships', userId });
+  const post = (postId: string, rootId: string | null = '', channelId: string | null = CH): WatchedFact => ({
+    kind: 'post',
+    postId,
+    channelId,
+    rootId,
+  });
+
+  it('nothing changed: false, at the cost of no request', async () => {
+    const s = setup();
+    const m = s.cache.mark();
+    s.cache.streamEvent(ev('posted', { post: JSON.stringify({ id: 'p9' }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(m, [account('u1'), memberships('u1'), post('p1')])).toBe(false);
+  });
+
+  it('an account: its user_updated, or a garbled one', () => {
+    const s = setup();
+    const m = s.cache.mark();
+    s.cache.streamEvent(ev('user_updated', { user: { id: 'u1' } }));
+    expect(s.cache.changedSince(m, [account('u1')])).toBe(true);
+    expect(s.cache.changedSince(m, [account('u2'), memberships('u1'), post('p1')])).toBe(false);
+    s.cache.streamEvent(ev('user_updated', { user: 'garbage' }));
+    expect(s.cache.changedSince(m, [account('u2')])).toBe(true);
+  });
+
+  it("a post: its edit or delete, its thread root's delete, its channel's events about the bot", () => {
+    const s = setup();
+    const m1 = s.cache.mark();
+    s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: 'p1' }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(m1, [post('p1')])).toBe(true);
+    expect(s.cache.changedSince(m1, [post('p2'), account('u1'), memberships('u1')])).toBe(false);
+    const m2 = s.cache.mark();
+    s.cache.streamEvent(ev('post_deleted', { post: JSON.stringify({ id: 'root' }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(m2, [post('r1', 'root')])).toBe(true);
+    expect(s.cache.changedSince(m2, [post('r2', 'other')])).toBe(false);
+    const m3 = s.cache.mark();
+    s.cache.streamEvent(ev('user_removed', { channel_id: CH, remover_id: 'x' }, { user_id: BOT }));
+    expect(s.cache.changedSince(m3, [post('r2', 'other')])).toBe(true);
+    expect(s.cache.changedSince(m3, [post('r3', '', 'chan000000000000000000000b')])).toBe(false);
+    // A post whose channel is unknown (deleted, or the question failed) is in every channel.
+    expect(s.cache.changedSince(m3, [post('gone', null, null)])).toBe(true);
+  });
+
+  it('memberships: the person added or removed anywhere, leaving a team, a group change', () => {
+    const s = setup();
+    const m1 = s.cache.mark();
+    s.cache.streamEvent(ev('user_removed', { user_id: 'u1', remover_id: '' }, { channel_id: CH }));
+    expect(s.cache.changedSince(m1, [memberships('u1')])).toBe(true);
+    expect(s.cache.changedSince(m1, [memberships('u2'), account('u1'), post('p1')])).toBe(false);
+    const m2 = s.cache.mark();
+    s.cache.streamEvent(ev('leave_team', { user_id: 'u2', team_id: 't' }, { team_id: 't' }));
+    expect(s.cache.changedSince(m2, [memberships('u2')])).toBe(true);
+    expect(s.cache.changedSince(m2, [memberships('u1')])).toBe(false);
+    const m3 = s.cache.mark();
+    s.cache.streamEvent(
+      ev('group_member_delete', { group_member: JSON.stringify({ group_id: 'g1', user_id: 'u3' }) }),
+    );
+    expect(s.cache.changedSince(m3, [memberships('u3')])).toBe(true);
+    expect(s.cache.changedSince(m3, [memberships('u1')])).toBe(false);
+  });
+
+  it('a break, a reconnect or a new bot identity: everything changed', () => {
+    const s = setup();
+    const m1 = s.cache.mark();
+    s.cache.streamDisconnected();
+    expect(s.cache.changedSince(m1, [account('u1')])).toBe(true);
+    s.cache.streamConnected();
+    expect(s.cache.changedSince(m1, [account('u1')])).toBe(true);
+    const m2 = s.cache.mark();
+    s.cache.streamConnected(); // resumed: what was missed in between is unknown
+    expect(s.cache.changedSince(m2, [account('u1')])).toBe(true);
+    const m3 = s.cache.mark();
+    s.cache.setBotUserId('bot0000000000000000000000b');
+    expect(s.cache.changedSince(m3, [account('u1')])).toBe(true);
+  });
+
+  it('a mark taken with the stream down has no events to miss: only events heard since count', () => {
+    const cache = new ChatCache({ freshMs: 30_000 });
+    cache.setBotUserId(BOT);
+    const m = cache.mark();
+    cache.streamConnected();
+    expect(cache.changedSince(m, [account('u1')])).toBe(false);
+    cache.streamEvent(ev('user_updated', { user: { id: 'u1' } }));
+    expect(cache.changedSince(m, [account('u1')])).toBe(true);
+  });
+
+  it('with freshness 0 (nothing kept) events still count', () => {
+    const s = setup(0);
+    const m = s.cache.mark();
+    s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: 'p1' }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(m, [post('p1')])).toBe(true);
+  });
+
+  it('a mark older than the changes remembered counts as changed', () => {
+    const s = setup();
+    const m = s.cache.mark();
+    for (let i = 0; i <= CHANGES_KEPT; i++)
+      s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: `x${i}` }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(m, [post('p1')])).toBe(true);
+    const recent = s.cache.mark();
+    s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: 'x' }) }, { channel_id: CH }));
+    expect(s.cache.changedSince(recent, [post('p1')])).toBe(false);
   });
 });
