@@ -24,6 +24,9 @@ const PIN = {
   signer_did: 'd',
 };
 
+/** Creating an embedded database starts Postgres twice (a child creates it); other runs share the CPU. */
+const PGLITE_ON_DISK_TIMEOUT = 120_000;
+
 const open: TestDb[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((d) => d.close()));
@@ -244,67 +247,79 @@ describe('database targets', () => {
     expect(text).toContain('pw stays');
   });
 
-  it('embedded PGlite keeps data across reopen and refuses a second opener', async () => {
-    const dir = await tempDir();
-    const first = await openDatabase({ kind: 'pglite', dataDir: dir });
-    await migrateToLatest(first.db);
-    await first.db
-      .insertInto('policy_pins')
-      .values({ ...PIN, policy_name: 'p', policy_hash_b64u: null, reason: 'kept', pin_hash_b64u: 'h2' })
-      .execute();
-    await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
-      code: 'ERR_DB_LOCKED',
-    });
-    await first.close();
-    const again = await openDatabase({ kind: 'pglite', dataDir: dir });
-    try {
-      const rows = await again.db.selectFrom('policy_pins').select('reason').execute();
-      expect(rows).toEqual([{ reason: 'kept' }]);
-    } finally {
-      await again.close();
-    }
-  });
+  it(
+    'embedded PGlite keeps data across reopen and refuses a second opener',
+    async () => {
+      const dir = await tempDir();
+      const first = await openDatabase({ kind: 'pglite', dataDir: dir });
+      await migrateToLatest(first.db);
+      await first.db
+        .insertInto('policy_pins')
+        .values({ ...PIN, policy_name: 'p', policy_hash_b64u: null, reason: 'kept', pin_hash_b64u: 'h2' })
+        .execute();
+      await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
+        code: 'ERR_DB_LOCKED',
+      });
+      await first.close();
+      const again = await openDatabase({ kind: 'pglite', dataDir: dir });
+      try {
+        const rows = await again.db.selectFrom('policy_pins').select('reason').execute();
+        expect(rows).toEqual([{ reason: 'kept' }]);
+      } finally {
+        await again.close();
+      }
+    },
+    PGLITE_ON_DISK_TIMEOUT,
+  );
 
-  it('embedded PGlite, on disk and in memory, runs with the bounded memory settings', async () => {
-    const dir = await tempDir();
-    const settings = async (db: Db) =>
-      (
-        await sql<{ name: string; value: string }>`
+  it(
+    'embedded PGlite, on disk and in memory, runs with the bounded memory settings',
+    async () => {
+      const dir = await tempDir();
+      const settings = async (db: Db) =>
+        (
+          await sql<{ name: string; value: string }>`
           select name, current_setting(name) as value from pg_settings
           where name in ('shared_buffers', 'maintenance_work_mem') order by name`.execute(db)
-      ).rows;
-    const want = [
-      { name: 'maintenance_work_mem', value: PGLITE_SETTINGS.maintenance_work_mem },
-      { name: 'shared_buffers', value: PGLITE_SETTINGS.shared_buffers },
-    ];
-    // Created (by a child process) and opened; then opened again: settings are given at every start.
-    for (let i = 0; i < 2; i++) {
-      const onDisk = await openDatabase({ kind: 'pglite', dataDir: dir });
-      try {
-        expect(await settings(onDisk.db)).toEqual(want);
-      } finally {
-        await onDisk.close();
+        ).rows;
+      const want = [
+        { name: 'maintenance_work_mem', value: PGLITE_SETTINGS.maintenance_work_mem },
+        { name: 'shared_buffers', value: PGLITE_SETTINGS.shared_buffers },
+      ];
+      // Created (by a child process) and opened; then opened again: settings are given at every start.
+      for (let i = 0; i < 2; i++) {
+        const onDisk = await openDatabase({ kind: 'pglite', dataDir: dir });
+        try {
+          expect(await settings(onDisk.db)).toEqual(want);
+        } finally {
+          await onDisk.close();
+        }
       }
-    }
-    const inMemory = await openDatabase({ kind: 'pglite-memory' });
-    try {
-      expect(await settings(inMemory.db)).toEqual(want);
-    } finally {
-      await inMemory.close();
-    }
-  });
+      const inMemory = await openDatabase({ kind: 'pglite-memory' });
+      try {
+        expect(await settings(inMemory.db)).toEqual(want);
+      } finally {
+        await inMemory.close();
+      }
+    },
+    PGLITE_ON_DISK_TIMEOUT,
+  );
 
-  it('a first start that cannot create the embedded database fails closed and frees the lock', async () => {
-    const dir = await tempDir();
-    // Where the database would go is a file: the child creating it fails.
-    await fs.writeFile(path.join(dir, 'pglite'), 'not a directory');
-    await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
-      code: 'ERR_DB_UNAVAILABLE',
-      message: expect.stringContaining('creating the database failed'),
-    });
-    await expect(fs.stat(path.join(dir, 'pglite.lock'))).rejects.toThrow();
-    expect(await fs.readFile(path.join(dir, 'pglite'), 'utf8')).toBe('not a directory');
-  });
+  it(
+    'a first start that cannot create the embedded database fails closed and frees the lock',
+    async () => {
+      const dir = await tempDir();
+      // Where the database would go is a file: the child creating it fails.
+      await fs.writeFile(path.join(dir, 'pglite'), 'not a directory');
+      await expect(openDatabase({ kind: 'pglite', dataDir: dir })).rejects.toMatchObject({
+        code: 'ERR_DB_UNAVAILABLE',
+        message: expect.stringContaining('creating the database failed'),
+      });
+      await expect(fs.stat(path.join(dir, 'pglite.lock'))).rejects.toThrow();
+      expect(await fs.readFile(path.join(dir, 'pglite'), 'utf8')).toBe('not a directory');
+    },
+    PGLITE_ON_DISK_TIMEOUT,
+  );
 
   it('takes over a lock left by a process that no longer exists', async () => {
     const dir = await tempDir();
