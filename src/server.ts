@@ -7,8 +7,8 @@ import type { PolicyService } from './policy/policy-service.js';
 import type { EngineContext } from './jobs/context.js';
 import { mintDueSteps } from './jobs/agent-job-ops.js';
 import { expireDueJobs } from './jobs/revoke-job.js';
-import { type BotOptions, MattermostBot } from './bot/bot.js';
-import { MattermostRest } from './chat/mattermost-rest.js';
+import type { BotOptions, MattermostBot } from './bot/bot.js';
+import type { MattermostRest } from './chat/mattermost-rest.js';
 import { loadActionSecret } from './crypto/action-secret.js';
 import { advertiseServer } from './db/data-dir-lock.js';
 import { readCommandToken } from './http/routes/mattermost-command-token.js';
@@ -76,6 +76,11 @@ export async function startServer(
   let chat: MattermostRest | undefined;
   let actionSecret: Uint8Array | undefined;
   if (config.mattermost) {
+    // Loaded only with a chat server: an API-only server never loads the bot, ws or the Mattermost client.
+    const [{ MattermostBot }, { MattermostRest }] = await Promise.all([
+      import('./bot/bot.js'),
+      import('./chat/mattermost-rest.js'),
+    ]);
     let onUnauthorized = () => {};
     let onSuccess = () => {};
     chat = new MattermostRest({
