@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { AppError, type AppErrorCode, isAppError } from '../errors.js';
@@ -63,42 +64,81 @@ const issuanceRecord = (db: Db, hash: string) => issuanceQuery(db, hash).execute
 /**
  * Planning the three-table read costs PostgreSQL several times what running it does (0.4 to
  * 1 ms against 0.05 ms measured), so introspection runs it as a statement prepared once per
- * connection. SQL-level PREPARE, because the driver offers no named statements; a connection
- * that lacks it says so (26000) and gets it. Where prepared statements do not survive from one
- * statement to the next (a pooler in transaction mode), the plain statement is used from then
- * on. The hash is the only value, and it is inlined only once it is known to be 64 hex digits.
+ * connection. SQL-level PREPARE, because the driver offers no named statements.
+ *
+ * The statement is named after a hash of its text: a connection shared with another version of
+ * this server (a pooler in transaction mode) never runs that version's definition as this one.
+ * A connection that lacks it says so (26000) and gets it. One whose copy no longer fits the
+ * schema (a migration applied meanwhile, e.g. by another replica's rolling deploy: 0A000 when a
+ * column's type changed, 42703 or 42P01 when one it names went away) drops it and prepares it
+ * once more; if that fails the same way, this call uses the plain statement. Where prepared
+ * statements do not survive from one statement to the next (a pooler), the plain statement is
+ * used from then on. The hash is the only value, and it is inlined only once it is known to be
+ * 64 hex digits.
  */
-const PREPARED = 'claw_token_introspection_v1';
 const HEX64 = /^[0-9a-f]{64}$/;
+/** A statement prepared on this connection before the schema changed under it. */
+const STALE = new Set(['0A000', '42703', '42P01']);
 const unprepared = new WeakSet<Db>();
-let preparedSql: string | undefined;
+let prepared: { name: string; text: string } | undefined;
+
+const sqlState = (err: unknown): unknown => (err as { code?: unknown }).code;
+
+function preparedStatement(db: Db): { name: string; text: string } {
+  if (!prepared) {
+    const text = issuanceQuery(db, '$1').compile().sql.replace(/\$1/, '$$1::text');
+    const digest = createHash('sha256').update(text).digest('hex').slice(0, 16);
+    prepared = { name: `claw_token_introspection_${digest}`, text };
+  }
+  return prepared;
+}
 
 async function preparedIssuanceRecord(db: Db, hash: string): Promise<IssuanceRecord> {
   if (!HEX64.test(hash) || unprepared.has(db)) return issuanceRecord(db, hash);
+  const { name, text } = preparedStatement(db);
   const run = async (on: Db) =>
-    (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(PREPARED)}(${sql.lit(hash)})`.execute(on))
-      .rows[0];
+    (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(name)}(${sql.lit(hash)})`.execute(on)).rows[0];
+  let failed: unknown;
   try {
     return await run(db);
   } catch (err) {
-    if ((err as { code?: unknown }).code !== '26000') throw err;
+    failed = sqlState(err);
+    if (failed !== '26000' && !STALE.has(failed as string)) throw err;
   }
-  // The connection that ran it lacks the statement: prepare it on one connection and run it
-  // there. Another connection that lacks it answers the same way the first time it is used.
+  // The connection that ran it lacks the statement, or holds an outdated one: (re)prepare it on
+  // one connection and run it there. Another connection in that state answers the same way the
+  // first time it is used.
   return db.connection().execute(async (conn) => {
-    preparedSql ??= issuanceQuery(db, '$1').compile().sql.replace(/\$1/, '$$1::text');
-    try {
-      await sql`prepare ${sql.raw(PREPARED)} (text) as ${sql.raw(preparedSql)}`.execute(conn);
-    } catch (err) {
-      // 42P05: this connection has it already; running it says whether it works.
-      if ((err as { code?: unknown }).code !== '42P05') throw err;
-    }
-    try {
-      return await run(conn);
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== '26000') throw err;
-      unprepared.add(db);
-      return issuanceRecord(conn, hash);
+    let stale = failed !== '26000';
+    for (;;) {
+      if (stale) {
+        try {
+          await sql`deallocate ${sql.raw(name)}`.execute(conn);
+        } catch (err) {
+          // 26000: not on this connection (the pool gave another one than the failed run's).
+          if (sqlState(err) !== '26000') throw err;
+        }
+      }
+      try {
+        await sql`prepare ${sql.raw(name)} (text) as ${sql.raw(text)}`.execute(conn);
+      } catch (err) {
+        // 42P05: this connection has it already; running it says whether it works.
+        if (sqlState(err) !== '42P05') throw err;
+      }
+      try {
+        return await run(conn);
+      } catch (err) {
+        const code = sqlState(err);
+        if (code === '26000') {
+          unprepared.add(db);
+          return issuanceRecord(conn, hash);
+        }
+        if (!STALE.has(code as string)) throw err;
+        // Still outdated right after it was dropped and prepared again (the schema is changing
+        // now): this call plans anew.
+        if (stale) return issuanceRecord(conn, hash);
+        stale = true;
+      }
     }
   });
 }

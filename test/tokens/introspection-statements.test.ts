@@ -48,7 +48,7 @@ function rawText(node: RawNode): string {
     .join('');
 }
 
-const READ = /^(select|execute claw_token_introspection_v1\(\?\))$/;
+const READ = /^(select|execute claw_token_introspection_[0-9a-f]{16}\(\?\))$/;
 
 let e: TestEngine | undefined;
 const extra: { close(): Promise<void> }[] = [];
@@ -161,7 +161,7 @@ describe('introspection statements', () => {
   it('falls back to the plain statement where prepared statements do not last (a pooler)', async () => {
     e = await createTestEngine();
     const log = new StatementLog();
-    log.failing = { prefix: 'execute claw_token_introspection_v1', code: '26000' };
+    log.failing = { prefix: 'execute claw_token_introspection_', code: '26000' };
     const watched: EngineContext = { ...e.ctx, db: e.ctx.db.withPlugin(log) };
     const job = await opsJob(e.ctx);
     const { token } = await claimToken(e.ctx, { jobId: job.jobId, step: 'search-kb', agentId: OPS.executor });
@@ -171,6 +171,31 @@ describe('introspection statements', () => {
       expect(await introspectToken(watched, token)).toMatchObject({ active: true });
       expect(log.take()).toEqual(['select']);
     }
+  });
+
+  it('prepares an outdated statement once more, then uses the plain one; other failures are errors', async () => {
+    e = await createTestEngine();
+    const log = new StatementLog();
+    const watched: EngineContext = { ...e.ctx, db: e.ctx.db.withPlugin(log) };
+    const job = await opsJob(e.ctx);
+    const { token } = await claimToken(e.ctx, { jobId: job.jobId, step: 'search-kb', agentId: OPS.executor });
+    expect(await introspectToken(watched, token)).toMatchObject({ active: true });
+    for (const code of ['0A000', '42703', '42P01']) {
+      log.take();
+      // The statement keeps failing as outdated (a schema changing right now).
+      log.failing = { prefix: 'execute claw_token_introspection_', code };
+      expect(await introspectToken(watched, token)).toMatchObject({ active: true });
+      const kinds = log.take().map((x) => x.replace(/claw_token_introspection_[0-9a-f]{16}.*/, 'it'));
+      expect(kinds).toEqual(['execute it', 'deallocate it', 'prepare it', 'execute it', 'select']);
+      log.failing = null;
+      // Not given up on: the next call runs the statement prepared again.
+      expect(await introspectToken(watched, token)).toMatchObject({ active: true });
+      expect(log.take()).toHaveLength(1);
+    }
+    // Any other failure is not an answer (fail closed): the caller gets the error.
+    log.failing = { prefix: 'execute claw_token_introspection_', code: '42501' };
+    await expect(introspectToken(watched, token)).rejects.toMatchObject({ code: '42501' });
+    expect(log.take()).toHaveLength(1);
   });
 
   it('sees a revocation and a pause committed through another replica at once (no cache)', async () => {
