@@ -21,6 +21,7 @@ import {
   onOutboxCommitted,
   releaseLeasesOfGone,
   releaseOwnLeases,
+  releaseOwnLeasesExcept,
   statusPropsDigest,
 } from './outbox.js';
 
@@ -96,6 +97,8 @@ export class OutboxDelivery {
   private readonly statusPosts = new Map<string, string>();
   /** Rows this process leased whose outcome it could not record (the database went away). */
   private readonly orphans = new Set<number>();
+  /** A lease statement failed: it may have committed, leasing rows this process never heard of. */
+  private leaseUnheard = false;
   private stopped = true;
   private pauseUntil = 0;
   private failures = 0;
@@ -185,6 +188,13 @@ export class OutboxDelivery {
       if (released > 0) log.info({ released }, 'resuming outbox rows whose delivery was cut short');
       this.resumed = true;
     }
+    if (this.leaseUnheard) {
+      // Every lease of ours but the rows being sent: the orphans known now are among them.
+      const orphans = [...this.orphans];
+      await releaseOwnLeasesExcept(db, this.owner.id, [...this.inFlight.keys()]);
+      this.leaseUnheard = false;
+      for (const id of orphans) this.orphans.delete(id);
+    }
     if (this.orphans.size > 0) {
       const ids = [...this.orphans];
       await releaseOwnLeases(db, this.owner.id, ids);
@@ -192,8 +202,14 @@ export class OutboxDelivery {
     }
     const room = this.parallel - this.inFlight.size;
     if (room <= 0) return true;
-    // A row whose lease ran out while this process is still sending it is not taken twice here.
-    const rows = await leaseDue(db, clock(), this.leaseMs, room, this.owner.id, [...this.inFlight.keys()]);
+    let rows: OutboxRow[];
+    try {
+      // A row whose lease ran out while this process is still sending it is not taken twice here.
+      rows = await leaseDue(db, clock(), this.leaseMs, room, this.owner.id, [...this.inFlight.keys()]);
+    } catch (err) {
+      this.leaseUnheard = true;
+      throw err;
+    }
     for (const row of rows) this.launch(row);
     return rows.length === room;
   }

@@ -400,6 +400,26 @@ export async function releaseOwnLeases(db: Db, owner: string, ids: readonly numb
   return Number(released.numUpdatedRows);
 }
 
+/**
+ * This holder's leases on rows it is not delivering (`inFlight` are those it is): a lease
+ * statement that committed but whose answer was lost leased rows this holder never heard of.
+ * Released so their threads go on now, not when the lease runs out. Returns how many.
+ */
+export async function releaseOwnLeasesExcept(
+  db: Db,
+  owner: string,
+  inFlight: readonly number[],
+): Promise<number> {
+  const released = await db
+    .updateTable('outbox')
+    .set({ lease_until: null, lease_owner: null })
+    .where('lease_owner', '=', owner)
+    .$if(inFlight.length > 0, (qb) => qb.where('id', 'not in', inFlight))
+    .where('delivered_at', 'is', null)
+    .executeTakeFirst();
+  return Number(released.numUpdatedRows);
+}
+
 export async function markRetry(db: Db, id: number, next: Date, error: string): Promise<void> {
   await db
     .updateTable('outbox')
