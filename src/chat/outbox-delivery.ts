@@ -297,10 +297,20 @@ export class OutboxDelivery {
         this.opts.metrics?.outboxFailed(row.kind, 'failed');
         return;
       }
-      const wait =
-        e?.retryAfterMs ??
-        backoffMs(this.failures++, this.opts.minBackoffMs ?? 500, this.opts.maxBackoffMs ?? 30_000);
-      this.pauseUntil = this.opts.clock().getTime() + wait;
+      const now = this.opts.clock().getTime();
+      // Rows in flight together fail together (the server went away once): a failure during a
+      // pause another row began is the same failure, and never shortens that pause.
+      const sameBurst = now < this.pauseUntil;
+      let wait = e?.retryAfterMs ?? null;
+      if (wait === null) {
+        if (!sameBurst) this.failures++;
+        wait = backoffMs(
+          Math.max(0, this.failures - 1),
+          this.opts.minBackoffMs ?? 500,
+          this.opts.maxBackoffMs ?? 30_000,
+        );
+      }
+      this.pauseUntil = Math.max(this.pauseUntil, now + wait);
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
       await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
