@@ -248,8 +248,11 @@ export async function openJobFor(
   jobId: number,
   post: PostContext | undefined,
   at: Date,
+  facts: ChatSnapshot,
 ): Promise<{ job: JobRow; expired?: JobEnded }> {
   const job = await lockJob(trx, jobId);
+  // What Mattermost said while this waited for the locks counts: a changed answer starts again.
+  facts.assertCurrent();
   if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
   if (
     post &&
@@ -287,6 +290,39 @@ function buttonMatchesJob(button: ButtonClick, job: JobRow): void {
 
 /** How many times a decision starts again when the job changed while Mattermost was asked. */
 export const DECIDE_ATTEMPTS = 4;
+
+/**
+ * A deciding transaction on Mattermost's answers, asked before it takes any lock: `needs`
+ * (read without locks) names what to ask, `work` decides with the job locked, and calls
+ * `facts.assertCurrent()` once it holds its locks. When `work` throws `SnapshotMiss` (an
+ * answer it needs was not asked, or one changed while it waited for the locks), its
+ * transaction rolls back and Mattermost is asked again, at most `DECIDE_ATTEMPTS` times; then
+ * nothing is decided and `ERR_DIRECTORY_UNAVAILABLE` is thrown.
+ */
+export async function decideOnSnapshot<T>(
+  ctx: EngineContext,
+  callerTrx: Db | undefined,
+  jobId: number,
+  needs: (db: Db) => Promise<FactsNeeded>,
+  work: (trx: Db, facts: ChatSnapshot) => Promise<T>,
+): Promise<T> {
+  for (let n = 1; ; n++) {
+    const facts = await ChatSnapshot.gather(ctx, await needs(callerTrx ?? ctx.db));
+    try {
+      return await attempt(ctx, callerTrx, (trx) => work(trx, facts));
+    } catch (err) {
+      if (!(err instanceof SnapshotMiss)) throw err;
+      ctx.log.info({ jobId, attempt: n, why: err.message }, 'decision starts again');
+      if (n >= DECIDE_ATTEMPTS) {
+        throw new AppError(
+          'ERR_DIRECTORY_UNAVAILABLE',
+          `what Mattermost said about job:${jobId} kept changing while it was asked; nothing was decided, try again`,
+          { cause: err },
+        );
+      }
+    }
+  }
+}
 
 /**
  * Runs one attempt of a deciding transaction: its own, or (inside the caller's) under a
@@ -351,26 +387,13 @@ export async function decideStep(
   input: StepDecisionInput,
   callerTrx?: Db,
 ): Promise<DecisionOutcome> {
-  let outcome: DecisionOutcome | undefined;
-  for (let n = 1; outcome === undefined; n++) {
-    const facts = await ChatSnapshot.gather(ctx, await decisionNeeds(callerTrx ?? ctx.db, input));
-    try {
-      outcome = await attempt(ctx, callerTrx, (trx) => decideLocked(ctx, trx, input, facts));
-    } catch (err) {
-      if (!(err instanceof SnapshotMiss)) throw err;
-      ctx.log.info(
-        { jobId: input.jobId, step: input.step, attempt: n, why: err.message },
-        'decision starts again',
-      );
-      if (n >= DECIDE_ATTEMPTS) {
-        throw new AppError(
-          'ERR_DIRECTORY_UNAVAILABLE',
-          `the approvals of job:${input.jobId} kept changing while Mattermost was asked; nothing was decided, try again`,
-          { cause: err },
-        );
-      }
-    }
-  }
+  const outcome = await decideOnSnapshot(
+    ctx,
+    callerTrx,
+    input.jobId,
+    (db) => decisionNeeds(db, input),
+    (trx, facts) => decideLocked(ctx, trx, input, facts),
+  );
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   ctx.log.info(
     {

@@ -1,5 +1,6 @@
 import {
   type DecisionOutcome,
+  decideOnSnapshot,
   openJobFor,
   type PostContext,
   previousDecision,
@@ -7,11 +8,10 @@ import {
   recordDecision,
   rejectedOutcome,
 } from '../approvals/record-decision.js';
-import { ChatSnapshot } from '../approvals/chat-snapshot.js';
 import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
 import type { Db } from '../db/database.js';
-import { type EngineContext, inTransaction } from './context.js';
+import type { EngineContext } from './context.js';
 import type { DecisionSource } from './engine-metrics.js';
 import { endJob } from './end-job.js';
 import type { JobEnded } from './job-events.js';
@@ -41,87 +41,93 @@ export async function endJobByCommand(
   const source: DecisionSource =
     input.source ?? (input.post ? 'chat' : input.actor.kind === 'admin' ? 'api' : 'command');
   // The security group's membership is asked before the job is locked (no network call while
-  // it is); it depends only on who asks, so the locked part needs nothing else.
-  const facts = await ChatSnapshot.gather(ctx, {
-    memberships: input.actor.kind === 'user' ? [{ userId, groups: [ctx.securityGroup] }] : [],
-    accounts: [],
-    posts: [],
-  });
-  const outcome = await inTransaction(ctx, callerTrx, async (trx): Promise<DecisionOutcome> => {
-    const replay = await previousDecision(trx, input.post?.postId);
-    if (replay) return replay;
-    const at = ctx.clock();
-    let job: JobRow | null = null;
-    let expired: JobEnded | undefined;
-    try {
-      ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at));
-      if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has already expired`, true);
-      if (job.status !== 'open')
-        throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
-      let groups: string[] = [];
-      if (input.actor.kind === 'user') {
-        groups = [...new Set(facts.membershipsOf(userId, [ctx.securityGroup]).map((m) => m.group))];
-        const allowed = groups.length > 0 || (input.kind === 'cancel' && userId === job.requester_id);
-        if (!allowed) {
-          throw new Rejection(
-            'ERR_NOT_ELIGIBLE',
-            input.kind === 'revoke'
-              ? `only the ${ctx.securityGroup} group may revoke a job`
-              : `only the requester or the ${ctx.securityGroup} group may cancel job:${job.id}`,
-            true,
-          );
+  // it is); it depends only on who asks, so the locked part needs nothing else. A removal heard
+  // while it waited for the lock makes it ask again.
+  const outcome = await decideOnSnapshot(
+    ctx,
+    callerTrx,
+    input.jobId,
+    async () => ({
+      memberships: input.actor.kind === 'user' ? [{ userId, groups: [ctx.securityGroup] }] : [],
+      accounts: [],
+      posts: [],
+    }),
+    async (trx, facts): Promise<DecisionOutcome> => {
+      const replay = await previousDecision(trx, input.post?.postId);
+      if (replay) return replay;
+      const at = ctx.clock();
+      let job: JobRow | null = null;
+      let expired: JobEnded | undefined;
+      try {
+        ({ job, expired } = await openJobFor(ctx, trx, input.jobId, input.post, at, facts));
+        if (expired) throw new Rejection('ERR_JOB_EXPIRED', `job:${job.id} has already expired`, true);
+        if (job.status !== 'open')
+          throw new Rejection(closedCode(job), `job:${job.id} is already ${job.status}`, true);
+        let groups: string[] = [];
+        if (input.actor.kind === 'user') {
+          groups = [...new Set(facts.membershipsOf(userId, [ctx.securityGroup]).map((m) => m.group))];
+          const allowed = groups.length > 0 || (input.kind === 'cancel' && userId === job.requester_id);
+          if (!allowed) {
+            throw new Rejection(
+              'ERR_NOT_ELIGIBLE',
+              input.kind === 'revoke'
+                ? `only the ${ctx.securityGroup} group may revoke a job`
+                : `only the requester or the ${ctx.securityGroup} group may cancel job:${job.id}`,
+              true,
+            );
+          }
         }
-      }
-      const decisionId = await recordDecision(ctx, trx, at, {
-        job,
-        namedJob: input.jobId,
-        step: null,
-        kind: input.kind,
-        userId,
-        post: input.post,
-        outcome: 'accepted',
-        code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
-        reason: input.reason,
-        groups,
-        source,
-      });
-      const ended = await endJob(
-        ctx,
-        trx,
-        job,
-        input.kind === 'revoke' ? 'revoked' : 'cancelled',
-        input.reason,
-        at,
-        {
+        const decisionId = await recordDecision(ctx, trx, at, {
+          job,
+          namedJob: input.jobId,
+          step: null,
+          kind: input.kind,
           userId,
+          post: input.post,
+          outcome: 'accepted',
+          code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
+          reason: input.reason,
+          groups,
+          source,
+        });
+        const ended = await endJob(
+          ctx,
+          trx,
+          job,
+          input.kind === 'revoke' ? 'revoked' : 'cancelled',
+          input.reason,
+          at,
+          {
+            userId,
+            decisionId,
+          },
+        );
+        return {
+          accepted: true,
+          code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
+          message: `job:${job.id} ${ended.status}`,
+          jobId: job.id,
+          step: null,
+          replayed: false,
           decisionId,
-        },
-      );
-      return {
-        accepted: true,
-        code: input.kind === 'revoke' ? 'JOB_REVOKED' : 'JOB_CANCELLED',
-        message: `job:${job.id} ${ended.status}`,
-        jobId: job.id,
-        step: null,
-        replayed: false,
-        decisionId,
-        ended,
-      };
-    } catch (err) {
-      if (!(err instanceof Rejection)) throw err;
-      return rejectedOutcome(ctx, trx, at, err, {
-        job,
-        jobId: input.jobId,
-        step: null,
-        kind: input.kind,
-        userId,
-        post: input.post,
-        reason: input.reason,
-        ...(expired ? { expired } : {}),
-        source,
-      });
-    }
-  });
+          ended,
+        };
+      } catch (err) {
+        if (!(err instanceof Rejection)) throw err;
+        return rejectedOutcome(ctx, trx, at, err, {
+          job,
+          jobId: input.jobId,
+          step: null,
+          kind: input.kind,
+          userId,
+          post: input.post,
+          reason: input.reason,
+          ...(expired ? { expired } : {}),
+          source,
+        });
+      }
+    },
+  );
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);
   return outcome;
 }
