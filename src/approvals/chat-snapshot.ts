@@ -68,8 +68,11 @@ export class ChatSnapshot {
     private readonly memberships: Map<string, Settled<GroupMembership[]>>,
     private readonly accounts: Map<string, Settled<ChatUser | null>>,
     private readonly posts: Map<string, Settled<ChatPost | null>>,
-    /** The cache the answers came through, and what it had heard when they were asked. */
-    private readonly watch: { cache: ChatCache; mark: FactsMark } | null,
+    /**
+     * The cache the answers came through, what it had heard when they were asked, and the bot's
+     * own user id then (a new identity since is a change `assertCurrent` reports).
+     */
+    private readonly watch: { cache: ChatCache; mark: FactsMark; botUserId: string | null } | null,
   ) {}
 
   /** Asks everything `needs` names, concurrently. Never throws: failures are kept as answers. */
@@ -77,7 +80,7 @@ export class ChatSnapshot {
     const chat = ctx.chat;
     // Marked before anything is asked: an event heard while an answer is on its way counts too.
     const cache = chat?.stream instanceof ChatCache ? chat.stream : null;
-    const watch = cache ? { cache, mark: cache.mark() } : null;
+    const watch = cache ? { cache, mark: cache.mark(), botUserId: cache.botUserId } : null;
     const memberships = new Map<string, Promise<Settled<GroupMembership[]>>>();
     for (const m of needs.memberships) {
       const key = membershipKey(m.userId, m.groups);
@@ -137,6 +140,27 @@ export class ChatSnapshot {
   account(userId: string): ChatUser | null | undefined {
     if (!this.chat) return undefined;
     return answer(this.accounts.get(userId), `the account of ${userId}`);
+  }
+
+  /**
+   * Whether Mattermost said `postId` is a root post the bot itself wrote in `channelId`, not
+   * deleted, whose prop `prop` is `value`. Props are anyone's to set: only the author and the
+   * channel, as Mattermost answers them, make the post the bot's. False when the bot's own id
+   * is not known (no chat connection, or a chat port that does not say who it is).
+   */
+  isOwnRootPost(postId: string, channelId: string, prop: { name: string; value: string }): boolean {
+    const botUserId = this.watch?.botUserId ?? null;
+    if (!this.chat || botUserId === null) return false;
+    const post = this.post(postId);
+    return (
+      !!post &&
+      post.id === postId &&
+      post.delete_at === 0 &&
+      post.user_id === botUserId &&
+      post.channel_id === channelId &&
+      post.root_id === '' &&
+      post.props[prop.name] === prop.value
+    );
   }
 
   /** The post as Mattermost had it (null: deleted); undefined without a chat connection. */

@@ -16,16 +16,19 @@ import {
   recordDecision,
   rejectedOutcome,
   Rejection,
+  threadNeeds,
 } from './record-decision.js';
 
 /** What confirming may ask Mattermost (nothing when the job cannot be confirmed by this person as it stands). */
 async function confirmationNeeds(
   ctx: EngineContext,
   db: Db,
-  input: { jobId: number; userId: string },
+  input: { jobId: number; userId: string; post?: PostContext },
 ): Promise<FactsNeeded> {
-  const none: FactsNeeded = { memberships: [], accounts: [], posts: [] };
   const job = await db.selectFrom('jobs').selectAll().where('id', '=', input.jobId).executeTakeFirst();
+  // The thread's root when the job has none recorded yet (its plan post, perhaps): asked whatever follows.
+  const posts = threadNeeds(job, input.post);
+  const none: FactsNeeded = { memberships: [], accounts: [], posts };
   if (!job || job.status !== 'open' || job.submitted_by === null || job.requester_id !== input.userId)
     return none;
   let groups: readonly string[];
@@ -34,7 +37,7 @@ async function confirmationNeeds(
   } catch {
     return none; // the locked part refuses it (ERR_POLICY_UNAVAILABLE) without asking anything
   }
-  return { memberships: [{ userId: input.userId, groups }], accounts: [input.userId], posts: [] };
+  return { memberships: [{ userId: input.userId, groups }], accounts: [input.userId], posts };
 }
 
 /** A confirmation is a post in the job's thread; without one it came through the API. */

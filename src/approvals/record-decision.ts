@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
-import type { DecisionKind, DecisionRow, JobRow } from '../db/schema.js';
+import type { DecisionKind, DecisionRow, JobEventRow, JobRow } from '../db/schema.js';
 import { AppError, type AppErrorCode, isAppError } from '../errors.js';
 import { type EngineContext, inTransaction } from '../jobs/context.js';
 import { type DecisionSource, noteDecision } from '../jobs/engine-metrics.js';
@@ -10,6 +10,8 @@ import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { lockForDecision, readJobState, WriteBatch } from '../jobs/job-state.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
+import { planPostKey } from '../chat/outbox.js';
+import { OUTBOX_KEY_PROP } from '../chat/outbox-delivery.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { firstRejection } from '../proofs/rejection-summary.js';
 import type { ApprovalRule } from '../policy/types.js';
@@ -250,22 +252,69 @@ export async function openJobFor(
   at: Date,
   facts: ChatSnapshot,
 ): Promise<{ job: JobRow; expired?: JobEnded }> {
-  const job = await lockJob(trx, jobId);
+  let job = await lockJob(trx, jobId);
   // What Mattermost said while this waited for the locks counts: a changed answer starts again.
   facts.assertCurrent();
   if (!job) throw new Rejection('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`, false);
-  if (
-    post &&
-    // A job without a thread yet (an agent's job whose plan is not posted) takes no chat decision.
-    (post.channelId !== job.channel_id || job.root_post_id === null || post.rootId !== job.root_post_id)
-  ) {
-    throw new Rejection('ERR_WRONG_THREAD', `decisions for job:${jobId} count only in its own thread`, true);
-  }
+  if (post) ({ job } = await inJobThread(trx, job, post, facts, at));
   if (isExpired(job, at)) {
     const expired = await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);
     return { job: { ...job, status: 'expired' }, expired };
   }
   return { job };
+}
+
+/**
+ * The root posts a decision on `job` by `post` may need to know (read without locks): the
+ * post's root when the job has no thread recorded yet, so that `inJobThread` can tell whether
+ * it is the job's plan post.
+ */
+export function threadNeeds(
+  job: Pick<JobRow, 'channel_id' | 'root_post_id'> | undefined,
+  post: PostContext | undefined,
+): string[] {
+  if (!job || !post || job.root_post_id !== null) return [];
+  return post.channelId === job.channel_id && post.rootId !== post.postId ? [post.rootId] : [];
+}
+
+/**
+ * With the job locked: `post` must be in the job's thread, else ERR_WRONG_THREAD. An agent's job
+ * whose plan post Mattermost has made but whose thread is not recorded yet (another replica is
+ * still posting it; a crash or a lost answer between the post and its recording) is bound here,
+ * as its delivery would bind it (`bindJobThread`: the row's `root_post_id`, and a `thread_bound`
+ * event while the job is open), when Mattermost, asked before the lock, said the post's root is
+ * the bot's own root post in the job's channel carrying the plan post's outbox key. Returns the
+ * job as it now is, and the event written, if any.
+ */
+async function inJobThread(
+  trx: Db,
+  job: JobRow,
+  post: PostContext,
+  facts: ChatSnapshot,
+  at: Date,
+): Promise<{ job: JobRow; bound: JobEventRow | null }> {
+  const wrong = () =>
+    new Rejection('ERR_WRONG_THREAD', `decisions for job:${job.id} count only in its own thread`, true);
+  if (post.channelId !== job.channel_id) throw wrong();
+  if (job.root_post_id !== null) {
+    if (post.rootId !== job.root_post_id) throw wrong();
+    return { job, bound: null };
+  }
+  // A job without a thread (no plan post made) takes no chat decision.
+  const plan = { name: OUTBOX_KEY_PROP, value: planPostKey(job.id) };
+  if (post.rootId === post.postId || !facts.isOwnRootPost(post.rootId, job.channel_id, plan)) throw wrong();
+  await trx
+    .updateTable('jobs')
+    .set({ root_post_id: post.rootId })
+    .where('id', '=', job.id)
+    .where('root_post_id', 'is', null)
+    .execute();
+  // A closed job's chain is sealed in its bundle; the binding is then only in the row.
+  const bound =
+    job.status === 'open'
+      ? await appendEvent(trx, job.id, 'thread_bound', { root_post_id: post.rootId }, at)
+      : null;
+  return { job: { ...job, root_post_id: post.rootId }, bound };
 }
 
 /**
@@ -350,8 +399,9 @@ async function attempt<T>(
  * asking, or, if it changed meanwhile, start again.
  */
 async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNeeded> {
-  const none: FactsNeeded = { memberships: [], accounts: [], posts: [] };
   const job = await db.selectFrom('jobs').selectAll().where('id', '=', input.jobId).executeTakeFirst();
+  const thread = threadNeeds(job, input.post);
+  const none: FactsNeeded = { memberships: [], accounts: [], posts: thread };
   if (!job || job.status !== 'open') return none;
   const state = await readJobState(db, {
     jobId: job.id,
@@ -362,7 +412,7 @@ async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNee
   if (!step || step.rule === null || step.status !== 'awaiting_approval') return none;
   const rule = JSON.parse(step.rule) as ApprovalRule;
   const decider = { userId: input.userId, groups: rule.allowed_approver_groups };
-  if (input.kind === 'deny') return { memberships: [decider], accounts: [input.userId], posts: [] };
+  if (input.kind === 'deny') return { memberships: [decider], accounts: [input.userId], posts: thread };
   const mint = mintNeeds(job, rule, state.live, state.confirmation, {
     userId: input.userId,
     postId: input.post?.postId ?? null,
@@ -370,7 +420,7 @@ async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNee
   return {
     memberships: [decider, ...mint.memberships],
     accounts: [input.userId, ...mint.accounts],
-    posts: mint.posts,
+    posts: [...thread, ...mint.posts],
   };
 }
 
@@ -454,17 +504,11 @@ async function decideLocked(
     });
     if (state.previous) return replayOf(state.previous);
     job = locked;
-    const post = input.post;
-    if (
-      post &&
-      // A job without a thread yet (an agent's job whose plan is not posted) takes no chat decision.
-      (post.channelId !== job.channel_id || job.root_post_id === null || post.rootId !== job.root_post_id)
-    ) {
-      throw new Rejection(
-        'ERR_WRONG_THREAD',
-        `decisions for job:${job.id} count only in its own thread`,
-        true,
-      );
+    if (input.post) {
+      const inThread = await inJobThread(trx, job, input.post, facts, at);
+      job = inThread.job;
+      // The batch's events follow the binding in the chain.
+      if (inThread.bound) state.head = { seq: inThread.bound.seq, hash: inThread.bound.event_hash_b64u };
     }
     if (isExpired(job, at)) {
       expired = await endJob(ctx, trx, job, 'expired', 'approval window elapsed', at);

@@ -7,6 +7,7 @@ import {
   Rejection,
   recordDecision,
   rejectedOutcome,
+  threadNeeds,
 } from '../approvals/record-decision.js';
 import type { JobRow } from '../db/schema.js';
 import { closedCode, lockExistingJob } from './job-repository.js';
@@ -47,10 +48,20 @@ export async function endJobByCommand(
     ctx,
     callerTrx,
     input.jobId,
-    async () => ({
+    async (db) => ({
       memberships: input.actor.kind === 'user' ? [{ userId, groups: [ctx.securityGroup] }] : [],
       accounts: [],
-      posts: [],
+      // The thread's root when the job has none recorded yet (its plan post, perhaps).
+      posts: input.post
+        ? threadNeeds(
+            await db
+              .selectFrom('jobs')
+              .select(['channel_id', 'root_post_id'])
+              .where('id', '=', input.jobId)
+              .executeTakeFirst(),
+            input.post,
+          )
+        : [],
     }),
     async (trx, facts): Promise<DecisionOutcome> => {
       const replay = await previousDecision(trx, input.post?.postId);
