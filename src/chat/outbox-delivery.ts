@@ -35,6 +35,12 @@ export type StatusRenderer = (
 /** Rows delivered at once by default: Mattermost answers each in a few milliseconds. */
 export const DEFAULT_PARALLEL = 32;
 const STATUS_POSTS_KEPT = 10_000;
+/**
+ * The longest a Mattermost request may take (mattermost-rest's REQUEST_TIMEOUT_MS, not imported:
+ * that module loads the Mattermost client), and a margin for clocks that differ between replicas.
+ */
+const REQUEST_TIMEOUT_MS = 20_000;
+const LEASE_MARGIN_MS = 5_000;
 
 /** An error as a log field: its message and codes, never a connection string. */
 function errorField(err: unknown): { message: string; code?: string } {
@@ -244,7 +250,7 @@ export class OutboxDelivery {
   private async deliverOrPause(row: OutboxRow): Promise<void> {
     if (this.stopped || this.opts.clock().getTime() < this.pauseUntil) {
       // Leased before a pause began (or while stopping): wait it out, in order.
-      await markRetry(this.opts.db, row.id, new Date(this.pauseUntil), 'waiting out a pause');
+      await markRetry(this.opts.db, row, new Date(this.pauseUntil), 'waiting out a pause');
       return;
     }
     await this.deliver(row);
@@ -257,30 +263,42 @@ export class OutboxDelivery {
     try {
       if (row.kind === 'reaction') {
         await chat.addReaction(this.opts.botUserId, row.target_post_id!, row.emoji!);
-        await markDelivered(db, row.id, null, this.opts.clock());
+        if (!(await markDelivered(db, row, null, this.opts.clock()))) return this.leaseLost(row);
       } else if (row.kind === 'patch') {
         sent = await this.patch(row);
       } else {
         const earlier = row.attempts > 1 ? await this.findEarlier(row) : null;
         const rootId = row.root_id ?? (await this.jobThread(row));
-        const postId =
-          earlier ??
-          (
+        let postId = earlier;
+        if (postId === null) {
+          const message = await this.render(row.message!);
+          // The lookups may have outlasted the lease: another replica may have taken the row and
+          // posted it since. The lease is taken again unless what is left of it, by this clock,
+          // outlasts the longest request (the round trip is then saved).
+          const left = row.lease_until!.getTime() - this.opts.clock().getTime();
+          if (
+            left <= REQUEST_TIMEOUT_MS + LEASE_MARGIN_MS &&
+            !(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))
+          ) {
+            return this.leaseLost(row);
+          }
+          postId = (
             await chat.createPost({
               channel_id: row.channel_id,
               ...(rootId ? { root_id: rootId } : {}),
-              message: await this.render(row.message!),
+              message,
               props: {
                 ...(JSON.parse(row.props ?? '{}') as Record<string, string>),
                 [OUTBOX_KEY_PROP]: row.dedupe_key,
               },
             })
           ).id;
+        }
         if (row.job_id !== null && row.dedupe_key === planPostKey(row.job_id)) {
           await bindJobThread(db, row.job_id, postId, this.opts.clock());
         }
         // Marked delivered, and an edit that waited for this post (its status post) made due.
-        await markPostDelivered(db, row, postId, this.opts.clock());
+        if (!(await markPostDelivered(db, row, postId, this.opts.clock()))) return this.leaseLost(row);
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
       if (sent) this.opts.metrics?.outboxDelivered(row.kind);
@@ -292,8 +310,11 @@ export class OutboxDelivery {
           { outboxId: row.id, kind: e.kind, status: e.status, err: e.message },
           'outbox row refused by Mattermost; not retrying',
         );
-        if (row.kind === 'patch') await markPatchFailed(db, row, this.opts.clock(), e.message);
-        else await markFailed(db, row.id, this.opts.clock(), e.message);
+        const recorded =
+          row.kind === 'patch'
+            ? await markPatchFailed(db, row, this.opts.clock(), e.message)
+            : await markFailed(db, row, this.opts.clock(), e.message);
+        if (!recorded) return this.leaseLost(row);
         this.opts.metrics?.outboxFailed(row.kind, 'failed');
         return;
       }
@@ -312,7 +333,9 @@ export class OutboxDelivery {
       }
       this.pauseUntil = Math.max(this.pauseUntil, now + wait);
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
-      await markRetry(db, row.id, new Date(this.pauseUntil), e?.message ?? String(err));
+      if (!(await markRetry(db, row, new Date(this.pauseUntil), e?.message ?? String(err)))) {
+        return this.leaseLost(row);
+      }
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
     }
   }
@@ -335,21 +358,23 @@ export class OutboxDelivery {
           .where('dedupe_key', '=', row.target_key!)
           .executeTakeFirst();
     if (!target || target.failed_at !== null || !this.opts.statusPost) {
-      await markPatchFailed(db, row, at, target ? 'the status post was never posted' : 'no status post');
-      this.opts.metrics?.outboxFailed(row.kind, 'failed');
+      const why = target ? 'the status post was never posted' : 'no status post';
+      if (await markPatchFailed(db, row, at, why)) this.opts.metrics?.outboxFailed(row.kind, 'failed');
+      else this.leaseLost(row);
       return false;
     }
     if (target.delivered_at === null || target.delivered_post_id === null) {
       // Not posted yet: wait for it (its own delivery wakes the pass that follows).
-      await markRetry(db, row.id, new Date(at.getTime() + 1_000), 'waiting for the status post');
+      await markRetry(db, row, new Date(at.getTime() + 1_000), 'waiting for the status post');
       return false;
     }
     const postId = target.delivered_post_id;
     this.remember(row.target_key!, postId);
     const now = await this.opts.statusPost(db, row.job_id!, postId);
     if (!now) {
-      await markDelivered(db, row.id, postId, at);
-      return true;
+      if (await markDelivered(db, row, postId, at)) return true;
+      this.leaseLost(row);
+      return false;
     }
     const props = statusPropsDigest(now.props);
     if (now.message !== row.message || props !== row.props) {
@@ -363,6 +388,17 @@ export class OutboxDelivery {
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
     return true;
+  }
+
+  /**
+   * The row's lease ran out and another holder took it (or it was released) before this one
+   * recorded its outcome: nothing more is done with it here; the row is the other holder's.
+   */
+  private leaseLost(row: OutboxRow): void {
+    this.opts.log.info(
+      { outboxId: row.id, kind: row.kind },
+      'outbox row taken over by another holder; not recorded',
+    );
   }
 
   /** A status post once posted stays that post: its id is kept, not read again for every edit. */

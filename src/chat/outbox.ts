@@ -243,11 +243,11 @@ export async function markPatched(
  */
 export async function markPatchFailed(
   db: Db,
-  row: { id: number; version: number },
+  row: Leased & { version: number },
   at: Date,
   error: string,
-): Promise<void> {
-  await db
+): Promise<boolean> {
+  const done = await db
     .updateTable('outbox')
     .set({
       failed_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
@@ -256,7 +256,9 @@ export async function markPatchFailed(
       last_error: error.slice(0, 500),
     })
     .where('id', '=', row.id)
-    .execute();
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
+    .executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
 }
 
 /** How many complaint answers this user was sent since `since` (the flood limit's window). */
@@ -336,8 +338,15 @@ export async function leaseDue(
   return rows.sort((a, b) => a.id - b.id);
 }
 
-export async function markDelivered(db: Db, id: number, postId: string | null, at: Date): Promise<void> {
-  await db
+/**
+ * A leased row as its holder saw it. Every outcome below is recorded only while the row is still
+ * that holder's (false otherwise): a holder whose lease ran out and was taken over by another
+ * replica must not clear the new holder's lease, nor record its own late answer over the other's.
+ */
+type Leased = { id: number; lease_owner: string | null };
+
+export async function markDelivered(db: Db, row: Leased, postId: string | null, at: Date): Promise<boolean> {
+  const done = await db
     .updateTable('outbox')
     .set({
       delivered_at: at,
@@ -346,8 +355,10 @@ export async function markDelivered(db: Db, id: number, postId: string | null, a
       lease_owner: null,
       last_error: null,
     })
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', row.id)
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
+    .executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
 }
 
 /**
@@ -356,12 +367,13 @@ export async function markDelivered(db: Db, id: number, postId: string | null, a
  */
 export async function markPostDelivered(
   db: Db,
-  row: { id: number; job_id: number | null; dedupe_key: string },
+  row: Leased & { job_id: number | null; dedupe_key: string },
   postId: string,
   at: Date,
-): Promise<void> {
-  if (row.job_id === null) return markDelivered(db, row.id, postId, at);
-  await db
+): Promise<boolean> {
+  if (row.job_id === null) return markDelivered(db, row, postId, at);
+  const jobId = row.job_id;
+  const done = await db
     .with('delivered', (qb) =>
       qb
         .updateTable('outbox')
@@ -373,15 +385,24 @@ export async function markPostDelivered(
           last_error: null,
         })
         .where('id', '=', row.id)
+        .where('lease_owner', 'is not distinct from', row.lease_owner)
         .returning('id'),
     )
-    .updateTable('outbox')
-    .set({ next_attempt_at: at })
-    .where('dedupe_key', '=', statusPatchKey(row.job_id))
-    .where('target_key', '=', row.dedupe_key)
-    .where('delivered_at', 'is', null)
-    .where('failed_at', 'is', null)
-    .execute();
+    .with('released', (qb) =>
+      qb
+        .updateTable('outbox')
+        .set({ next_attempt_at: at })
+        .where('dedupe_key', '=', statusPatchKey(jobId))
+        .where('target_key', '=', row.dedupe_key)
+        .where('delivered_at', 'is', null)
+        .where('failed_at', 'is', null)
+        .where((eb) => eb.exists(eb.selectFrom('delivered').select('delivered.id')))
+        .returning('id'),
+    )
+    .selectFrom('delivered')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(done.n) === 1;
 }
 
 /**
@@ -420,20 +441,24 @@ export async function releaseOwnLeasesExcept(
   return Number(released.numUpdatedRows);
 }
 
-export async function markRetry(db: Db, id: number, next: Date, error: string): Promise<void> {
-  await db
+export async function markRetry(db: Db, row: Leased, next: Date, error: string): Promise<boolean> {
+  const done = await db
     .updateTable('outbox')
     .set({ next_attempt_at: next, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', row.id)
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
+    .executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
 }
 
-export async function markFailed(db: Db, id: number, at: Date, error: string): Promise<void> {
-  await db
+export async function markFailed(db: Db, row: Leased, at: Date, error: string): Promise<boolean> {
+  const done = await db
     .updateTable('outbox')
     .set({ failed_at: at, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', row.id)
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
+    .executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
 }
 
 /**

@@ -62,10 +62,10 @@ describe(`a status edit whose lease ran out while Mattermost was slow (${dialect
       .executeTakeFirstOrThrow();
     const plan = await ctx.db
       .selectFrom('outbox')
-      .select('id')
+      .select(['id', 'lease_owner'])
       .where('dedupe_key', '=', status.target_key!)
       .executeTakeFirstOrThrow();
-    await markDelivered(ctx.db, plan.id, 'planpost0000000000000000000', clock());
+    await markDelivered(ctx.db, plan, 'planpost0000000000000000000', clock());
     // Only the edit is left to deliver (replies are not what this is about).
     const replies = () =>
       ctx.db.updateTable('outbox').set({ delivered_at: clock() }).where('kind', '!=', 'patch').execute();
