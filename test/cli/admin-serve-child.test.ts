@@ -6,6 +6,7 @@ import { SERVER_FILE } from '../../src/db/data-dir-lock.js';
 import { loadSigningKey } from '../../src/tokens/signing-key.js';
 import { spawnServe } from '../helpers/serve-child.js';
 import { cli } from '../helpers/cli.js';
+import { writePgliteDataDir } from '../helpers/db.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
 
 /**
@@ -42,6 +43,7 @@ async function serve(env: Record<string, string>) {
 describe('CLI commands and a running `serve` process (embedded database)', () => {
   it('go through it while it runs; after it is killed, use the database itself; a stop withdraws the address', async () => {
     const dataDir = await tempDir('claw-admin-child-');
+    await writePgliteDataDir(path.join(dataDir, 'pglite'));
     await loadSigningKey({ kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') });
     const env = { DATA_DIR: dataDir, POLICIES_DIR: await copyPolicies(), ADMIN_TOKEN: ADMIN };
     const lockFile = path.join(dataDir, 'pglite.lock');

@@ -17,6 +17,7 @@ import { redeemToken } from '../../src/tokens/token-lifecycle.js';
 import { cli, type CliResult } from '../helpers/cli.js';
 import { OPS, U } from '../helpers/engine.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
+import { writePgliteDataDir } from '../helpers/db.js';
 import { silentLogger } from '../helpers/log.js';
 
 /**
@@ -48,6 +49,8 @@ async function pgliteEnv(keyFrom?: Env): Promise<Env> {
   } else {
     await loadSigningKey({ kind: 'generated', file: keyFile({ DATA_DIR: dataDir }) });
   }
+  // As PGlite's initdb leaves it (copied: initdb takes seconds); the runtime migrates it.
+  await writePgliteDataDir(path.join(dataDir, 'pglite'));
   return {
     DATA_DIR: dataDir,
     POLICIES_DIR: await copyPolicies(),

@@ -15,7 +15,7 @@ import type { GroupsFile, Wpc } from '../../src/policy/types.js';
 import { openDatabase } from '../../src/db/database.js';
 import { loadSigningKey } from '../../src/tokens/signing-key.js';
 import { cli } from '../helpers/cli.js';
-import { createTestDb, TEST_PG_URL, type TestDb } from '../helpers/db.js';
+import { createTestDb, TEST_PG_URL, type TestDb, writePgliteDataDir } from '../helpers/db.js';
 import { copyPolicies, tempDir } from '../helpers/fs.js';
 
 interface Report {
@@ -65,6 +65,8 @@ beforeAll(async () => {
   stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'claw-doctor-state-'));
   await loadSigningKey({ kind: 'generated', file: path.join(stateDir, 'keys', 'signing-key.jwk.json') });
   const db = TEST_PG_URL ? await createTestDb({ migrate: false }) : null;
+  // As PGlite's initdb leaves it (copied: initdb takes seconds); `migrate` below migrates it.
+  if (!db) await writePgliteDataDir(path.join(stateDir, 'pglite'));
   dbs.push(db);
   migrated = {
     DATA_DIR: stateDir,
@@ -301,6 +303,7 @@ describe('claw-approvals doctor, against the sandbox', () => {
 
   it('with the embedded database held by a running server, says so instead of failing, and still lints the policies', async () => {
     const dataDir = await tempDir('claw-doctor-pglite-');
+    await writePgliteDataDir(path.join(dataDir, 'pglite'));
     await loadSigningKey({ kind: 'generated', file: path.join(dataDir, 'keys', 'signing-key.jwk.json') });
     const env: Record<string, string> = { ...(await goodEnv()), DATA_DIR: dataDir };
     delete env.DATABASE_URL;

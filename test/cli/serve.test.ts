@@ -31,7 +31,7 @@ async function serve(env: Record<string, string>): Promise<Server> {
   const lines: Record<string, unknown>[] = [];
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${buffer}${stderr}`)), 45_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${buffer}${stderr}`)), 120_000);
     proc.stderr!.on('data', (d) => {
       stderr += String(d);
     });

@@ -89,6 +89,7 @@ interface Baseline {
 const dumpMemo = new Map<string, Promise<Blob>>();
 let baselineMemo: Promise<Baseline> | undefined;
 const idle: PGlite[] = [];
+const MAX_IDLE = 3;
 let started = 0;
 
 /** PGlite instances this worker has started (tests of the pool check it reuses them). */
@@ -317,7 +318,11 @@ async function leasePglite(): Promise<TestDb> {
         } finally {
           lease.end();
         }
-        if (await reset(pglite)) idle.push(pglite);
+        if (!(await reset(pglite))) return;
+        // A worker runs file after file: keep what one test needs at a time, not every instance
+        // a file once held at the same time (each holds tens of megabytes).
+        if (idle.length < MAX_IDLE) idle.push(pglite);
+        else await pglite.close();
       })()),
   };
 }

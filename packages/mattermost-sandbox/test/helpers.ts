@@ -77,8 +77,8 @@ export class Probe {
     this.socket.send(JSON.stringify(message));
   }
 
-  /** The next frame in arrival order. */
-  async next(timeoutMs = 2000): Promise<Frame> {
+  /** The next frame in arrival order. The bound only fails a test: a loaded machine can take seconds. */
+  async next(timeoutMs = 15_000): Promise<Frame> {
     const deadline = Date.now() + timeoutMs;
     while (this.cursor >= this.frames.length) {
       if (this.socket.readyState === WebSocket.CLOSED)
@@ -98,7 +98,7 @@ export class Probe {
   }
 
   /** Skips frames until one matches. */
-  async until(match: (f: Frame) => boolean, timeoutMs = 2000): Promise<Frame> {
+  async until(match: (f: Frame) => boolean, timeoutMs = 15_000): Promise<Frame> {
     for (;;) {
       const frame = await this.next(timeoutMs);
       if (match(frame)) return frame;
