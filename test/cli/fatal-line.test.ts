@@ -145,7 +145,7 @@ describe(`serve's fatal start-up line (${dialectName})`, () => {
       code: 'ERR_CONFIG_INVALID',
       details: [{ key: 'PORT', problem: expect.any(String) }],
     });
-  }, 60_000);
+  });
 
   it('other commands keep their human form', async () => {
     const r = await cli(['keys', 'show'], { PORT: 'eighty' });

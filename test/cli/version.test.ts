@@ -38,7 +38,7 @@ describe('claw-approvals --version', () => {
     );
     expect(stdout).toBe(`${PACKAGE.version}\n`);
     // tsx compiles the program first: slow on a busy machine.
-  }, 60_000);
+  });
 
   it('finds the package.json named claw-approvals above src/ and dist/src/, skipping others', async () => {
     const root = await tempDir('claw-version-');

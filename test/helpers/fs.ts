@@ -1,20 +1,20 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach } from 'vitest';
 
 const dirs: string[] = [];
 
-/** A temporary directory removed after the current test. */
+/** A temporary directory removed after the current test (test/setup/env.ts calls removeTempDirs). */
 export async function tempDir(prefix = 'claw-test-'): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
   dirs.push(dir);
   return dir;
 }
 
-afterEach(async () => {
+/** Removes every directory tempDir made since the last call. */
+export async function removeTempDirs(): Promise<void> {
   await Promise.all(dirs.splice(0).map((d) => fs.rm(d, { recursive: true, force: true })));
-});
+}
 
 export const REPO_POLICIES_DIR = new URL('../../policies/', import.meta.url).pathname;
 

@@ -37,7 +37,7 @@ describe.each<Transport>(['stdio', 'http'])(`MCP tools over %s (${dialectName})`
       channel: world.w.channel,
       requester: world.w.ids.grace,
     });
-  }, 60_000);
+  });
   afterAll(async () => {
     await mcp?.close();
   });

@@ -53,7 +53,7 @@ describe.each<Transport>(['stdio', 'http'])(`permission_prompt over %s (${dialec
       channel: world.w.channel,
       requester: world.w.ids.grace,
     });
-  }, 60_000);
+  });
   afterAll(async () => {
     await mcp?.close();
   });

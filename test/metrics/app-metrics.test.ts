@@ -52,5 +52,5 @@ describe(`metrics registries (${dialectName})`, () => {
       paths: Record<string, Record<string, { operationId?: string }>>;
     };
     expect(doc.paths['/metrics']?.get?.operationId).toBe('getMetrics');
-  }, 90_000);
+  });
 });
