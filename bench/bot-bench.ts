@@ -69,7 +69,8 @@ export async function benchBot(deps: {
 }) {
   const sandbox = await startSandboxProcess();
   const ws = sandbox.workspace;
-  const rest = new MattermostRest({ url: ws.url, token: ws.botToken, log: deps.log });
+  // As `serve` runs it: Mattermost's answers reused for MATTERMOST_FRESH_SECONDS' default.
+  const rest = new MattermostRest({ url: ws.url, token: ws.botToken, log: deps.log, freshSeconds: 30 });
   const engine = engineFor(
     {
       db: deps.db,
