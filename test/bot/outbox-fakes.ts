@@ -9,11 +9,14 @@ export const BOT = 'botbotbotbotbotbotbotbotbo';
 /**
  * A Mattermost that keeps the posts it is sent (findable by their outbox key, as on the real
  * server). `onCreate` runs before a post is stored: it may hold the answer or throw a refusal;
- * `onUser` runs before a user lookup (the name rendering before a post or an edit).
+ * `onStored` runs once the post is stored and before the answer (a test can hold the answer
+ * there, or wait for other requests to arrive); `onUser` runs before a user lookup (the name
+ * rendering before a post or an edit).
  */
 export function fakeMattermost(
   hooks: {
     onCreate?: (p: NewPost) => Promise<void>;
+    onStored?: (post: ChatPost) => Promise<void>;
     onUser?: (id: string) => Promise<void>;
     onPatch?: (id: string, message: string) => Promise<void>;
   } = {},
@@ -44,6 +47,7 @@ export function fakeMattermost(
         original_id: '',
       };
       posts.push(post);
+      await hooks.onStored?.(post);
       return post;
     },
     async addReaction() {},

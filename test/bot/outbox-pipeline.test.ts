@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { decideStep } from '../../src/approvals/record-decision.js';
-import type { ChatPort, ChatPost, NewPost } from '../../src/chat/chat-port.js';
+import type { ChatPort, ChatPost } from '../../src/chat/chat-port.js';
 import type { LeaseOwner } from '../../src/chat/lease-owner.js';
-import { OUTBOX_KEY_PROP, OutboxDelivery } from '../../src/chat/outbox-delivery.js';
+import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
 import { enqueuePost } from '../../src/chat/outbox.js';
 import { afterCommit } from '../../src/db/commit-hooks.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
@@ -10,6 +10,7 @@ import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
+import { BOT, fakeMattermost as fakeWithHooks, keyOf } from './outbox-fakes.js';
 
 let e: TestEngine | null = null;
 const deliveries: OutboxDelivery[] = [];
@@ -19,53 +20,11 @@ afterEach(async () => {
   e = null;
 });
 
-const BOT = 'botbotbotbotbotbotbotbotbo';
 const HOUR = 3_600_000;
 
-/**
- * A Mattermost that keeps the posts it is sent (as the server would: findable by their outbox
- * key). `beforeCreate` runs once the post exists and before the answer: a test can hold the
- * answer there, or wait for other requests to arrive.
- */
-function fakeMattermost(beforeCreate: (post: ChatPost) => Promise<void> = async () => {}) {
-  const posts: ChatPost[] = [];
-  let n = 0;
-  const chat = {
-    async user(id: string) {
-      return { id, username: `u${id.slice(0, 4)}`, delete_at: 0, is_bot: false };
-    },
-    async createPost(p: NewPost): Promise<ChatPost> {
-      n += 1;
-      const post: ChatPost = {
-        id: `post${String(n).padStart(22, '0')}`,
-        channel_id: p.channel_id,
-        root_id: p.root_id ?? '',
-        user_id: BOT,
-        message: p.message,
-        type: '',
-        props: (p.props ?? {}) as Record<string, unknown>,
-        create_at: Date.now(),
-        update_at: Date.now(),
-        edit_at: 0,
-        delete_at: 0,
-        original_id: '',
-      };
-      posts.push(post);
-      await beforeCreate(post);
-      return post;
-    },
-    async addReaction() {},
-    async patchPost(id: string) {
-      return { id };
-    },
-    async postsSince(channelId: string) {
-      return posts.filter((p) => p.channel_id === channelId);
-    },
-  };
-  return { chat: chat as unknown as ChatPort, posts };
-}
-
-const keyOf = (p: ChatPost) => String(p.props[OUTBOX_KEY_PROP]);
+/** The shared fake Mattermost; `onStored` holds the answer once the post exists. */
+const fakeMattermost = (onStored?: (post: ChatPost) => Promise<void>) =>
+  fakeWithHooks(onStored ? { onStored } : {});
 
 function delivery(
   engine: TestEngine,
