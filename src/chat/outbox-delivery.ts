@@ -20,7 +20,6 @@ import {
   markPostDelivered,
   onOutboxCommitted,
   releaseLeasesOfGone,
-  releaseOwnLeases,
   releaseOwnLeasesExcept,
   statusPropsDigest,
 } from './outbox.js';
@@ -191,17 +190,13 @@ export class OutboxDelivery {
       if (released > 0) log.info({ released }, 'resuming outbox rows whose delivery was cut short');
       this.resumed = true;
     }
-    if (this.leaseUnheard) {
-      // Every lease of ours but the rows being sent: the orphans known now are among them.
+    if (this.leaseUnheard || this.orphans.size > 0) {
+      // Every lease of ours but the rows being sent (leasing never overlaps itself): the orphans
+      // known now, and any row a lease statement whose answer was lost gave us.
       const orphans = [...this.orphans];
       await releaseOwnLeasesExcept(db, this.owner.id, [...this.inFlight.keys()]);
       this.leaseUnheard = false;
       for (const id of orphans) this.orphans.delete(id);
-    }
-    if (this.orphans.size > 0) {
-      const ids = [...this.orphans];
-      await releaseOwnLeases(db, this.owner.id, ids);
-      for (const id of ids) this.orphans.delete(id);
     }
     const room = this.parallel - this.inFlight.size;
     if (room <= 0) return true;

@@ -406,25 +406,10 @@ export async function markPostDelivered(
 }
 
 /**
- * Leases this holder took and can no longer work on (recording a row's outcome failed): released
- * so the rows are delivered again now, not when the lease runs out. Returns how many.
- */
-export async function releaseOwnLeases(db: Db, owner: string, ids: readonly number[]): Promise<number> {
-  if (ids.length === 0) return 0;
-  const released = await db
-    .updateTable('outbox')
-    .set({ lease_until: null, lease_owner: null })
-    .where('id', 'in', ids)
-    .where('lease_owner', '=', owner)
-    .where('delivered_at', 'is', null)
-    .executeTakeFirst();
-  return Number(released.numUpdatedRows);
-}
-
-/**
- * This holder's leases on rows it is not delivering (`inFlight` are those it is): a lease
- * statement that committed but whose answer was lost leased rows this holder never heard of.
- * Released so their threads go on now, not when the lease runs out. Returns how many.
+ * This holder's leases on rows it is not delivering (`inFlight` are those it is): rows whose
+ * outcome it could not record (the database went away), and rows a lease statement that
+ * committed but whose answer was lost gave it. Released so their threads go on now, not when
+ * the lease runs out. Returns how many.
  */
 export async function releaseOwnLeasesExcept(
   db: Db,
