@@ -10,7 +10,7 @@ import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, lockExistingJob, lockJob } from '../jobs/job-repository.js';
 import { lockForDecision, readJobState, WriteBatch } from '../jobs/job-state.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
-import { planPostKey } from '../chat/outbox.js';
+import { planPostKey, writeThreadBinding } from '../chat/outbox.js';
 import { OUTBOX_KEY_PROP } from '../chat/outbox-delivery.js';
 import { appendEvent } from '../proofs/event-chain.js';
 import { firstRejection } from '../proofs/rejection-summary.js';
@@ -303,17 +303,7 @@ async function inJobThread(
   // A job without a thread (no plan post made) takes no chat decision.
   const plan = { name: OUTBOX_KEY_PROP, value: planPostKey(job.id) };
   if (post.rootId === post.postId || !facts.isOwnRootPost(post.rootId, job.channel_id, plan)) throw wrong();
-  await trx
-    .updateTable('jobs')
-    .set({ root_post_id: post.rootId })
-    .where('id', '=', job.id)
-    .where('root_post_id', 'is', null)
-    .execute();
-  // A closed job's chain is sealed in its bundle; the binding is then only in the row.
-  const bound =
-    job.status === 'open'
-      ? await appendEvent(trx, job.id, 'thread_bound', { root_post_id: post.rootId }, at)
-      : null;
+  const bound = await writeThreadBinding(trx, job, post.rootId, at);
   return { job: { ...job, root_post_id: post.rootId }, bound };
 }
 

@@ -459,10 +459,30 @@ export async function bindJobThread(db: Db, jobId: number, postId: string, at: D
       .forUpdate()
       .executeTakeFirst();
     if (!job || job.root_post_id !== null) return;
-    await trx.updateTable('jobs').set({ root_post_id: postId }).where('id', '=', jobId).execute();
-    // A closed job's chain is sealed in its bundle; the binding is then only in the row.
-    if (job.status === 'open') await appendEvent(trx, jobId, 'thread_bound', { root_post_id: postId }, at);
+    await writeThreadBinding(trx, { id: jobId, status: job.status }, postId, at);
   });
+}
+
+/**
+ * Binds a thread-less job, whose row the caller holds locked, to its plan post: the row's
+ * `root_post_id`, and a `thread_bound` event while the job is open (a closed job's chain is
+ * sealed in its bundle; the binding is then only in the row). Returns the event, if any.
+ */
+export async function writeThreadBinding(
+  trx: Db,
+  job: { id: number; status: string },
+  postId: string,
+  at: Date,
+): Promise<Awaited<ReturnType<typeof appendEvent>> | null> {
+  await trx
+    .updateTable('jobs')
+    .set({ root_post_id: postId })
+    .where('id', '=', job.id)
+    .where('root_post_id', 'is', null)
+    .execute();
+  return job.status === 'open'
+    ? appendEvent(trx, job.id, 'thread_bound', { root_post_id: postId }, at)
+    : null;
 }
 
 /**
