@@ -32,7 +32,7 @@ export type ToolCallStep = { ok: true; step: PlanStep } | { ok: false; problem: 
 
 function isNative(v: unknown): v is string | number | boolean {
   if (typeof v === 'boolean') return true;
-  if (typeof v === 'number') return Number.isSafeInteger(v) && !Object.is(v, -0);
+  if (typeof v === 'number') return Number.isSafeInteger(v);
   return typeof v === 'string' && v.length <= MAX_ARG_TEXT && !hasUnsafeText(v);
 }
 
@@ -77,7 +77,8 @@ export function toolCallStep(toolName: string, input: ToolInput): ToolCallStep {
       };
     if (value === undefined) continue;
     if (isNative(value)) {
-      args[field] = value;
+      // JSON and the plan's canonical form know no negative zero: -0 is carried, and approved, as 0.
+      args[field] = Object.is(value, -0) ? 0 : value;
       continue;
     }
     const parts = pieces(jsonText(value), MAX_ARG_TEXT);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { receiptFor } from '../helpers/receipts.js';
 import { dialectName } from '../helpers/db.js';
 import {
@@ -204,8 +204,9 @@ describe.each<Transport>(['stdio', 'http'])(`MCP tools over %s (${dialectName})`
       try {
         const r = await bad.call('job_status', { job: 1 });
         expect(errorText(r)).toBe('ERR_UNAUTHENTICATED: unknown or revoked agent key');
+        // The answer (stdout) and the log line (stderr) travel on two pipes: either may arrive first.
+        await vi.waitFor(() => expect(bad.stderr()).toContain('ERR_UNAUTHENTICATED'), { timeout: 10_000 });
         expect(bad.stderr()).not.toContain(badKey);
-        expect(bad.stderr()).toContain('ERR_UNAUTHENTICATED');
       } finally {
         await bad.close();
       }

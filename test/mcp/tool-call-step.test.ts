@@ -79,6 +79,15 @@ describe('a tool call as a plan step', () => {
     );
   });
 
+  it('carries negative zero as the 0 that JSON and the plan hash make of it', () => {
+    const step = stepOf('Bash', { n: -0, m: [-0] });
+    expect(Object.is(step.args.n, 0)).toBe(true);
+    expect(step.args).toEqual({ n: 0, 'm.json': '[0]' });
+    expect(planHash([step])).toBe(planHash([stepOf('Bash', { n: 0, m: [0] })]));
+    expect(stepInput(step.args)).toEqual({ n: 0, m: [0] });
+    expect(() => stepInput({ 'n.json': '-0' })).toThrow(/need not be/);
+  });
+
   it('keeps a string that looks like JSON apart from the value it spells', () => {
     const asText = stepOf('Bash', { command: '["rm","-rf"]' });
     const asArray = stepOf('Bash', { command: ['rm', '-rf'] });
