@@ -55,19 +55,22 @@ export async function decidePermission(
   const hash = planHash([step]);
   let job: JobView;
   try {
-    job = await deps.client.submitJob(
-      {
-        channel_id: deps.channelId,
-        requester_id: deps.requesterId,
-        ...(deps.teamId ? { team_id: deps.teamId } : {}),
-        steps: [step],
-      },
-      { signal: opts.signal },
-    );
+    // Not cut short by a withdrawal: once sent, the job may exist whatever happens here, and
+    // only its answer says which job to close. The client's own timeout bounds the wait.
+    job = await deps.client.submitJob({
+      channel_id: deps.channelId,
+      requester_id: deps.requesterId,
+      ...(deps.teamId ? { team_id: deps.teamId } : {}),
+      steps: [step],
+    });
   } catch (err) {
     if (opts.signal.aborted) throw err;
     const f = failureOf(err, deps.log);
     return deny(`claw-approvals refused the call (${f.code}): ${f.message}`);
+  }
+  if (opts.signal.aborted) {
+    await closeQuietly(deps, job, 'the permission request was withdrawn or lost');
+    throw opts.signal.reason;
   }
   const log = deps.log.child({ jobId: job.job_id, tool: step.tool });
   if (job.plan_hash_b64u !== hash) {
