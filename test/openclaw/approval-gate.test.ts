@@ -55,7 +55,7 @@ function manualTimers() {
 function gateWith(
   over: Partial<GateConfig> = {},
   clock = manualTimers(),
-  deps: Pick<Partial<GateDeps>, 'policy' | 'now' | 'deadlineMs'> = {},
+  deps: Pick<Partial<GateDeps>, 'policy' | 'now' | 'deadlineMs' | 'client'> = {},
 ) {
   const config: GateConfig = {
     serverUrl: s.url,
@@ -307,6 +307,30 @@ describe(`the OpenClaw plugin's gate against the real server and sandbox (${dial
     expect(await jobRow(s.w, plan.jobId)).toMatchObject({ status: 'cancelled' });
   });
 
+  it('closes the job when OpenClaw cancels the call while it is being submitted', async () => {
+    const abort = new AbortController();
+    // The job is created, and only then, before its answer reaches the gate, the call is cancelled.
+    const client = new ClawClient({
+      baseUrl: s.url,
+      agentKey: s.agentKey,
+      timeoutMs: 5_000,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (init?.method === 'POST' && String(input).endsWith('/v1/jobs')) abort.abort();
+        return res;
+      },
+    });
+    const { gate } = gateWith({}, manualTimers(), { client });
+    const answer = gate.beforeToolCall(call(SEND, { channel: 'payments-oncall', text: 'cancelled early' }), {
+      abortSignal: abort.signal,
+    });
+    const plan = await s.nextPlan();
+    expect(blockReason(await answer)).toBe(
+      `claw-approvals: job:${plan.jobId}: the tool call was cancelled while waiting for approval`,
+    );
+    expect(await jobRow(s.w, plan.jobId)).toMatchObject({ status: 'cancelled' });
+  });
+
   it('does not let one approval run a second, identical call (each call is its own job)', async () => {
     const { gate } = gateWith();
     const params = { channel: 'payments-oncall', text: 'once only' };
@@ -399,9 +423,14 @@ describe(`the OpenClaw plugin's gate against the real server and sandbox (${dial
 
   it("claims no token and closes the job truthfully when approval comes after the gate's deadline", async () => {
     let now = 1_000_000;
-    const { gate } = gateWith({}, manualTimers(), { now: () => now, deadlineMs: 45_000 });
+    const { gate, logs } = gateWith({}, manualTimers(), { now: () => now, deadlineMs: 45_000 });
     const answer = gate.beforeToolCall(call(SEND, { channel: 'payments-oncall', text: 'late' }), {});
     const plan = await s.nextPlan();
+    // The plan post may come before the submission's answer: the gate waits once it has that.
+    await eventually(
+      async () => logs.some((m) => m.includes(`submitted as job:${plan.jobId}`)) || undefined,
+      'the gate waiting',
+    );
     // OpenClaw's own hook timeout would have fired by now and blocked the call.
     now += 45_001;
     await s.approve(plan);

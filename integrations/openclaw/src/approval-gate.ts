@@ -148,17 +148,25 @@ export class ApprovalGate {
 
     let job: JobView;
     try {
-      job = await client.submitJob(
-        {
-          channel_id: config.channelId,
-          ...(config.teamId ? { team_id: config.teamId } : {}),
-          requester_id: requester,
-          steps: [step],
-        },
-        { signal },
-      );
+      // Not cut short by a cancel or the deadline: once sent, the job may exist whatever happens
+      // here, and only its answer says which job to close. The client's own timeout bounds it.
+      job = await client.submitJob({
+        channel_id: config.channelId,
+        ...(config.teamId ? { team_id: config.teamId } : {}),
+        requester_id: requester,
+        steps: [step],
+      });
     } catch (err) {
       return block(`${event.toolName} could not be submitted for approval: ${why(err)}`);
+    }
+    if (ctx.abortSignal?.aborted) {
+      await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
+      return block(`${job.id}: the tool call was cancelled while waiting for approval`);
+    }
+    if (outOfTime.aborted) {
+      const reason = `no decision within the gate's ${budget}; the call was blocked`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id} ${event.toolName}: ${reason}`);
     }
     log.info(`claw-approvals: ${event.toolName} submitted as ${job.id}, waiting for approval`);
     if (job.policy.policy_hash_b64u !== config.policyHash) {
