@@ -1,4 +1,4 @@
-import { decidersText, type Decision, isClawError, type JobView } from '@claw-approvals/client';
+import { decidersText, type Decision, type JobView } from '@claw-approvals/client';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
@@ -7,7 +7,7 @@ import { type PlanStep, planHash } from '../jobs/plan.js';
 import { awaitDecision, progressReporter } from './await-decision.js';
 import type { McpToolDeps } from './deps.js';
 import { stepInput, toolCallStep, type ToolInput } from './tool-call-step.js';
-import { failureOf, toolSignal } from './tool-result.js';
+import { closeQuietly, failureOf, toolSignal } from './tool-result.js';
 
 /**
  * Claude Code's `--permission-prompt-tool`: it calls the tool with the call it is about to
@@ -24,16 +24,6 @@ export interface ToolCall {
 }
 
 const deny = (message: string): PermissionAnswer => ({ behavior: 'deny', message });
-
-async function closeQuietly(deps: McpToolDeps, job: JobView, reason: string): Promise<void> {
-  try {
-    await deps.client.closeJob(job, reason);
-  } catch (err) {
-    // Already ended (decided meanwhile) or unreachable: the job then ends by itself at its expiry.
-    if (!isClawError(err, 'ERR_JOB_CLOSED'))
-      deps.log.warn({ jobId: job.job_id, code: failureOf(err, deps.log).code }, 'permission job not closed');
-  }
-}
 
 /**
  * Puts one tool call before people as a one-step job (tool = the tool's name, args = its

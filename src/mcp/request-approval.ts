@@ -3,7 +3,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
 import { type McpToolDeps, threadLink } from './deps.js';
 import { mattermostId, scalar, stepId } from './schemas.js';
-import { answering, ToolInputError } from './tool-result.js';
+import { answering, closeQuietly, ToolInputError } from './tool-result.js';
 
 /** How long `request_approval` waits for the bot to post the plan, so it can link the thread. */
 const THREAD_WAIT_MS = 5_000;
@@ -111,17 +111,27 @@ export function registerRequestApproval(server: McpServer, deps: McpToolDeps): v
             : {}),
           ...(args.steps !== undefined ? { steps: args.steps } : {}),
         };
-        let job = await deps.client.submitJob(request, { signal });
-        // The bot posts the plan as the job's thread a moment later: wait briefly to link it.
-        const deadline = Date.now() + THREAD_WAIT_MS;
-        while (job.root_post_id === null && job.status === 'open' && deps.mattermostUrl !== null) {
-          const left = Math.floor((deadline - Date.now()) / 1000);
-          if (left < 1) break;
-          job = await deps.client.getJob(job, {
-            waitSeconds: Math.min(left, 2),
-            afterVersion: job.version,
-            signal,
-          });
+        // Not cut short by a withdrawal: once sent, the job may exist whatever happens here, and
+        // only its answer says which job to close. The client's own timeout bounds the wait.
+        const submitted = await deps.client.submitJob(request);
+        let job = submitted;
+        try {
+          signal.throwIfAborted();
+          // The bot posts the plan as the job's thread a moment later: wait briefly to link it.
+          const deadline = Date.now() + THREAD_WAIT_MS;
+          while (job.root_post_id === null && job.status === 'open' && deps.mattermostUrl !== null) {
+            const left = Math.floor((deadline - Date.now()) / 1000);
+            if (left < 1) break;
+            job = await deps.client.getJob(job, {
+              waitSeconds: Math.min(left, 2),
+              afterVersion: job.version,
+              signal,
+            });
+          }
+        } catch (err) {
+          // Withdrawn (or the server stopping): nobody will learn of this job, so nobody should approve it.
+          if (signal.aborted) await closeQuietly(deps, submitted, 'the request for approval was withdrawn');
+          throw err;
         }
         return approvalSummary(deps, job);
       }),

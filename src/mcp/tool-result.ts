@@ -1,4 +1,4 @@
-import { isClawError } from '@claw-approvals/client';
+import { isClawError, type JobView } from '@claw-approvals/client';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { McpToolDeps } from './deps.js';
@@ -63,5 +63,22 @@ export async function answering(
   } catch (err) {
     if (deps.stopping?.aborted) return toolError(SHUTTING_DOWN);
     return toolError(failureOf(err, deps.log));
+  }
+}
+
+/**
+ * Closes a job the caller no longer waits for. Already ended (decided meanwhile) is fine; if
+ * the server cannot be reached, the job ends by itself at its expiry.
+ */
+export async function closeQuietly(
+  deps: Pick<McpToolDeps, 'client' | 'log'>,
+  job: JobView,
+  reason: string,
+): Promise<void> {
+  try {
+    await deps.client.closeJob(job, reason);
+  } catch (err) {
+    if (!isClawError(err, 'ERR_JOB_CLOSED'))
+      deps.log.warn({ jobId: job.job_id, code: failureOf(err, deps.log).code }, 'job not closed');
   }
 }
