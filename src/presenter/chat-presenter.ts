@@ -69,13 +69,18 @@ export async function renderStatusPost(
   publicUrl: string | null,
   buttons?: ButtonSettings & { postId: string },
 ): Promise<{ message: string; props: Record<string, unknown> } | null> {
+  // Two reads, not one snapshot: the chain first, then the row. The row's bundle id is set in
+  // the transaction that appends job_ended and never changes after, its hashes never change,
+  // so a row read after the chain always has the bundle of an end the chain holds. Read the
+  // other way round, an end committed between the reads showed a job ended without its bundle.
+  const chain = await readChain(db, jobId);
   const job = await db
     .selectFrom('jobs')
     .select(['bundle_id', 'plan_hash_b64u', 'policy_hash_b64u'])
     .where('id', '=', jobId)
     .executeTakeFirst();
   if (!job) return null;
-  const board = boardOf(jobId, await readChain(db, jobId), job.bundle_id);
+  const board = boardOf(jobId, chain, job.bundle_id);
   if (!board) return null;
   const attachments =
     buttons && (await takesButtons(db, job.policy_hash_b64u, buttons.trusts))
