@@ -97,6 +97,14 @@ export function pgliteInstancesStarted(): number {
   return started;
 }
 
+const instanceOf = new WeakMap<TestDb, PGlite>();
+
+/** Whether two test databases are the same PGlite instance (tests of the pool check it). */
+export function samePgliteInstance(a: TestDb, b: TestDb): boolean {
+  const instance = instanceOf.get(a);
+  return instance !== undefined && instance === instanceOf.get(b);
+}
+
 type Template = 'initdb' | 'migrated';
 
 async function buildTemplate(kind: Template): Promise<Blob> {
@@ -306,7 +314,7 @@ async function leasePglite(): Promise<TestDb> {
   const lease = leaseOf(pglite);
   const db = new Kysely<Database>({ dialect: new PGliteDialect(lease.view) });
   let closing: Promise<void> | undefined;
-  return {
+  const testDb: TestDb = {
     db,
     kind: 'pglite',
     description: 'embedded PGlite (test instance)',
@@ -320,11 +328,14 @@ async function leasePglite(): Promise<TestDb> {
         }
         if (!(await reset(pglite))) return;
         // A worker runs file after file: keep what one test needs at a time, not every instance
-        // a file once held at the same time (each holds tens of megabytes).
-        if (idle.length < MAX_IDLE) idle.push(pglite);
-        else await pglite.close();
+        // a file once held at the same time (each holds tens of megabytes). The one just reset
+        // is kept, and handed out next.
+        idle.push(pglite);
+        if (idle.length > MAX_IDLE) await idle.shift()!.close();
       })()),
   };
+  instanceOf.set(testDb, pglite);
+  return testDb;
 }
 
 // --- PostgreSQL: one migrated template database per set of migrations; each test database a copy. ---

@@ -1,6 +1,12 @@
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestDb, dialectName, pgliteInstancesStarted, type TestDb } from '../helpers/db.js';
+import {
+  createTestDb,
+  dialectName,
+  pgliteInstancesStarted,
+  samePgliteInstance,
+  type TestDb,
+} from '../helpers/db.js';
 
 // createTestDb hands each test a database as the migrations left it. On PGlite the instance a
 // test closed is reset and handed to the next one; these tests check that nothing of the first
@@ -36,12 +42,19 @@ async function state(d: TestDb) {
   return { kill, pins: pins.length, migrations: rows[0]!.n };
 }
 
-/** Opens the next database after closing `d`; on PGlite it must be the same instance, reset. */
+/**
+ * Opens the next database after closing `d`. On PGlite, `reused`: `d`'s instance went back to
+ * the pool, reset, and the next test gets it; otherwise it was closed, never to be handed out
+ * again (the next one is another instance, pooled by an earlier file or started now).
+ */
 async function next(d: TestDb, reused: boolean): Promise<TestDb> {
-  const before = pgliteInstancesStarted();
+  const started = pgliteInstancesStarted();
   await d.close();
   const e = await fresh();
-  if (dialectName === 'pglite') expect(pgliteInstancesStarted() - before).toBe(reused ? 0 : 1);
+  if (dialectName === 'pglite') {
+    expect(samePgliteInstance(d, e)).toBe(reused);
+    if (reused) expect(pgliteInstancesStarted()).toBe(started);
+  }
   return e;
 }
 
