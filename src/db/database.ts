@@ -4,6 +4,7 @@ import { AppError } from '../errors.js';
 import { withCommitHooks } from './commit-hooks.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { PGliteDialect } from './pglite-dialect.js';
+import { createStatementCache, type QueryClient } from './statement-cache.js';
 import { createPgliteDataDir, pgliteDataDirExists, pgliteOptions } from './pglite-settings.js';
 import type { PoolStats } from './pool-stats.js';
 import type { Database } from './schema.js';
@@ -108,7 +109,12 @@ export async function openDatabase(target: DatabaseTarget): Promise<DatabaseHand
     // pool, a checked-out one on the client itself. The query in flight (if any) is rejected
     // and reports the failure; the pool discards the broken client.
     pool.on('error', () => {});
-    pool.on('connect', (client) => client.on('error', () => {}));
+    // Statements this process repeats are planned once per connection (see statement-cache.ts).
+    const statements = createStatementCache();
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+      statements.attach(client as QueryClient);
+    });
     const db = new Kysely<Database>({ dialect: withCommitHooks(new PostgresDialect({ pool })) });
     const max = pool.options.max ?? 10;
     const handle: DatabaseHandle = {
