@@ -8,7 +8,7 @@ import { endJob } from '../jobs/end-job.js';
 import { pausedReason } from '../jobs/kill-switch.js';
 import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, lockExistingJob, lockJob } from '../jobs/job-repository.js';
-import { lockForDecision, readJobState, WriteBatch } from '../jobs/job-state.js';
+import { lockForDecision, readDecisionNeeds, readJobState, WriteBatch } from '../jobs/job-state.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { planPostKey, writeThreadBinding } from '../chat/outbox.js';
 import { OUTBOX_KEY_PROP } from '../chat/outbox-delivery.js';
@@ -389,15 +389,11 @@ async function attempt<T>(
  * asking, or, if it changed meanwhile, start again.
  */
 async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNeeded> {
-  const job = await db.selectFrom('jobs').selectAll().where('id', '=', input.jobId).executeTakeFirst();
+  const state = await readDecisionNeeds(db, { jobId: input.jobId, stepId: input.step });
+  const job = state?.job;
   const thread = threadNeeds(job, input.post);
   const none: FactsNeeded = { memberships: [], accounts: [], posts: thread };
-  if (!job || job.status !== 'open') return none;
-  const state = await readJobState(db, {
-    jobId: job.id,
-    stepId: input.step,
-    policyHash: job.policy_hash_b64u,
-  });
+  if (!state || !job || job.status !== 'open') return none;
   const step = state.steps.find((x) => x.step_id === input.step);
   if (!step || step.rule === null || step.status !== 'awaiting_approval') return none;
   const rule = JSON.parse(step.rule) as ApprovalRule;

@@ -72,6 +72,49 @@ function json<T>(v: unknown): T {
   return (typeof v === 'string' ? JSON.parse(v) : v) as T;
 }
 
+/** The live approvals of one step, as JSON (`jobId` and `stepId` are SQL values). */
+const liveApprovals = (jobId: unknown, stepId: unknown) => sql`
+  (select coalesce(json_agg(json_build_object('id', x.id, 'user_id', x.user_id, 'post_id', x.post_id, 'created_at', x.created_at) order by x.id), '[]')
+     from decisions x
+    where x.job_id = ${jobId} and x.step_id = ${stepId} and x.kind = 'approve'
+      and x.outcome = 'accepted' and x.withdrawn_at is null)`;
+
+/** The job's standing requester confirmation, as JSON. */
+const standingConfirmation = (jobId: unknown) => sql`
+  (select json_build_object('id', x.id, 'userId', x.user_id, 'postId', x.post_id)
+     from decisions x
+    where x.job_id = ${jobId} and x.kind = 'confirm' and x.outcome = 'accepted' and x.withdrawn_at is null
+    order by x.id desc limit 1)`;
+
+/**
+ * One statement, without locks: what deciding on `stepId` has to ask Mattermost about, read
+ * before the job is locked (the job, its steps, the step's live approvals and the standing
+ * confirmation). Undefined: there is no such job.
+ */
+export async function readDecisionNeeds(
+  db: Db,
+  q: { jobId: number; stepId: string },
+): Promise<
+  { job: JobRow; steps: JobStepRow[]; live: LiveDecision[]; confirmation: ConfirmDecision | null } | undefined
+> {
+  const r = await sql<{ job: unknown; steps: unknown; live: unknown; confirmation: unknown }>`
+    select
+      row_to_json(j) as job,
+      (select coalesce(json_agg(s order by s.position), '[]') from job_steps s where s.job_id = j.id) as steps,
+      ${liveApprovals(sql`j.id`, q.stepId)} as live,
+      ${standingConfirmation(sql`j.id`)} as confirmation
+    from jobs j where j.id = ${q.jobId}
+  `.execute(db);
+  const row = r.rows[0];
+  if (!row) return undefined;
+  return {
+    job: withDates<JobRow>(json<Record<string, unknown>>(row.job)),
+    steps: json<Record<string, unknown>[]>(row.steps).map((s) => withDates<JobStepRow>(s)),
+    live: json<Record<string, unknown>[]>(row.live).map((x) => withDates<LiveDecision>(x)),
+    confirmation: json<ConfirmDecision | null>(row.confirmation),
+  };
+}
+
 /**
  * One statement: everything a decision or a mint on `jobId` (and step `stepId`) reads. With
  * `decisionFor`, also the earlier decision on that post, that person's earlier refusals and a
@@ -102,14 +145,8 @@ export async function readJobState(
   }>`
     select
       (select coalesce(json_agg(s order by s.position), '[]') from job_steps s where s.job_id = ${q.jobId}) as steps,
-      (select coalesce(json_agg(json_build_object('id', x.id, 'user_id', x.user_id, 'post_id', x.post_id, 'created_at', x.created_at) order by x.id), '[]')
-         from decisions x
-        where x.job_id = ${q.jobId} and x.step_id = ${q.stepId} and x.kind = 'approve'
-          and x.outcome = 'accepted' and x.withdrawn_at is null) as live,
-      (select json_build_object('id', x.id, 'userId', x.user_id, 'postId', x.post_id)
-         from decisions x
-        where x.job_id = ${q.jobId} and x.kind = 'confirm' and x.outcome = 'accepted' and x.withdrawn_at is null
-        order by x.id desc limit 1) as confirmation,
+      ${liveApprovals(q.jobId, q.stepId)} as live,
+      ${standingConfirmation(q.jobId)} as confirmation,
       (select coalesce(json_agg(w), '[]') from wpc_registry w where w.policy_hash_b64u = ${q.policyHash}) as policy_rows,
       (select json_build_object('seq', e.seq, 'hash', e.event_hash_b64u)
          from job_events e where e.job_id = ${q.jobId} order by e.seq desc limit 1) as head,

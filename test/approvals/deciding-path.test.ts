@@ -54,18 +54,18 @@ const approve = (ctx: EngineContext, jobId: number, userId: string) =>
   decideStep(ctx, { kind: 'approve', jobId, step: 'post-summary', userId });
 
 describe(`the deciding path's statements (${dialectName})`, () => {
-  it('a counted approval and the deciding one each take 5 statements (2 unlocked reads, lock, read, write) plus BEGIN and COMMIT', async () => {
+  it('a counted approval and the deciding one each take 4 statements (an unlocked read, lock, read, write) plus BEGIN and COMMIT', async () => {
     e = await createTestEngine();
     // The engine alone: what a presenter writes to the outbox is its own.
     const c = counted({ ...e.ctx, events: undefined });
     const job = await opsJob(e.ctx);
     c.reset();
     expect((await approve(c.ctx, job.jobId, U.alice)).code).toBe('APPROVAL_COUNTED');
-    expect(c.statements()).toBe(5);
+    expect(c.statements()).toBe(4);
     c.reset();
     const minted = await approve(c.ctx, job.jobId, U.dmitri);
     expect(minted.code).toBe('QUORUM_MET');
-    expect(c.statements()).toBe(5);
+    expect(c.statements()).toBe(4);
     // Everything the old path wrote is there: decisions, chained events, the token, the step.
     const events = await e.ctx.db
       .selectFrom('job_events')
