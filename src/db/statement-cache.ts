@@ -16,9 +16,11 @@ import { createHash } from 'node:crypto';
  * on one connection; beyond that statements go unnamed, as before.
  *
  * Where a named statement cannot be used, the statement is sent unnamed instead:
- * - `26000` (the statement does not exist on the server connection that got it): a pooler in
- *   transaction mode hands each statement to any server connection. Naming stops for good.
- * - `0A000` (cached plan must not change result type): a migration, perhaps another replica's
+ * - `26000` (the statement does not exist on the server connection that got it) or `42P05` (it
+ *   exists already, prepared there by another client): a pooler in transaction mode hands each
+ *   statement to any server connection. Naming stops for good.
+ * - `0A000` "cached plan must not change result type" (other errors under that code are passed
+ *   on as they are): a migration, perhaps another replica's
  *   rolling deploy, changed a table a `select *` reads. Every statement is then prepared afresh,
  *   under new names, on every connection: one such error tells of a schema change for all.
  *
@@ -30,8 +32,22 @@ import { createHash } from 'node:crypto';
 const THRESHOLD = 3;
 const MAX_TEXTS = 500;
 const MAX_PER_CONNECTION = 100;
-/** Statements worth planning once: DML and queries, not `begin`, `commit` or utility commands. */
-const PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i;
+/**
+ * Statements worth planning once: DML and queries, not `begin`, `commit` or utility commands,
+ * and never several statements in one text (a named statement holds exactly one).
+ */
+const isPreparable = (text: string) =>
+  /^\s*(select|insert|update|delete|with)\b/i.test(text) && !text.includes(';');
+
+/** The server's answer when a prepared statement's result columns changed under it. */
+function isOutdatedPlan(err: unknown): boolean {
+  const e = err as { code?: unknown; routine?: unknown; message?: unknown } | null;
+  return (
+    e?.code === '0A000' &&
+    (e.routine === 'RevalidateCachedQuery' ||
+      String(e.message).includes('cached plan must not change result type'))
+  );
+}
 
 /** The part of a node-postgres client this uses: its query method, as Kysely calls it. */
 export interface QueryClient {
@@ -45,7 +61,10 @@ interface ConnectionState {
 }
 
 export interface StatementCache {
-  /** Makes `client` send repeated statements named. Call once per new client. */
+  /**
+   * Makes `client` send repeated statements named. Call once per new client. Only the promise
+   * form `query(text, values)` (Kysely's) is touched; any other call reaches the driver as it is.
+   */
   attach(client: QueryClient): void;
   /** For tests and metrics: statements named so far, and whether naming stopped (a pooler). */
   stats(): { named: number; generation: number; disabled: boolean };
@@ -62,7 +81,7 @@ export function createStatementCache(): StatementCache {
     if (disabled) return undefined;
     let name = names.get(text);
     if (name === undefined) {
-      if (!PREPARABLE.test(text)) return undefined;
+      if (!isPreparable(text)) return undefined;
       const n = (counts.get(text) ?? 0) + 1;
       if (n < THRESHOLD || names.size >= MAX_TEXTS) {
         // A full count table starts over rather than keep one-off texts for ever.
@@ -84,8 +103,10 @@ export function createStatementCache(): StatementCache {
   function attach(client: QueryClient): void {
     const send = client.query.bind(client);
     const state: ConnectionState = { inTransaction: false, prepared: new Set() };
-    client.query = (textOrConfig: unknown, values?: unknown): Promise<unknown> => {
-      if (typeof textOrConfig !== 'string') return send(textOrConfig, values);
+    client.query = (...args: unknown[]): Promise<unknown> => {
+      const [textOrConfig, values] = args;
+      if (typeof textOrConfig !== 'string' || args.length > 2 || typeof values === 'function')
+        return (send as (...a: unknown[]) => Promise<unknown>)(...args);
       const text = textOrConfig;
       const head = text.slice(0, 24).trimStart().toLowerCase();
       if (head === 'begin' || head.startsWith('start transaction')) state.inTransaction = true;
@@ -94,8 +115,8 @@ export function createStatementCache(): StatementCache {
       if (name === undefined) return send(text, values);
       return send({ name, text, values }).catch((err: unknown) => {
         const code = (err as { code?: unknown } | null)?.code;
-        if (code === '26000') disabled = true;
-        else if (code === '0A000') {
+        if (code === '26000' || code === '42P05') disabled = true;
+        else if (isOutdatedPlan(err)) {
           // Once per schema change, not once per connection that finds out.
           if (names.get(text) === name) {
             generation += 1;

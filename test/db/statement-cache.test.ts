@@ -1,10 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { createStatementCache, type QueryClient } from '../../src/db/statement-cache.js';
 
-/** A driver client that records what it is sent; `failNamed` makes the next named send fail. */
+/** The server's errors, as node-postgres gives them. */
+const ERRORS: Record<string, { code: string; message: string; routine?: string }> = {
+  pooler: { code: '26000', message: 'prepared statement "claw_0_x" does not exist' },
+  preparedElsewhere: { code: '42P05', message: 'prepared statement "claw_0_x" already exists' },
+  outdated: {
+    code: '0A000',
+    message: 'cached plan must not change result type',
+    routine: 'RevalidateCachedQuery',
+  },
+  unsupported: {
+    code: '0A000',
+    message: 'FOR UPDATE cannot be applied to the nullable side of an outer join',
+  },
+  unique: { code: '23505', message: 'duplicate key value violates unique constraint' },
+};
+
+/** A driver client that records what it is sent; `failNextNamed` makes the next named send fail. */
 function fakeClient() {
   const sent: { name: string | undefined; text: string }[] = [];
-  let failNamed: string | undefined;
+  let failNamed: keyof typeof ERRORS | undefined;
   const client: QueryClient = {
     query(textOrConfig: unknown, values?: unknown) {
       const c =
@@ -13,9 +29,9 @@ function fakeClient() {
           : (textOrConfig as { name: string; text: string; values: unknown });
       sent.push({ name: c.name, text: c.text });
       if (c.name !== undefined && failNamed !== undefined) {
-        const code = failNamed;
+        const { message, ...fields } = ERRORS[failNamed]!;
         failNamed = undefined;
-        return Promise.reject(Object.assign(new Error(`failed with ${code}`), { code }));
+        return Promise.reject(Object.assign(new Error(message), fields));
       }
       return Promise.resolve({ rows: [{ text: c.text, values: c.values }] });
     },
@@ -23,7 +39,7 @@ function fakeClient() {
   return {
     client,
     sent,
-    failNextNamed: (code: string) => (failNamed = code),
+    failNextNamed: (error: keyof typeof ERRORS) => (failNamed = error),
     names: () => sent.map((s) => s.name),
   };
 }
@@ -82,7 +98,7 @@ describe('prepared statements for what the process repeats', () => {
     cache.attach(a.client);
     cache.attach(b.client);
     await run(a, READ, 3);
-    a.failNextNamed('26000');
+    a.failNextNamed('pooler');
     const [answer] = await run(a, READ, 1, [7]);
     expect(answer).toEqual({ rows: [{ text: READ, values: [7] }] });
     expect(a.names().slice(-2)).toEqual([expect.stringMatching(/^claw_/), undefined]);
@@ -91,13 +107,77 @@ describe('prepared statements for what the process repeats', () => {
     expect(cache.stats().disabled).toBe(true);
   });
 
+  it('treats a statement already prepared on the server connection (42P05) as a pooler too', async () => {
+    const cache = createStatementCache();
+    const c = fakeClient();
+    cache.attach(c.client);
+    await run(c, READ, 3);
+    c.failNextNamed('preparedElsewhere');
+    const [answer] = await run(c, READ, 1, [9]);
+    expect(answer).toEqual({ rows: [{ text: READ, values: [9] }] });
+    expect(c.sent.at(-1)!.name).toBeUndefined();
+    expect(cache.stats().disabled).toBe(true);
+  });
+
+  it('follows the transaction through start transaction, savepoints and commit', async () => {
+    const cache = createStatementCache();
+    const c = fakeClient();
+    cache.attach(c.client);
+    await run(c, READ, 3);
+    await run(c, 'start transaction isolation level serializable', 1, []);
+    await run(c, 'savepoint "sp1"', 1, []);
+    await run(c, 'rollback to savepoint "sp1"', 1, []);
+    // Still inside: the error stands, nothing is sent again.
+    c.failNextNamed('outdated');
+    const before = c.sent.length;
+    await expect(run(c, READ)).rejects.toMatchObject({ code: '0A000' });
+    expect(c.sent.length).toBe(before + 1);
+    await run(c, 'commit', 1, []);
+    // Outside again: the next outdated statement is sent again, unnamed, and answered.
+    await run(c, WRITE, 3);
+    c.failNextNamed('outdated');
+    const [answer] = await run(c, WRITE, 1, [5]);
+    expect(answer).toEqual({ rows: [{ text: WRITE, values: [5] }] });
+  });
+
+  it('passes on another error under 0A000 as it is: no new names, nothing sent again', async () => {
+    const cache = createStatementCache();
+    const c = fakeClient();
+    cache.attach(c.client);
+    await run(c, READ, 3);
+    c.failNextNamed('unsupported');
+    const before = c.sent.length;
+    await expect(run(c, READ)).rejects.toThrow(/nullable side/);
+    expect(c.sent.length).toBe(before + 1);
+    expect(cache.stats()).toMatchObject({ generation: 0, named: 1 });
+  });
+
+  it('never names several statements in one text, and leaves the callback form to the driver', async () => {
+    const cache = createStatementCache();
+    const c = fakeClient();
+    cache.attach(c.client);
+    await run(c, 'select 1 as n where $1::int > 0; select 2', 5);
+    expect(c.names()).toEqual(Array(5).fill(undefined));
+    const calls: unknown[][] = [];
+    const raw: QueryClient = {
+      query: (...args: unknown[]) => {
+        calls.push(args);
+        return Promise.resolve({ rows: [] });
+      },
+    };
+    cache.attach(raw);
+    const callback = () => undefined;
+    for (let i = 0; i < 4; i++) await raw.query(READ, [1], callback as never);
+    expect(calls.every((a) => a[0] === READ && a.length === 3)).toBe(true);
+  });
+
   it('inside a transaction lets the error stand (the transaction is aborted) and resends nothing', async () => {
     const cache = createStatementCache();
     const c = fakeClient();
     cache.attach(c.client);
     await run(c, READ, 3);
     await run(c, 'begin', 1, []);
-    c.failNextNamed('26000');
+    c.failNextNamed('pooler');
     await expect(run(c, READ)).rejects.toMatchObject({ code: '26000' });
     expect(c.sent.at(-1)!.name).toMatch(/^claw_/);
     await run(c, 'rollback', 1, []);
@@ -114,7 +194,7 @@ describe('prepared statements for what the process repeats', () => {
     await run(a, READ, 3);
     await run(b, WRITE, 3);
     const before = b.sent.at(-1)!.name!;
-    a.failNextNamed('0A000');
+    a.failNextNamed('outdated');
     await run(a, READ, 1);
     expect(a.names().slice(-2)).toEqual([expect.stringMatching(/^claw_0_/), undefined]);
     expect(cache.stats().generation).toBe(1);
@@ -129,7 +209,7 @@ describe('prepared statements for what the process repeats', () => {
     const c = fakeClient();
     cache.attach(c.client);
     await run(c, WRITE, 3);
-    c.failNextNamed('23505');
+    c.failNextNamed('unique');
     const before = c.sent.length;
     await expect(run(c, WRITE)).rejects.toMatchObject({ code: '23505' });
     expect(c.sent.length).toBe(before + 1);
@@ -148,10 +228,15 @@ describe('prepared statements for what the process repeats', () => {
     cache.attach(d.client);
     await run(d, 'select 110 as n where $1::int > 0', 1);
     expect(d.names()).toEqual([expect.stringMatching(/^claw_0_/)]);
-    // 500 one-off texts later, counting starts over: a text seen twice before is not named at its third use.
-    await run(c, 'select 1000 as n where $1::int > 0', 2);
-    for (let i = 0; i < 500; i++) await run(c, `select ${2000 + i} as n where $1::int > 0`, 1);
-    await run(c, 'select 1000 as n where $1::int > 0', 1);
-    expect(c.sent.at(-1)!.name).toBeUndefined();
+    // 500 one-off texts later, counting starts over: a text seen twice before is not named at
+    // its third use (on a connection with room to prepare it).
+    const e = fakeClient();
+    cache.attach(e.client);
+    await run(e, 'select 1000 as n where $1::int > 0', 2);
+    for (let i = 0; i < 500; i++) await run(e, `select ${2000 + i} as n where $1::int > 0`, 1);
+    await run(e, 'select 1000 as n where $1::int > 0', 1);
+    expect(e.sent.at(-1)!.name).toBeUndefined();
+    await run(e, 'select 1000 as n where $1::int > 0', 2);
+    expect(e.sent.at(-1)!.name).toMatch(/^claw_0_/);
   });
 });
