@@ -32,7 +32,15 @@ export interface FactsNeeded {
  * changed since it was asked: roll back, ask again.
  */
 export class SnapshotMiss extends Error {
-  constructor(what: string, changed = false) {
+  /**
+   * @param what the answer missing, or the answers that changed
+   * @param changed true: an answer may have changed since it was asked; false: the decision needs
+   *   an answer that was not asked (the job moved on meanwhile, e.g. someone else approved)
+   */
+  constructor(
+    what: string,
+    readonly changed = false,
+  ) {
     super(
       changed
         ? `${what} may have changed in Mattermost since it was asked`

@@ -327,16 +327,24 @@ function buttonMatchesJob(button: ButtonClick, job: JobRow): void {
   }
 }
 
-/** How many times a decision starts again when the job changed while Mattermost was asked. */
+/** How many attempts of a decision may end without progress before it gives up. */
 export const DECIDE_ATTEMPTS = 4;
+/** The most attempts of one decision, progress or not. */
+export const DECIDE_ATTEMPTS_MAX = 64;
 
 /**
  * A deciding transaction on Mattermost's answers, asked before it takes any lock: `needs`
  * (read without locks) names what to ask, `work` decides with the job locked, and calls
  * `facts.assertCurrent()` once it holds its locks. When `work` throws `SnapshotMiss` (an
  * answer it needs was not asked, or one changed while it waited for the locks), its
- * transaction rolls back and Mattermost is asked again, at most `DECIDE_ATTEMPTS` times; then
- * nothing is decided and `ERR_DIRECTORY_UNAVAILABLE` is thrown.
+ * transaction rolls back and Mattermost is asked again.
+ *
+ * An attempt that needed an answer not needed by any attempt before it made progress: the job
+ * moved on (people approving at the same moment), and the next attempt asks about them too.
+ * Twenty people approving one step at once must not starve one of them. Any other miss (an
+ * answer that changed, or the same answer missing again) is an attempt without progress. After
+ * `DECIDE_ATTEMPTS` of those, or `DECIDE_ATTEMPTS_MAX` attempts in all, nothing is decided and
+ * `ERR_DIRECTORY_UNAVAILABLE` is thrown.
  */
 export async function decideOnSnapshot<T>(
   ctx: EngineContext,
@@ -345,6 +353,8 @@ export async function decideOnSnapshot<T>(
   needs: (db: Db) => Promise<FactsNeeded>,
   work: (trx: Db, facts: ChatSnapshot) => Promise<T>,
 ): Promise<T> {
+  const missed = new Set<string>();
+  let stalled = 0;
   for (let n = 1; ; n++) {
     const facts = await ChatSnapshot.gather(ctx, await needs(callerTrx ?? ctx.db));
     try {
@@ -352,7 +362,9 @@ export async function decideOnSnapshot<T>(
     } catch (err) {
       if (!(err instanceof SnapshotMiss)) throw err;
       ctx.log.info({ jobId, attempt: n, why: err.message }, 'decision starts again');
-      if (n >= DECIDE_ATTEMPTS) {
+      if (err.changed || missed.has(err.message)) stalled += 1;
+      missed.add(err.message);
+      if (stalled >= DECIDE_ATTEMPTS || n >= DECIDE_ATTEMPTS_MAX) {
         throw new AppError(
           'ERR_DIRECTORY_UNAVAILABLE',
           `what Mattermost said about job:${jobId} kept changing while it was asked; nothing was decided, try again`,
