@@ -159,15 +159,10 @@ export class ApprovalGate {
     } catch (err) {
       return block(`${event.toolName} could not be submitted for approval: ${why(err)}`);
     }
-    if (ctx.abortSignal?.aborted) {
-      await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
-      return block(`${job.id}: the tool call was cancelled while waiting for approval`);
-    }
-    if (outOfTime.aborted) {
-      const reason = `no decision within the gate's ${budget}; the call was blocked`;
-      await this.#close(job.job_id, reason);
-      return block(`${job.id} ${event.toolName}: ${reason}`);
-    }
+    // Cancelled or out of time while it was being submitted: the job it made is closed.
+    const gaveUp = () => this.#gaveUp(job, event.toolName, budget, ctx.abortSignal, outOfTime);
+    const early = await gaveUp();
+    if (early) return early;
     log.info(`claw-approvals: ${event.toolName} submitted as ${job.id}, waiting for approval`);
     if (job.policy.policy_hash_b64u !== config.policyHash) {
       const reason = `channel ${config.channelId} is now governed by policy ${job.policy.policy_hash_b64u}, not the pinned ${config.policyHash}`;
@@ -189,16 +184,7 @@ export class ApprovalGate {
         return block(`${job.id} ${event.toolName} ${decision.outcome}${by ? ` by ${by}` : ''}: ${reason}`);
       }
     } catch (err) {
-      if (ctx.abortSignal?.aborted) {
-        await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
-        return block(`${job.id}: the tool call was cancelled while waiting for approval`);
-      }
-      if (outOfTime.aborted) {
-        const reason = `no decision within the gate's ${budget}; the call was blocked`;
-        await this.#close(job.job_id, reason);
-        return block(`${job.id} ${event.toolName}: ${reason}`);
-      }
-      return block(`${job.id} ${event.toolName}: no decision could be read: ${why(err)}`);
+      return (await gaveUp()) ?? block(`${job.id} ${event.toolName}: no decision could be read: ${why(err)}`);
     }
 
     // Past the deadline OpenClaw may already have given up on the hook and blocked the call:
@@ -335,6 +321,29 @@ export class ApprovalGate {
   }
 
   /** Best effort: the call is blocked whether or not the job could be closed. */
+  /**
+   * When OpenClaw cancelled the call or the gate's deadline passed, closes the job saying which
+   * and answers the block; otherwise undefined (the gate goes on).
+   */
+  async #gaveUp(
+    job: JobView,
+    toolName: string,
+    budget: string,
+    cancel: AbortSignal | undefined,
+    outOfTime: AbortSignal,
+  ): Promise<GateAnswer | undefined> {
+    if (cancel?.aborted) {
+      await this.#close(job.job_id, 'the tool call was cancelled in OpenClaw');
+      return block(`${job.id}: the tool call was cancelled while waiting for approval`);
+    }
+    if (outOfTime.aborted) {
+      const reason = `no decision within the gate's ${budget}; the call was blocked`;
+      await this.#close(job.job_id, reason);
+      return block(`${job.id} ${toolName}: ${reason}`);
+    }
+    return undefined;
+  }
+
   async #close(jobId: number, reason: string): Promise<void> {
     try {
       await this.#deps.client.closeJob(jobId, reason.slice(0, 500));
