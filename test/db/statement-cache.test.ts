@@ -44,6 +44,13 @@ function fakeClient() {
   };
 }
 
+/** A fake client whose queries go through `cache`. */
+function attached(cache: ReturnType<typeof createStatementCache>) {
+  const c = fakeClient();
+  cache.attach(c.client);
+  return c;
+}
+
 const READ = 'select * from "jobs" where "id" = $1';
 const WRITE = 'insert into "decisions" ("job_id") values ($1)';
 
@@ -56,8 +63,7 @@ async function run(c: { client: QueryClient }, text: string, times = 1, values: 
 describe('prepared statements for what the process repeats', () => {
   it('sends a statement named from its third use on, one name per text, with its parameters', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     const answers = await run(c, READ, 4, [42]);
     await run(c, WRITE, 3);
     const [n1, n2, n3, n4] = c.names();
@@ -73,10 +79,8 @@ describe('prepared statements for what the process repeats', () => {
 
   it('counts across connections, and never names transaction control or utility statements', async () => {
     const cache = createStatementCache();
-    const a = fakeClient();
-    const b = fakeClient();
-    cache.attach(a.client);
-    cache.attach(b.client);
+    const a = attached(cache);
+    const b = attached(cache);
     await run(a, READ, 2);
     await run(b, READ, 1);
     expect(b.names()).toEqual([expect.stringMatching(/^claw_0_/)]);
@@ -93,10 +97,8 @@ describe('prepared statements for what the process repeats', () => {
 
   it('stops naming for good when the server connection lacks the statement (a pooler), resending unnamed', async () => {
     const cache = createStatementCache();
-    const a = fakeClient();
-    const b = fakeClient();
-    cache.attach(a.client);
-    cache.attach(b.client);
+    const a = attached(cache);
+    const b = attached(cache);
     await run(a, READ, 3);
     a.failNextNamed('pooler');
     const [answer] = await run(a, READ, 1, [7]);
@@ -109,8 +111,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('treats a statement already prepared on the server connection (42P05) as a pooler too', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, READ, 3);
     c.failNextNamed('preparedElsewhere');
     const [answer] = await run(c, READ, 1, [9]);
@@ -121,8 +122,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('follows the transaction through start transaction, savepoints and commit', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, READ, 3);
     await run(c, 'start transaction isolation level serializable', 1, []);
     await run(c, 'savepoint "sp1"', 1, []);
@@ -142,8 +142,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('passes on another error under 0A000 as it is: no new names, nothing sent again', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, READ, 3);
     c.failNextNamed('unsupported');
     const before = c.sent.length;
@@ -154,8 +153,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('never names several statements in one text, and leaves the callback form to the driver', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, 'select 1 as n where $1::int > 0; select 2', 5);
     expect(c.names()).toEqual(Array(5).fill(undefined));
     const calls: unknown[][] = [];
@@ -174,8 +172,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('inside a transaction lets the error stand (the transaction is aborted) and resends nothing', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, READ, 3);
     await run(c, 'begin', 1, []);
     c.failNextNamed('pooler');
@@ -188,10 +185,8 @@ describe('prepared statements for what the process repeats', () => {
 
   it('prepares everything afresh, under new names, once a schema change outdates a statement', async () => {
     const cache = createStatementCache();
-    const a = fakeClient();
-    const b = fakeClient();
-    cache.attach(a.client);
-    cache.attach(b.client);
+    const a = attached(cache);
+    const b = attached(cache);
     await run(a, READ, 3);
     await run(b, WRITE, 3);
     const before = b.sent.at(-1)!.name!;
@@ -207,8 +202,7 @@ describe('prepared statements for what the process repeats', () => {
 
   it('passes every other error on, without sending the statement again', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     await run(c, WRITE, 3);
     c.failNextNamed('unique');
     const before = c.sent.length;
@@ -219,20 +213,17 @@ describe('prepared statements for what the process repeats', () => {
 
   it('prepares at most 100 statements on one connection, and counts at most 500 texts', async () => {
     const cache = createStatementCache();
-    const c = fakeClient();
-    cache.attach(c.client);
+    const c = attached(cache);
     for (let i = 0; i < 120; i++) await run(c, `select ${i} as n where $1::int > 0`, 3);
     const named = new Set(c.sent.filter((s) => s.name !== undefined).map((s) => s.name));
     expect(named.size).toBe(100);
     // Another connection may still prepare what this one could not.
-    const d = fakeClient();
-    cache.attach(d.client);
+    const d = attached(cache);
     await run(d, 'select 110 as n where $1::int > 0', 1);
     expect(d.names()).toEqual([expect.stringMatching(/^claw_0_/)]);
     // 500 one-off texts later, counting starts over: a text seen twice before is not named at
     // its third use (on a connection with room to prepare it).
-    const e = fakeClient();
-    cache.attach(e.client);
+    const e = attached(cache);
     await run(e, 'select 1000 as n where $1::int > 0', 2);
     for (let i = 0; i < 500; i++) await run(e, `select ${2000 + i} as n where $1::int > 0`, 1);
     await run(e, 'select 1000 as n where $1::int > 0', 1);
