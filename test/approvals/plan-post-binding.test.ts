@@ -4,12 +4,11 @@ import { decideStep, type PostContext } from '../../src/approvals/record-decisio
 import { ChatCache } from '../../src/chat/chat-cache.js';
 import { OUTBOX_KEY_PROP } from '../../src/chat/outbox-delivery.js';
 import type { EngineContext } from '../../src/jobs/context.js';
-import { createJob } from '../../src/jobs/create-job.js';
 import { endJobByCommand } from '../../src/jobs/revoke-job.js';
 import type { ChatFacts, ChatPost } from '../../src/ports/chat.js';
 import { readChain } from '../../src/proofs/event-chain.js';
 import { dialectName } from '../helpers/db.js';
-import { createTestEngine, OPS, registerAgent, type TestEngine, U } from '../helpers/engine.js';
+import { agentJob, createTestEngine, OPS, type TestEngine, U } from '../helpers/engine.js';
 
 /**
  * An agent's job whose plan post is made but not recorded as its thread: a decision in that
@@ -39,15 +38,7 @@ async function world(opts: { botKnown?: boolean } = {}) {
   };
   e = await createTestEngine({ facts });
   const ctx: EngineContext = e.ctx;
-  await registerAgent(ctx);
-  const job = await createJob(ctx, {
-    origin: { kind: 'api', agentId: OPS.executor, channelId: OPS.channel },
-    requesterId: U.grace,
-    runbook: {
-      name: 'service-context',
-      params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
-    },
-  });
+  const jobId = await agentJob(ctx);
   const root = (over: Partial<ChatPost> = {}): ChatPost => ({
     id: PLAN,
     create_at: 1,
@@ -60,7 +51,7 @@ async function world(opts: { botKnown?: boolean } = {}) {
     original_id: '',
     message: 'plan',
     type: '',
-    props: { [OUTBOX_KEY_PROP]: `job:${job.jobId}:plan` },
+    props: { [OUTBOX_KEY_PROP]: `job:${jobId}:plan` },
     ...over,
   });
   let n = 0;
@@ -69,11 +60,11 @@ async function world(opts: { botKnown?: boolean } = {}) {
     ctx.db
       .selectFrom('jobs')
       .select(['root_post_id', 'status'])
-      .where('id', '=', job.jobId)
+      .where('id', '=', jobId)
       .executeTakeFirstOrThrow();
   const bindings = async () =>
-    (await readChain(ctx.db, job.jobId)).filter((x) => x.event_type === 'thread_bound');
-  return { ctx, posts, root, reply, row, bindings, jobId: job.jobId };
+    (await readChain(ctx.db, jobId)).filter((x) => x.event_type === 'thread_bound');
+  return { ctx, posts, root, reply, row, bindings, jobId };
 }
 
 describe(`a decision in an agent's plan post thread not yet recorded (${dialectName})`, () => {

@@ -3,13 +3,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { confirmRequester } from '../../src/approvals/confirm-requester.js';
 import { DECIDE_ATTEMPTS } from '../../src/approvals/record-decision.js';
 import { ChatCache } from '../../src/chat/chat-cache.js';
-import { createJob } from '../../src/jobs/create-job.js';
 import type { Db } from '../../src/db/database.js';
 import type { EngineContext } from '../../src/jobs/context.js';
 import { endJobByCommand } from '../../src/jobs/revoke-job.js';
 import type { ChatFacts, ChatStreamEvent, ChatUser } from '../../src/ports/chat.js';
 import { dialectName } from '../helpers/db.js';
-import { createTestEngine, OPS, opsJob, registerAgent, type TestEngine, U } from '../helpers/engine.js';
+import { agentJob, createTestEngine, opsJob, type TestEngine, U } from '../helpers/engine.js';
 
 /**
  * REVOKE (and cancel) and the requester's CONFIRM ask Mattermost before they lock the job, like
@@ -105,19 +104,6 @@ async function world(): Promise<World> {
       hook = h;
     },
   };
-}
-
-async function agentJob(ctx: EngineContext): Promise<number> {
-  await registerAgent(ctx);
-  const job = await createJob(ctx, {
-    origin: { kind: 'api', agentId: OPS.executor, channelId: OPS.channel },
-    requesterId: U.grace,
-    runbook: {
-      name: 'service-context',
-      params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
-    },
-  });
-  return job.jobId;
 }
 
 const statusOf = (w: World, jobId: number) =>

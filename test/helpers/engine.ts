@@ -127,3 +127,20 @@ export async function opsJob(ctx: EngineContext, requesterId: string = U.grace) 
 export async function registerAgent(ctx: EngineContext, id = OPS.executor) {
   return createAgent(ctx.db, { id, at: ctx.clock() });
 }
+
+/**
+ * The same `service-context` job submitted by the ops agent (registered here) for grace: an
+ * agent's job, whose requester must confirm it in the thread its plan post starts.
+ */
+export async function agentJob(ctx: EngineContext): Promise<number> {
+  await registerAgent(ctx);
+  const job = await createJob(ctx, {
+    origin: { kind: 'api', agentId: OPS.executor, channelId: OPS.channel },
+    requesterId: U.grace,
+    runbook: {
+      name: 'service-context',
+      params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
+    },
+  });
+  return job.jobId;
+}
