@@ -1,4 +1,5 @@
 import type { ChatStreamListener, ChatStreamEvent } from '../ports/chat.js';
+import { asChatPost } from './chat-port.js';
 
 /**
  * What a cached answer is about: a channel-scoped fact is trusted only while the bot receives
@@ -15,6 +16,12 @@ export type FactScope = { kind: 'channel'; channelId: string } | { kind: 'accoun
  */
 export const GROUP_FRESH_MS = 5_000;
 
+/**
+ * At most this many posts are kept from `posted` events (the oldest go first): chatter in a busy
+ * channel must not push out the answers decisions rest on.
+ */
+export const HEARD_POSTS_KEPT = 1_000;
+
 interface Entry {
   value: unknown;
   /**
@@ -29,6 +36,8 @@ interface Entry {
   scope: FactScope;
   /** For posts: the thread root, so deleting a root drops its replies too. */
   rootId?: string;
+  /** A post kept from its `posted` event (counted against `HEARD_POSTS_KEPT`). */
+  heard?: true;
 }
 
 interface Flight {
@@ -64,13 +73,18 @@ export interface ChatCacheOptions {
  * for a channel's facts, while the bot itself is known to be a member of that channel (otherwise
  * it would not hear `user_removed`, `post_edited` or `post_deleted` there).
  *
- * Events only ever drop answers: nothing an event says is kept as a fact, so a garbled or
- * misleading event can at worst cost one more request. Anything not current is fetched; a fetch
- * that fails throws, exactly as without the cache.
+ * Events drop answers; the one fact an event gives is a new post: `posted` is Mattermost's own
+ * copy of it, ahead of any `post_edited` or `post_deleted` about it on the same stream, and in a
+ * channel the bot is known to hear it is kept as if fetched the moment it arrived (see
+ * `postHeard`). Anything else an event says is never kept, so a garbled or misleading event can
+ * at worst cost one more request. Anything not current is fetched; a fetch that fails throws,
+ * exactly as without the cache.
  */
 export class ChatCache implements ChatStreamListener {
   private readonly entries = new Map<string, Entry>();
   private readonly flights = new Map<string, Flight>();
+  /** Keys of the entries kept from `posted` events, oldest first (some may be gone already). */
+  private readonly heardPosts = new Set<string>();
   private readonly maxEntries: number;
   private readonly now: () => number;
   private connected = false;
@@ -218,6 +232,15 @@ export class ChatCache implements ChatStreamListener {
   private store(key: string, entry: Entry): void {
     this.entries.delete(key);
     this.entries.set(key, entry);
+    this.heardPosts.delete(key);
+    if (entry.heard) {
+      this.heardPosts.add(key);
+      if (this.heardPosts.size > HEARD_POSTS_KEPT) {
+        const oldest = this.heardPosts.keys().next().value!;
+        this.heardPosts.delete(oldest);
+        if (this.entries.get(oldest)?.heard) this.entries.delete(oldest);
+      }
+    }
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
@@ -263,6 +286,9 @@ export class ChatCache implements ChatStreamListener {
 
   streamEvent(e: ChatStreamEvent): void {
     switch (e.event) {
+      case 'posted':
+        this.postHeard(e);
+        return;
       case 'user_added':
       case 'user_removed':
         this.membershipChanged(e);
@@ -327,6 +353,32 @@ export class ChatCache implements ChatStreamListener {
   }
 
   /**
+   * `posted` in a channel the bot is known to hear: the post as Mattermost created it, kept as
+   * the answer to `post:<id>` from the moment it arrived. Anything that changes it later (an edit,
+   * a delete, of it or of its thread root, the bot leaving the channel, a break in the stream)
+   * comes after it on this stream and drops it, as it would a fetched answer. Not kept: a post
+   * that does not read as one, names another channel than the event's, is already deleted, or
+   * arrives while the stream is not known to be whole.
+   */
+  private postHeard(e: ChatStreamEvent): void {
+    if (!this.enabled || !this.connected) return;
+    const channelId = str(e.broadcast.channel_id);
+    // Checked before the post is read: chatter in channels the bot does not follow costs nothing.
+    if (!channelId || !this.hearsChannel(channelId)) return;
+    const post = asChatPost(decode(e.data.post));
+    if (!post || post.channel_id !== channelId || post.delete_at !== 0) return;
+    this.store(`post:${post.id}`, {
+      value: post,
+      at: this.now(),
+      generation: this.generation,
+      stored: ++this.tick,
+      scope: { kind: 'channel', channelId },
+      rootId: post.root_id,
+      heard: true,
+    });
+  }
+
+  /**
    * `user_added` / `user_removed`: to the channel's members (broadcast.channel_id, data.user_id),
    * and, for a removal, also to the removed person alone (broadcast.user_id, data.channel_id).
    */
@@ -368,6 +420,7 @@ export class ChatCache implements ChatStreamListener {
   private dropAll(): void {
     this.stats.invalidations += this.entries.size;
     this.entries.clear();
+    this.heardPosts.clear();
     this.taintFlights();
   }
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CHANGES_KEPT, ChatCache, GROUP_FRESH_MS, type WatchedFact } from '../../src/chat/chat-cache.js';
+import {
+  CHANGES_KEPT,
+  ChatCache,
+  GROUP_FRESH_MS,
+  HEARD_POSTS_KEPT,
+  type WatchedFact,
+} from '../../src/chat/chat-cache.js';
 import type { ChatStreamEvent } from '../../src/ports/chat.js';
 
 const BOT = 'bot0000000000000000000000a';
@@ -248,6 +254,147 @@ describe('events only ever drop answers', () => {
     expect(await first).toEqual({ id: 'u1', delete_at: 0 });
     expect(await joined).toEqual({ id: 'u1', delete_at: 0 });
     expect(await after).toEqual({ id: 'u1', delete_at: 7 });
+  });
+});
+
+describe('a posted event is the answer for its post, in a channel the bot hears', () => {
+  /** Mattermost's `posted`: the post as a JSON string, the channel in the broadcast. */
+  const posted = (post: Record<string, unknown>, channelId: unknown = post.channel_id): ChatStreamEvent =>
+    ev('posted', { post: JSON.stringify(post) }, { channel_id: channelId });
+  const aPost = (id: string, over: Record<string, unknown> = {}) => ({
+    id,
+    user_id: 'u1',
+    channel_id: CH,
+    root_id: '',
+    message: 'APPROVE job:1 step:a',
+    create_at: 5,
+    update_at: 5,
+    edit_at: 0,
+    delete_at: 0,
+    props: {},
+    ...over,
+  });
+  /** The cache's answer for a post, with a fetch that counts (and answers a marker). */
+  const ask = (s: ReturnType<typeof setup>, id: string) =>
+    s.cache.get(`post:${id}`, s.answer({ fetched: id }), () => ({
+      scope: { kind: 'channel', channelId: CH },
+      rootId: '',
+    }));
+
+  it('is kept as if fetched on arrival: the post as Mattermost sent it, with no request', async () => {
+    const s = setup();
+    await s.member(BOT);
+    s.cache.streamEvent(posted(aPost('p1', { root_id: 'root', props: { a: 1 } })));
+    expect(await ask(s, 'p1')).toMatchObject({
+      id: 'p1',
+      root_id: 'root',
+      channel_id: CH,
+      message: 'APPROVE job:1 step:a',
+      props: { a: 1 },
+    });
+    expect(s.calls()).toBe(1); // the bot's membership only
+    // As old as its arrival: asked again once the bound has passed.
+    s.advance(30_000);
+    expect(await ask(s, 'p1')).toEqual({ fetched: 'p1' });
+  });
+
+  it('is not kept where the bot is not known to hear the channel, or the stream is not whole', async () => {
+    const unknown = setup();
+    unknown.cache.streamEvent(posted(aPost('p1')));
+    await unknown.member(BOT, false);
+    unknown.cache.streamEvent(posted(aPost('p2')));
+    const down = setup();
+    await down.member(BOT);
+    down.cache.streamDisconnected();
+    down.cache.streamEvent(posted(aPost('p3')));
+    down.cache.streamConnected();
+    const off = setup(0);
+    await off.member(BOT);
+    off.cache.streamEvent(posted(aPost('p4')));
+    for (const [s, id] of [
+      [unknown, 'p1'],
+      [unknown, 'p2'],
+      [down, 'p3'],
+      [off, 'p4'],
+    ] as const) {
+      expect(await ask(s, id)).toEqual({ fetched: id });
+    }
+  });
+
+  it('is not kept when it does not read as a post, names another channel, or is deleted', async () => {
+    const s = setup();
+    await s.member(BOT);
+    const other = 'chan000000000000000000000b';
+    s.cache.streamEvent(ev('posted', { post: '{not json' }, { channel_id: CH }));
+    s.cache.streamEvent(
+      ev('posted', { post: JSON.stringify({ id: 'p1', channel_id: CH }) }, { channel_id: CH }),
+    );
+    s.cache.streamEvent(posted(aPost('p2', { channel_id: other }), CH));
+    s.cache.streamEvent(posted(aPost('p3'), other));
+    s.cache.streamEvent(posted(aPost('p4'), ''));
+    s.cache.streamEvent(posted(aPost('p5', { delete_at: 9 })));
+    s.cache.streamEvent(ev('posted', { post: aPost('p6') }, {}));
+    expect(s.cache.size).toBe(1);
+    for (const id of ['p1', 'p2', 'p3', 'p4', 'p5', 'p6']) expect(await ask(s, id)).toEqual({ fetched: id });
+  });
+
+  it('an edit or delete of it, or of its thread root, the bot leaving, or a break drops it', async () => {
+    const s = setup();
+    await s.member(BOT);
+    const heard = (...ids: string[]) => {
+      for (const id of ids) s.cache.streamEvent(posted(aPost(id, { root_id: id === 'root' ? '' : 'root' })));
+    };
+    heard('root', 'r1', 'r2');
+    s.cache.streamEvent(ev('post_edited', { post: JSON.stringify({ id: 'r1' }) }, { channel_id: CH }));
+    expect(await ask(s, 'r1')).toEqual({ fetched: 'r1' });
+    s.cache.streamEvent(ev('post_deleted', { post: JSON.stringify({ id: 'root' }) }, { channel_id: CH }));
+    expect(await ask(s, 'r2')).toEqual({ fetched: 'r2' });
+    heard('r3');
+    s.cache.streamEvent(ev('user_removed', { user_id: BOT }, { channel_id: CH }));
+    expect(await ask(s, 'r3')).toEqual({ fetched: 'r3' });
+    await s.member(BOT);
+    heard('r4');
+    s.cache.streamDisconnected();
+    s.cache.streamConnected();
+    expect(await ask(s, 'r4')).toEqual({ fetched: 'r4' });
+  });
+
+  it('is no change: a decision that asked about the post before it was heard still stands', async () => {
+    const s = setup();
+    await s.member(BOT);
+    const mark = s.cache.mark();
+    s.cache.streamEvent(posted(aPost('p1')));
+    expect(s.cache.changedSince(mark, [{ kind: 'post', postId: 'p1', channelId: CH, rootId: '' }])).toBe(
+      false,
+    );
+  });
+
+  it(`keeps at most ${HEARD_POSTS_KEPT} heard posts, the newest, and never pushes out other answers for them`, async () => {
+    const s = setup();
+    await s.member(BOT);
+    await s.user('u1');
+    const flood = HEARD_POSTS_KEPT + 500;
+    for (let i = 0; i < flood; i++) s.cache.streamEvent(posted(aPost(`p${i}`)));
+    expect(s.cache.size).toBe(HEARD_POSTS_KEPT + 2);
+    await s.user('u1');
+    await s.member(BOT);
+    expect(s.calls()).toBe(2);
+    expect(await ask(s, 'p499')).toEqual({ fetched: 'p499' });
+    expect(await ask(s, 'p500')).toMatchObject({ id: 'p500' });
+    expect(await ask(s, `p${flood - 1}`)).toMatchObject({ id: `p${flood - 1}` });
+  });
+
+  it('a fetched answer for a heard post no longer counts against the heard posts', async () => {
+    const s = setup();
+    await s.member(BOT);
+    s.cache.streamEvent(posted(aPost('p0')));
+    s.advance(30_000);
+    await s.member(BOT);
+    expect(await ask(s, 'p0')).toEqual({ fetched: 'p0' }); // kept, now as fetched
+    for (let i = 1; i <= HEARD_POSTS_KEPT; i++) s.cache.streamEvent(posted(aPost(`p${i}`)));
+    expect(await ask(s, 'p0')).toEqual({ fetched: 'p0' });
+    expect(await ask(s, 'p1')).toMatchObject({ id: 'p1' });
+    expect(s.calls()).toBe(3);
   });
 });
 

@@ -86,6 +86,30 @@ describe('fresh answers make no request', () => {
     expect(gets(`/channels/${ids.channel}/members/${ids.bot}`)).toBe(1);
   });
 
+  it('a post heard over the WebSocket, in a channel the bot hears, is answered as GET would, with no request', async () => {
+    await start(30);
+    await rest.isChannelMember(ids.bot, ids.channel);
+    const kept = rest.cache.size;
+    const root = sandbox.createPost(ids.bob, { channel_id: ids.channel, message: 'run' });
+    const reply = sandbox.createPost(ids.alice, {
+      channel_id: ids.channel,
+      root_id: root.id,
+      message: 'APPROVE job:1 step:a',
+      props: { from: 'test' },
+    });
+    await eventually(() => rest.cache.size === kept + 2, 'the posted events reached the cache');
+    const heard = await rest.post(reply.id);
+    expect(gets(`/posts/${reply.id}`)).toBe(0);
+    const asked = new MattermostRest({ url: sandbox.url, token: botToken, log: silentLogger(), attempts: 1 });
+    expect(heard).toEqual(await asked.post(reply.id));
+    expect(heard).toMatchObject({
+      id: reply.id,
+      root_id: root.id,
+      user_id: ids.alice,
+      props: { from: 'test' },
+    });
+  });
+
   it('concurrent questions share one request', async () => {
     await start(30);
     await rest.isChannelMember(ids.bot, ids.channel);
