@@ -5,7 +5,7 @@ import type { OutboxRow } from '../db/schema.js';
 import { MENTION_TOKEN } from './mention-token.js';
 import type { ChatMetrics } from './chat-metrics.js';
 import type { ChatPort } from './chat-port.js';
-import { backoffMs, ChatError } from '../ports/chat-error.js';
+import { backoffMs, ChatError, mayStillLand } from '../ports/chat-error.js';
 import { type LeaseOwner, leaseOwner } from './lease-owner.js';
 import {
   bindJobThread,
@@ -16,6 +16,7 @@ import {
   markPatched,
   markPatchFailed,
   markRetry,
+  markRetryHeld,
   planPostKey,
   markPostDelivered,
   onOutboxCommitted,
@@ -49,6 +50,9 @@ function errorField(err: unknown): { message: string; code?: string } {
     ...(typeof e?.code === 'string' ? { code: e.code } : {}),
   };
 }
+
+/** Failures of edits that were sent: whether each may still land is then asked (`mayStillLand`). */
+const editsInDoubt = new WeakSet<object>();
 
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
@@ -328,7 +332,10 @@ export class OutboxDelivery {
       }
       this.pauseUntil = Math.max(this.pauseUntil, now + wait);
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
-      if (!(await markRetry(db, row, new Date(this.pauseUntil), e?.message ?? String(err)))) {
+      // An edit sent without an answer may still land: nobody edits the post until its lease runs out.
+      const held = editsInDoubt.has(err as object) && mayStillLand(err);
+      const retry = held ? markRetryHeld : markRetry;
+      if (!(await retry(db, row, new Date(this.pauseUntil), e?.message ?? String(err)))) {
         return this.leaseLost(row);
       }
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
@@ -379,7 +386,15 @@ export class OutboxDelivery {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
         return false;
       }
-      await chat.patchPost(postId, { message, props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! } });
+      try {
+        await chat.patchPost(postId, {
+          message,
+          props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! },
+        });
+      } catch (err) {
+        if (typeof err === 'object' && err !== null) editsInDoubt.add(err);
+        throw err;
+      }
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
     return true;

@@ -436,6 +436,22 @@ export async function markRetry(db: Db, row: Leased, next: Date, error: string):
   return Number(done.numUpdatedRows) === 1;
 }
 
+/**
+ * As `markRetry`, for an edit that was sent and may still land (no answer came): the row keeps
+ * its lease until that runs out, held by no one, so no holder (this one included) sends a newer
+ * edit that the late one could land after. The lease was taken again just before sending, for
+ * longer than a request may take.
+ */
+export async function markRetryHeld(db: Db, row: Leased, next: Date, error: string): Promise<boolean> {
+  const done = await db
+    .updateTable('outbox')
+    .set({ next_attempt_at: next, lease_owner: null, last_error: error.slice(0, 500) })
+    .where('id', '=', row.id)
+    .where('lease_owner', 'is not distinct from', row.lease_owner)
+    .executeTakeFirst();
+  return Number(done.numUpdatedRows) === 1;
+}
+
 export async function markFailed(db: Db, row: Leased, at: Date, error: string): Promise<boolean> {
   const done = await db
     .updateTable('outbox')

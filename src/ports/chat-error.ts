@@ -72,6 +72,25 @@ export function chatErrorFrom(
   );
 }
 
+/** Failures that prove a request never left this machine: nothing it asked can have been done. */
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/**
+ * Whether a failed request may still take effect on the server: no answer came (a timeout, a
+ * connection cut after sending), or a proxy answered that it gave up waiting for Mattermost (502,
+ * 504), which may still be working on it. False when Mattermost answered, or when the request
+ * provably never left (refused connection, unknown host).
+ */
+export function mayStillLand(err: unknown): boolean {
+  if (err instanceof ChatError && err.status !== null) return err.status === 502 || err.status === 504;
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NEVER_SENT.has(code)) return false;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return true;
+}
+
 /** Capped exponential backoff with full jitter in [d/2, d]. */
 export function backoffMs(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
   const d = Math.min(maxMs, minMs * 2 ** Math.min(attempt, 20));
