@@ -3,7 +3,9 @@ import {
   CHANGES_KEPT,
   ChatCache,
   GROUP_FRESH_MS,
+  HEARD_POST_MAX_CHARS,
   HEARD_POSTS_KEPT,
+  POSTED_AFTER_CHANGE_MS,
   type WatchedFact,
 } from '../../src/chat/chat-cache.js';
 import type { ChatStreamEvent } from '../../src/ports/chat.js';
@@ -357,6 +359,71 @@ describe('a posted event is the answer for its post, in a channel the bot hears'
     s.cache.streamDisconnected();
     s.cache.streamConnected();
     expect(await ask(s, 'r4')).toEqual({ fetched: 'r4' });
+  });
+
+  it('is not kept when an edit or delete of it, or of its thread root, was heard before it', async () => {
+    // A plugin's MessageHasBeenPosted hook, or another node of a cluster, can put the delete first.
+    const s = setup();
+    await s.member(BOT);
+    const changed = (event: string, id: string) =>
+      s.cache.streamEvent(ev(event, { post: JSON.stringify({ id }) }, { channel_id: CH }));
+    changed('post_deleted', 'p1');
+    changed('post_edited', 'p2');
+    changed('post_deleted', 'root');
+    s.cache.streamEvent(posted(aPost('p1')));
+    s.cache.streamEvent(posted(aPost('p2')));
+    s.cache.streamEvent(posted(aPost('r1', { root_id: 'root' })));
+    s.cache.streamEvent(posted(aPost('p3')));
+    expect(s.cache.size).toBe(2); // the bot's membership and p3
+    for (const id of ['p1', 'p2', 'r1']) expect(await ask(s, id)).toEqual({ fetched: id });
+    // A broken cluster aside, nothing arrives that late: after the window the id is forgotten.
+    s.advance(POSTED_AFTER_CHANGE_MS);
+    await s.member(BOT);
+    s.cache.streamEvent(posted(aPost('p1')));
+    expect(await ask(s, 'p1')).toMatchObject({ id: 'p1', message: 'APPROVE job:1 step:a' });
+  });
+
+  it('after an edit or delete that does not say of which post, keeps none for the window', async () => {
+    const s = setup(10 * POSTED_AFTER_CHANGE_MS);
+    await s.member(BOT);
+    s.cache.streamEvent(ev('post_deleted', { post: '{garbled' }, { channel_id: CH }));
+    await s.member(BOT);
+    s.cache.streamEvent(posted(aPost('p1')));
+    s.advance(POSTED_AFTER_CHANGE_MS - 1);
+    s.cache.streamEvent(posted(aPost('p2')));
+    s.advance(1);
+    s.cache.streamEvent(posted(aPost('p3')));
+    expect(await ask(s, 'p1')).toEqual({ fetched: 'p1' });
+    expect(await ask(s, 'p2')).toEqual({ fetched: 'p2' });
+    expect(await ask(s, 'p3')).toMatchObject({ id: 'p3' });
+  });
+
+  it(`is not kept when its message and props are longer than ${HEARD_POST_MAX_CHARS} characters`, async () => {
+    const s = setup();
+    await s.member(BOT);
+    s.cache.streamEvent(posted(aPost('long', { message: 'x'.repeat(HEARD_POST_MAX_CHARS) })));
+    s.cache.streamEvent(posted(aPost('heavy', { props: { blob: 'y'.repeat(HEARD_POST_MAX_CHARS) } })));
+    s.cache.streamEvent(posted(aPost('short')));
+    expect(await ask(s, 'long')).toEqual({ fetched: 'long' });
+    expect(await ask(s, 'heavy')).toEqual({ fetched: 'heavy' });
+    expect(await ask(s, 'short')).toMatchObject({ id: 'short' });
+  });
+
+  it('keeps at most a tenth of all answers as heard posts, so a small cache keeps its other answers', async () => {
+    const s = setup(30_000, 50);
+    await s.member(BOT);
+    await s.user('u1');
+    for (let i = 0; i < 100; i++) s.cache.streamEvent(posted(aPost(`p${i}`)));
+    expect(s.cache.size).toBe(2 + 5);
+    await s.member(BOT);
+    await s.user('u1');
+    expect(s.calls()).toBe(2);
+    expect(await ask(s, 'p99')).toMatchObject({ id: 'p99' });
+    expect(await ask(s, 'p94')).toEqual({ fetched: 'p94' });
+    const tiny = setup(30_000, 9);
+    await tiny.member(BOT);
+    tiny.cache.streamEvent(posted(aPost('p1')));
+    expect(await ask(tiny, 'p1')).toEqual({ fetched: 'p1' });
   });
 
   it('is no change: a decision that asked about the post before it was heard still stands', async () => {
