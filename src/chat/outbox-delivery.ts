@@ -51,9 +51,6 @@ function errorField(err: unknown): { message: string; code?: string } {
   };
 }
 
-/** Failures of edits that were sent: whether each may still land is then asked (`mayStillLand`). */
-const editsInDoubt = new WeakSet<object>();
-
 /** The prop that marks every bot post with its outbox key, so a resend can find an earlier success. */
 export const OUTBOX_KEY_PROP = 'claw_outbox_key';
 
@@ -104,6 +101,10 @@ export class OutboxDelivery {
   private readonly plansInFlight = new Map<string, Promise<void>>();
   /** Status posts' ids by outbox key (a delivered post's id never changes), oldest first. */
   private readonly statusPosts = new Map<string, string>();
+  /** Status edits (row ids) sent and not yet answered: a failure then leaves them in doubt. */
+  private readonly editsSent = new Set<number>();
+  /** Status edits in doubt whose hold is not recorded yet (if it cannot be, they are orphans). */
+  private readonly doubted = new Set<number>();
   /** Rows this process leased whose outcome it could not record (the database went away). */
   private readonly orphans = new Set<number>();
   /** A lease statement failed: it may have committed, leasing rows this process never heard of. */
@@ -201,9 +202,13 @@ export class OutboxDelivery {
       // Every lease of ours but the rows being sent (leasing never overlaps itself): the orphans
       // known now, and any row a lease statement whose answer was lost gave us.
       const orphans = [...this.orphans];
-      await releaseOwnLeasesExcept(db, this.owner.id, [...this.inFlight.keys()]);
+      const inDoubt = orphans.filter((id) => this.doubted.has(id));
+      await releaseOwnLeasesExcept(db, this.owner.id, [...this.inFlight.keys()], inDoubt);
       this.leaseUnheard = false;
-      for (const id of orphans) this.orphans.delete(id);
+      for (const id of orphans) {
+        this.orphans.delete(id);
+        this.doubted.delete(id);
+      }
     }
     const room = this.parallel - this.inFlight.size;
     if (room <= 0) return true;
@@ -304,6 +309,8 @@ export class OutboxDelivery {
       this.failures = 0;
     } catch (err) {
       const e = err instanceof ChatError ? err : null;
+      // An edit sent without an answer may still land: nobody edits the post until its lease runs out.
+      const inDoubt = this.editsSent.delete(row.id) && mayStillLand(err);
       if (e && !e.retryable && e.kind !== 'unauthorized') {
         log.error(
           { outboxId: row.id, kind: e.kind, status: e.status, err: e.message },
@@ -332,12 +339,14 @@ export class OutboxDelivery {
       }
       this.pauseUntil = Math.max(this.pauseUntil, now + wait);
       log.warn({ outboxId: row.id, kind: e?.kind ?? 'error', waitMs: wait }, 'outbox delivery paused');
-      // An edit sent without an answer may still land: nobody edits the post until its lease runs out.
-      const held = editsInDoubt.has(err as object) && mayStillLand(err);
-      const retry = held ? markRetryHeld : markRetry;
-      if (!(await retry(db, row, new Date(this.pauseUntil), e?.message ?? String(err)))) {
-        return this.leaseLost(row);
-      }
+      const why = e?.message ?? String(err);
+      // Kept until the hold is recorded: if it cannot be, the orphaned row is released held.
+      if (inDoubt) this.doubted.add(row.id);
+      const recorded = inDoubt
+        ? await markRetryHeld(db, row, new Date(this.pauseUntil), why, this.opts.clock())
+        : await markRetry(db, row, new Date(this.pauseUntil), why);
+      this.doubted.delete(row.id);
+      if (!recorded) return this.leaseLost(row);
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
     }
   }
@@ -386,15 +395,9 @@ export class OutboxDelivery {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
         return false;
       }
-      try {
-        await chat.patchPost(postId, {
-          message,
-          props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! },
-        });
-      } catch (err) {
-        if (typeof err === 'object' && err !== null) editsInDoubt.add(err);
-        throw err;
-      }
+      this.editsSent.add(row.id);
+      await chat.patchPost(postId, { message, props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! } });
+      this.editsSent.delete(row.id);
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
     return true;

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Expression, type SqlBool, sql } from 'kysely';
 import { sha256B64u } from '../crypto/hash.js';
 import { afterCommit } from '../db/commit-hooks.js';
 import type { Db } from '../db/database.js';
@@ -406,19 +406,37 @@ export async function markPostDelivered(
 }
 
 /**
+ * A lease released before its holder recorded how its delivery ended. A post is delivered again
+ * at once (delivery first looks for an earlier success by its key). A status edit may have been
+ * sent: its row forgets what the post says, so the next holder sends the state it renders
+ * whatever the row last knew; and one that may still land (`held`) keeps its lease until that
+ * runs out, held by no one.
+ */
+const releasedUnsure = (held: Expression<SqlBool>) => ({
+  lease_owner: null,
+  lease_until: sql<Date | null>`case when kind = 'patch' and ${held} then lease_until end`,
+  message: sql<string | null>`case when kind = 'patch' then null else message end`,
+  props: sql<string | null>`case when kind = 'patch' then null else props end`,
+});
+
+/**
  * This holder's leases on rows it is not delivering (`inFlight` are those it is): rows whose
  * outcome it could not record (the database went away), and rows a lease statement that
  * committed but whose answer was lost gave it. Released so their threads go on now, not when
- * the lease runs out. Returns how many.
+ * the lease runs out, except status edits sent without an answer (`inDoubt`; see
+ * `releasedUnsure`). Returns how many.
  */
 export async function releaseOwnLeasesExcept(
   db: Db,
   owner: string,
   inFlight: readonly number[],
+  inDoubt: readonly number[] = [],
 ): Promise<number> {
   const released = await db
     .updateTable('outbox')
-    .set({ lease_until: null, lease_owner: null })
+    .set(
+      releasedUnsure(inDoubt.length > 0 ? sql<SqlBool>`id in (${sql.join(inDoubt)})` : sql<SqlBool>`false`),
+    )
     .where('lease_owner', '=', owner)
     .$if(inFlight.length > 0, (qb) => qb.where('id', 'not in', inFlight))
     .where('delivered_at', 'is', null)
@@ -436,16 +454,33 @@ export async function markRetry(db: Db, row: Leased, next: Date, error: string):
   return Number(done.numUpdatedRows) === 1;
 }
 
+/** An edit in doubt is held at least this long after its failure, whatever the lease's length. */
+export const DOUBT_HOLD_MS = 10_000;
+
 /**
  * As `markRetry`, for an edit that was sent and may still land (no answer came): the row keeps
- * its lease until that runs out, held by no one, so no holder (this one included) sends a newer
- * edit that the late one could land after. The lease was taken again just before sending, for
- * longer than a request may take.
+ * its lease until that runs out, and at least `DOUBT_HOLD_MS` from `at`, held by no one, so no
+ * holder (this one included) sends a newer edit that the late one could land after. What the
+ * post says is no longer known: the next holder sends whatever it renders.
  */
-export async function markRetryHeld(db: Db, row: Leased, next: Date, error: string): Promise<boolean> {
+export async function markRetryHeld(
+  db: Db,
+  row: Leased,
+  next: Date,
+  error: string,
+  at: Date,
+): Promise<boolean> {
+  const held = new Date(at.getTime() + DOUBT_HOLD_MS);
   const done = await db
     .updateTable('outbox')
-    .set({ next_attempt_at: next, lease_owner: null, last_error: error.slice(0, 500) })
+    .set({
+      next_attempt_at: next,
+      lease_owner: null,
+      lease_until: sql<Date>`greatest(lease_until, ${held}::timestamptz)`,
+      message: null,
+      props: null,
+      last_error: error.slice(0, 500),
+    })
     .where('id', '=', row.id)
     .where('lease_owner', 'is not distinct from', row.lease_owner)
     .executeTakeFirst();
@@ -504,7 +539,8 @@ export async function writeThreadBinding(
 /**
  * Leases left by holders that are certainly gone (a crashed predecessor of this process) are
  * released, so their rows are delivered now rather than when the lease runs out. Resending is
- * safe: delivery first looks for an earlier success by the row's outbox key.
+ * safe: delivery first looks for an earlier success by the row's outbox key. A status edit
+ * waits its lease out (see `releasedUnsure`).
  */
 export async function releaseLeasesOfGone(
   db: Db,
@@ -524,7 +560,8 @@ export async function releaseLeasesOfGone(
   if (gone.length === 0) return 0;
   const released = await db
     .updateTable('outbox')
-    .set({ lease_until: null, lease_owner: null })
+    // How a crashed holder's edit ended is not known: it is held.
+    .set(releasedUnsure(sql<SqlBool>`true`))
     .where('lease_owner', 'in', gone)
     .where('delivered_at', 'is', null)
     .executeTakeFirst();

@@ -77,12 +77,17 @@ const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNRE
 
 /**
  * Whether a failed request may still take effect on the server: no answer came (a timeout, a
- * connection cut after sending), or a proxy answered that it gave up waiting for Mattermost (502,
- * 504), which may still be working on it. False when Mattermost answered, or when the request
- * provably never left (refused connection, unknown host).
+ * connection cut after sending), or something other than Mattermost answered 5xx (a proxy that
+ * gave up waiting for it, or lost it after passing the request on: 502, 504, an ingress's 503),
+ * while Mattermost may still be working on it. False when Mattermost itself answered (its errors
+ * carry its error id; its rate limiter's 429 comes before any work), or when the request provably
+ * never left (refused connection, unknown host).
  */
 export function mayStillLand(err: unknown): boolean {
-  if (err instanceof ChatError && err.status !== null) return err.status === 502 || err.status === 504;
+  if (err instanceof ChatError && err.status !== null) {
+    if (err.status === 502 || err.status === 504) return true;
+    return err.status >= 500 && err.serverErrorId === null;
+  }
   for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NEVER_SENT.has(code)) return false;

@@ -1,8 +1,18 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { MattermostRest } from '../../src/chat/mattermost-rest.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import type { ChatPort } from '../../src/chat/chat-port.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
-import { leaseDue, markDelivered, statusPatchKey } from '../../src/chat/outbox.js';
+import {
+  leaseDue,
+  markDelivered,
+  markStatusStale,
+  releaseLeasesOfGone,
+  releaseOwnLeasesExcept,
+  statusPatchKey,
+} from '../../src/chat/outbox.js';
 import { ChatError, mayStillLand } from '../../src/ports/chat-error.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
@@ -70,7 +80,9 @@ const dueElsewhere = async (t: TestEngine, jobId: number) => {
   return rows.some((r) => r.dedupe_key === statusPatchKey(jobId));
 };
 
-function delivery(t: TestEngine, chat: ChatPort) {
+type Renderer = ConstructorParameters<typeof OutboxDelivery>[0]['statusPost'];
+
+function delivery(t: TestEngine, chat: ChatPort, statusPost?: Renderer, owner?: string) {
   return new OutboxDelivery({
     db: t.ctx.db,
     chat,
@@ -80,55 +92,76 @@ function delivery(t: TestEngine, chat: ChatPort) {
     leaseMs: LEASE_MS,
     minBackoffMs: 10,
     maxBackoffMs: 10,
-    statusPost: (db, jobId) => renderStatusPost(db, jobId, null),
+    statusPost: statusPost ?? ((db, jobId) => renderStatusPost(db, jobId, null)),
+    ...(owner ? { owner: { id: owner, isGone: () => false } } : {}),
   });
 }
 
-describe(`a status edit sent without an answer (${dialectName})`, () => {
-  it('keeps its lease until it runs out: no newer edit is sent that the late one could land after', async () => {
-    e = await createTestEngine();
-    const t = e;
-    const jobId = await jobWithEditDue(t);
-    const chat = editingChat();
-    // A timeout: the request was sent, and Mattermost may still apply it.
-    chat.state.failure = new ChatError('network', 'cannot reach Mattermost: timed out', null, null, null, {
+/** The failures after which a sent edit may still land. */
+const inDoubt = (): [string, unknown][] => [
+  [
+    'a timeout',
+    new ChatError('network', 'cannot reach Mattermost: timed out', null, null, null, {
       cause: new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
-    });
-    const a = delivery(t, chat.chat);
-    a.start();
-    await eventually(async () => (await patchRow(t, jobId)).last_error !== null, 'the edit failed');
-    await a.stop();
-    const held = await patchRow(t, jobId);
-    expect(held.lease_owner).toBeNull();
-    expect(held.lease_until!.getTime()).toBe(t.clock().getTime() + LEASE_MS);
-    expect(held.delivered_at).toBeNull();
+    }),
+  ],
+  [
+    'a proxy that gave up waiting',
+    new ChatError('unavailable', 'Mattermost error 504: Gateway Timeout', 504),
+  ],
+  [
+    "an ingress's 503, not Mattermost's",
+    new ChatError('unavailable', 'Mattermost error 503: upstream reset', 503),
+  ],
+];
 
-    // The job moves on; the backoff is long over, but the lease is not.
-    await decideStep(t.ctx, { kind: 'approve', jobId, step: 'post-summary', userId: U.chioma });
-    await t.ctx.db
-      .updateTable('outbox')
-      .set({ delivered_at: t.clock() })
-      .where('kind', '!=', 'patch')
-      .execute();
-    t.clock.advance(LEASE_MS / 1000 - 1);
-    expect(await dueElsewhere(t, jobId)).toBe(false);
-    t.clock.advance(1);
-    expect(await dueElsewhere(t, jobId)).toBe(false); // at the end of the lease, not yet
-    t.clock.advance(1);
+describe(`a status edit sent without an answer (${dialectName})`, () => {
+  it.each(inDoubt())(
+    'after %s, keeps its lease until it runs out: no newer edit lands before the late one',
+    async (_, failure) => {
+      e = await createTestEngine();
+      const t = e;
+      const jobId = await jobWithEditDue(t);
+      const chat = editingChat();
+      chat.state.failure = failure;
+      const a = delivery(t, chat.chat);
+      a.start();
+      await eventually(async () => (await patchRow(t, jobId)).last_error !== null, 'the edit failed');
+      await a.stop();
+      const held = await patchRow(t, jobId);
+      expect(held.lease_owner).toBeNull();
+      expect(held.lease_until!.getTime()).toBe(t.clock().getTime() + LEASE_MS);
+      expect(held.delivered_at).toBeNull();
+      // What the post says is no longer known.
+      expect([held.message, held.props]).toEqual([null, null]);
 
-    // Once it has run out, the newest state is sent.
-    chat.state.failure = null;
-    const b = delivery(t, chat.chat);
-    b.start();
-    await eventually(() => chat.patches.length === 1, 'the newer edit');
-    await b.stop();
-    expect(chat.patches[0]).toContain('approved');
-    expect((await patchRow(t, jobId)).delivered_at).not.toBeNull();
-  });
+      // The job moves on; the backoff is long over, but the lease is not.
+      await decideStep(t.ctx, { kind: 'approve', jobId, step: 'post-summary', userId: U.chioma });
+      await t.ctx.db
+        .updateTable('outbox')
+        .set({ delivered_at: t.clock() })
+        .where('kind', '!=', 'patch')
+        .execute();
+      t.clock.advance(LEASE_MS / 1000 - 1);
+      expect(await dueElsewhere(t, jobId)).toBe(false);
+      t.clock.advance(1);
+      expect(await dueElsewhere(t, jobId)).toBe(false); // at the end of the lease, not yet
+      t.clock.advance(1);
+
+      // Once it has run out, the newest state is sent.
+      chat.state.failure = null;
+      const b = delivery(t, chat.chat);
+      b.start();
+      await eventually(() => chat.patches.length === 1, 'the newer edit');
+      await b.stop();
+      expect(chat.patches[0]).toContain('approved');
+      expect((await patchRow(t, jobId)).delivered_at).not.toBeNull();
+    },
+  );
 
   it('is retried after the backoff alone when Mattermost answered, or the request never left', async () => {
     for (const failure of [
-      new ChatError('unavailable', 'Mattermost error 503: busy', 503),
+      new ChatError('unavailable', 'Mattermost error 503: busy', 503, null, 'api.server.busy.app_error'),
       new ChatError('rate_limited', 'rate limited by Mattermost', 429, 10),
       new ChatError('network', 'cannot reach Mattermost: fetch failed', null, null, null, {
         cause: Object.assign(new TypeError('fetch failed'), {
@@ -155,6 +188,106 @@ describe(`a status edit sent without an answer (${dialectName})`, () => {
   });
 });
 
+describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
+  /** A job whose post reads `said`; a renderer that answers `render.now`. */
+  async function postSaying(t: TestEngine, said: string) {
+    const jobId = await jobWithEditDue(t);
+    const render = { now: said };
+    const renderer: Renderer = async () => ({ message: render.now, props: {} });
+    const chat = editingChat();
+    const first = delivery(t, chat.chat, renderer);
+    first.start();
+    await eventually(() => chat.patches.length === 1, 'the first edit');
+    await first.stop();
+    const job = await t.ctx.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where('id', '=', jobId)
+      .executeTakeFirstOrThrow();
+    const moved = () => markStatusStale(t.ctx.db, { ...job, channel_id: job.channel_id! }, t.clock());
+    return { jobId, render, renderer, chat, moved };
+  }
+
+  it('an edit back to what the post said before the edit in doubt is still sent', async () => {
+    // E.g. an approval withdrawn right after it was shown: the board reads as it did before.
+    e = await createTestEngine();
+    const t = e;
+    const s = await postSaying(t, 'A: waiting for approvals');
+    s.render.now = 'B: 1 of 2 approvals';
+    await s.moved();
+    s.chat.state.failure = inDoubt()[0]![1];
+    const a = delivery(t, s.chat.chat, s.renderer);
+    a.start();
+    await eventually(async () => (await patchRow(t, s.jobId)).last_error !== null, 'the edit failed');
+    await a.stop();
+    s.render.now = 'A: waiting for approvals';
+    await s.moved();
+    t.clock.advance(LEASE_MS / 1000 + 1);
+    s.chat.state.failure = null;
+    const b = delivery(t, s.chat.chat, s.renderer);
+    b.start();
+    await eventually(() => s.chat.patches.length === 2, 'the edit back');
+    await b.stop();
+    expect(s.chat.patches).toEqual(['A: waiting for approvals', 'A: waiting for approvals']);
+  });
+
+  it('a lease released unrecorded is resent whatever the row said; held first if its edit may still land', async () => {
+    // The holder could not record its outcome (the database went away): an edit answered, one in
+    // doubt; or it crashed and its successor releases its lease.
+    for (const release of ['answered', 'in doubt', 'crashed'] as const) {
+      e = await createTestEngine();
+      const t = e;
+      const s = await postSaying(t, 'A: waiting for approvals');
+      s.render.now = 'B: 1 of 2 approvals';
+      await s.moved();
+      // A holder leased the edit, sent it, and could not record how it went (or crashed).
+      const [row] = (await leaseDue(t.ctx.db, t.clock(), LEASE_MS, 10, 'holder-1', [])).filter(
+        (r) => r.dedupe_key === statusPatchKey(s.jobId),
+      );
+      expect(row).toBeDefined();
+      if (release === 'answered') await releaseOwnLeasesExcept(t.ctx.db, 'holder-1', []);
+      else if (release === 'in doubt') await releaseOwnLeasesExcept(t.ctx.db, 'holder-1', [], [row!.id]);
+      else await releaseLeasesOfGone(t.ctx.db, t.clock(), (o) => o === 'holder-1');
+      const released = await patchRow(t, s.jobId);
+      expect([released.lease_owner, released.message, released.props]).toEqual([null, null, null]);
+      if (release === 'answered') {
+        expect(released.lease_until).toBeNull();
+      } else {
+        expect(released.lease_until!.getTime()).toBe(t.clock().getTime() + LEASE_MS);
+        expect(await dueElsewhere(t, s.jobId)).toBe(false);
+        t.clock.advance(LEASE_MS / 1000 + 1);
+      }
+      s.render.now = 'A: waiting for approvals';
+      const b = delivery(t, s.chat.chat, s.renderer);
+      b.start();
+      await eventually(() => s.chat.patches.length === 2, 'the edit after the lease');
+      await b.stop();
+      expect(s.chat.patches).toEqual(['A: waiting for approvals', 'A: waiting for approvals']);
+      await e.close();
+      e = null;
+    }
+  });
+
+  it('a post released the same way is delivered again at once', async () => {
+    e = await createTestEngine();
+    const t = e;
+    await opsJob(t.ctx);
+    const [row] = await leaseDue(t.ctx.db, t.clock(), LEASE_MS, 1, 'holder-1', []);
+    expect(row!.kind).toBe('post');
+    await releaseOwnLeasesExcept(t.ctx.db, 'holder-1', []);
+    const released = await t.ctx.db
+      .selectFrom('outbox')
+      .selectAll()
+      .where('id', '=', row!.id)
+      .executeTakeFirstOrThrow();
+    expect([released.lease_until, released.lease_owner, released.message]).toEqual([
+      null,
+      null,
+      row!.message,
+    ]);
+  });
+});
+
 describe('mayStillLand', () => {
   it('says which failures leave a sent request in doubt', () => {
     const refused = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
@@ -165,11 +298,48 @@ describe('mayStillLand', () => {
       [new ChatError('network', 'no such host', null, null, null, { cause: { code: 'ENOTFOUND' } }), false],
       [new ChatError('unavailable', 'bad gateway', 502), true],
       [new ChatError('unavailable', 'gateway timeout', 504), true],
-      [new ChatError('unavailable', 'unavailable', 503), false],
+      [new ChatError('unavailable', "Mattermost's own 503", 503, null, 'api.server.busy.app_error'), false],
+      [new ChatError('unavailable', "an ingress's 503", 503), true],
+      [new ChatError('unavailable', "Mattermost's own 500", 500, null, 'app.post.save.app_error'), false],
       [new ChatError('rate_limited', 'slow down', 429), false],
       [new ChatError('rejected', 'bad request', 400), false],
       [new Error('something else'), true],
     ];
     expect(cases.map(([err]) => mayStillLand(err))).toEqual(cases.map(([, doubt]) => doubt));
+  });
+
+  it("reads the real client's failures: refused, cut after sending, a proxy's 503, Mattermost's own", async () => {
+    const servers: http.Server[] = [];
+    const serve = async (handler: http.RequestListener) => {
+      const server = http.createServer(handler);
+      servers.push(server);
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const failureAt = async (url: string) => {
+      const rest = new MattermostRest({ url, token: 'token', log: silentLogger(), attempts: 1 });
+      return rest.patchPost('post0000000000000000000000', { message: 'x', props: {} }).then(
+        () => null,
+        (err: unknown) => err,
+      );
+    };
+    try {
+      const closed = await serve(() => undefined);
+      await new Promise<void>((r) => servers.pop()!.close(() => r()));
+      const cut = await serve((req) => req.socket.destroy());
+      const proxy = await serve((_, res) =>
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('no upstream'),
+      );
+      const mattermost = await serve((_, res) =>
+        res
+          .writeHead(503, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ id: 'api.server.busy.app_error', message: 'busy', status_code: 503 })),
+      );
+      const answers = [];
+      for (const url of [closed, cut, proxy, mattermost]) answers.push(mayStillLand(await failureAt(url)));
+      expect(answers).toEqual([false, true, true, false]);
+    } finally {
+      for (const server of servers) server.close();
+    }
   });
 });
