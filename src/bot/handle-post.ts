@@ -211,8 +211,13 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
     const replies = new Replies(trx, deps, post, at);
     if (seen) return followUp(deps, trx, post, seen, replies);
     if (edited) {
-      if (intent.kind === 'ignore' || post.delete_at > 0)
-        return { outcome: 'ignored', why: 'edited chatter' };
+      if (intent.kind === 'ignore') return { outcome: 'ignored', why: 'edited chatter' };
+      if (post.delete_at > 0) {
+        // Deleted before it was seen (its `posted` may still come: Mattermost does not promise the
+        // order): remembered, so that it never counts when it does.
+        await remember(trx, post, 'deleted_before_seen', null, at);
+        return { outcome: 'handled', action: 'deleted_before_seen', jobId: null };
+      }
       // Never handled, already edited (the bot was down, or it was chatter edited into a command).
       await remember(trx, post, 'edited_before_seen', null, at);
       if (intent.kind === 'decision') {

@@ -266,6 +266,38 @@ describe('posts that are not normal user posts', () => {
   });
 });
 
+describe('a delete heard before the post', () => {
+  it('an approval whose delete is handled before its post never counts', async () => {
+    // A plugin's MessageHasBeenPosted hook, or another node of a cluster, can put the delete first.
+    await setUp();
+    const { root, jobId } = await requestJob(w, 'bruno');
+    const deps = { engine: b.engine, chat: b.rest, bot: b.bot.user!, log: silentLogger() };
+    const post: ChatPost = {
+      id: 'deletedfirst00000000000000',
+      create_at: Date.now(),
+      update_at: Date.now(),
+      edit_at: 0,
+      delete_at: 0,
+      original_id: '',
+      user_id: w.ids.alice,
+      channel_id: w.channel,
+      root_id: root.id,
+      message: approve(jobId),
+      type: '',
+      props: {},
+    };
+    expect(await handlePost(deps, { ...post, delete_at: Date.now() })).toEqual({
+      outcome: 'handled',
+      action: 'deleted_before_seen',
+      jobId: null,
+    });
+    expect(await handlePost(deps, post)).toEqual({ outcome: 'duplicate' });
+    await expectNoEffect(post.id, jobId);
+    expect(await chatPostRow(w, post.id)).toMatchObject({ action: 'deleted_before_seen', job_id: null });
+    await realApprovalStillNeedsAnother(root.id, jobId);
+  });
+});
+
 describe('edits: a post edited into an approval never counts', () => {
   it('chatter edited into the exact phrase', async () => {
     await setUp();
