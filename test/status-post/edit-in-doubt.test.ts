@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { KyselyPlugin } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MattermostRest } from '../../src/chat/mattermost-rest.js';
 import { decideStep } from '../../src/approvals/record-decision.js';
@@ -266,6 +267,53 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
       await e.close();
       e = null;
     }
+  });
+
+  it('an edit in doubt whose hold could not be recorded (the database went away) is released held', async () => {
+    e = await createTestEngine();
+    const t = e;
+    const jobId = await jobWithEditDue(t);
+    const outage = { down: false, refused: 0 };
+    const plugin: KyselyPlugin = {
+      transformQuery(args) {
+        if (outage.down) {
+          outage.refused++;
+          throw Object.assign(new Error('the database went away'), { code: '57P01' });
+        }
+        return args.node;
+      },
+      transformResult: (args) => Promise.resolve(args.result),
+    };
+    const chat = editingChat();
+    // The edit times out, and the database goes away with it: the hold cannot be written.
+    const failure = inDoubt()[0]![1];
+    (chat.chat as unknown as { patchPost: () => Promise<never> }).patchPost = async () => {
+      outage.down = true;
+      throw failure;
+    };
+    const a = new OutboxDelivery({
+      db: t.ctx.db.withPlugin(plugin),
+      chat: chat.chat,
+      botUserId: 'botbotbotbotbotbotbotbotbo',
+      clock: t.clock,
+      log: silentLogger(),
+      leaseMs: LEASE_MS,
+      pollMs: 20,
+      owner: { id: 'holder-1', isGone: () => false },
+      statusPost: (db, id) => renderStatusPost(db, id, null),
+    });
+    a.start();
+    await eventually(() => outage.refused > 0, 'the hold refused by the database');
+    const leased = await patchRow(t, jobId);
+    expect(leased.lease_owner).toBe('holder-1');
+    outage.down = false;
+    t.clock.advance(1); // past the delivery's pause
+    await eventually(async () => (await patchRow(t, jobId)).lease_owner === null, 'the orphan released');
+    await a.stop();
+    const released = await patchRow(t, jobId);
+    expect(released.lease_until!.getTime()).toBe(leased.lease_until!.getTime());
+    expect([released.message, released.props, released.delivered_at]).toEqual([null, null, null]);
+    expect(await dueElsewhere(t, jobId)).toBe(false);
   });
 
   it('a post released the same way is delivered again at once', async () => {
