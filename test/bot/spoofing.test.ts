@@ -44,6 +44,24 @@ afterEach(async () => {
   await w.close();
 });
 
+/** Alice's approval of `jobId` as the bot would observe it, handed to the handler directly. */
+function alicesApproval(id: string, rootId: string, jobId: number, type = ''): ChatPost {
+  return {
+    id,
+    create_at: Date.now(),
+    update_at: Date.now(),
+    edit_at: 0,
+    delete_at: 0,
+    original_id: '',
+    user_id: w.ids.alice,
+    channel_id: w.channel,
+    root_id: rootId,
+    message: approve(jobId),
+    type,
+    props: {},
+  };
+}
+
 /** The spoof changed nothing: no decision on it, no approval counted, no token for the gated step. */
 async function expectNoEffect(postId: string, jobId: number): Promise<void> {
   expect(await decisionsOn(w, postId)).toEqual([]);
@@ -240,20 +258,7 @@ describe('posts that are not normal user posts', () => {
     const { root, jobId } = await requestJob(w, 'bruno');
     const deps = { engine: b.engine, chat: b.rest, bot: b.bot.user!, log: silentLogger() };
     for (const type of ['system_join_channel', 'system_header_change', 'system_generic']) {
-      const post: ChatPost = {
-        id: `${type.slice(7, 11)}${'s'.repeat(22)}`.slice(0, 26),
-        create_at: Date.now(),
-        update_at: Date.now(),
-        edit_at: 0,
-        delete_at: 0,
-        original_id: '',
-        user_id: w.ids.alice,
-        channel_id: w.channel,
-        root_id: root.id,
-        message: approve(jobId),
-        type,
-        props: {},
-      };
+      const post = alicesApproval(`${type.slice(7, 11)}${'s'.repeat(22)}`.slice(0, 26), root.id, jobId, type);
       expect(await handlePost(deps, post)).toEqual({ outcome: 'ignored', why: `post type ${type}` });
       // Its edit or delete is nothing either.
       expect(await handlePost(deps, { ...post, edit_at: Date.now() })).toEqual({
@@ -272,20 +277,7 @@ describe('a delete heard before the post', () => {
     await setUp();
     const { root, jobId } = await requestJob(w, 'bruno');
     const deps = { engine: b.engine, chat: b.rest, bot: b.bot.user!, log: silentLogger() };
-    const post: ChatPost = {
-      id: 'deletedfirst00000000000000',
-      create_at: Date.now(),
-      update_at: Date.now(),
-      edit_at: 0,
-      delete_at: 0,
-      original_id: '',
-      user_id: w.ids.alice,
-      channel_id: w.channel,
-      root_id: root.id,
-      message: approve(jobId),
-      type: '',
-      props: {},
-    };
+    const post = alicesApproval('deletedfirst00000000000000', root.id, jobId);
     expect(await handlePost(deps, { ...post, delete_at: Date.now() })).toEqual({
       outcome: 'handled',
       action: 'deleted_before_seen',

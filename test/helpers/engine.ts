@@ -1,4 +1,5 @@
 import { ChatPresenter } from '../../src/presenter/chat-presenter.js';
+import { markDelivered, statusPatchKey } from '../../src/chat/outbox.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -122,6 +123,21 @@ export async function opsJob(ctx: EngineContext, requesterId: string = U.grace) 
       params: { service: 'payments-api', query: 'latency spikes', notify_channel: 'payments-oncall' },
     },
   });
+}
+
+/** The job's status post marked posted (as the bot's delivery would have), so its edits are due. */
+export async function markStatusPostDelivered(ctx: EngineContext, jobId: number, at: Date): Promise<void> {
+  const status = await ctx.db
+    .selectFrom('outbox')
+    .select('target_key')
+    .where('dedupe_key', '=', statusPatchKey(jobId))
+    .executeTakeFirstOrThrow();
+  const plan = await ctx.db
+    .selectFrom('outbox')
+    .select(['id', 'lease_owner'])
+    .where('dedupe_key', '=', status.target_key!)
+    .executeTakeFirstOrThrow();
+  await markDelivered(ctx.db, plan, 'planpost0000000000000000000', at);
 }
 
 export async function registerAgent(ctx: EngineContext, id = OPS.executor) {

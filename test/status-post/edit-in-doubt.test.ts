@@ -8,7 +8,6 @@ import type { ChatPort } from '../../src/chat/chat-port.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
 import {
   leaseDue,
-  markDelivered,
   markStatusStale,
   releaseLeasesOfGone,
   releaseOwnLeasesExcept,
@@ -18,7 +17,7 @@ import { ChatError, mayStillLand } from '../../src/ports/chat-error.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
-import { createTestEngine, opsJob, type TestEngine, U } from '../helpers/engine.js';
+import { createTestEngine, markStatusPostDelivered, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
 
 let e: TestEngine | null = null;
@@ -51,17 +50,7 @@ function editingChat() {
 async function jobWithEditDue(t: TestEngine) {
   const { ctx, clock } = t;
   const job = await opsJob(ctx);
-  const status = await ctx.db
-    .selectFrom('outbox')
-    .select('target_key')
-    .where('dedupe_key', '=', statusPatchKey(job.jobId))
-    .executeTakeFirstOrThrow();
-  const plan = await ctx.db
-    .selectFrom('outbox')
-    .select(['id', 'lease_owner'])
-    .where('dedupe_key', '=', status.target_key!)
-    .executeTakeFirstOrThrow();
-  await markDelivered(ctx.db, plan, 'planpost0000000000000000000', clock());
+  await markStatusPostDelivered(ctx, job.jobId, clock());
   await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice });
   // Only the edit is left to deliver (replies are not what this is about).
   await ctx.db.updateTable('outbox').set({ delivered_at: clock() }).where('kind', '!=', 'patch').execute();
@@ -80,6 +69,18 @@ const dueElsewhere = async (t: TestEngine, jobId: number) => {
   const rows = await leaseDue(t.ctx.db, t.clock(), LEASE_MS, 10, 'another-replica', []);
   return rows.some((r) => r.dedupe_key === statusPatchKey(jobId));
 };
+
+/** A job whose due edit one delivery tried once, failing with `failure`: the row as it left it. */
+async function editFailedWith(t: TestEngine, failure: unknown) {
+  const jobId = await jobWithEditDue(t);
+  const chat = editingChat();
+  chat.state.failure = failure;
+  const a = delivery(t, chat.chat);
+  a.start();
+  await eventually(async () => (await patchRow(t, jobId)).last_error !== null, 'the edit failed');
+  await a.stop();
+  return { jobId, chat, row: await patchRow(t, jobId) };
+}
 
 type Renderer = ConstructorParameters<typeof OutboxDelivery>[0]['statusPost'];
 
@@ -122,14 +123,7 @@ describe(`a status edit sent without an answer (${dialectName})`, () => {
     async (_, failure) => {
       e = await createTestEngine();
       const t = e;
-      const jobId = await jobWithEditDue(t);
-      const chat = editingChat();
-      chat.state.failure = failure;
-      const a = delivery(t, chat.chat);
-      a.start();
-      await eventually(async () => (await patchRow(t, jobId)).last_error !== null, 'the edit failed');
-      await a.stop();
-      const held = await patchRow(t, jobId);
+      const { jobId, chat, row: held } = await editFailedWith(t, failure);
       expect(held.lease_owner).toBeNull();
       expect(held.lease_until!.getTime()).toBe(t.clock().getTime() + LEASE_MS);
       expect(held.delivered_at).toBeNull();
@@ -172,14 +166,7 @@ describe(`a status edit sent without an answer (${dialectName})`, () => {
     ]) {
       e = await createTestEngine();
       const t = e;
-      const jobId = await jobWithEditDue(t);
-      const chat = editingChat();
-      chat.state.failure = failure;
-      const a = delivery(t, chat.chat);
-      a.start();
-      await eventually(async () => (await patchRow(t, jobId)).last_error !== null, 'the edit failed');
-      await a.stop();
-      const row = await patchRow(t, jobId);
+      const { jobId, row } = await editFailedWith(t, failure);
       expect([failure.message, row.lease_until, row.lease_owner]).toEqual([failure.message, null, null]);
       t.clock.advance(1);
       expect(await dueElsewhere(t, jobId)).toBe(true);

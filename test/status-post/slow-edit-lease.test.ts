@@ -2,11 +2,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { decideStep } from '../../src/approvals/record-decision.js';
 import type { ChatPort } from '../../src/chat/chat-port.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
-import { markDelivered, statusPatchKey } from '../../src/chat/outbox.js';
+import { statusPatchKey } from '../../src/chat/outbox.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
-import { createTestEngine, opsJob, type TestEngine, U } from '../helpers/engine.js';
+import { createTestEngine, markStatusPostDelivered, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
 
 let e: TestEngine | null = null;
@@ -54,18 +54,7 @@ describe(`a status edit whose lease ran out while Mattermost was slow (${dialect
     e = await createTestEngine();
     const { ctx, clock } = e;
     const job = await opsJob(ctx);
-    // The plan post was posted (as the bot would have done).
-    const status = await ctx.db
-      .selectFrom('outbox')
-      .select('target_key')
-      .where('dedupe_key', '=', statusPatchKey(job.jobId))
-      .executeTakeFirstOrThrow();
-    const plan = await ctx.db
-      .selectFrom('outbox')
-      .select(['id', 'lease_owner'])
-      .where('dedupe_key', '=', status.target_key!)
-      .executeTakeFirstOrThrow();
-    await markDelivered(ctx.db, plan, 'planpost0000000000000000000', clock());
+    await markStatusPostDelivered(ctx, job.jobId, clock());
     // Only the edit is left to deliver (replies are not what this is about).
     const replies = () =>
       ctx.db.updateTable('outbox').set({ delivered_at: clock() }).where('kind', '!=', 'patch').execute();
