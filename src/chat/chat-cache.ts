@@ -1,5 +1,4 @@
 import type { ChatStreamListener, ChatStreamEvent } from '../ports/chat.js';
-import { asChatPost } from './chat-port.js';
 
 /**
  * What a cached answer is about: a channel-scoped fact is trusted only while the bot receives
@@ -16,29 +15,6 @@ export type FactScope = { kind: 'channel'; channelId: string } | { kind: 'accoun
  */
 export const GROUP_FRESH_MS = 5_000;
 
-/**
- * At most this many posts are kept from `posted` events (the oldest go first), and never more
- * than a tenth of all answers kept: chatter in a busy channel must not push out the answers
- * decisions rest on.
- */
-export const HEARD_POSTS_KEPT = 1_000;
-
-/**
- * A post heard in a `posted` event is kept only if its message and props together are at most
- * this long (an approval is a line): anyone can post, and a kept post stays in memory.
- */
-export const HEARD_POST_MAX_CHARS = 8_192;
-
-/**
- * How long an edit or a delete of a post is remembered, so that a `posted` for it arriving after
- * it is not kept. Mattermost does not promise that `posted` comes first: a plugin's
- * `MessageHasBeenPosted` hook runs before `posted` is sent and may edit or delete the post, and
- * another node of a cluster relays its events later than this node sends its own.
- */
-export const POSTED_AFTER_CHANGE_MS = 5 * 60_000;
-/** At most this many posts' edits and deletes are remembered at once (see `postChanged`). */
-const CHANGED_POSTS_KEPT = 10_000;
-
 interface Entry {
   value: unknown;
   /**
@@ -53,8 +29,6 @@ interface Entry {
   scope: FactScope;
   /** For posts: the thread root, so deleting a root drops its replies too. */
   rootId?: string;
-  /** A post kept from its `posted` event (counted against `HEARD_POSTS_KEPT`). */
-  heard?: true;
 }
 
 interface Flight {
@@ -90,23 +64,13 @@ export interface ChatCacheOptions {
  * for a channel's facts, while the bot itself is known to be a member of that channel (otherwise
  * it would not hear `user_removed`, `post_edited` or `post_deleted` there).
  *
- * Events drop answers; the one fact an event gives is a new post: `posted` is Mattermost's own
- * copy of it, and in a channel the bot is known to hear it is kept as if fetched the moment it
- * arrived, unless an edit or delete of it was heard first (see `postHeard`). Anything else an
- * event says is never kept, so a garbled or misleading event can
- * at worst cost one more request. Anything not current is fetched; a fetch that fails throws,
- * exactly as without the cache.
+ * Events only ever drop answers: nothing an event says is kept as a fact, so a garbled or
+ * misleading event can at worst cost one more request. Anything not current is fetched; a fetch
+ * that fails throws, exactly as without the cache.
  */
 export class ChatCache implements ChatStreamListener {
   private readonly entries = new Map<string, Entry>();
   private readonly flights = new Map<string, Flight>();
-  /** Keys of the entries kept from `posted` events, oldest first (some may be gone already). */
-  private readonly heardPosts = new Set<string>();
-  private readonly heardPostsKept: number;
-  /** Posts (ids) an edit or delete was heard for, and when, oldest first. */
-  private readonly changedPosts = new Map<string, number>();
-  /** No `posted` is kept before this: a change to some post was heard but not which, or forgotten. */
-  private keepPostedFrom = 0;
   private readonly maxEntries: number;
   private readonly now: () => number;
   private connected = false;
@@ -124,7 +88,6 @@ export class ChatCache implements ChatStreamListener {
 
   constructor(private readonly opts: ChatCacheOptions) {
     this.maxEntries = opts.maxEntries ?? 10_000;
-    this.heardPostsKept = Math.min(HEARD_POSTS_KEPT, Math.floor(this.maxEntries / 10));
     this.now = opts.now ?? Date.now;
   }
 
@@ -255,15 +218,6 @@ export class ChatCache implements ChatStreamListener {
   private store(key: string, entry: Entry): void {
     this.entries.delete(key);
     this.entries.set(key, entry);
-    this.heardPosts.delete(key);
-    if (entry.heard) {
-      this.heardPosts.add(key);
-      if (this.heardPosts.size > this.heardPostsKept) {
-        const oldest = this.heardPosts.keys().next().value!;
-        this.heardPosts.delete(oldest);
-        if (this.entries.get(oldest)?.heard) this.entries.delete(oldest);
-      }
-    }
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
@@ -309,9 +263,6 @@ export class ChatCache implements ChatStreamListener {
 
   streamEvent(e: ChatStreamEvent): void {
     switch (e.event) {
-      case 'posted':
-        this.postHeard(e);
-        return;
       case 'user_added':
       case 'user_removed':
         this.membershipChanged(e);
@@ -361,7 +312,6 @@ export class ChatCache implements ChatStreamListener {
       case 'post_edited':
       case 'post_deleted': {
         const id = idOf(e.data.post);
-        this.postChanged(id);
         if (!id) {
           this.invalidate({ kind: 'every', of: 'post' });
           return;
@@ -374,64 +324,6 @@ export class ChatCache implements ChatStreamListener {
       default:
         return;
     }
-  }
-
-  /**
-   * `posted` in a channel the bot is known to hear: the post as Mattermost created it, kept as
-   * the answer to `post:<id>` from the moment it arrived. Anything that changes it later (an edit,
-   * a delete, of it or of its thread root, the bot leaving the channel, a break in the stream)
-   * drops it, as it would a fetched answer. Not kept: a post that does not read as one, names
-   * another channel than the event's, is already deleted, is longer than `HEARD_POST_MAX_CHARS`,
-   * arrives while the stream is not known to be whole, or whose own edit or delete, or its
-   * thread root's, was heard before it (within `POSTED_AFTER_CHANGE_MS`).
-   */
-  private postHeard(e: ChatStreamEvent): void {
-    if (!this.enabled || !this.connected || this.heardPostsKept === 0) return;
-    const channelId = str(e.broadcast.channel_id);
-    // Checked before the post is read: chatter in channels the bot does not follow costs nothing.
-    if (!channelId || !this.hearsChannel(channelId)) return;
-    const now = this.now();
-    if (now < this.keepPostedFrom) return;
-    const post = asChatPost(decode(e.data.post));
-    if (!post || post.channel_id !== channelId || post.delete_at !== 0) return;
-    if (this.changedLately(post.id, now) || (post.root_id && this.changedLately(post.root_id, now))) return;
-    if (post.message.length + JSON.stringify(post.props).length > HEARD_POST_MAX_CHARS) return;
-    this.store(`post:${post.id}`, {
-      value: post,
-      at: now,
-      generation: this.generation,
-      stored: ++this.tick,
-      scope: { kind: 'channel', channelId },
-      rootId: post.root_id,
-      heard: true,
-    });
-  }
-
-  /**
-   * An edit or delete of post `id` was heard (null: of a post the event did not say): a `posted`
-   * for it that comes later is not kept. Remembered for `POSTED_AFTER_CHANGE_MS`, at most
-   * `CHANGED_POSTS_KEPT` at once; a change forgotten sooner, or one not said of which post, stops
-   * any `posted` from being kept until that time has passed.
-   */
-  private postChanged(id: string | null): void {
-    const now = this.now();
-    if (id === null) {
-      this.keepPostedFrom = Math.max(this.keepPostedFrom, now + POSTED_AFTER_CHANGE_MS);
-      return;
-    }
-    this.changedPosts.delete(id);
-    this.changedPosts.set(id, now);
-    for (const [old, at] of this.changedPosts) {
-      const expired = now - at >= POSTED_AFTER_CHANGE_MS;
-      if (!expired && this.changedPosts.size <= CHANGED_POSTS_KEPT) break;
-      this.changedPosts.delete(old);
-      if (!expired) this.keepPostedFrom = Math.max(this.keepPostedFrom, at + POSTED_AFTER_CHANGE_MS);
-    }
-  }
-
-  private changedLately(id: string, now: number): boolean {
-    const at = this.changedPosts.get(id);
-    return at !== undefined && now - at < POSTED_AFTER_CHANGE_MS;
   }
 
   /**
@@ -476,7 +368,6 @@ export class ChatCache implements ChatStreamListener {
   private dropAll(): void {
     this.stats.invalidations += this.entries.size;
     this.entries.clear();
-    this.heardPosts.clear();
     this.taintFlights();
   }
 }

@@ -180,8 +180,7 @@ export class MattermostRest implements ChatPort {
   }
 
   /**
-   * `GET /posts/{id}` as it is now, or as asked (or heard in its `posted` event) within the last
-   * MATTERMOST_FRESH_SECONDS if no event since says it changed. Mattermost answers 404 for a deleted post to anyone without
+   * `GET /posts/{id}` as it is now. Mattermost answers 404 for a deleted post to anyone without
    * manage_system (api4 getPost → GetPostIfAuthorized with include_deleted=false): that is null.
    */
   async post(id: string): Promise<ChatPost | null> {

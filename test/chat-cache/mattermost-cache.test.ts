@@ -86,28 +86,20 @@ describe('fresh answers make no request', () => {
     expect(gets(`/channels/${ids.channel}/members/${ids.bot}`)).toBe(1);
   });
 
-  it('a post heard over the WebSocket, in a channel the bot hears, is answered as GET would, with no request', async () => {
+  it('a post heard over the WebSocket is still asked for: its posted event is not an answer', async () => {
+    // Mattermost does not promise that `posted` comes before an edit or delete of the post (a
+    // plugin's MessageHasBeenPosted hook, another node of a cluster): a kept copy could be stale.
     await start(30);
     await rest.isChannelMember(ids.bot, ids.channel);
-    const kept = rest.cache.size;
-    const root = sandbox.createPost(ids.bob, { channel_id: ids.channel, message: 'run' });
-    const reply = sandbox.createPost(ids.alice, {
-      channel_id: ids.channel,
-      root_id: root.id,
-      message: 'APPROVE job:1 step:a',
-      props: { from: 'test' },
-    });
-    await eventually(() => rest.cache.size === kept + 2, 'the posted events reached the cache');
-    const heard = await rest.post(reply.id);
-    expect(gets(`/posts/${reply.id}`)).toBe(0);
-    const asked = new MattermostRest({ url: sandbox.url, token: botToken, log: silentLogger(), attempts: 1 });
-    expect(heard).toEqual(await asked.post(reply.id));
-    expect(heard).toMatchObject({
-      id: reply.id,
-      root_id: root.id,
-      user_id: ids.alice,
-      props: { from: 'test' },
-    });
+    const mark = rest.cache.mark();
+    const post = sandbox.createPost(ids.alice, { channel_id: ids.channel, message: 'APPROVE job:1 step:a' });
+    // Another post's edit, heard after the first post's posted event (one stream, in order).
+    const barrier = sandbox.createPost(ids.bob, { channel_id: ids.channel, message: 'ok' });
+    sandbox.editPost(ids.bob, barrier.id, 'ok!');
+    const fact = { kind: 'post' as const, postId: barrier.id, channelId: ids.channel, rootId: '' };
+    await eventually(() => rest.cache.changedSince(mark, [fact]), 'the events reached the cache');
+    expect(await rest.post(post.id)).toMatchObject({ id: post.id, message: 'APPROVE job:1 step:a' });
+    expect(gets(`/posts/${post.id}`)).toBe(1);
   });
 
   it('concurrent questions share one request', async () => {
