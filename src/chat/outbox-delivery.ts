@@ -103,6 +103,8 @@ export class OutboxDelivery {
   private readonly statusPosts = new Map<string, string>();
   /** Status edits (row ids) sent and not yet answered: a failure then leaves them in doubt. */
   private readonly editsSent = new Set<number>();
+  /** Status edits (row ids) sent in the delivery in progress, answered or not. */
+  private readonly editsTried = new Set<number>();
   /** Status edits in doubt whose hold is not recorded yet (if it cannot be, they are orphans). */
   private readonly doubted = new Set<number>();
   /** Rows this process leased whose outcome it could not record (the database went away). */
@@ -201,7 +203,9 @@ export class OutboxDelivery {
     if (this.leaseUnheard || this.orphans.size > 0) {
       // Every lease of ours but the rows being sent (leasing never overlaps itself): the orphans
       // known now, and any row a lease statement whose answer was lost gave us.
-      const orphans = [...this.orphans];
+      // Rows still in flight (failed, their delivery not yet wound up) wait for the next lease:
+      // releasing skips rows in flight, so forgetting them now would leave them leased.
+      const orphans = [...this.orphans].filter((id) => !this.inFlight.has(id));
       const inDoubt = orphans.filter((id) => this.doubted.has(id));
       await releaseOwnLeasesExcept(db, this.owner.id, [...this.inFlight.keys()], inDoubt);
       this.leaseUnheard = false;
@@ -311,6 +315,9 @@ export class OutboxDelivery {
       const e = err instanceof ChatError ? err : null;
       // An edit sent without an answer may still land: nobody edits the post until its lease runs out.
       const inDoubt = this.editsSent.delete(row.id) && mayStillLand(err);
+      // An edit was sent, and something failed after it (its answer, or recording it): what the
+      // post says is no longer known.
+      const edited = this.editsTried.has(row.id);
       if (e && !e.retryable && e.kind !== 'unauthorized') {
         log.error(
           { outboxId: row.id, kind: e.kind, status: e.status, err: e.message },
@@ -318,7 +325,7 @@ export class OutboxDelivery {
         );
         const recorded =
           row.kind === 'patch'
-            ? await markPatchFailed(db, row, this.opts.clock(), e.message)
+            ? await markPatchFailed(db, row, this.opts.clock(), e.message, edited)
             : await markFailed(db, row, this.opts.clock(), e.message);
         if (!recorded) return this.leaseLost(row);
         this.opts.metrics?.outboxFailed(row.kind, 'failed');
@@ -344,10 +351,13 @@ export class OutboxDelivery {
       if (inDoubt) this.doubted.add(row.id);
       const recorded = inDoubt
         ? await markRetryHeld(db, row, new Date(this.pauseUntil), why, this.opts.clock())
-        : await markRetry(db, row, new Date(this.pauseUntil), why);
+        : await markRetry(db, row, new Date(this.pauseUntil), why, edited);
       this.doubted.delete(row.id);
       if (!recorded) return this.leaseLost(row);
       this.opts.metrics?.outboxFailed(row.kind, 'retry');
+    } finally {
+      this.editsTried.delete(row.id);
+      this.editsSent.delete(row.id);
     }
   }
 
@@ -395,6 +405,7 @@ export class OutboxDelivery {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
         return false;
       }
+      this.editsTried.add(row.id);
       this.editsSent.add(row.id);
       await chat.patchPost(postId, { message, props: { ...now.props, [OUTBOX_KEY_PROP]: row.target_key! } });
       this.editsSent.delete(row.id);

@@ -240,12 +240,14 @@ export async function markPatched(
 /**
  * A status edit failed for good. If the job changed again since the row was leased (its version
  * moved), that newer state was never tried: the row is released to be tried again instead.
+ * `edited`: as for `markRetry`.
  */
 export async function markPatchFailed(
   db: Db,
   row: Leased & { version: number },
   at: Date,
   error: string,
+  edited = false,
 ): Promise<boolean> {
   const done = await db
     .updateTable('outbox')
@@ -254,6 +256,7 @@ export async function markPatchFailed(
       lease_until: null,
       lease_owner: null,
       last_error: error.slice(0, 500),
+      ...(edited ? postUnknown : {}),
     })
     .where('id', '=', row.id)
     .where('lease_owner', 'is not distinct from', row.lease_owner)
@@ -415,8 +418,7 @@ export async function markPostDelivered(
 const releasedUnsure = (held: Expression<SqlBool>) => ({
   lease_owner: null,
   lease_until: sql<Date | null>`case when kind = 'patch' and ${held} then lease_until end`,
-  message: sql<string | null>`case when kind = 'patch' then null else message end`,
-  props: sql<string | null>`case when kind = 'patch' then null else props end`,
+  ...postUnknown,
 });
 
 /**
@@ -444,10 +446,33 @@ export async function releaseOwnLeasesExcept(
   return Number(released.numUpdatedRows);
 }
 
-export async function markRetry(db: Db, row: Leased, next: Date, error: string): Promise<boolean> {
+/** What a status edit's row forgets once an edit was sent and its outcome not recorded. */
+const postUnknown = {
+  message: sql<string | null>`case when kind = 'patch' then null else message end`,
+  props: sql<string | null>`case when kind = 'patch' then null else props end`,
+};
+
+/**
+ * The row is due again at `next`. `edited`: a status edit was sent before the failure (it may
+ * have landed, even if what failed came after): the row forgets what the post says, so the next
+ * holder sends whatever it renders.
+ */
+export async function markRetry(
+  db: Db,
+  row: Leased,
+  next: Date,
+  error: string,
+  edited = false,
+): Promise<boolean> {
   const done = await db
     .updateTable('outbox')
-    .set({ next_attempt_at: next, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
+    .set({
+      next_attempt_at: next,
+      lease_until: null,
+      lease_owner: null,
+      last_error: error.slice(0, 500),
+      ...(edited ? postUnknown : {}),
+    })
     .where('id', '=', row.id)
     .where('lease_owner', 'is not distinct from', row.lease_owner)
     .executeTakeFirst();

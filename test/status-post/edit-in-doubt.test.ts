@@ -219,6 +219,64 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
     expect(s.chat.patches).toEqual(['A: waiting for approvals', 'A: waiting for approvals']);
   });
 
+  it('an edit that landed but could not be recorded (or came back unreadable) is followed by any edit', async () => {
+    for (const after of ['record refused', 'answer unreadable'] as const) {
+      e = await createTestEngine();
+      const t = e;
+      const s = await postSaying(t, 'A: waiting for approvals');
+      s.render.now = 'B: 1 of 2 approvals';
+      await s.moved();
+      // B lands; then one statement fails (recording it), or Mattermost's answer cannot be read.
+      const failNext = { n: 0 };
+      const plugin: KyselyPlugin = {
+        transformQuery(args) {
+          if (failNext.n > 0) {
+            failNext.n--;
+            throw Object.assign(new Error('connection reset by peer'), { code: '08006' });
+          }
+          return args.node;
+        },
+        transformResult: (args) => Promise.resolve(args.result),
+      };
+      const patchPost = s.chat.chat.patchPost.bind(s.chat.chat);
+      (s.chat.chat as { patchPost: ChatPort['patchPost'] }).patchPost = async (id, patch) => {
+        const answer = await patchPost(id, patch);
+        if (after === 'answer unreadable')
+          throw new ChatError('rejected', 'Mattermost returned an unexpected post');
+        failNext.n = 1;
+        return answer;
+      };
+      const a = new OutboxDelivery({
+        db: t.ctx.db.withPlugin(plugin),
+        chat: s.chat.chat,
+        botUserId: 'botbotbotbotbotbotbotbotbo',
+        clock: t.clock,
+        log: silentLogger(),
+        leaseMs: LEASE_MS,
+        minBackoffMs: 10,
+        maxBackoffMs: 10,
+        statusPost: s.renderer,
+      });
+      a.start();
+      await eventually(async () => (await patchRow(t, s.jobId)).last_error !== null, 'the failure recorded');
+      await a.stop();
+      expect(s.chat.patches).toEqual(['A: waiting for approvals', 'B: 1 of 2 approvals']);
+      expect((await patchRow(t, s.jobId)).message).toBeNull();
+      // The job reads as before B: the post, which says B, is edited back.
+      (s.chat.chat as { patchPost: ChatPort['patchPost'] }).patchPost = patchPost;
+      s.render.now = 'A: waiting for approvals';
+      await s.moved();
+      t.clock.advance(1);
+      const b = delivery(t, s.chat.chat, s.renderer);
+      b.start();
+      await eventually(() => s.chat.patches.length === 3, 'the edit back');
+      await b.stop();
+      expect(s.chat.patches[2]).toBe('A: waiting for approvals');
+      await e.close();
+      e = null;
+    }
+  });
+
   it('a lease released unrecorded is resent whatever the row said; held first if its edit may still land', async () => {
     // The holder could not record its outcome (the database went away): an edit answered, one in
     // doubt; or it crashed and its successor releases its lease.
