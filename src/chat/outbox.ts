@@ -1,8 +1,8 @@
-import { type Expression, type SqlBool, sql } from 'kysely';
+import { type Expression, type SqlBool, sql, type UpdateObject } from 'kysely';
 import { sha256B64u } from '../crypto/hash.js';
 import { afterCommit } from '../db/commit-hooks.js';
 import type { Db } from '../db/database.js';
-import type { OutboxRow } from '../db/schema.js';
+import type { Database, OutboxRow } from '../db/schema.js';
 import { appendEvent } from '../proofs/event-chain.js';
 
 /**
@@ -221,20 +221,14 @@ export async function markPatched(
   postId: string,
   at: Date,
 ): Promise<void> {
-  await db
-    .updateTable('outbox')
-    .set({
-      message: applied.message,
-      props: applied.props,
-      delivered_post_id: postId,
-      delivered_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
-      lease_until: null,
-      lease_owner: null,
-      last_error: null,
-    })
-    .where('id', '=', row.id)
-    .where('lease_owner', 'is not distinct from', row.lease_owner)
-    .execute();
+  await asHolder(db, row, {
+    message: applied.message,
+    props: applied.props,
+    delivered_post_id: postId,
+    delivered_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
+    lease_until: null,
+    last_error: null,
+  });
 }
 
 /**
@@ -249,19 +243,12 @@ export async function markPatchFailed(
   error: string,
   edited = false,
 ): Promise<boolean> {
-  const done = await db
-    .updateTable('outbox')
-    .set({
-      failed_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
-      lease_until: null,
-      lease_owner: null,
-      last_error: error.slice(0, 500),
-      ...(edited ? postUnknown : {}),
-    })
-    .where('id', '=', row.id)
-    .where('lease_owner', 'is not distinct from', row.lease_owner)
-    .executeTakeFirst();
-  return Number(done.numUpdatedRows) === 1;
+  return asHolder(db, row, {
+    failed_at: sql<Date | null>`case when version = ${row.version} then ${at}::timestamptz else null end`,
+    lease_until: null,
+    last_error: error.slice(0, 500),
+    ...(edited ? postUnknown : {}),
+  });
 }
 
 /** How many complaint answers this user was sent since `since` (the flood limit's window). */
@@ -348,20 +335,24 @@ export async function leaseDue(
  */
 type Leased = { id: number; lease_owner: string | null };
 
-export async function markDelivered(db: Db, row: Leased, postId: string | null, at: Date): Promise<boolean> {
+/** Records an outcome (`values`, the lease ended) on `row` if it is still its holder's; whether it was. */
+async function asHolder(db: Db, row: Leased, values: UpdateObject<Database, 'outbox'>): Promise<boolean> {
   const done = await db
     .updateTable('outbox')
-    .set({
-      delivered_at: at,
-      delivered_post_id: postId,
-      lease_until: null,
-      lease_owner: null,
-      last_error: null,
-    })
+    .set({ ...values, lease_owner: null })
     .where('id', '=', row.id)
     .where('lease_owner', 'is not distinct from', row.lease_owner)
     .executeTakeFirst();
   return Number(done.numUpdatedRows) === 1;
+}
+
+export async function markDelivered(db: Db, row: Leased, postId: string | null, at: Date): Promise<boolean> {
+  return asHolder(db, row, {
+    delivered_at: at,
+    delivered_post_id: postId,
+    lease_until: null,
+    last_error: null,
+  });
 }
 
 /**
@@ -464,19 +455,12 @@ export async function markRetry(
   error: string,
   edited = false,
 ): Promise<boolean> {
-  const done = await db
-    .updateTable('outbox')
-    .set({
-      next_attempt_at: next,
-      lease_until: null,
-      lease_owner: null,
-      last_error: error.slice(0, 500),
-      ...(edited ? postUnknown : {}),
-    })
-    .where('id', '=', row.id)
-    .where('lease_owner', 'is not distinct from', row.lease_owner)
-    .executeTakeFirst();
-  return Number(done.numUpdatedRows) === 1;
+  return asHolder(db, row, {
+    next_attempt_at: next,
+    lease_until: null,
+    last_error: error.slice(0, 500),
+    ...(edited ? postUnknown : {}),
+  });
 }
 
 /** An edit in doubt is held at least this long after its failure, whatever the lease's length. */
@@ -496,30 +480,17 @@ export async function markRetryHeld(
   at: Date,
 ): Promise<boolean> {
   const held = new Date(at.getTime() + DOUBT_HOLD_MS);
-  const done = await db
-    .updateTable('outbox')
-    .set({
-      next_attempt_at: next,
-      lease_owner: null,
-      lease_until: sql<Date>`greatest(lease_until, ${held}::timestamptz)`,
-      message: null,
-      props: null,
-      last_error: error.slice(0, 500),
-    })
-    .where('id', '=', row.id)
-    .where('lease_owner', 'is not distinct from', row.lease_owner)
-    .executeTakeFirst();
-  return Number(done.numUpdatedRows) === 1;
+  return asHolder(db, row, {
+    next_attempt_at: next,
+    lease_until: sql<Date>`greatest(lease_until, ${held}::timestamptz)`,
+    message: null,
+    props: null,
+    last_error: error.slice(0, 500),
+  });
 }
 
 export async function markFailed(db: Db, row: Leased, at: Date, error: string): Promise<boolean> {
-  const done = await db
-    .updateTable('outbox')
-    .set({ failed_at: at, lease_until: null, lease_owner: null, last_error: error.slice(0, 500) })
-    .where('id', '=', row.id)
-    .where('lease_owner', 'is not distinct from', row.lease_owner)
-    .executeTakeFirst();
-  return Number(done.numUpdatedRows) === 1;
+  return asHolder(db, row, { failed_at: at, lease_until: null, last_error: error.slice(0, 500) });
 }
 
 /**

@@ -84,9 +84,14 @@ async function editFailedWith(t: TestEngine, failure: unknown) {
 
 type Renderer = ConstructorParameters<typeof OutboxDelivery>[0]['statusPost'];
 
-function delivery(t: TestEngine, chat: ChatPort, statusPost?: Renderer, owner?: string) {
+function delivery(
+  t: TestEngine,
+  chat: ChatPort,
+  statusPost?: Renderer,
+  more: { db?: TestEngine['ctx']['db']; owner?: string; pollMs?: number } = {},
+) {
   return new OutboxDelivery({
-    db: t.ctx.db,
+    db: more.db ?? t.ctx.db,
     chat,
     botUserId: 'botbotbotbotbotbotbotbotbo',
     clock: t.clock,
@@ -95,8 +100,21 @@ function delivery(t: TestEngine, chat: ChatPort, statusPost?: Renderer, owner?: 
     minBackoffMs: 10,
     maxBackoffMs: 10,
     statusPost: statusPost ?? ((db, jobId) => renderStatusPost(db, jobId, null)),
-    ...(owner ? { owner: { id: owner, isGone: () => false } } : {}),
+    ...(more.owner ? { owner: { id: more.owner, isGone: () => false } } : {}),
+    ...(more.pollMs !== undefined ? { pollMs: more.pollMs } : {}),
   });
+}
+
+/** The engine's database, each of whose statements fails (the connection lost) while `failing()` says so. */
+function failingDb(t: TestEngine, failing: () => boolean) {
+  const plugin: KyselyPlugin = {
+    transformQuery(args) {
+      if (failing()) throw Object.assign(new Error('the database went away'), { code: '57P01' });
+      return args.node;
+    },
+    transformResult: (args) => Promise.resolve(args.result),
+  };
+  return t.ctx.db.withPlugin(plugin);
 }
 
 /** The failures after which a sent edit may still land. */
@@ -228,16 +246,7 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
       await s.moved();
       // B lands; then one statement fails (recording it), or Mattermost's answer cannot be read.
       const failNext = { n: 0 };
-      const plugin: KyselyPlugin = {
-        transformQuery(args) {
-          if (failNext.n > 0) {
-            failNext.n--;
-            throw Object.assign(new Error('connection reset by peer'), { code: '08006' });
-          }
-          return args.node;
-        },
-        transformResult: (args) => Promise.resolve(args.result),
-      };
+      const db = failingDb(t, () => failNext.n-- > 0);
       const patchPost = s.chat.chat.patchPost.bind(s.chat.chat);
       (s.chat.chat as { patchPost: ChatPort['patchPost'] }).patchPost = async (id, patch) => {
         const answer = await patchPost(id, patch);
@@ -246,17 +255,7 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
         failNext.n = 1;
         return answer;
       };
-      const a = new OutboxDelivery({
-        db: t.ctx.db.withPlugin(plugin),
-        chat: s.chat.chat,
-        botUserId: 'botbotbotbotbotbotbotbotbo',
-        clock: t.clock,
-        log: silentLogger(),
-        leaseMs: LEASE_MS,
-        minBackoffMs: 10,
-        maxBackoffMs: 10,
-        statusPost: s.renderer,
-      });
+      const a = delivery(t, s.chat.chat, s.renderer, { db });
       a.start();
       await eventually(async () => (await patchRow(t, s.jobId)).last_error !== null, 'the failure recorded');
       await a.stop();
@@ -319,16 +318,7 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
     const t = e;
     const jobId = await jobWithEditDue(t);
     const outage = { down: false, refused: 0 };
-    const plugin: KyselyPlugin = {
-      transformQuery(args) {
-        if (outage.down) {
-          outage.refused++;
-          throw Object.assign(new Error('the database went away'), { code: '57P01' });
-        }
-        return args.node;
-      },
-      transformResult: (args) => Promise.resolve(args.result),
-    };
+    const db = failingDb(t, () => outage.down && ++outage.refused > 0);
     const chat = editingChat();
     // The edit times out, and the database goes away with it: the hold cannot be written.
     const failure = inDoubt()[0]![1];
@@ -336,17 +326,7 @@ describe(`what a status edit in doubt leaves behind (${dialectName})`, () => {
       outage.down = true;
       throw failure;
     };
-    const a = new OutboxDelivery({
-      db: t.ctx.db.withPlugin(plugin),
-      chat: chat.chat,
-      botUserId: 'botbotbotbotbotbotbotbotbo',
-      clock: t.clock,
-      log: silentLogger(),
-      leaseMs: LEASE_MS,
-      pollMs: 20,
-      owner: { id: 'holder-1', isGone: () => false },
-      statusPost: (db, id) => renderStatusPost(db, id, null),
-    });
+    const a = delivery(t, chat.chat, undefined, { db, owner: 'holder-1', pollMs: 20 });
     a.start();
     await eventually(() => outage.refused > 0, 'the hold refused by the database');
     const leased = await patchRow(t, jobId);
