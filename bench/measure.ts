@@ -39,6 +39,49 @@ export async function measure(fn: () => unknown | Promise<unknown>, budgetMs = 1
 }
 
 /**
+ * Runs each of `figures` one call at a time, in turns: `slices` rounds, each giving every figure
+ * `budgetMs / slices` in a rotating order, after a short warm-up of each. Figures compared with
+ * one another (ours and its raw limit) so see the same machine: measured one after the other,
+ * the first pays for what ran before it (collection of the set-up's garbage, PostgreSQL's
+ * background work) and the ratio moves with the order. Throughput is each figure's calls over
+ * the time it ran.
+ */
+export async function measureInterleaved<K extends string>(
+  figures: Record<K, () => unknown | Promise<unknown>>,
+  budgetMs = 1_500,
+  slices = 6,
+): Promise<Record<K, Measurement>> {
+  const names = Object.keys(figures) as K[];
+  const times = new Map<K, number[]>(names.map((n) => [n, []]));
+  const spent = new Map<K, number>(names.map((n) => [n, 0]));
+  for (const n of names) {
+    const warmUntil = performance.now() + Math.min(200, budgetMs / 5);
+    do await figures[n]();
+    while (performance.now() < warmUntil);
+  }
+  const slice = budgetMs / slices;
+  for (let round = 0; round < slices; round++) {
+    for (let i = 0; i < names.length; i++) {
+      const n = names[(round + i) % names.length]!;
+      const mine = times.get(n)!;
+      const start = performance.now();
+      const end = start + slice;
+      // At least one call per slice, whatever the machine did meanwhile.
+      do {
+        const t0 = performance.now();
+        await figures[n]();
+        mine.push(performance.now() - t0);
+      } while (performance.now() < end && mine.length < 1_000_000);
+      spent.set(n, spent.get(n)! + performance.now() - start);
+    }
+  }
+  return Object.fromEntries(names.map((n) => [n, summarize(times.get(n)!, spent.get(n)!)])) as Record<
+    K,
+    Measurement
+  >;
+}
+
+/**
  * Times `run(input)` for `count` inputs made by `prepare()` beforehand, one at a time, so
  * set-up cost (creating a job to approve, say) never enters the figure.
  */
