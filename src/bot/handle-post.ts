@@ -154,6 +154,8 @@ function postContext(post: ChatPost): PostContext {
 
 async function lockPost(trx: Db, postId: string): Promise<Seen | null> {
   // The same lock decideStep takes: one replica handles a post, the other sees it handled.
+  // Two statements, not one: a statement reads the snapshot taken when it began, before it
+  // waited for the lock, so the row the other replica committed meanwhile would go unseen.
   await sql`select pg_advisory_xact_lock(hashtextextended(${postId}, 0))`.execute(trx);
   const row = await trx
     .selectFrom('chat_posts')
