@@ -1,11 +1,17 @@
-import { sql } from 'kysely';
+import { type QueryCreator, sql } from 'kysely';
 import type { Logger } from 'pino';
 import { type ChatPort, type ChatPost, type ChatUser, threadOf } from '../chat/chat-port.js';
 import { complaintsSince, enqueuePost, enqueueReaction, moveToBack } from '../chat/outbox.js';
 import { confirmRequester } from '../approvals/confirm-requester.js';
 import { withdrawConfirmationOfPost } from '../approvals/requester-confirmation.js';
-import { decideStep, type PostContext, withdrawApproval } from '../approvals/record-decision.js';
+import {
+  decideStep,
+  type DecisionOutcome,
+  type PostContext,
+  withdrawApproval,
+} from '../approvals/record-decision.js';
 import type { Db } from '../db/database.js';
+import type { Database } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { EngineContext } from '../jobs/context.js';
 import { createJob } from '../jobs/create-job.js';
@@ -132,7 +138,11 @@ class Replies {
     return true;
   }
 
-  async react(emoji: string, jobId: number | null): Promise<void> {
+  async react(
+    emoji: string,
+    jobId: number | null,
+    builder: QueryCreator<Database> = this.trx,
+  ): Promise<void> {
     await enqueueReaction(
       this.trx,
       {
@@ -143,6 +153,7 @@ class Replies {
         emoji,
       },
       this.at,
+      builder,
     );
   }
 }
@@ -165,16 +176,38 @@ async function lockPost(trx: Db, postId: string): Promise<Seen | null> {
   return row ? { edit_at: Number(row.edit_at), delete_at: Number(row.delete_at) } : null;
 }
 
+/** The bot's reaction to an accepted command, or null: it reacts to what it acted on. */
+function acceptedReaction(outcome: DecisionOutcome, kind: string): string | null {
+  if (!outcome.accepted) return null;
+  switch (outcome.code) {
+    case 'APPROVAL_COUNTED':
+      return outcome.missing ? 'white_check_mark' : null;
+    case 'QUORUM_MET':
+    case 'REQUESTER_CONFIRMED':
+      return 'white_check_mark';
+    case 'STEP_DENIED':
+      return kind === 'deny' ? 'no_entry' : null;
+    case 'JOB_REVOKED':
+      return kind === 'revoke' ? 'rotating_light' : null;
+    default:
+      return null;
+  }
+}
+
+/**
+ * Records the post as handled (with what was done). With `reaction`, the bot's reaction to it is
+ * queued in the same statement: one round trip for both.
+ */
 async function remember(
   trx: Db,
   post: ChatPost,
   action: string,
   jobId: number | null,
   at: Date,
+  reaction?: { replies: Replies; emoji: string; jobId: number | null },
 ): Promise<void> {
-  await trx
-    .insertInto('chat_posts')
-    .values({
+  const row = (db: QueryCreator<Database>) =>
+    db.insertInto('chat_posts').values({
       post_id: post.id,
       channel_id: post.channel_id,
       root_id: threadOf(post),
@@ -184,8 +217,14 @@ async function remember(
       edit_at: post.edit_at,
       delete_at: post.delete_at,
       handled_at: at,
-    })
-    .execute();
+    });
+  if (!reaction) {
+    await row(trx).execute();
+    return;
+  }
+  // The CTE adds a table the reaction's insert never reads: the query creator is the plain one to it.
+  const remembered = trx.with('remembered', row) as unknown as QueryCreator<Database>;
+  await reaction.replies.react(reaction.emoji, reaction.jobId, remembered);
 }
 
 /**
@@ -339,14 +378,21 @@ async function act(
             trx,
           );
   const jobId = outcome.accepted || outcome.ended ? outcome.jobId : null;
-  await remember(trx, post, `${c.kind}:${outcome.code}`, outcome.replayed ? null : jobId, at);
+  const emoji = outcome.replayed ? null : acceptedReaction(outcome, c.kind);
+  await remember(
+    trx,
+    post,
+    `${c.kind}:${outcome.code}`,
+    outcome.replayed ? null : jobId,
+    at,
+    emoji ? { replies, emoji, jobId: outcome.jobId } : undefined,
+  );
   if (outcome.replayed) return { outcome: 'duplicate' };
   if (!outcome.accepted) {
     await replies.complain(reply, refusalMessage(outcome.code, outcome.message, post.user_id, c.kind));
     return { outcome: 'handled', action: outcome.code, jobId };
   }
   if (outcome.code === 'APPROVAL_COUNTED' && outcome.missing) {
-    await replies.react('white_check_mark', outcome.jobId);
     await replies.say(
       reply,
       approvalCountedMessage(
@@ -357,16 +403,12 @@ async function act(
       ),
       outcome.jobId,
     );
-  } else if (outcome.code === 'QUORUM_MET') {
-    // The mint announcement (engine, same transaction) is the reply.
-    await replies.react('white_check_mark', outcome.jobId);
   } else if (outcome.code === 'STEP_DENIED' && c.kind === 'deny') {
-    await replies.react('no_entry', outcome.jobId);
+    // (A QUORUM_MET has its reaction only: the mint announcement, same transaction, is the reply.)
     await replies.say(reply, deniedMessage(outcome.jobId, c.step, post.user_id, c.reason), outcome.jobId);
     // The thread reads the answer to the DENY first, then the ending it caused.
     await moveToBack(trx, endedPostKey(outcome.jobId));
   } else if (outcome.code === 'JOB_REVOKED' && c.kind === 'revoke') {
-    await replies.react('rotating_light', outcome.jobId);
     await replies.say(reply, revokedMessage(outcome.jobId, post.user_id, c.reason), outcome.jobId);
     await moveToBack(trx, endedPostKey(outcome.jobId));
   } else if (outcome.code === 'REQUESTER_CONFIRMED') {
@@ -375,7 +417,6 @@ async function act(
       .select('submitted_by')
       .where('id', '=', outcome.jobId)
       .executeTakeFirstOrThrow();
-    await replies.react('white_check_mark', outcome.jobId);
     await replies.say(
       reply,
       confirmedMessage(outcome.jobId, post.user_id, job.submitted_by ?? ''),

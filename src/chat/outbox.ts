@@ -1,4 +1,4 @@
-import { type Expression, type SqlBool, sql, type UpdateObject } from 'kysely';
+import { type Expression, type QueryCreator, type SqlBool, sql, type UpdateObject } from 'kysely';
 import { sha256B64u } from '../crypto/hash.js';
 import { afterCommit } from '../db/commit-hooks.js';
 import type { Db } from '../db/database.js';
@@ -61,31 +61,42 @@ function announce(trx: Db): Promise<void> {
   });
 }
 
-export async function enqueuePost(trx: Db, post: OutboxPost, at: Date): Promise<boolean> {
-  // Replies in a thread are delivered in outbox id order, so ids must follow commit order:
-  // a transaction that writes to a thread holds it until it commits, and one that acted later
-  // cannot take an earlier id and be read first (or, committing first, be delivered first).
-  // The lock is taken by the statement's own source row, so before its id is drawn.
+/**
+ * The statement that queues `post`. Replies in a thread are delivered in outbox id order, so ids
+ * must follow commit order: a transaction that writes to a thread holds it until it commits, and
+ * one that acted later cannot take an earlier id and be read first (or, committing first, be
+ * delivered first). The lock is taken by the statement's own source row, so before its id is drawn.
+ */
+function postInsert(post: OutboxPost, at: Date) {
   const thread = `outbox-thread:${post.channelId}:${post.rootId ?? ''}`;
-  const inserted = await sql<{ id: number }>`
+  return sql<{ id: number }>`
     insert into outbox (dedupe_key, kind, job_id, channel_id, root_id, message, props,
                         complaint_user_id, created_at, next_attempt_at)
     select ${post.key}, 'post', ${post.jobId}, ${post.channelId}, ${post.rootId}, ${post.message},
            ${JSON.stringify(post.props ?? {})}, ${post.complaintUserId ?? null}, ${at}, ${at}
     from (select pg_advisory_xact_lock(hashtextextended(${thread}, 0))) as thread_lock
     on conflict (dedupe_key) do nothing
-    returning id`.execute(trx);
+    returning id`;
+}
+
+export async function enqueuePost(trx: Db, post: OutboxPost, at: Date): Promise<boolean> {
+  const inserted = await postInsert(post, at).execute(trx);
   if (inserted.rows.length === 0) return false;
   await announce(trx);
   return true;
 }
 
+/**
+ * Queues a reaction. `builder` builds the statement (default `trx`): a query creator with a
+ * common table expression writes that in the same statement (see handle-post's `remember`).
+ */
 export async function enqueueReaction(
   trx: Db,
   r: { key: string; jobId: number | null; channelId: string; postId: string; emoji: string },
   at: Date,
+  builder: QueryCreator<Database> = trx,
 ): Promise<void> {
-  await trx
+  await builder
     .insertInto('outbox')
     .values({
       dedupe_key: r.key,
@@ -121,7 +132,33 @@ export async function markStatusStale(
   job: StatusJob & { channel_id: string },
   at: Date,
 ): Promise<void> {
-  await trx
+  await staleUpsert(trx, job, at).execute();
+  await announce(trx);
+}
+
+/**
+ * `enqueuePost(post)` and `markStatusStale(job)` in one statement (one round trip): a reply about
+ * a job that also changes its status post. The caller holds the job's row lock, as every writer
+ * of its status row does, so the two locks the statement takes (the thread's, the status row's)
+ * in an order of PostgreSQL's choosing can wait on no one who holds the other.
+ */
+export async function enqueuePostMarkingStale(
+  trx: Db,
+  post: OutboxPost,
+  job: StatusJob & { channel_id: string },
+  at: Date,
+): Promise<void> {
+  // The CTE adds a table the upsert never reads: the query creator is the plain one to it.
+  const withReply = trx.with(
+    'reply',
+    () => sql`(${postInsert(post, at)})`,
+  ) as unknown as QueryCreator<Database>;
+  await staleUpsert(withReply, job, at).execute();
+  await announce(trx);
+}
+
+const staleUpsert = (db: QueryCreator<Database>, job: StatusJob & { channel_id: string }, at: Date) =>
+  db
     .insertInto('outbox')
     .values(statusRow(job, at, null))
     .onConflict((oc) =>
@@ -133,10 +170,7 @@ export async function markStatusStale(
         last_error: null,
         next_attempt_at: at,
       }),
-    )
-    .execute();
-  await announce(trx);
-}
+    );
 
 /**
  * The status post is queued with this text: its patch row starts as delivered, remembering what

@@ -1,6 +1,12 @@
 import type { Db } from '../db/database.js';
 import type { JobRow } from '../db/schema.js';
-import { enqueuePost, markStatusStale, recordStatusQueued, statusPostKey } from '../chat/outbox.js';
+import {
+  enqueuePost,
+  enqueuePostMarkingStale,
+  markStatusStale,
+  recordStatusQueued,
+  statusPostKey,
+} from '../chat/outbox.js';
 import type { StatusRenderer } from '../chat/outbox-delivery.js';
 import { signActionContext } from '../crypto/action-mac.js';
 import type { EngineContext } from '../jobs/context.js';
@@ -129,10 +135,13 @@ export class ChatPresenter implements JobEventSink {
     const t = thread(event.job);
     if (!t) return;
     const job = event.job;
+    const status = { ...job, channel_id: t.channelId };
+    // A reply and the status post's re-arming, in one statement.
     const reply = (key: string, message: string, props: Record<string, string> = {}) =>
-      enqueuePost(
+      enqueuePostMarkingStale(
         trx,
         { key, jobId: job.id, ...t, message, props: { claw_job_id: `job:${job.id}`, ...props } },
+        status,
         at,
       );
     switch (event.type) {
@@ -154,30 +163,27 @@ export class ChatPresenter implements JobEventSink {
         );
         // Buttons carry the post's id in their MAC: they come with the first edit after it exists.
         if (this.buttons && (await takesButtons(trx, job.policy_hash_b64u, this.buttons.trusts)))
-          await markStatusStale(trx, { ...job, channel_id: t.channelId }, at);
-        else await recordStatusQueued(trx, { ...job, channel_id: t.channelId }, at, post);
+          await markStatusStale(trx, status, at);
+        else await recordStatusQueued(trx, status, at, post);
         return;
       }
       case 'token_minted':
-        await reply(`job:${job.id}:minted:${event.token.step}`, mintedMessage(job.id, event.token), {
+        return reply(`job:${job.id}:minted:${event.token.step}`, mintedMessage(job.id, event.token), {
           claw_cst_jti: event.token.jti,
         });
-        break;
       case 'approval_withdrawn':
-        await reply(
+        return reply(
           `withdrawn:${event.postId}`,
           withdrawnMessage(job.id, event.step, event.userId, event.why),
         );
-        break;
       case 'confirmation_withdrawn':
-        await reply(
+        return reply(
           `unconfirmed:${event.decisionId}`,
           confirmationWithdrawnMessage(job.id, event.userId, event.why),
         );
-        break;
       case 'job_ended': {
         const url = bundleUrl(this.opts.publicUrl, event.ended.bundleId);
-        await reply(
+        return reply(
           endedPostKey(job.id),
           endedMessage(event.ended, this.opts.publicUrl, event.gatewaySigners),
           {
@@ -186,13 +192,10 @@ export class ChatPresenter implements JobEventSink {
             ...(url ? { claw_bundle_url: url } : {}),
           },
         );
-        break;
       }
-      case 'job_progressed':
-      case 'step_finished':
-      case 'pause_changed':
-        break;
+      default:
+        // Any other change (progress, a step finished, the kill switch) shows on the status post only.
+        return markStatusStale(trx, status, at);
     }
-    await markStatusStale(trx, { ...job, channel_id: t.channelId }, at);
   }
 }

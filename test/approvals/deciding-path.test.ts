@@ -1,7 +1,8 @@
-import { type KyselyPlugin, sql } from 'kysely';
+import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decideStep, DECIDE_ATTEMPTS } from '../../src/approvals/record-decision.js';
 import type { Directory } from '../../src/approvals/directory.js';
+import { statusPatchKey } from '../../src/chat/outbox.js';
 import type { Db } from '../../src/db/database.js';
 import type { EngineContext } from '../../src/jobs/context.js';
 import {
@@ -11,6 +12,7 @@ import {
 } from '../../src/policy/registry.js';
 import type { ChatFacts, ChatPost, ChatUser } from '../../src/ports/chat.js';
 import { dialectName } from '../helpers/db.js';
+import { counted } from '../helpers/statements.js';
 import { createTestEngine, editJson, opsJob, U, type TestEngine } from '../helpers/engine.js';
 
 /**
@@ -23,32 +25,6 @@ afterEach(async () => {
   await e?.close();
   e = undefined;
 });
-
-/**
- * Counts the statements sent to the database: a query counts when it was both built (so not a
- * commit-hook marker, which is never sent) and executed (so not a builder nested in a CTE).
- */
-function counted(ctx: EngineContext): { ctx: EngineContext; statements: () => number; reset(): void } {
-  const built = new Set<unknown>();
-  let n = 0;
-  const plugin: KyselyPlugin = {
-    transformQuery(args) {
-      built.add(args.queryId);
-      return args.node;
-    },
-    async transformResult(args) {
-      if (built.delete(args.queryId)) n += 1;
-      return args.result;
-    },
-  };
-  return {
-    ctx: { ...ctx, db: ctx.db.withPlugin(plugin) as Db },
-    statements: () => n,
-    reset: () => {
-      n = 0;
-    },
-  };
-}
 
 const approve = (ctx: EngineContext, jobId: number, userId: string) =>
   decideStep(ctx, { kind: 'approve', jobId, step: 'post-summary', userId });
@@ -87,6 +63,38 @@ describe(`the deciding path's statements (${dialectName})`, () => {
       .where('step_id', '=', 'post-summary')
       .executeTakeFirstOrThrow();
     expect(step.status).toBe('approved');
+  });
+
+  it("with the chat presenter, one statement more: the mint's reply and the status post's re-arming are one", async () => {
+    e = await createTestEngine();
+    const c = counted(e.ctx);
+    const job = await opsJob(e.ctx);
+    const status = () =>
+      e!.ctx.db
+        .selectFrom('outbox')
+        .select(['version', 'delivered_at'])
+        .where('dedupe_key', '=', statusPatchKey(job.jobId))
+        .executeTakeFirstOrThrow();
+    const before = await status();
+    c.reset();
+    expect((await approve(c.ctx, job.jobId, U.alice)).code).toBe('APPROVAL_COUNTED');
+    expect(c.statements()).toBe(5);
+    const counted1 = await status();
+    expect(counted1.version).toBe(before.version + 1);
+    c.reset();
+    expect((await approve(c.ctx, job.jobId, U.dmitri)).code).toBe('QUORUM_MET');
+    expect(c.statements()).toBe(5);
+    // Both writes of that one statement are there: the reply, and the status row re-armed.
+    const minted = await e.ctx.db
+      .selectFrom('outbox')
+      .select(['kind', 'message', 'root_id'])
+      .where('dedupe_key', '=', `job:${job.jobId}:minted:post-summary`)
+      .executeTakeFirstOrThrow();
+    expect(minted.kind).toBe('post');
+    expect(minted.message).toContain('approved by');
+    const after = await status();
+    expect(after.version).toBe(counted1.version + 1);
+    expect(after.delivered_at).toBeNull();
   });
 });
 
