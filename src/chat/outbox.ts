@@ -138,9 +138,11 @@ export async function markStatusStale(
 
 /**
  * `enqueuePost(post)` and `markStatusStale(job)` in one statement (one round trip): a reply about
- * a job that also changes its status post. The caller holds the job's row lock, as every writer
- * of its status row does, so the two locks the statement takes (the thread's, the status row's)
- * in an order of PostgreSQL's choosing can wait on no one who holds the other.
+ * a job that also changes its status post. PostgreSQL runs the upsert first, so the statement
+ * takes the status row's lock, then the thread's (the reply's insert, a CTE nothing reads, runs
+ * last). No deadlock can come of that order: every transaction that writes a job's status row
+ * locks the job's row first (the caller holds it), and the delivery's writes of the status row are
+ * statements of their own that take no thread lock. A new writer of status rows must keep to that.
  */
 export async function enqueuePostMarkingStale(
   trx: Db,

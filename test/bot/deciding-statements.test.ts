@@ -27,6 +27,15 @@ it('a deciding APPROVE handled by the bot takes 9 statements, and writes all it 
 
   // The bot is stopped: the deciding post is handled here, once, with its statements counted.
   const deciding = w.post('chioma', approve(jobId), root.id);
+  const statusVersion = async () =>
+    (
+      await w.d.db
+        .selectFrom('outbox')
+        .select('version')
+        .where('dedupe_key', '=', `status:${jobId}`)
+        .executeTakeFirstOrThrow()
+    ).version;
+  const before = await statusVersion();
   const c = counted(b.engine);
   const handled = await handlePost(
     { engine: c.ctx, chat: b.rest, bot: b.bot.user!, log: silentLogger() },
@@ -41,7 +50,9 @@ it('a deciding APPROVE handled by the bot takes 9 statements, and writes all it 
     .where('job_id', '=', jobId)
     .execute();
   const row = (key: string) => outbox.find((r) => r.dedupe_key === key);
-  expect(row(`job:${jobId}:minted:post-summary`)).toMatchObject({ kind: 'post', delivered_at: null });
+  expect(row(`job:${jobId}:minted:post-summary`)).toMatchObject({ kind: 'post' });
+  // Re-armed by the reply's statement (the first approval's edit may be pending still: the version says).
+  expect(await statusVersion()).toBe(before + 1);
   expect(row(`status:${jobId}`)).toMatchObject({ kind: 'patch', delivered_at: null });
   expect(row(`react:${deciding.id}:white_check_mark`)).toMatchObject({
     kind: 'reaction',

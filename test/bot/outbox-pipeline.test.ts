@@ -3,7 +3,7 @@ import { decideStep } from '../../src/approvals/record-decision.js';
 import type { ChatPort, ChatPost } from '../../src/chat/chat-port.js';
 import type { LeaseOwner } from '../../src/chat/lease-owner.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
-import { enqueuePost } from '../../src/chat/outbox.js';
+import { enqueuePost, enqueuePostMarkingStale, statusPatchKey } from '../../src/chat/outbox.js';
 import { afterCommit } from '../../src/db/commit-hooks.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
@@ -155,6 +155,56 @@ describe(`outbox delivery order and concurrency (${dialectName})`, () => {
     for (const t of threads) {
       expect(ids.filter((r) => r.root_id === t).map((r) => r.dedupe_key)).toEqual(committed.get(t));
     }
+  });
+});
+
+describe(`a reply written with its job's status post re-armed (${dialectName})`, () => {
+  it("takes its thread's place in commit order, with transactions committing concurrently", async () => {
+    e = await createTestEngine();
+    const { ctx } = e;
+    const jobs = await Promise.all([opsJob(ctx), opsJob(ctx), opsJob(ctx)]);
+    const rows = await ctx.db
+      .selectFrom('jobs')
+      .selectAll()
+      .where(
+        'id',
+        'in',
+        jobs.map((j) => j.jobId),
+      )
+      .execute();
+    const thread = 'threadaaaaaaaaaaaaaaaaaaaa';
+    const version = async (jobId: number) =>
+      (
+        await ctx.db
+          .selectFrom('outbox')
+          .select('version')
+          .where('dedupe_key', '=', statusPatchKey(jobId))
+          .executeTakeFirstOrThrow()
+      ).version;
+    const before = await Promise.all(rows.map((r) => version(r.id)));
+    const committed: string[] = [];
+    const write = (i: number) =>
+      ctx.db.transaction().execute(async (trx) => {
+        const job = rows[i % rows.length]!;
+        const key = `reply-${i}`;
+        await enqueuePostMarkingStale(
+          trx,
+          { key, jobId: job.id, channelId: OPS.channel, rootId: thread, message: `message ${i}` },
+          { ...job, channel_id: job.channel_id! },
+          e!.clock(),
+        );
+        await afterCommit(trx, () => committed.push(key));
+      });
+    await Promise.all(Array.from({ length: 18 }, (_, i) => write(i)));
+
+    const ids = await ctx.db
+      .selectFrom('outbox')
+      .select('dedupe_key')
+      .where('root_id', '=', thread)
+      .orderBy('id')
+      .execute();
+    expect(ids.map((r) => r.dedupe_key)).toEqual(committed);
+    expect(await Promise.all(rows.map((r) => version(r.id)))).toEqual(before.map((v) => v + 6));
   });
 });
 
