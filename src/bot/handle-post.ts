@@ -392,6 +392,8 @@ async function act(
     await replies.complain(reply, refusalMessage(outcome.code, outcome.message, post.user_id, c.kind));
     return { outcome: 'handled', action: outcome.code, jobId };
   }
+  // The reaction went with `remember`. A QUORUM_MET has no reply here: the mint announcement the
+  // engine queued in this transaction is the reply.
   if (outcome.code === 'APPROVAL_COUNTED' && outcome.missing) {
     await replies.say(
       reply,
@@ -404,7 +406,6 @@ async function act(
       outcome.jobId,
     );
   } else if (outcome.code === 'STEP_DENIED' && c.kind === 'deny') {
-    // (A QUORUM_MET has its reaction only: the mint announcement, same transaction, is the reply.)
     await replies.say(reply, deniedMessage(outcome.jobId, c.step, post.user_id, c.reason), outcome.jobId);
     // The thread reads the answer to the DENY first, then the ending it caused.
     await moveToBack(trx, endedPostKey(outcome.jobId));
