@@ -4,7 +4,6 @@ import type { ChatPort, ChatPost } from '../../src/chat/chat-port.js';
 import type { LeaseOwner } from '../../src/chat/lease-owner.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
 import { enqueuePost, enqueuePostMarkingStale, statusPatchKey } from '../../src/chat/outbox.js';
-import { afterCommit } from '../../src/db/commit-hooks.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
@@ -46,6 +45,67 @@ function delivery(
   if (!opts.dies) deliveries.push(d);
   return d;
 }
+
+/**
+ * Reads the replies visible in the outbox, in id order, again and again until stopped: what delivery
+ * sees. Delivery keeps a thread in id order, so that order is commit order only if, in every thread,
+ * each read is a prefix of the last one. A reply that became visible while one with a smaller id was
+ * still uncommitted would be sent before it.
+ *
+ * The order in which the client hears the commits is no oracle: a backend releases its locks before
+ * it answers COMMIT, so the next writer of the thread can commit and be answered first.
+ */
+function watchVisibleReplies(engine: TestEngine) {
+  const reads: { key: string; root: string }[][] = [];
+  let watching = true;
+  const loop = (async () => {
+    while (watching) {
+      const rows = await engine.ctx.db
+        .selectFrom('outbox')
+        .select(['dedupe_key', 'root_id'])
+        .where('root_id', 'is not', null)
+        .orderBy('id')
+        .execute();
+      reads.push(rows.map((r) => ({ key: r.dedupe_key, root: r.root_id! })));
+    }
+  })();
+  return {
+    /** Stops, reads once more, and returns each thread's replies in id order. */
+    async stop(): Promise<Map<string, string[]>> {
+      watching = false;
+      await loop;
+      const last = new Map<string, string[]>();
+      const byThread = (read: { key: string; root: string }[]) => {
+        const m = new Map<string, string[]>();
+        for (const r of read) m.set(r.root, [...(m.get(r.root) ?? []), r.key]);
+        return m;
+      };
+      const final = await engine.ctx.db
+        .selectFrom('outbox')
+        .select(['dedupe_key', 'root_id'])
+        .where('root_id', 'is not', null)
+        .orderBy('id')
+        .execute();
+      for (const [root, keys] of byThread(final.map((r) => ({ key: r.dedupe_key, root: r.root_id! }))))
+        last.set(root, keys);
+      for (const read of reads) {
+        for (const [root, keys] of byThread(read)) {
+          expect(keys, `a read of ${root} while writers committed`).toEqual(
+            last.get(root)!.slice(0, keys.length),
+          );
+        }
+      }
+      expect(reads.length, 'reads made while the writers ran').toBeGreaterThan(1);
+      return last;
+    },
+  };
+}
+
+/**
+ * Holds the `i`th of `n` writers' transaction open for `n - i` ms: the writers that started first
+ * take longest, so that, were they not kept in order, they would commit last.
+ */
+const dawdle = (i: number, n: number) => new Promise((r) => setTimeout(r, n - i));
 
 const undelivered = async (engine: TestEngine) =>
   (
@@ -129,31 +189,29 @@ describe(`outbox delivery order and concurrency (${dialectName})`, () => {
     });
     delivery(e, mm.chat, { parallel: 8 }).start();
 
-    const committed = new Map<string, string[]>(threads.map((t) => [t, []]));
-    const write = (thread: string, i: number) =>
+    const watch = watchVisibleReplies(e);
+    const write = (thread: string, i: number, writer: number) =>
       e!.ctx.db.transaction().execute(async (trx) => {
-        const key = `${thread}:${i}`;
         await enqueuePost(
           trx,
-          { key, jobId: null, channelId: OPS.channel, rootId: thread, message: `message ${i}` },
+          {
+            key: `${thread}:${i}`,
+            jobId: null,
+            channelId: OPS.channel,
+            rootId: thread,
+            message: `message ${i}`,
+          },
           e!.clock(),
         );
-        await afterCommit(trx, () => committed.get(thread)!.push(key));
+        await dawdle(writer, 18);
       });
-    await Promise.all(threads.flatMap((t) => Array.from({ length: 6 }, (_, i) => write(t, i))));
+    await Promise.all(threads.flatMap((t, k) => Array.from({ length: 6 }, (_, i) => write(t, i, k * 6 + i))));
+    const committed = await watch.stop();
 
     await eventually(() => mm.posts.length === threads.length * 6, 'every post delivered');
     for (const t of threads) {
       const sent = mm.posts.filter((p) => p.root_id === t).map(keyOf);
       expect(sent, t).toEqual(committed.get(t));
-    }
-    const ids = await e.ctx.db
-      .selectFrom('outbox')
-      .select(['id', 'dedupe_key', 'root_id'])
-      .orderBy('id')
-      .execute();
-    for (const t of threads) {
-      expect(ids.filter((r) => r.root_id === t).map((r) => r.dedupe_key)).toEqual(committed.get(t));
     }
   });
 });
@@ -182,7 +240,7 @@ describe(`a reply written with its job's status post re-armed (${dialectName})`,
           .executeTakeFirstOrThrow()
       ).version;
     const before = await Promise.all(rows.map((r) => version(r.id)));
-    const committed: string[] = [];
+    const watch = watchVisibleReplies(e);
     const write = (i: number) =>
       ctx.db.transaction().execute(async (trx) => {
         const job = rows[i % rows.length]!;
@@ -193,17 +251,12 @@ describe(`a reply written with its job's status post re-armed (${dialectName})`,
           { ...job, channel_id: job.channel_id! },
           e!.clock(),
         );
-        await afterCommit(trx, () => committed.push(key));
+        await dawdle(i, 18);
       });
     await Promise.all(Array.from({ length: 18 }, (_, i) => write(i)));
 
-    const ids = await ctx.db
-      .selectFrom('outbox')
-      .select('dedupe_key')
-      .where('root_id', '=', thread)
-      .orderBy('id')
-      .execute();
-    expect(ids.map((r) => r.dedupe_key)).toEqual(committed);
+    const committed = await watch.stop();
+    expect(committed.get(thread)).toHaveLength(18);
     expect(await Promise.all(rows.map((r) => version(r.id)))).toEqual(before.map((v) => v + 6));
   });
 });
