@@ -89,6 +89,8 @@ export async function benchBot(deps: {
   bot.start();
   const people = restPoster(ws.url);
   const watch = await personClient(ws.url, ws.tokens.outsider);
+  // The floor's stand-in for the bot: a client that only listens and answers.
+  const echo = await personClient(ws.url, ws.tokens.grace);
   try {
     const started = performance.now();
     while (!bot.readiness().ok) {
@@ -157,11 +159,38 @@ export async function benchBot(deps: {
       );
     };
 
+    /**
+     * The floor of the reply path: `n` posts at once, each answered in its thread by a client that
+     * answers the moment its WebSocket brings the post (no database, no decision, nothing of ours),
+     * from POST to the person's client seeing the answer. The same two hops as a reply of the bot.
+     */
+    const echoed = async (n: number) => {
+      const tag = `bench-echo-${++marker}`;
+      return Promise.all(
+        Array.from({ length: n }, async (_, i) => {
+          const text = `${tag}-${i}: is the deploy done?`;
+          const heard = echo.waitFor(text, (p) => p.message === text);
+          const answered = watch.waitFor(`the answer to ${text}`, (p) => p.message === `re ${text}`);
+          const t0 = performance.now();
+          const posting = people.post(ws.tokens.farid, { channel_id: ws.channel, message: text });
+          const { post } = await heard;
+          await people.post(ws.tokens.grace, {
+            channel_id: ws.channel,
+            message: `re ${text}`,
+            root_id: post.id,
+          });
+          await posting;
+          return (await answered).at - t0;
+        }),
+      );
+    };
+
     const byLevel: Record<string, unknown> = {};
     for (const level of deps.levels) {
       const batches = level === 1 ? deps.rounds * 10 : deps.rounds;
       const results: { token: number; reply: number }[] = [];
       const raw: number[] = [];
+      const floor: number[] = [];
       for (let b = 0; b < batches; b++) {
         const jobs = await pool(
           Array.from({ length: level }, (_, i) => i),
@@ -169,12 +198,14 @@ export async function benchBot(deps: {
           () => prepare(),
         );
         raw.push(...(await delivery(level)));
+        floor.push(...(await echoed(level)));
         results.push(...(await decide(jobs)));
       }
       byLevel[`concurrent_${level}`] = {
         to_committed_token: percentiles(results.map((x) => x.token)),
         to_reply_seen: percentiles(results.map((x) => x.reply)),
         raw_sandbox_post_to_client: percentiles(raw),
+        raw_echo_reply_seen: percentiles(floor),
       };
     }
 
@@ -213,7 +244,9 @@ export async function benchBot(deps: {
           'deciding APPROVE posted by an approver (POST /api/v4/posts, own token) -> token committed by the bot / ' +
           '"approved" reply received by a person\'s WebSocket client; the sandbox runs in a child process, the bot ' +
           "(real REST client, real WebSocket, outbox, the product's default timings) and the person's client in this one; " +
-          'raw_sandbox_post_to_client: the same number of plain posts at once, POST to seen by that client',
+          'raw_sandbox_post_to_client: the same number of plain posts at once, POST to seen by that client; ' +
+          'raw_echo_reply_seen: the same number of posts at once, each answered in its thread by a client that posts ' +
+          'back the moment its WebSocket brings the post, POST to the answer seen (the floor of the reply path)',
         ...byLevel,
       },
       chatter_filtered: {
@@ -226,6 +259,7 @@ export async function benchBot(deps: {
     };
   } finally {
     watch.close();
+    echo.close();
     people.close();
     await bot.stop();
     await sandbox.close();

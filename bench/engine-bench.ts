@@ -49,8 +49,57 @@ export async function liveToken(ctx: EngineContext): Promise<string> {
   return live;
 }
 
+/** The floor's tables (raw SQL, none of ours): made once, before its first call. */
+async function createFloorTables(ctx: EngineContext): Promise<void> {
+  const { db } = ctx;
+  await sql`create table if not exists bench_decision_job (id int primary key, version int not null)`.execute(
+    db,
+  );
+  await sql`insert into bench_decision_job values (1, 0) on conflict do nothing`.execute(db);
+  await sql`create table if not exists bench_decision_row
+              (id bigserial primary key, job_id int not null, kind text not null, body jsonb not null)`.execute(
+    db,
+  );
+  await sql`create index if not exists bench_decision_row_job on bench_decision_row (job_id, id)`.execute(db);
+}
+
+/**
+ * The least a deciding approval must do, with nothing of ours between the round trips: lock the
+ * job's row, read what the decision rests on (a second statement: one that waited for the lock
+ * would read from a snapshot taken before it), sign the token, write the rows in one statement,
+ * commit. Raw SQL on tables of its own, so no index, trigger or constraint of ours is paid for.
+ */
+function rawDecisionFloor(ctx: EngineContext): () => Promise<void> {
+  const { db } = ctx;
+  const key = ctx.keyRing.active;
+  const claims = { sub: 'agent:bench', aud: 'clawproxy', scope: ['step:post-summary'], mission_id: 'job:1' };
+  return () =>
+    db.transaction().execute(async (trx) => {
+      await sql`select version from bench_decision_job where id = 1 for update`.execute(trx);
+      await sql`select kind, body from bench_decision_row where job_id = 1 order by id desc limit 8`.execute(
+        trx,
+      );
+      const jws = await new SignJWT({ ...claims, jti: crypto.randomUUID() })
+        .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: key.kid })
+        .setIssuedAt()
+        .setExpirationTime('15m')
+        .sign(key.privateKey);
+      const row = (kind: string, body: unknown) => sql`(1, ${kind}, ${JSON.stringify(body)}::jsonb)`;
+      await sql`
+        with moved as (update bench_decision_job set version = version + 1 where id = 1)
+        insert into bench_decision_row (job_id, kind, body)
+        values ${sql.join([
+          row('decision', { step: 'post-summary', user: DECIDING, decision: 'approve' }),
+          row('event', { type: 'token_minted', prev: 'A'.repeat(43), hash: 'B'.repeat(43) }),
+          row('token', { compact: jws }),
+          row('outbox', { message: 'approved: token minted for post-summary' }),
+        ])}`.execute(trx);
+    });
+}
+
 /** CST mint/introspect next to raw jose, and deciding approval → committed token next to a raw commit. */
 export async function benchEngine(ctx: EngineContext, budgetMs: number, samples: number) {
+  await createFloorTables(ctx);
   const key = ctx.keyRing.active;
   const scope = {
     sub: 'agent:ops-mattermost-1',
@@ -112,6 +161,17 @@ export async function benchEngine(ctx: EngineContext, budgetMs: number, samples:
         },
         samples,
       ),
+      // The two raw limits in turns, so that their ratio does not depend on which ran first.
+      ...(await measureInterleaved(
+        {
+          raw_decision_floor: rawDecisionFloor(ctx),
+          raw_single_row_commit: () =>
+            ctx.db
+              .transaction()
+              .execute((trx) => sql`insert into bench_commit (v) values ('x')`.execute(trx)),
+        },
+        budgetMs * 2,
+      )),
     },
   };
 }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import { jwtVerify } from 'jose';
+import { sql } from 'kysely';
 import { createAgent } from '../src/agents/agent-keys.js';
 import { buildApp } from '../src/app.js';
 import type { EngineContext } from '../src/jobs/context.js';
@@ -85,6 +86,28 @@ export async function benchIntrospectHttp(deps: {
     });
   });
   await new Promise<void>((r) => bareNode.listen(0, '127.0.0.1', r));
+  // The floor of any HTTP introspection that asks the database at every call: the body read and
+  // parsed, the verify with one primary-key read on its way meanwhile, a constant answer.
+  const bareVerify = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const { token } = JSON.parse(Buffer.concat(chunks).toString()) as { token: string };
+      Promise.all([
+        sql`select paused from kill_switch where id = 1`.execute(engine.db),
+        jwtVerify(token, engine.keyRing.active.publicKey, { algorithms: ['EdDSA'] }),
+      ]).then(
+        () => {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{"active":true}');
+        },
+        () => {
+          res.writeHead(500).end();
+        },
+      );
+    });
+  });
+  await new Promise<void>((r) => bareVerify.listen(0, '127.0.0.1', r));
   const bareFastify = Fastify();
   bareFastify.post('/v1/tokens/introspect', async () => ({ active: true }));
   await bareFastify.listen({ host: '127.0.0.1', port: 0 });
@@ -98,6 +121,7 @@ export async function benchIntrospectHttp(deps: {
     const ours = `${urlOf(app.server)}/v1/tokens/introspect`;
     const bareNodeUrl = `${urlOf(bareNode)}/v1/tokens/introspect`;
     const bareFastifyUrl = `${urlOf(bareFastify.server)}/v1/tokens/introspect`;
+    const bareVerifyUrl = `${urlOf(bareVerify)}/v1/tokens/introspect`;
     const first = await client.post(ours, body, headers);
     if (first.status !== 200 || !(JSON.parse(first.body) as { active?: boolean }).active)
       throw new Error(`introspection over HTTP answered ${first.status}`);
@@ -106,6 +130,8 @@ export async function benchIntrospectHttp(deps: {
         'POST /v1/tokens/introspect on a listening server in this process (agent key, live CST, rate limiter on with ' +
         'budgets no loop reaches), one kept-alive connection, one request at a time, in turns with the raw limits; ' +
         'the bare routes answer a constant over the same client, so the HTTP overhead itself is visible; ' +
+        'raw_bare_node_http_verify_with_one_read: a bare node:http route that parses the body and does the raw ' +
+        'verify with one primary-key read overlapped (the floor of an introspection that asks the database); ' +
         '*_8_connections: 8 kept-alive ' +
         'connections each sending its next request when answered (throughput with callers waiting at once)',
       // One request at a time, in turns with the raw limits (see measureInterleaved).
@@ -117,6 +143,10 @@ export async function benchIntrospectHttp(deps: {
           },
           raw_bare_node_http_constant: () => client.post(bareNodeUrl, body),
           raw_bare_fastify_constant: () => client.post(bareFastifyUrl, body),
+          raw_bare_node_http_verify_with_one_read: async () => {
+            const r = await client.post(bareVerifyUrl, body);
+            if (r.status !== 200) throw new Error(`unexpected ${r.status}`);
+          },
           raw_jose_eddsa_verify: () =>
             jwtVerify(live, engine.keyRing.active.publicKey, { algorithms: ['EdDSA'] }),
         },
@@ -142,5 +172,6 @@ export async function benchIntrospectHttp(deps: {
     await app.close();
     await bareFastify.close();
     await new Promise((r) => bareNode.close(r));
+    await new Promise((r) => bareVerify.close(r));
   }
 }

@@ -204,18 +204,12 @@ for (const target of targets) {
     const engine = engineFor({ db, keyRing, clock: systemClock, log, gatewaySignerDids: [] }, policies);
     const tokens: Record<string, unknown> = {};
     if (only.has('tokens')) {
-      const t = await section(`tokens on ${target}`, async () => {
-        const e = await benchEngine(engine, budgetMs, args.samples);
-        return { ...e, raw: await rawCommit(db) };
-      });
+      const t = await section(`tokens on ${target}`, () => benchEngine(engine, budgetMs, args.samples));
       if ('error' in t) tokens.error = t.error;
       else {
         tokens.cst_mint = t.cst_mint;
         tokens.cst_introspect = t.cst_introspect;
-        tokens.approval_to_committed_token = {
-          ...t.approval_to_committed_token,
-          raw_single_row_commit: t.raw,
-        };
+        tokens.approval_to_committed_token = t.approval_to_committed_token;
       }
     }
     if (only.has('introspect_http'))

@@ -9,6 +9,7 @@ function document(over: { database?: string; engineP50?: number; reply?: [number
     to_committed_token: { p50_ms: 3, p99_ms: 5, max_ms: 5, samples: 30 },
     to_reply_seen: { p50_ms: p99 / 2, p99_ms: p99, max_ms: p99, samples: 30 },
     raw_sandbox_post_to_client: { p50_ms: 1, p99_ms: 2.5, max_ms: 3, samples: 30 },
+    raw_echo_reply_seen: { p50_ms: 2, p99_ms: 5, max_ms: 6, samples: 30 },
   });
   return {
     bench: 'claw-approvals core',
@@ -17,15 +18,18 @@ function document(over: { database?: string; engineP50?: number; reply?: [number
       cst_introspect: {
         ours: { ops_per_sec: 1200, p50_ms: 0.8, p99_ms: 1, samples: 100 },
         raw_jose_eddsa_verify: { ops_per_sec: 1250, p50_ms: 0.8, p99_ms: 1, samples: 100 },
+        raw_verify_with_one_read_overlapped: { ops_per_sec: 1000, p50_ms: 1, p99_ms: 1.2, samples: 100 },
       },
       cst_introspect_http: {
         ours: { ops_per_sec: 700, p50_ms: 1.4, p99_ms: 2, samples: 100 },
         raw_bare_node_http_constant: { ops_per_sec: 5000, p50_ms: 0.2, p99_ms: 0.3, samples: 100 },
+        raw_bare_node_http_verify_with_one_read: { ops_per_sec: 900, p50_ms: 1.1, p99_ms: 1.3, samples: 100 },
         raw_jose_eddsa_verify: { ops_per_sec: 1250, p50_ms: 0.8, p99_ms: 1, samples: 100 },
       },
       approval_to_committed_token: {
         ours: { ops_per_sec: 1000, p50_ms: over.engineP50 ?? 0.6, p99_ms: 1, samples: 100 },
         raw_single_row_commit: { ops_per_sec: 5000, p50_ms: 0.22, p99_ms: 0.3, samples: 100 },
+        raw_decision_floor: { ops_per_sec: 2000, p50_ms: 0.44, p99_ms: 0.6, samples: 100 },
       },
     },
     bot: {
@@ -149,6 +153,26 @@ describe('evaluateGoals', () => {
     }
   });
 
+  it("sets each figure's floor beside it, in the goal's unit, and says whether the floor itself meets the goal", () => {
+    const goals = evaluateGoals(document({ engineP50: 0.88, reply: [10, 22, 40] }));
+    expect(find(goals, 'token committed (engine)').floor).toMatchObject({ value: 2, meets_goal: true });
+    // In process: the floor is 1000/1250 of raw verify, below the 90% asked.
+    expect(find(goals, 'in process').floor).toMatchObject({ value: 0.8, meets_goal: false });
+    expect(find(goals, 'over HTTP').floor).toMatchObject({ value: 0.72, meets_goal: true });
+    expect(find(goals, '50 jobs at once').floor).toMatchObject({ value: 5, meets_goal: true });
+    expect(find(goals, 'warm start', 'postgres').floor).toMatchObject({ value: 60, meets_goal: true });
+    expect(find(goals, 'RSS idle').floor).toBeNull();
+
+    const doc = document();
+    doc.bot.approval_to_token_and_reply.concurrent_50.raw_echo_reply_seen.p99_ms = 30;
+    delete (doc.tokens.approval_to_committed_token as { raw_decision_floor?: unknown }).raw_decision_floor;
+    const without = evaluateGoals(doc);
+    expect(find(without, '50 jobs at once').floor).toMatchObject({ value: 30, meets_goal: false });
+    expect(find(without, 'token committed (engine)').floor).toBeNull();
+    // A floor never changes a goal's status: a floor that misses is a fact about the machine.
+    expect(find(without, '50 jobs at once').status).toBe('passed');
+  });
+
   it('names the test-suite goal as not a bench figure', () => {
     const suite = evaluateGoals(document()).find((g) => g.goal.includes('npm test'));
     expect(suite).toMatchObject({ status: 'not a bench figure', value: null });
@@ -160,8 +184,19 @@ describe('evaluateGoals', () => {
       'MISS deciding APPROVE → token committed (engine), p50, × raw single-row commit p50 [postgres]: 4 × raw commit (goal <= 3 × raw commit; 1.33× the goal)',
     );
     expect(text).toMatch(/^PASS process RSS idle \[pglite\]: 240 MiB \(goal <= 250 MiB; 0\.96× the goal\)/m);
+    expect(text).toContain(
+      '; floor 2 × raw commit, raw decision-shaped transaction p50 0.44 ms: lock, read, sign, one write of four rows, commit\n',
+    );
+    expect(text).toMatch(
+      /^PASS token introspection in process.*; floor 0\.8 of raw verify, .* \(the floor itself misses the goal\)$/m,
+    );
     expect(text.trim().split('\n').at(-1)).toBe(
-      '9 passed, 1 missed, 0 not measured, 2 shown for information (beside a goal the issue sets for another database, job count or level)',
+      '9 passed, 1 missed (0 of them missed by their floor too), 0 not measured, 2 shown for information (beside a goal the issue sets for another database, job count or level)',
+    );
+    const beyond = document({ engineP50: 0.88 });
+    beyond.tokens.cst_introspect.ours.ops_per_sec = 900;
+    expect(formatGoals(evaluateGoals(beyond)).trim().split('\n').at(-1)).toMatch(
+      /^8 passed, 2 missed \(1 of them missed by their floor too\),/,
     );
   });
 });
