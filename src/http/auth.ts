@@ -9,6 +9,16 @@ import type { ApiRateLimiter } from './rate-limit.js';
 
 export type Caller = { kind: 'agent'; agent: AgentRow } | { kind: 'admin' };
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route's handler does its read-only work while the caller's key is looked up, and
+     * answers only once the caller is authenticated (see `alongsideAuthentication`).
+     */
+    authenticatesAlongside?: boolean;
+  }
+}
+
 export interface AuthDeps {
   db: Db;
   adminToken: string | null;
@@ -43,19 +53,53 @@ async function resolveCaller(req: FastifyRequest, deps: AuthDeps, allowAdmin: bo
 
 /** Callers already authenticated by `authenticationHook`, so a handler does not look them up twice. */
 const authenticated = new WeakMap<FastifyRequest, Caller>();
+/** Lookups still on their way, of routes that authenticate alongside their work. */
+const pending = new WeakMap<FastifyRequest, Promise<Caller>>();
 
 /**
  * `onRequest` hook of a scope whose routes all need a caller: authenticates before the body
  * is read and counts the request against the caller's budget, or against the address's
  * failure budget when the credential is missing or wrong.
+ *
+ * A route configured with `authenticatesAlongside` is not held here: the lookup goes on while
+ * its body is read and its handler works, and the handler (or, for an error before it, the
+ * error handler: `authenticationRefusal`) waits for it before answering. The address is
+ * charged all the same before the lookup starts, so a refused address gets no further than now.
  */
 export function authenticationHook(deps: AuthDeps & { allowAdmin: boolean; limiter: ApiRateLimiter }) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     deps.limiter.attempt(req, reply);
-    const caller = await resolveCaller(req, deps, deps.allowAdmin);
-    deps.limiter.authenticated(req, reply, caller.kind === 'admin' ? 'admin' : `agent:${caller.agent.id}`);
-    authenticated.set(req, caller);
+    const lookup = resolveCaller(req, deps, deps.allowAdmin).then((caller) => {
+      deps.limiter.authenticated(req, reply, caller.kind === 'admin' ? 'admin' : `agent:${caller.agent.id}`);
+      authenticated.set(req, caller);
+      return caller;
+    });
+    if (req.routeOptions.config.authenticatesAlongside !== true) {
+      await lookup;
+      return;
+    }
+    // Awaited by the handler or the error handler; a request abandoned before either must not
+    // leave an unhandled rejection.
+    lookup.catch(() => undefined);
+    pending.set(req, lookup);
   };
+}
+
+/**
+ * Whether a request of a route that authenticates alongside its work was refused: its lookup's
+ * error (no key, an unknown key, the caller's budget spent, the database down), or null. The
+ * error handler asks first, so an unauthenticated caller is refused as such, never told that
+ * its body was malformed.
+ */
+export async function authenticationRefusal(req: FastifyRequest): Promise<unknown> {
+  const lookup = pending.get(req);
+  if (!lookup) return null;
+  try {
+    await lookup;
+    return null;
+  } catch (err) {
+    return err;
+  }
 }
 
 /**
@@ -67,11 +111,33 @@ export async function authenticate(
   deps: AuthDeps,
   opts: { allowAdmin?: boolean } = {},
 ): Promise<Caller> {
-  const caller = authenticated.get(req) ?? (await resolveCaller(req, deps, opts.allowAdmin === true));
+  const lookup = pending.get(req);
+  const caller =
+    authenticated.get(req) ??
+    (lookup ? await lookup : await resolveCaller(req, deps, opts.allowAdmin === true));
   // ADMIN_TOKEN is no agent key: where it is not allowed it is refused like an unknown key.
   if (caller.kind === 'admin' && !opts.allowAdmin)
     throw new AppError('ERR_UNAUTHENTICATED', 'unknown or revoked agent key');
   return caller;
+}
+
+/**
+ * For a route configured with `authenticatesAlongside`: runs `work` while the caller's key is
+ * looked up, and gives its result only once the caller is authenticated. A caller who is not
+ * gets the refusal, whatever `work` found, so `work` must change nothing and tell nothing
+ * but through its result.
+ */
+export async function alongsideAuthentication<T>(
+  req: FastifyRequest,
+  deps: AuthDeps,
+  opts: { allowAdmin?: boolean },
+  work: () => Promise<T>,
+): Promise<{ caller: Caller; result: T }> {
+  const working = work();
+  // If the caller is refused, the work's own outcome is never looked at.
+  working.catch(() => undefined);
+  const caller = await authenticate(req, deps, opts);
+  return { caller, result: await working };
 }
 
 export async function authenticateAgentOnly(req: FastifyRequest, deps: AuthDeps): Promise<AgentRow> {

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, type AppErrorCode, ERROR_STATUS } from '../errors.js';
+import { authenticationRefusal } from './auth.js';
 import { REQUEST_ID_HEADER } from './request-id.js';
 
 export interface ErrorBody {
@@ -46,7 +47,10 @@ export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: F
 
 /** One error shape for every route: `{error:{code,message}}` with the status from ERROR_STATUS. */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  app.setErrorHandler(async (thrown: FastifyError, req, reply) => {
+    // A route that authenticates alongside its work: a caller who is not authenticated is
+    // refused as such, whatever else went wrong first (a malformed body, say).
+    const err = ((await authenticationRefusal(req)) as FastifyError | null) ?? thrown;
     const known = err instanceof AppError ? err : fromFastify(err);
     if (!known) {
       req.log.error({ err }, 'unhandled error');

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../../errors.js';
 import type { EngineContext } from '../../jobs/context.js';
 import { introspectToken, redeemToken, revokeToken } from '../../tokens/token-lifecycle.js';
-import { authenticate } from '../auth.js';
+import { alongsideAuthentication, authenticate } from '../auth.js';
 import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from '../error-handler.js';
 import { SECURITY } from '../openapi.js';
 import { requestEngine } from '../request-id.js';
@@ -45,12 +45,15 @@ export function tokenRoutes(
   deps: { engine: EngineContext; adminToken: string | null },
 ): void {
   const ctx = deps.engine;
-  const caller = (req: FastifyRequest) =>
-    authenticate(req, { db: ctx.db, adminToken: deps.adminToken }, { allowAdmin: true });
+  const auth = { db: ctx.db, adminToken: deps.adminToken };
+  const caller = (req: FastifyRequest) => authenticate(req, auth, { allowAdmin: true });
 
   app.post<{ Body: { token: string; audience?: string } }>(
     '/v1/tokens/introspect',
     {
+      // The key's lookup overlaps the check's own read and signature verification: the check
+      // changes nothing, and its answer waits for the caller to be authenticated.
+      config: { authenticatesAlongside: true },
       schema: {
         operationId: 'introspectToken',
         summary: 'The full check of a CST, without spending it',
@@ -83,11 +86,12 @@ export function tokenRoutes(
       },
     },
     async (req, reply) => {
-      await caller(req);
-      const r = await introspectToken(
-        requestEngine(ctx, req),
-        req.body.token,
-        req.body.audience === undefined ? {} : { audience: req.body.audience },
+      const { result: r } = await alongsideAuthentication(req, auth, { allowAdmin: true }, () =>
+        introspectToken(
+          requestEngine(ctx, req),
+          req.body.token,
+          req.body.audience === undefined ? {} : { audience: req.body.audience },
+        ),
       );
       reply.header('cache-control', 'no-store');
       return r.active
