@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Db } from './db/database.js';
 import { AppError } from './errors.js';
-import { authenticationHook } from './http/auth.js';
+import { authenticationBodyGuard, authenticationHook } from './http/auth.js';
 import { frameworkErrors, installErrorHandler } from './http/error-handler.js';
 import { registerOpenApi } from './http/openapi.js';
 import { ApiRateLimiter, DEFAULT_RATE_LIMITS, type RateLimits } from './http/rate-limit.js';
@@ -148,6 +148,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     });
     void app.register(async (callers) => {
       callers.addHook('onRequest', authenticationHook({ ...auth, allowAdmin: true }));
+      callers.addHook('preParsing', authenticationBodyGuard());
       tokenRoutes(callers, { engine, adminToken });
       pauseRoutes(callers, { engine, adminToken });
     });

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { authenticateAgent } from '../agents/agent-keys.js';
 import { sha256 } from '../crypto/hash.js';
@@ -55,16 +56,20 @@ async function resolveCaller(req: FastifyRequest, deps: AuthDeps, allowAdmin: bo
 const authenticated = new WeakMap<FastifyRequest, Caller>();
 /** Lookups still on their way, of routes that authenticate alongside their work. */
 const pending = new WeakMap<FastifyRequest, Promise<Caller>>();
+/** Their refusals, once known: the body is no longer read, the work no longer started. */
+const refused = new WeakMap<FastifyRequest, unknown>();
 
 /**
  * `onRequest` hook of a scope whose routes all need a caller: authenticates before the body
  * is read and counts the request against the caller's budget, or against the address's
  * failure budget when the credential is missing or wrong.
  *
- * A route configured with `authenticatesAlongside` is not held here: the lookup goes on while
- * its body is read and its handler works, and the handler (or, for an error before it, the
- * error handler: `authenticationRefusal`) waits for it before answering. The address is
- * charged all the same before the lookup starts, so a refused address gets no further than now.
+ * A route configured with `authenticatesAlongside` is not held here when the request presents
+ * a bearer key: the lookup goes on while its body is read (see `authenticationBodyGuard`) and
+ * its handler works, and the handler (or, for an error before it, the error handler:
+ * `authenticationRefusal`) waits for it before answering. The address is charged all the same
+ * before the lookup starts, so a refused address gets no further than now, and a request
+ * without a key is refused here, before its body, as on every route.
  */
 export function authenticationHook(deps: AuthDeps & { allowAdmin: boolean; limiter: ApiRateLimiter }) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -74,14 +79,42 @@ export function authenticationHook(deps: AuthDeps & { allowAdmin: boolean; limit
       authenticated.set(req, caller);
       return caller;
     });
-    if (req.routeOptions.config.authenticatesAlongside !== true) {
+    if (req.routeOptions.config.authenticatesAlongside !== true || bearer(req) === null) {
       await lookup;
       return;
     }
     // Awaited by the handler or the error handler; a request abandoned before either must not
     // leave an unhandled rejection.
-    lookup.catch(() => undefined);
+    lookup.catch((err: unknown) => refused.set(req, err));
     pending.set(req, lookup);
+  };
+}
+
+/**
+ * `preParsing` hook beside `authenticationHook`: the body of a request whose caller is being
+ * looked up alongside is read only while the caller may still be authenticated. The moment the
+ * lookup refuses, reading stops and the answer is the refusal, so a caller without a valid key
+ * cannot hold a connection open by sending its body slowly.
+ */
+export function authenticationBodyGuard() {
+  return async (req: FastifyRequest, _reply: FastifyReply, payload: Readable): Promise<Readable> => {
+    const lookup = pending.get(req);
+    if (!lookup) return payload;
+    if (refused.has(req)) throw new Error('the body was not read: the caller was refused');
+    const guarded = new PassThrough();
+    // Whoever reads the body hears its errors; one that arrives when nobody reads it any more
+    // (the body refused already, as too large, say) must not become an uncaught exception.
+    guarded.on('error', () => undefined);
+    payload.on('error', (err) => guarded.destroy(err));
+    payload.pipe(guarded);
+    lookup.catch(() => {
+      // The request stream itself is left alone: destroying it would close the socket the
+      // refusal is sent on. The body fails with an error of its own (fastify marks the error a
+      // body fails with as a 400); the error handler answers with the refusal itself.
+      payload.unpipe(guarded);
+      guarded.destroy(new Error('the body was not read: the caller was refused'));
+    });
+    return guarded;
   };
 }
 
@@ -133,6 +166,7 @@ export async function alongsideAuthentication<T>(
   opts: { allowAdmin?: boolean },
   work: () => Promise<T>,
 ): Promise<{ caller: Caller; result: T }> {
+  if (refused.has(req)) throw refused.get(req);
   const working = work();
   // If the caller is refused, the work's own outcome is never looked at.
   working.catch(() => undefined);

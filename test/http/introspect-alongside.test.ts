@@ -1,3 +1,4 @@
+import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type KyselyPlugin, type RootOperationNode, TableNode } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -204,6 +205,50 @@ describe(`POST /v1/tokens/introspect authenticates alongside its check (${dialec
       expect(errorOf(await send({})), b.payload.slice(0, 30)).toEqual([401, 'ERR_UNAUTHENTICATED']);
       expect(errorOf(await send(bearer(s.key))), b.payload.slice(0, 30)).toEqual(b.known);
     }
+  });
+
+  it('stops reading the body of a caller the moment its key is refused, and reads it whole for a known one', async () => {
+    const s = await setup();
+    // A body that starts and never ends (a slow client): the refusal does not wait for it.
+    const slow = (headers: Record<string, string>) => {
+      const body = new PassThrough();
+      body.write('{"token":"');
+      const res = s.app.inject({
+        method: 'POST',
+        url: '/v1/tokens/introspect',
+        headers: { ...headers, 'content-type': 'application/json' },
+        payload: body,
+      });
+      return { body, res };
+    };
+    const unknown = slow(bearer(BOGUS));
+    expect(errorOf(await unknown.res)).toEqual([401, 'ERR_UNAUTHENTICATED']);
+    unknown.body.destroy();
+
+    const known = slow(bearer(s.key));
+    let answered = false;
+    void known.res.finally(() => (answered = true));
+    await eventually(() => s.held.state.started > 0, "the known key's lookup");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(answered).toBe(false);
+    known.body.end(`${s.token}"}`);
+    expect((await known.res).json()).toMatchObject({ active: true });
+  });
+
+  it('refuses a request without a key before its body, and starts no check for it', async () => {
+    const s = await setup();
+    const before = s.engineReads.state.answered;
+    for (const headers of [{}, { authorization: 'Basic abc' }, { authorization: 'Bearer two words' }]) {
+      const r = await s.app.inject({
+        method: 'POST',
+        url: '/v1/tokens/introspect',
+        headers,
+        payload: { token: s.token },
+      });
+      expect(errorOf(r)).toEqual([401, 'ERR_UNAUTHENTICATED']);
+    }
+    expect(s.engineReads.state.answered).toBe(before);
+    expect(s.held.state.started).toBe(0);
   });
 
   it('a key lookup that fails is the answer, not the check it overlapped', async () => {
