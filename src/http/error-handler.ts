@@ -51,6 +51,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     // A route that authenticates alongside its work: a caller who is not authenticated is
     // refused as such, whatever else went wrong first (a malformed body, say).
     const err = ((await authenticationRefusal(req)) as FastifyError | null) ?? thrown;
+    // Refused before its body was read whole (a 415, a caller refused while sending it): the
+    // connection is not kept alive, or the unread rest would hold up the next request on it.
+    if (req.raw.complete === false) reply.header('connection', 'close');
     const known = err instanceof AppError ? err : fromFastify(err);
     if (!known) {
       req.log.error({ err }, 'unhandled error');

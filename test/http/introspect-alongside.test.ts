@@ -1,3 +1,4 @@
+import net, { type AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type KyselyPlugin, type RootOperationNode, TableNode } from 'kysely';
@@ -116,7 +117,8 @@ async function setup() {
 }
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
-const BOGUS = `ck_${'x'.repeat(40)}`;
+/** Well-formed, so that its refusal takes a database round trip, as an unknown key's does. */
+const BOGUS = `cak_${'x'.repeat(43)}`;
 const errorOf = (res: { statusCode: number; json: () => unknown }) => [
   res.statusCode,
   (res.json() as { error?: { code: string } }).error?.code,
@@ -233,6 +235,44 @@ describe(`POST /v1/tokens/introspect authenticates alongside its check (${dialec
     expect(answered).toBe(false);
     known.body.end(`${s.token}"}`);
     expect((await known.res).json()).toMatchObject({ active: true });
+  });
+
+  it('over a real socket, closes the connection after refusing a body it did not read whole', async () => {
+    const s = await setup();
+    await s.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = s.app.server.address() as AddressInfo;
+    /** Sends a request head and `body` (not necessarily all it announced); resolves with the answer's head and when the socket closed. */
+    const send = (headers: Record<string, string>, length: number, body: string) =>
+      new Promise<{ head: string; closed: Promise<void> }>((resolve, reject) => {
+        const socket = net.connect(port, '127.0.0.1');
+        const closed = new Promise<void>((r) => socket.once('close', () => r()));
+        let head = '';
+        socket.on('data', (chunk: Buffer) => {
+          head += chunk.toString('latin1');
+          if (head.includes('\r\n\r\n')) resolve({ head: head.split('\r\n\r\n')[0]!, closed });
+        });
+        socket.on('error', reject);
+        const lines = Object.entries({ ...headers, host: '127.0.0.1', 'content-length': String(length) }).map(
+          ([k, v]) => `${k}: ${v}`,
+        );
+        socket.write(`POST /v1/tokens/introspect HTTP/1.1\r\n${lines.join('\r\n')}\r\n\r\n${body}`);
+      });
+    // A known key and a body of another type, larger than the socket reads at once: 415, and the
+    // unread rest does not stay on a kept-alive connection.
+    const big = 'x'.repeat(200 * 1024);
+    const wrongType = await send(
+      { ...bearer(s.key), 'content-type': 'application/octet-stream' },
+      big.length,
+      big,
+    );
+    expect(wrongType.head).toMatch(/^HTTP\/1\.1 415 /);
+    expect(wrongType.head.toLowerCase()).toContain('connection: close');
+    await wrongType.closed;
+    // An unknown key with a JSON body that stops halfway: refused at once, connection closed.
+    const stalled = await send({ ...bearer(BOGUS), 'content-type': 'application/json' }, 1000, '{"token":"');
+    expect(stalled.head).toMatch(/^HTTP\/1\.1 401 /);
+    expect(stalled.head.toLowerCase()).toContain('connection: close');
+    await stalled.closed;
   });
 
   it('refuses a request without a key before its body, and starts no check for it', async () => {

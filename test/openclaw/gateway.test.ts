@@ -190,11 +190,14 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 24
     expect(gw.ran().at(-1)).toMatchObject({ tool: SEND, params: args, binding: { job_id: plan.jobId } });
     expect(model.toolResults().at(-1)).toContain('send_message ran');
     // after_tool_call reported the success with the gateway's receipt: the job completes.
+    // The gateway's log says why, if the result could not be reported (its warning is the only trace).
     await eventually(
       async () => (await jobRow(s.w, plan.jobId)).status === 'completed',
       'the job completed',
       20_000,
-    );
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; the gateway's output:\n${gw.output()}`);
+    });
     expect((await stepRow(s.w, plan.jobId)).result_summary).toMatch(/^OpenClaw: send_message ran in \d+ ms$/);
     const job = await jobRow(s.w, plan.jobId);
     const bundle = await s.w.d.db
