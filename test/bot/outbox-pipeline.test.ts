@@ -56,18 +56,19 @@ function delivery(
  * it answers COMMIT, so the next writer of the thread can commit and be answered first.
  */
 function watchVisibleReplies(engine: TestEngine) {
-  const reads: { key: string; root: string }[][] = [];
-  let watching = true;
-  const loop = (async () => {
-    while (watching) {
-      const rows = await engine.ctx.db
+  const read = async () =>
+    (
+      await engine.ctx.db
         .selectFrom('outbox')
         .select(['dedupe_key', 'root_id'])
         .where('root_id', 'is not', null)
         .orderBy('id')
-        .execute();
-      reads.push(rows.map((r) => ({ key: r.dedupe_key, root: r.root_id! })));
-    }
+        .execute()
+    ).map((r) => ({ key: r.dedupe_key, root: r.root_id! }));
+  const reads: { key: string; root: string }[][] = [];
+  let watching = true;
+  const loop = (async () => {
+    while (watching) reads.push(await read());
   })();
   return {
     /** Stops, reads once more, and returns each thread's replies in id order. */
@@ -75,21 +76,14 @@ function watchVisibleReplies(engine: TestEngine) {
       watching = false;
       await loop;
       const last = new Map<string, string[]>();
-      const byThread = (read: { key: string; root: string }[]) => {
+      const byThread = (rows: { key: string; root: string }[]) => {
         const m = new Map<string, string[]>();
-        for (const r of read) m.set(r.root, [...(m.get(r.root) ?? []), r.key]);
+        for (const r of rows) m.set(r.root, [...(m.get(r.root) ?? []), r.key]);
         return m;
       };
-      const final = await engine.ctx.db
-        .selectFrom('outbox')
-        .select(['dedupe_key', 'root_id'])
-        .where('root_id', 'is not', null)
-        .orderBy('id')
-        .execute();
-      for (const [root, keys] of byThread(final.map((r) => ({ key: r.dedupe_key, root: r.root_id! }))))
-        last.set(root, keys);
-      for (const read of reads) {
-        for (const [root, keys] of byThread(read)) {
+      for (const [root, keys] of byThread(await read())) last.set(root, keys);
+      for (const seen of reads) {
+        for (const [root, keys] of byThread(seen)) {
           expect(keys, `a read of ${root} while writers committed`).toEqual(
             last.get(root)!.slice(0, keys.length),
           );
