@@ -49,7 +49,10 @@ beforeAll(async () => {
       policyHash: s.policyHash,
       requesterId: s.w.ids.grace,
       approvalTimeoutSeconds: 60,
-      resultTimeoutSeconds: 2,
+      // Long enough that a gateway stalled by a loaded machine (its SQLite maintenance alone has
+      // taken 3 to 4 s in CI) still reports a call it ran; the call it never reports is closed
+      // after it.
+      resultTimeoutSeconds: 10,
     },
     env: { CLAW_APPROVALS_AGENT_KEY: s.agentKey },
   });
@@ -114,9 +117,9 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 24
     await eventually(
       async () => (await jobRow(s.w, plan.jobId)).status === 'cancelled',
       'the job closed',
-      20_000,
+      40_000,
     );
-    expect((await jobRow(s.w, plan.jobId)).end_reason).toContain('OpenClaw reported no outcome within 2 s');
+    expect((await jobRow(s.w, plan.jobId)).end_reason).toContain('OpenClaw reported no outcome within 10 s');
   });
 
   it('blocks a denied call with the reason, and the tool never runs', async () => {
@@ -195,8 +198,11 @@ describe(`the plugin in a real OpenClaw gateway (${dialectName})`, { timeout: 24
       async () => (await jobRow(s.w, plan.jobId)).status === 'completed',
       'the job completed',
       20_000,
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; the gateway's output:\n${gw.output()}`);
+    ).catch(async (err: unknown) => {
+      const job = await jobRow(s.w, plan.jobId);
+      throw new Error(
+        `${(err as Error).message}: the job is ${job.status} (${job.end_reason ?? 'no end reason'}); the gateway's output:\n${gw.output()}`,
+      );
     });
     expect((await stepRow(s.w, plan.jobId)).result_summary).toMatch(/^OpenClaw: send_message ran in \d+ ms$/);
     const job = await jobRow(s.w, plan.jobId);
