@@ -224,12 +224,18 @@ export class OutboxDelivery {
       this.leaseUnheard = true;
       throw err;
     }
-    for (const row of rows) this.launch(row);
+    // Posts first: a reaction or a status edit leased alongside a reply is sent a turn later, so
+    // the reply's request leaves first and Mattermost answers it first.
+    const posts = rows.filter((row) => row.kind === 'post');
+    for (const row of posts) this.launch(row, false);
+    for (const row of rows) if (row.kind !== 'post') this.launch(row, posts.length > 0);
     return rows.length === room;
   }
 
-  private launch(row: OutboxRow): void {
-    const run = this.deliverOrPause(row)
+  private launch(row: OutboxRow, afterPosts: boolean): void {
+    const start = afterPosts ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve();
+    const run = start
+      .then(() => this.deliverOrPause(row))
       .catch((err: unknown) => {
         // The outcome could not be recorded: the lease is released at the next lease.
         this.orphans.add(row.id);
@@ -281,15 +287,8 @@ export class OutboxDelivery {
         if (postId === null) {
           const message = await this.render(row.message!);
           // The lookups may have outlasted the lease: another replica may have taken the row and
-          // posted it since. The lease is taken again unless what is left of it, by this clock,
-          // outlasts the longest request (the round trip is then saved).
-          const left = row.lease_until!.getTime() - this.opts.clock().getTime();
-          if (
-            left <= REQUEST_TIMEOUT_MS + LEASE_MARGIN_MS &&
-            !(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))
-          ) {
-            return this.leaseLost(row);
-          }
+          // posted it since.
+          if (!(await this.stillHeld(row))) return this.leaseLost(row);
           postId = (
             await chat.createPost({
               channel_id: row.channel_id,
@@ -401,7 +400,7 @@ export class OutboxDelivery {
     if (now.message !== row.message || props !== row.props) {
       const message = await this.render(now.message);
       // Naming people may have outlasted the lease: a newer state may have been sent since.
-      if (!(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))) {
+      if (!(await this.stillHeld(row))) {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
         return false;
       }
@@ -412,6 +411,18 @@ export class OutboxDelivery {
     }
     await markPatched(db, row, { message: now.message, props }, postId, this.opts.clock());
     return true;
+  }
+
+  /**
+   * Whether the row's lease is still this holder's, just before its request is sent. The lease is
+   * taken again (a round trip) unless what is left of it, by this clock, outlasts the longest
+   * request and a margin for clocks that differ: then no other holder can have it, and the request
+   * ends within it.
+   */
+  private async stillHeld(row: OutboxRow): Promise<boolean> {
+    const left = row.lease_until!.getTime() - this.opts.clock().getTime();
+    if (left > REQUEST_TIMEOUT_MS + LEASE_MARGIN_MS) return true;
+    return holdLease(this.opts.db, row.id, this.owner.id, this.opts.clock(), this.leaseMs);
   }
 
   /**

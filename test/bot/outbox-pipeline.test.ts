@@ -3,7 +3,13 @@ import { decideStep } from '../../src/approvals/record-decision.js';
 import type { ChatPort, ChatPost } from '../../src/chat/chat-port.js';
 import type { LeaseOwner } from '../../src/chat/lease-owner.js';
 import { OutboxDelivery } from '../../src/chat/outbox-delivery.js';
-import { enqueuePost, enqueuePostMarkingStale, statusPatchKey } from '../../src/chat/outbox.js';
+import {
+  enqueuePost,
+  enqueuePostMarkingStale,
+  enqueueReaction,
+  statusPatchKey,
+} from '../../src/chat/outbox.js';
+import { mention } from '../../src/chat/mention-token.js';
 import { renderStatusPost } from '../../src/presenter/chat-presenter.js';
 import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
@@ -207,6 +213,76 @@ describe(`outbox delivery order and concurrency (${dialectName})`, () => {
       const sent = mm.posts.filter((p) => p.root_id === t).map(keyOf);
       expect(sent, t).toEqual(committed.get(t));
     }
+  });
+});
+
+describe(`rows leased together (${dialectName})`, () => {
+  it('sends the reply before the reaction and the status edit written ahead of it', async () => {
+    e = await createTestEngine();
+    const { ctx } = e;
+    const job = await opsJob(ctx);
+    const base = fakeMattermost();
+    const calls: string[] = [];
+    const chat = {
+      ...base.chat,
+      user: base.chat.user.bind(base.chat),
+      postsSince: base.chat.postsSince.bind(base.chat),
+      createPost: (p: Parameters<ChatPort['createPost']>[0]) => {
+        calls.push(`post ${String(p.props?.claw_outbox_key)}`);
+        return base.chat.createPost(p);
+      },
+      addReaction: (...args: Parameters<ChatPort['addReaction']>) => {
+        calls.push(`reaction ${args[2]}`);
+        return base.chat.addReaction(...args);
+      },
+      patchPost: (...args: Parameters<ChatPort['patchPost']>) => {
+        calls.push('edit');
+        return base.chat.patchPost(...args);
+      },
+    } as ChatPort;
+    const d = delivery(e, chat);
+    // The plan post and its status first, so that the edit below has a post to edit.
+    d.start();
+    await eventually(async () => (await undelivered(e!)) === 0, 'the plan post delivered');
+    await d.stop();
+    calls.length = 0;
+
+    const thread = 'threadaaaaaaaaaaaaaaaaaaaa';
+    await ctx.db.transaction().execute(async (trx) => {
+      await enqueueReaction(
+        trx,
+        {
+          key: 'react:one',
+          jobId: job.jobId,
+          channelId: OPS.channel,
+          postId: thread,
+          emoji: 'white_check_mark',
+        },
+        e!.clock(),
+      );
+      // An approval: the job's status post is to be edited.
+      await decideStep(
+        ctx,
+        { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice },
+        trx,
+      );
+      // Names someone, as a minted reply does: the post's request waits for that lookup.
+      await enqueuePost(
+        trx,
+        {
+          key: 'reply:one',
+          jobId: job.jobId,
+          channelId: OPS.channel,
+          rootId: thread,
+          message: `approved by ${mention(U.alice)}`,
+        },
+        e!.clock(),
+      );
+    });
+    delivery(e, chat).start();
+    await eventually(async () => (await undelivered(e!)) === 0, 'the three rows delivered');
+    expect(calls[0]).toBe('post reply:one');
+    expect(calls.slice(1).sort()).toEqual(['edit', 'reaction white_check_mark']);
   });
 });
 

@@ -8,6 +8,7 @@ import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, markStatusPostDelivered, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
+import { counted } from '../helpers/statements.js';
 
 let e: TestEngine | null = null;
 afterEach(async () => {
@@ -98,5 +99,49 @@ describe(`a status edit whose lease ran out while Mattermost was slow (${dialect
       .where('dedupe_key', '=', statusPatchKey(job.jobId))
       .executeTakeFirstOrThrow();
     expect(row.message).toBe((await renderStatusPost(ctx.db, job.jobId, null))!.message);
+  });
+});
+
+describe(`a status edit's lease, checked before the edit is sent (${dialectName})`, () => {
+  it('is taken again (one statement more) only when what is left of it might not outlast the request', async () => {
+    e = await createTestEngine();
+    const { ctx, clock } = e;
+    const jobs = [await opsJob(ctx), await opsJob(ctx)];
+    for (const job of jobs) await markStatusPostDelivered(ctx, job.jobId, clock());
+    await ctx.db.updateTable('outbox').set({ delivered_at: clock() }).where('kind', '!=', 'patch').execute();
+    const c = counted(ctx);
+
+    /** Delivers the edit that alice's approval of `job` causes; the statements it took. */
+    const deliverEdit = async (job: { jobId: number }, lookupSeconds: number) => {
+      await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice });
+      const chat = recordingChat();
+      const d = new OutboxDelivery({
+        db: c.ctx.db,
+        chat: chat.chat,
+        botUserId: 'botbotbotbotbotbotbotbotbo',
+        clock,
+        log: silentLogger(),
+        leaseMs: 30_000,
+        pollMs: 3_600_000,
+        statusPost: (db, jobId) => renderStatusPost(db, jobId, null),
+      });
+      const held = chat.hold();
+      c.reset();
+      d.start();
+      // Naming alice takes this long by the delivery's clock.
+      await held.reached;
+      clock.advance(lookupSeconds);
+      held.release();
+      await eventually(() => chat.patches.length === 1, 'the edit');
+      await d.stop();
+      expect(chat.patches[0]).toContain(`@u${U.alice.slice(0, 4)}`);
+      return c.statements();
+    };
+    // 29 s of the 30 s lease left: no other holder can have it, and the request (20 s at most)
+    // ends within it, clocks differing by up to 5 s.
+    const fresh = await deliverEdit(jobs[0]!, 1);
+    // 24 s left: the lease is taken again first.
+    const aged = await deliverEdit(jobs[1]!, 6);
+    expect(aged).toBe(fresh + 1);
   });
 });
