@@ -9,9 +9,19 @@ export interface Measurement {
 
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
+/**
+ * The `p` quantile of ascending `sorted` by nearest rank: the smallest sample that at least a
+ * fraction `p` of the samples do not exceed. Of 100 samples the p99 is the 99th, not the largest;
+ * of fewer than 100 it is the largest, so a p99 worth the name needs 100 samples or more.
+ */
+export function nearestRank(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length))) - 1]!;
+}
+
 function summarize(times: number[], elapsedMs: number): Measurement {
   times.sort((a, b) => a - b);
-  const pct = (p: number) => times[Math.min(times.length - 1, Math.floor(p * times.length))] ?? 0;
+  const pct = (p: number) => nearestRank(times, p);
   return {
     ops_per_sec: round(times.length / (elapsedMs / 1000), 1),
     p50_ms: round(pct(0.5), 4),
