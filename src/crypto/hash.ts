@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { canonicalJson } from './jcs.js';
 
 export const B64U_SHA256 = /^[A-Za-z0-9_-]{43}$/;
@@ -18,8 +18,9 @@ export function fromB64u(text: string): Uint8Array {
   return new Uint8Array(bytes);
 }
 
+// `hash` is the one-shot form of `createHash(...).update(...).digest(...)`: the same bytes, half the time.
 export function sha256(data: string | Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(data).digest());
+  return new Uint8Array(hash('sha256', data, 'buffer'));
 }
 
 export function sha256B64u(data: string | Uint8Array): string {
@@ -27,7 +28,7 @@ export function sha256B64u(data: string | Uint8Array): string {
 }
 
 export function sha256Hex(data: string | Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 /** base64url(SHA-256(UTF-8(JCS(value)))) without padding: the hash of WPCs and token scopes. */

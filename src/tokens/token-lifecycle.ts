@@ -93,14 +93,16 @@ function preparedStatement(db: Db): { name: string; text: string } {
   return prepared;
 }
 
+/** Runs the prepared introspection statement `name` on `on` (module level: no closure per call). */
+const runPrepared = async (on: Db, name: string, hash: string) =>
+  (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(name)}(${sql.lit(hash)})`.execute(on)).rows[0];
+
 async function preparedIssuanceRecord(db: Db, hash: string): Promise<IssuanceRecord> {
   if (!HEX64.test(hash) || unprepared.has(db)) return issuanceRecord(db, hash);
   const { name, text } = preparedStatement(db);
-  const run = async (on: Db) =>
-    (await sql<NonNullable<IssuanceRecord>>`execute ${sql.raw(name)}(${sql.lit(hash)})`.execute(on)).rows[0];
   let failed: unknown;
   try {
-    return await run(db);
+    return await runPrepared(db, name, hash);
   } catch (err) {
     failed = sqlState(err);
     if (failed !== '26000' && !STALE.has(failed as string)) throw err;
@@ -126,7 +128,7 @@ async function preparedIssuanceRecord(db: Db, hash: string): Promise<IssuanceRec
         if (sqlState(err) !== '42P05') throw err;
       }
       try {
-        return await run(conn);
+        return await runPrepared(conn, name, hash);
       } catch (err) {
         const code = sqlState(err);
         if (code === '26000') {
