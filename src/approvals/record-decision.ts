@@ -8,7 +8,13 @@ import { endJob } from '../jobs/end-job.js';
 import { pausedReason } from '../jobs/kill-switch.js';
 import type { JobEnded } from '../jobs/job-events.js';
 import { closedCode, lockExistingJob, lockJob } from '../jobs/job-repository.js';
-import { lockForDecision, readDecisionNeeds, readJobState, WriteBatch } from '../jobs/job-state.js';
+import {
+  type DecisionNeedsState,
+  lockForDecision,
+  readDecisionNeeds,
+  readJobState,
+  WriteBatch,
+} from '../jobs/job-state.js';
 import { isExpired, settledStatus, stepTransition } from '../jobs/state-machine.js';
 import { planPostKey, writeThreadBinding } from '../chat/outbox.js';
 import { OUTBOX_KEY_PROP } from '../chat/outbox-delivery.js';
@@ -62,6 +68,12 @@ export interface StepDecisionInput {
   button?: ButtonClick;
   /** Where the decision came from, for the metrics; by default a button, a post (chat), else the API. */
   source?: DecisionSource;
+  /**
+   * What `readDecisionNeeds` gives for this job and step, read by the caller in the transaction it
+   * passes, after the post's lock (one statement less): the first attempt uses it, a later one
+   * reads again.
+   */
+  needsRead?: { state: DecisionNeedsState | undefined };
 }
 
 /** Where a step decision came from, when its caller does not say. */
@@ -400,8 +412,12 @@ async function attempt<T>(
  * or step cannot take the decision as it stands: the locked re-read will refuse it without
  * asking, or, if it changed meanwhile, start again.
  */
-async function decisionNeeds(db: Db, input: StepDecisionInput): Promise<FactsNeeded> {
-  const state = await readDecisionNeeds(db, { jobId: input.jobId, stepId: input.step });
+async function decisionNeeds(
+  db: Db,
+  input: StepDecisionInput,
+  read: { state: DecisionNeedsState | undefined } | undefined,
+): Promise<FactsNeeded> {
+  const state = read ? read.state : await readDecisionNeeds(db, { jobId: input.jobId, stepId: input.step });
   const job = state?.job;
   const thread = threadNeeds(job, input.post);
   const none: FactsNeeded = { memberships: [], accounts: [], posts: thread };
@@ -435,11 +451,17 @@ export async function decideStep(
   input: StepDecisionInput,
   callerTrx?: Db,
 ): Promise<DecisionOutcome> {
+  // Read by the caller only in its own transaction, and good for the first attempt only.
+  let read = callerTrx ? input.needsRead : undefined;
   const outcome = await decideOnSnapshot(
     ctx,
     callerTrx,
     input.jobId,
-    (db) => decisionNeeds(db, input),
+    (db) => {
+      const first = read;
+      read = undefined;
+      return decisionNeeds(db, input, first);
+    },
     (trx, facts) => decideLocked(ctx, trx, input, facts),
   );
   if (!outcome.replayed && !callerTrx) ctx.notifier.changed(outcome.jobId);

@@ -14,6 +14,7 @@ import type { Db } from '../db/database.js';
 import type { Database } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { EngineContext } from '../jobs/context.js';
+import { type DecisionNeedsState, decisionNeedsJson, decisionNeedsOf } from '../jobs/job-state.js';
 import { createJob } from '../jobs/create-job.js';
 import { jobView } from '../jobs/job-view.js';
 import { endJobByCommand } from '../jobs/revoke-job.js';
@@ -163,17 +164,34 @@ function postContext(post: ChatPost): PostContext {
   return { postId: post.id, channelId: post.channel_id, rootId: threadOf(post) };
 }
 
-async function lockPost(trx: Db, postId: string): Promise<Seen | null> {
+/**
+ * Takes the post's lock, then reads whether it was handled. `decision`: a step decision the post
+ * makes, whose needs (see `decideStep`) are read in the same statement.
+ */
+async function lockPost(
+  trx: Db,
+  postId: string,
+  decision?: { jobId: number; stepId: string },
+): Promise<{ seen: Seen | null; needsRead?: { state: DecisionNeedsState | undefined } }> {
   // The same lock decideStep takes: one replica handles a post, the other sees it handled.
   // Two statements, not one: a statement reads the snapshot taken when it began, before it
   // waited for the lock, so the row the other replica committed meanwhile would go unseen.
   await sql`select pg_advisory_xact_lock(hashtextextended(${postId}, 0))`.execute(trx);
-  const row = await trx
-    .selectFrom('chat_posts')
-    .select(['edit_at', 'delete_at'])
-    .where('post_id', '=', postId)
-    .executeTakeFirst();
-  return row ? { edit_at: Number(row.edit_at), delete_at: Number(row.delete_at) } : null;
+  const { rows } = await sql<{ edit_at: unknown; delete_at: unknown; needs: unknown }>`
+    select p.edit_at, p.delete_at, ${decision ? decisionNeedsJson(decision) : sql`null`} as needs
+      from (select 1) as one left join chat_posts p on p.post_id = ${postId}`.execute(trx);
+  const row = rows[0]!;
+  return {
+    seen: row.edit_at === null ? null : { edit_at: Number(row.edit_at), delete_at: Number(row.delete_at) },
+    ...(decision ? { needsRead: { state: decisionNeedsOf(row.needs) } } : {}),
+  };
+}
+
+/** The step decision a post makes, if it makes one: its needs are read with the post's lock. */
+function stepDecisionOf(intent: Intent): { jobId: number; stepId: string } | undefined {
+  if (intent.kind !== 'decision') return undefined;
+  const c = intent.command;
+  return c.kind === 'approve' || c.kind === 'deny' ? { jobId: c.jobId, stepId: c.step } : undefined;
 }
 
 /** The bot's reaction to an accepted command, or null: it reacts to what it acted on. */
@@ -247,7 +265,7 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
   }
   const { engine } = deps;
   const result = await engine.db.transaction().execute(async (trx): Promise<Handled> => {
-    const seen = await lockPost(trx, post.id);
+    const { seen, needsRead } = await lockPost(trx, post.id, edited ? undefined : stepDecisionOf(intent));
     const at = engine.clock();
     const replies = new Replies(trx, deps, post, at);
     if (seen) return followUp(deps, trx, post, seen, replies);
@@ -269,7 +287,7 @@ export async function handlePost(deps: HandlerDeps, post: ChatPost): Promise<Han
       }
       return { outcome: 'handled', action: 'edited_before_seen', jobId: null };
     }
-    return act(deps, trx, post, intent, replies, at);
+    return act(deps, trx, post, intent, replies, at, needsRead);
   });
   if (result.outcome === 'handled') {
     if (result.jobId !== null) engine.notifier.changed(result.jobId);
@@ -339,6 +357,7 @@ async function act(
   intent: Intent,
   replies: Replies,
   at: Date,
+  needsRead?: { state: DecisionNeedsState | undefined },
 ): Promise<Handled> {
   const ctx = postContext(post);
   const reply = `reply:${post.id}`;
@@ -374,6 +393,7 @@ async function act(
               userId: post.user_id,
               post: ctx,
               ...(c.kind === 'deny' ? { reason: c.reason } : {}),
+              ...(needsRead ? { needsRead } : {}),
             },
             trx,
           );
@@ -616,7 +636,7 @@ async function run(
 export async function refuseUnprocessablePost(deps: HandlerDeps, post: ChatPost): Promise<Handled> {
   const { engine } = deps;
   return engine.db.transaction().execute(async (trx): Promise<Handled> => {
-    if (await lockPost(trx, post.id)) return { outcome: 'duplicate' };
+    if ((await lockPost(trx, post.id)).seen) return { outcome: 'duplicate' };
     const at = engine.clock();
     await remember(trx, post, 'unprocessable', null, at);
     if (routePost(post, deps.bot).kind !== 'ignore') {

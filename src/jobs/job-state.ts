@@ -86,6 +86,39 @@ const standingConfirmation = (jobId: unknown) => sql`
     where x.job_id = ${jobId} and x.kind = 'confirm' and x.outcome = 'accepted' and x.withdrawn_at is null
     order by x.id desc limit 1)`;
 
+/** What deciding on a step has to ask Mattermost about (see `readDecisionNeeds`). */
+export interface DecisionNeedsState {
+  job: JobRow;
+  steps: JobStepRow[];
+  live: LiveDecision[];
+  confirmation: ConfirmDecision | null;
+}
+
+/**
+ * What deciding on `stepId` has to ask Mattermost about, as one JSON value (null: there is no
+ * such job), so that a statement reading something else can read it too; `decisionNeedsOf`
+ * reads the value.
+ */
+export const decisionNeedsJson = (q: { jobId: number; stepId: string }) => sql<unknown>`
+  (select json_build_object(
+      'job', row_to_json(j),
+      'steps', (select coalesce(json_agg(s order by s.position), '[]') from job_steps s where s.job_id = j.id),
+      'live', ${liveApprovals(sql`j.id`, q.stepId)},
+      'confirmation', ${standingConfirmation(sql`j.id`)})
+     from jobs j where j.id = ${q.jobId})`;
+
+/** The value `decisionNeedsJson` read; undefined when there is no such job. */
+export function decisionNeedsOf(value: unknown): DecisionNeedsState | undefined {
+  const v = json<Record<string, unknown> | null>(value);
+  if (!v) return undefined;
+  return {
+    job: withDates<JobRow>(json<Record<string, unknown>>(v.job)),
+    steps: json<Record<string, unknown>[]>(v.steps).map((s) => withDates<JobStepRow>(s)),
+    live: json<Record<string, unknown>[]>(v.live).map((x) => withDates<LiveDecision>(x)),
+    confirmation: json<ConfirmDecision | null>(v.confirmation),
+  };
+}
+
 /**
  * One statement, without locks: what deciding on `stepId` has to ask Mattermost about, read
  * before the job is locked (the job, its steps, the step's live approvals and the standing
@@ -94,25 +127,9 @@ const standingConfirmation = (jobId: unknown) => sql`
 export async function readDecisionNeeds(
   db: Db,
   q: { jobId: number; stepId: string },
-): Promise<
-  { job: JobRow; steps: JobStepRow[]; live: LiveDecision[]; confirmation: ConfirmDecision | null } | undefined
-> {
-  const r = await sql<{ job: unknown; steps: unknown; live: unknown; confirmation: unknown }>`
-    select
-      row_to_json(j) as job,
-      (select coalesce(json_agg(s order by s.position), '[]') from job_steps s where s.job_id = j.id) as steps,
-      ${liveApprovals(sql`j.id`, q.stepId)} as live,
-      ${standingConfirmation(sql`j.id`)} as confirmation
-    from jobs j where j.id = ${q.jobId}
-  `.execute(db);
-  const row = r.rows[0];
-  if (!row) return undefined;
-  return {
-    job: withDates<JobRow>(json<Record<string, unknown>>(row.job)),
-    steps: json<Record<string, unknown>[]>(row.steps).map((s) => withDates<JobStepRow>(s)),
-    live: json<Record<string, unknown>[]>(row.live).map((x) => withDates<LiveDecision>(x)),
-    confirmation: json<ConfirmDecision | null>(row.confirmation),
-  };
+): Promise<DecisionNeedsState | undefined> {
+  const r = await sql<{ needs: unknown }>`select ${decisionNeedsJson(q)} as needs`.execute(db);
+  return decisionNeedsOf(r.rows[0]?.needs);
 }
 
 /**

@@ -5,6 +5,7 @@ import type { Directory } from '../../src/approvals/directory.js';
 import { statusPatchKey } from '../../src/chat/outbox.js';
 import type { Db } from '../../src/db/database.js';
 import type { EngineContext } from '../../src/jobs/context.js';
+import { readDecisionNeeds } from '../../src/jobs/job-state.js';
 import {
   getVerifiedApprovalPolicy,
   VERIFIED_POLICY_CACHE_MAX,
@@ -235,6 +236,35 @@ describe(`no network call while the job row is locked (${dialectName})`, () => {
       expect((await approve(ctx, job.jobId, U.alice)).code).toBe('APPROVAL_COUNTED');
     };
     const outcome = await approve(ctx, job.jobId, U.dmitri);
+    expect(outcome.code).toBe('QUORUM_MET');
+    expect(outcome.minted!.counted.map((c) => c.userId).sort()).toEqual([U.alice, U.dmitri].sort());
+  });
+
+  it("uses its caller's read of what to ask once: an approval committed since that read makes it start again and read afresh", async () => {
+    const posts = new Map<string, { userId: string; message: string }>();
+    e = await createTestEngine({ facts: fakeChat(posts, {}) });
+    const { ctx } = e;
+    const job = await opsJob(ctx);
+    // The caller read the needs (the bot does so with the post's lock); alice's approval commits after.
+    const stale = await readDecisionNeeds(ctx.db, { jobId: job.jobId, stepId: 'post-summary' });
+    expect(stale!.live).toEqual([]);
+    expect((await approve(ctx, job.jobId, U.alice)).code).toBe('APPROVAL_COUNTED');
+    const outcome = await ctx.db
+      .transaction()
+      .execute((trx) =>
+        decideStep(
+          ctx,
+          {
+            kind: 'approve',
+            jobId: job.jobId,
+            step: 'post-summary',
+            userId: U.dmitri,
+            needsRead: { state: stale },
+          },
+          trx,
+        ),
+      );
+    // The first attempt asked nothing about alice and started again; the second read her approval.
     expect(outcome.code).toBe('QUORUM_MET');
     expect(outcome.minted!.counted.map((c) => c.userId).sort()).toEqual([U.alice, U.dmitri].sort());
   });
