@@ -249,21 +249,19 @@ describe(`no network call while the job row is locked (${dialectName})`, () => {
     const stale = await readDecisionNeeds(ctx.db, { jobId: job.jobId, stepId: 'post-summary' });
     expect(stale!.live).toEqual([]);
     expect((await approve(ctx, job.jobId, U.alice)).code).toBe('APPROVAL_COUNTED');
-    const outcome = await ctx.db
-      .transaction()
-      .execute((trx) =>
-        decideStep(
-          ctx,
-          {
-            kind: 'approve',
-            jobId: job.jobId,
-            step: 'post-summary',
-            userId: U.dmitri,
-            needsRead: { state: stale },
-          },
-          trx,
-        ),
-      );
+    const outcome = await ctx.db.transaction().execute((trx) =>
+      decideStep(
+        ctx,
+        {
+          kind: 'approve',
+          jobId: job.jobId,
+          step: 'post-summary',
+          userId: U.dmitri,
+          needsRead: { state: stale },
+        },
+        trx,
+      ),
+    );
     // The first attempt asked nothing about alice and started again; the second read her approval.
     expect(outcome.code).toBe('QUORUM_MET');
     expect(outcome.minted!.counted.map((c) => c.userId).sort()).toEqual([U.alice, U.dmitri].sort());
