@@ -12,7 +12,6 @@ import { signActionContext } from '../crypto/action-mac.js';
 import type { EngineContext } from '../jobs/context.js';
 import type { JobEvent, JobEventSink } from '../jobs/job-events.js';
 import { getVerifiedApprovalPolicy } from '../policy/registry.js';
-import { readChain } from '../proofs/event-chain.js';
 import type { TrustCheck } from '../tokens/key-ring.js';
 import {
   confirmationWithdrawnMessage,
@@ -75,16 +74,17 @@ export async function renderStatusPost(
   publicUrl: string | null,
   buttons?: ButtonSettings & { postId: string },
 ): Promise<{ message: string; props: Record<string, unknown> } | null> {
-  // Two reads, not one snapshot: the chain first, then the row. The row's bundle id is set in
-  // the transaction that appends job_ended and never changes after, its hashes never change,
-  // so a row read after the chain always has the bundle of an end the chain holds. Read the
-  // other way round, an end committed between the reads showed a job ended without its bundle.
-  const chain = await readChain(db, jobId);
-  const job = await db
-    .selectFrom('jobs')
-    .select(['bundle_id', 'plan_hash_b64u', 'policy_hash_b64u'])
-    .where('id', '=', jobId)
-    .executeTakeFirst();
+  // The chain and the job's row in one statement, so from one snapshot: an end the chain holds
+  // comes with its bundle (both are written by the transaction that appends job_ended). A job's
+  // row and its job_created event are written by one transaction: no rows, no job.
+  const chain = await db
+    .selectFrom('jobs as j')
+    .innerJoin('job_events as e', 'e.job_id', 'j.id')
+    .select(['e.event_type', 'e.payload', 'j.bundle_id', 'j.plan_hash_b64u', 'j.policy_hash_b64u'])
+    .where('j.id', '=', jobId)
+    .orderBy('e.seq')
+    .execute();
+  const job = chain[0];
   if (!job) return null;
   const board = boardOf(jobId, chain, job.bundle_id);
   if (!board) return null;

@@ -102,8 +102,8 @@ describe(`a status edit whose lease ran out while Mattermost was slow (${dialect
   });
 });
 
-describe(`a status edit's lease, checked before the edit is sent (${dialectName})`, () => {
-  it('is taken again (one statement more) only when what is left of it might not outlast the request', async () => {
+describe(`a status edit's statements (${dialectName})`, () => {
+  it('take the lease again (one statement more) only when what is left of it might not outlast the request', async () => {
     e = await createTestEngine();
     const { ctx, clock } = e;
     const jobs = [await opsJob(ctx), await opsJob(ctx)];
@@ -143,5 +143,8 @@ describe(`a status edit's lease, checked before the edit is sent (${dialectName}
     // 24 s left: the lease is taken again first.
     const aged = await deliverEdit(jobs[1]!, 6);
     expect(aged).toBe(fresh + 1);
+    // A delivery's start (leases of processes gone), the lease, the status post's id, the job's
+    // state as one read (its chain and its row), and the edit recorded.
+    expect(fresh).toBe(5);
   });
 });
