@@ -3,7 +3,7 @@ import type { JobRow, JobStepRow, TokenRow } from '../db/schema.js';
 import type { ApprovalRule } from '../policy/types.js';
 import { currentQuorum } from '../tokens/mint-step-token.js';
 import type { EngineContext } from './context.js';
-import { jobPlan, jobSteps, stepRule } from './job-repository.js';
+import { findJob, jobPlan, jobSteps, stepRule } from './job-repository.js';
 
 /** How a decision reached the engine. */
 export type DecisionVia = 'chat' | 'button' | 'command' | 'api';
@@ -87,30 +87,96 @@ export interface JobView {
   }[];
 }
 
-/**
- * The job as an agent (or `status`) sees it. Approvals are counted as the quorum would count
- * them now, which needs the engine's directory; without `engine` they are reported as unknown
- * (null), never as the stale number of decision rows.
- */
-export async function jobView(db: Db, job: JobRow, engine?: EngineContext): Promise<JobView> {
-  const steps = await jobSteps(db, job.id);
-  const plan = new Map(jobPlan(job).map((s) => [s.id, s]));
+/** What a view is made of, besides the job's row: read together (see `snapshotJobView`). */
+interface ViewRows {
+  steps: JobStepRow[];
+  tokens: Map<
+    string,
+    Pick<TokenRow, 'step_id' | 'jti' | 'issued_at' | 'expires_at' | 'compact' | 'revoked_at'>
+  >;
+  decided: ReturnType<typeof decisionFacts>;
+}
+
+async function viewRows(db: Db, jobId: number): Promise<ViewRows> {
+  const steps = await jobSteps(db, jobId);
   const tokens = new Map(
     (
       await db
         .selectFrom('tokens')
         .select(['step_id', 'jti', 'issued_at', 'expires_at', 'compact', 'revoked_at'])
-        .where('job_id', '=', job.id)
+        .where('job_id', '=', jobId)
         .execute()
     ).map((t) => [t.step_id, t]),
   );
-  const decided = decisionFacts(await decisionRecords(db, job.id));
+  return { steps, tokens, decided: decisionFacts(await decisionRecords(db, jobId)) };
+}
+
+/** Approvals that count now, per gated step (see `countingNow`). */
+async function approvalCounts(
+  engine: EngineContext | undefined,
+  db: Db,
+  job: JobRow,
+  steps: JobStepRow[],
+): Promise<Map<string, number | null>> {
   const counts = new Map<string, number | null>();
   for (const s of steps) {
     const rule = stepRule(s);
     if (s.gate !== 'gated' || rule === null) continue;
     counts.set(s.step_id, await countingNow(engine, db, job, s, rule));
   }
+  return counts;
+}
+
+/**
+ * The job as an agent (or `status`) sees it. Approvals are counted as the quorum would count
+ * them now, which needs the engine's directory; without `engine` they are reported as unknown
+ * (null), never as the stale number of decision rows. The rows are read in `db` statement by
+ * statement; `snapshotJobView` reads them from one snapshot.
+ */
+export async function jobView(db: Db, job: JobRow, engine?: EngineContext): Promise<JobView> {
+  const rows = await viewRows(db, job.id);
+  return viewOf(job, rows, await approvalCounts(engine, db, job, rows.steps));
+}
+
+/** The last event's sequence number: it moves with every change of the job. */
+export async function chainVersion(db: Db, jobId: number): Promise<number> {
+  const row = await db
+    .selectFrom('job_events')
+    .select((eb) => eb.fn.max('seq').as('v'))
+    .where('job_id', '=', jobId)
+    .executeTakeFirst();
+  return Number(row?.v ?? 0);
+}
+
+/**
+ * The job and its chain's version as one snapshot shows them (undefined: no such job). Read
+ * statement by statement instead, a change committed between two reads could show, say, an
+ * open job whose steps its expiry had cancelled, and an agent waiting on it would be told its
+ * step was cancelled, not that the approval window elapsed. The approvals that count now are
+ * counted after the snapshot, as `jobView` counts them: counting may ask Mattermost, and no
+ * transaction waits on Mattermost (with embedded PGlite, the one connection would wait too).
+ */
+export async function snapshotJobView(
+  engine: EngineContext,
+  jobId: number,
+): Promise<{ view: JobView; version: number } | undefined> {
+  const read = await engine.db
+    .transaction()
+    .setIsolationLevel('repeatable read')
+    .execute(async (trx) => {
+      const job = await findJob(trx, jobId);
+      if (!job) return undefined;
+      const rows = await viewRows(trx, jobId);
+      return { job, rows, version: await chainVersion(trx, jobId) };
+    });
+  if (!read) return undefined;
+  const counts = await approvalCounts(engine, engine.db, read.job, read.rows.steps);
+  return { view: viewOf(read.job, read.rows, counts), version: read.version };
+}
+
+function viewOf(job: JobRow, rows: ViewRows, counts: Map<string, number | null>): JobView {
+  const { steps, tokens, decided } = rows;
+  const plan = new Map(jobPlan(job).map((s) => [s.id, s]));
   return {
     id: `job:${job.id}`,
     job_id: job.id,

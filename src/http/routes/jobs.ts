@@ -5,7 +5,7 @@ import { closeJob, claimToken, MAX_RECEIPTS_PER_RESULT, reportResult } from '../
 import type { EngineContext } from '../../jobs/context.js';
 import { createJob } from '../../jobs/create-job.js';
 import { findJob } from '../../jobs/job-repository.js';
-import { jobView } from '../../jobs/job-view.js';
+import { chainVersion, snapshotJobView } from '../../jobs/job-view.js';
 import { MAX_PLAN_STEPS } from '../../jobs/plan.js';
 import { authenticateAgentOnly } from '../auth.js';
 import { AUTH_ERRORS, BODY_ERRORS, errorResponses, PARAM_ERRORS } from '../error-handler.js';
@@ -199,14 +199,8 @@ const stepParams = {
   properties: { id: { type: 'string', pattern: JOB_ID }, step: { type: 'string', pattern: STEP_ID.source } },
 } as const;
 
-async function versionOf(ctx: EngineContext, jobId: number): Promise<number> {
-  const row = await ctx.db
-    .selectFrom('job_events')
-    .select((eb) => eb.fn.max('seq').as('v'))
-    .where('job_id', '=', jobId)
-    .executeTakeFirst();
-  return Number(row?.v ?? 0);
-}
+/** The job's version (see `chainVersion`), as long polls compare it. */
+const versionOf = (ctx: EngineContext, jobId: number) => chainVersion(ctx.db, jobId);
 
 /** Aborts when the client goes away, so a long-poll never outlives its request. */
 function abortOnClose(req: FastifyRequest): AbortSignal {
@@ -242,9 +236,9 @@ export function jobRoutes(
   const auth = (req: FastifyRequest) =>
     authenticateAgentOnly(req, { db: ctx.db, adminToken: deps.adminToken });
   const view = async (engine: EngineContext, jobId: number) => {
-    const job = await findJob(engine.db, jobId);
-    if (!job) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
-    return { ...(await jobView(engine.db, job, engine)), version: await versionOf(engine, jobId) };
+    const read = await snapshotJobView(engine, jobId);
+    if (!read) throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
+    return { ...read.view, version: read.version };
   };
 
   app.post<{
