@@ -111,6 +111,10 @@ export class OutboxDelivery {
   private readonly orphans = new Set<number>();
   /** A lease statement failed: it may have committed, leasing rows this process never heard of. */
   private leaseUnheard = false;
+  /** Transactions of this process that wrote outbox rows, counted as they commit. */
+  private commits = 0;
+  /** Posts delivered whose record found nothing of their thread waiting behind them. */
+  private readonly lastOfThread = new Set<number>();
   private stopped = true;
   private pauseUntil = 0;
   private failures = 0;
@@ -135,7 +139,10 @@ export class OutboxDelivery {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.unsubscribe = onOutboxCommitted(() => this.wake());
+    this.unsubscribe = onOutboxCommitted(() => {
+      this.commits += 1;
+      this.wake();
+    });
     this.wake();
   }
 
@@ -234,6 +241,7 @@ export class OutboxDelivery {
 
   private launch(row: OutboxRow, afterPosts: boolean): void {
     const start = afterPosts ? new Promise<void>((resolve) => setImmediate(resolve)) : Promise.resolve();
+    const commits = this.commits;
     const run = start
       .then(() => this.deliverOrPause(row))
       .catch((err: unknown) => {
@@ -243,8 +251,13 @@ export class OutboxDelivery {
       })
       .finally(() => {
         this.inFlight.delete(row.id);
-        // A delivered post makes the next one of its thread due; a free slot takes waiting rows.
-        if (row.kind === 'post' || this.again || this.orphans.size > 0) this.wake();
+        const last = this.lastOfThread.delete(row.id);
+        // A post that is done may make the next one of its thread due, unless its record said
+        // nothing waited behind it and no transaction of this process wrote to the outbox since
+        // it was leased (another process's rows are found by its own wake, or the next poll).
+        // A free slot takes waiting rows.
+        const next = row.kind === 'post' && (!last || this.commits !== commits);
+        if (next || this.again || this.orphans.size > 0) this.wake();
       });
     this.inFlight.set(row.id, run);
     if (row.job_id !== null && row.dedupe_key === planPostKey(row.job_id)) {
@@ -305,7 +318,9 @@ export class OutboxDelivery {
           await bindJobThread(db, row.job_id, postId, this.opts.clock());
         }
         // Marked delivered, and an edit that waited for this post (its status post) made due.
-        if (!(await markPostDelivered(db, row, postId, this.opts.clock()))) return this.leaseLost(row);
+        const marked = await markPostDelivered(db, row, postId, this.opts.clock());
+        if (!marked.recorded) return this.leaseLost(row);
+        if (!marked.more) this.lastOfThread.add(row.id);
         if (earlier) log.info({ outboxId: row.id, postId }, 'outbox row was already posted; not resending');
       }
       if (sent) this.opts.metrics?.outboxDelivered(row.kind);

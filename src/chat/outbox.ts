@@ -393,16 +393,16 @@ export async function markDelivered(db: Db, row: Leased, postId: string | null, 
 
 /**
  * A post was delivered; if it is a job's status post, the edit waiting for it is due now. One
- * statement for both.
+ * statement for both, which also says whether anything became due by it: a later post of its
+ * thread (which it held back), or that edit. `recorded` false: the row was no longer this
+ * holder's, and nothing was written.
  */
 export async function markPostDelivered(
   db: Db,
-  row: Leased & { job_id: number | null; dedupe_key: string },
+  row: Leased & { job_id: number | null; dedupe_key: string; channel_id: string; root_id: string | null },
   postId: string,
   at: Date,
-): Promise<boolean> {
-  if (row.job_id === null) return markDelivered(db, row, postId, at);
-  const jobId = row.job_id;
+): Promise<{ recorded: boolean; more: boolean }> {
   const done = await db
     .with('delivered', (qb) =>
       qb
@@ -422,17 +422,37 @@ export async function markPostDelivered(
       qb
         .updateTable('outbox')
         .set({ next_attempt_at: at })
-        .where('dedupe_key', '=', statusPatchKey(jobId))
+        // A post of no job is no job's status post: nothing matches.
+        .where('dedupe_key', '=', row.job_id === null ? '' : statusPatchKey(row.job_id))
         .where('target_key', '=', row.dedupe_key)
         .where('delivered_at', 'is', null)
         .where('failed_at', 'is', null)
         .where((eb) => eb.exists(eb.selectFrom('delivered').select('delivered.id')))
         .returning('id'),
     )
-    .selectFrom('delivered')
-    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .selectNoFrom((eb) => [
+      eb
+        .selectFrom('delivered')
+        .select((e) => e.fn.countAll<string>().as('n'))
+        .as('n'),
+      eb.exists(eb.selectFrom('released').select('released.id')).as('released'),
+      eb
+        .exists(
+          eb
+            .selectFrom('outbox as e')
+            .select('e.id')
+            .where('e.kind', '=', 'post')
+            .where('e.channel_id', '=', row.channel_id)
+            .where('e.root_id', 'is not distinct from', row.root_id)
+            .where('e.id', '>', row.id)
+            .where('e.delivered_at', 'is', null)
+            .where('e.failed_at', 'is', null),
+        )
+        .as('following'),
+    ])
     .executeTakeFirstOrThrow();
-  return Number(done.n) === 1;
+  const recorded = Number(done.n) === 1;
+  return { recorded, more: recorded && (Boolean(done.released) || Boolean(done.following)) };
 }
 
 /**

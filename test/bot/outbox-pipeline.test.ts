@@ -15,7 +15,8 @@ import { eventually } from '../helpers/bot-world.js';
 import { dialectName } from '../helpers/db.js';
 import { createTestEngine, OPS, opsJob, type TestEngine, U } from '../helpers/engine.js';
 import { silentLogger } from '../helpers/log.js';
-import { BOT, fakeMattermost as fakeWithHooks, keyOf } from './outbox-fakes.js';
+import { counted } from '../helpers/statements.js';
+import { BOT, fakeMattermost as fakeWithHooks, gate, keyOf } from './outbox-fakes.js';
 
 let e: TestEngine | null = null;
 const deliveries: OutboxDelivery[] = [];
@@ -283,6 +284,74 @@ describe(`rows leased together (${dialectName})`, () => {
     await eventually(async () => (await undelivered(e!)) === 0, 'the three rows delivered');
     expect(calls[0]).toBe('post reply:one');
     expect(calls.slice(1).sort()).toEqual(['edit', 'reaction white_check_mark']);
+  });
+});
+
+describe(`a delivered post and what waits behind it (${dialectName})`, () => {
+  const thread = 'threadbbbbbbbbbbbbbbbbbbbb';
+  const reply = (key: string) => ({
+    key,
+    jobId: null,
+    channelId: OPS.channel,
+    rootId: thread,
+    message: `message ${key}`,
+  });
+
+  it('a later post of its thread, written before it was sent, is sent at once after it (no poll)', async () => {
+    e = await createTestEngine();
+    await e.ctx.db.transaction().execute(async (trx) => {
+      await enqueuePost(trx, reply('one'), e!.clock());
+      await enqueuePost(trx, reply('two'), e!.clock());
+    });
+    const mm = fakeMattermost();
+    delivery(e, mm.chat).start();
+    await eventually(() => mm.posts.length === 2, 'both posts, the next poll an hour away');
+    expect(mm.posts.map(keyOf)).toEqual(['one', 'two']);
+  });
+
+  it('a status edit that waited for its status post is sent at once after it (no poll)', async () => {
+    e = await createTestEngine();
+    const { ctx } = e;
+    const job = await opsJob(ctx);
+    // The job moves before its plan (the status post) is posted: its edit waits for the post.
+    await decideStep(ctx, { kind: 'approve', jobId: job.jobId, step: 'post-summary', userId: U.alice });
+    const held = gate();
+    const mm = fakeWithHooks({ onCreate: () => held.pass() });
+    delivery(e, mm.chat).start();
+    await held.reached;
+    await eventually(
+      async () =>
+        (
+          await ctx.db
+            .selectFrom('outbox')
+            .select('last_error')
+            .where('dedupe_key', '=', statusPatchKey(job.jobId))
+            .executeTakeFirstOrThrow()
+        ).last_error === 'waiting for the status post',
+      'the edit waiting for its post',
+    );
+    held.open();
+    await eventually(() => mm.patches.length === 1, 'the edit, the next poll an hour away');
+  });
+
+  it('with nothing behind it, leases nothing more: 3 statements for one post', async () => {
+    e = await createTestEngine();
+    await e.ctx.db.transaction().execute((trx) => enqueuePost(trx, reply('alone'), e!.clock()));
+    const c = counted(e.ctx);
+    const mm = fakeMattermost();
+    const d = new OutboxDelivery({
+      db: c.ctx.db,
+      chat: mm.chat,
+      botUserId: BOT,
+      clock: e.clock,
+      log: silentLogger(),
+      pollMs: HOUR,
+    });
+    d.start();
+    await eventually(() => mm.posts.length === 1, 'the post');
+    await d.stop();
+    // The start (leases of processes gone), the lease, the post recorded delivered.
+    expect(c.statements()).toBe(3);
   });
 });
 
