@@ -231,8 +231,9 @@ export class OutboxDelivery {
       this.leaseUnheard = true;
       throw err;
     }
-    // Posts first: a reaction or a status edit leased alongside a reply is sent a turn later, so
-    // the reply's request leaves first and Mattermost answers it first.
+    // Posts first: a reaction or a status edit leased alongside a reply starts a turn later, so
+    // the reply's request usually leaves first (unless the post must ask something first, such
+    // as a name not cached), and Mattermost is not answering the others while it answers it.
     const posts = rows.filter((row) => row.kind === 'post');
     for (const row of posts) this.launch(row, false);
     for (const row of rows) if (row.kind !== 'post') this.launch(row, posts.length > 0);
@@ -414,8 +415,12 @@ export class OutboxDelivery {
     const props = statusPropsDigest(now.props);
     if (now.message !== row.message || props !== row.props) {
       const message = await this.render(now.message);
-      // Naming people may have outlasted the lease: a newer state may have been sent since.
-      if (!(await this.stillHeld(row))) {
+      // Naming people may have outlasted the lease: a newer state may have been sent since. The
+      // lease is always taken again here (unlike a post's), so that the whole of it is left: if
+      // the request fails without an answer, its hold (`markRetryHeld`) is recorded well before
+      // the lease could run out on another replica's clock. A post sent twice is found by its
+      // key; an older state landing after a newer one is found by no one.
+      if (!(await holdLease(db, row.id, this.owner.id, this.opts.clock(), this.leaseMs))) {
         this.opts.log.info({ outboxId: row.id }, 'status edit taken over by another holder; not sending');
         return false;
       }
@@ -429,10 +434,10 @@ export class OutboxDelivery {
   }
 
   /**
-   * Whether the row's lease is still this holder's, just before its request is sent. The lease is
+   * Whether a post's lease is still this holder's, just before its request is sent. The lease is
    * taken again (a round trip) unless what is left of it, by this clock, outlasts the longest
    * request and a margin for clocks that differ: then no other holder can have it, and the request
-   * ends within it.
+   * ends within it. (A status edit always takes it again: see `patch`.)
    */
   private async stillHeld(row: OutboxRow): Promise<boolean> {
     const left = row.lease_until!.getTime() - this.opts.clock().getTime();

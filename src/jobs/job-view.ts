@@ -153,8 +153,9 @@ export async function chainVersion(db: Db, jobId: number): Promise<number> {
  * statement by statement instead, a change committed between two reads could show, say, an
  * open job whose steps its expiry had cancelled, and an agent waiting on it would be told its
  * step was cancelled, not that the approval window elapsed. The approvals that count now are
- * counted after the snapshot, as `jobView` counts them: counting may ask Mattermost, and no
- * transaction waits on Mattermost (with embedded PGlite, the one connection would wait too).
+ * counted after the snapshot's transaction, as `jobView` counts them: counting may ask
+ * Mattermost, and the snapshot does not hold a connection while it waits (with embedded PGlite,
+ * every other query would wait too).
  */
 export async function snapshotJobView(
   engine: EngineContext,
