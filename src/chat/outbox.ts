@@ -436,6 +436,7 @@ export async function markPostDelivered(
         .select((e) => e.fn.countAll<string>().as('n'))
         .as('n'),
       eb.exists(eb.selectFrom('released').select('released.id')).as('released'),
+      // A later post of the same thread, as leaseDue holds posts back: this one held it back.
       eb
         .exists(
           eb

@@ -199,9 +199,6 @@ const stepParams = {
   properties: { id: { type: 'string', pattern: JOB_ID }, step: { type: 'string', pattern: STEP_ID.source } },
 } as const;
 
-/** The job's version (see `chainVersion`), as long polls compare it. */
-const versionOf = (ctx: EngineContext, jobId: number) => chainVersion(ctx.db, jobId);
-
 /** Aborts when the client goes away, so a long-poll never outlives its request. */
 function abortOnClose(req: FastifyRequest): AbortSignal {
   const controller = new AbortController();
@@ -370,12 +367,13 @@ export function jobRoutes(
       if (!job || job.executor !== agent.id)
         throw new AppError('ERR_JOB_NOT_FOUND', `job:${jobId} does not exist`);
       if (wait > 0) {
-        const start = req.query.after === undefined ? await versionOf(ctx, jobId) : Number(req.query.after);
+        const start =
+          req.query.after === undefined ? await chainVersion(ctx.db, jobId) : Number(req.query.after);
         await longPoll(
           ctx,
           wait,
           abortOnClose(req),
-          async () => (await versionOf(ctx, jobId)) > start,
+          async () => (await chainVersion(ctx.db, jobId)) > start,
           jobId,
         );
       }
